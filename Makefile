@@ -1,0 +1,27 @@
+# Two entry points (README): `make run` and `make test`. Both create the project-local virtual
+# environment .venv from requirements.txt on first use (and again when the pins change).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+# A stage's `python` must be the venv's (stack.md §6), and nothing phones home.
+ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
+
+.PHONY: install run test clean-checkpoints
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(ENV) $(BIN)/dvc repro
+
+test: $(STAMP)
+	$(ENV) $(BIN)/python -m pytest -q
+
+clean-checkpoints:
+	rm -rf checkpoints

@@ -1,0 +1,1 @@
+"""Benchmark scripts; their latest numbers live in docs/benchmarks.md."""

@@ -1,0 +1,94 @@
+"""Training throughput of a registered method across widths, measured in one process (ratios comparable).
+
+    python -m benchmarks.train_throughput --method fastgan --resolution 64 --widths 0.25 0.5 1.0
+
+Times `Trainer.train_step` (every phase + EMA) on random images after warm-up steps; the data
+loader is left out (it runs ahead in threads). Prints a Markdown table for docs/benchmarks.md and
+writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gancore.config import BaseParams, TrainParams
+from gancore.registry import get_method
+from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
+from gancore.training.trainer import RunConfig, Trainer
+
+
+def machine() -> str:
+    """One line naming the device the numbers came from."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    return (f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads "
+            f"(torch {torch.__version__})")
+
+
+def measure(method: str, resolution: int, width_mult: float, batch: int, n_steps: int, warmup: int) -> dict:
+    """img/s of train_step for one width; networks built exactly as in training."""
+    spec = get_method(method)
+    cfg = spec.config_cls(width_mult=width_mult)
+    train = TrainParams(batch=batch, device="auto")
+    run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution), train, "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(spec, run, [Path("unused.tar")], tmp, progress=False)
+        real = torch.rand(batch, 3, resolution, resolution, device=trainer.device) * 2 - 1
+        for _ in range(warmup):
+            trainer.train_step(real)
+        _sync()
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            trainer.train_step(real)
+        _sync()
+        sec = time.perf_counter() - t0
+    return {"method": method, "resolution": resolution, "width_mult": width_mult, "batch": batch,
+            "params_G": count_params(trainer.nets["G"]), "params_D": count_params(trainer.nets["D"]),
+            "g_gmacs_per_img": round(gmacs_per_image(trainer.G_ema), 4),
+            "img_per_sec": round(n_steps * batch / sec, 2),
+            "sec_per_kimg": round(1000 * sec / (n_steps * batch), 1),
+            "peak_mem_gb": round(peak_memory_gb(trainer.device), 2),
+            "mixed_precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off"}
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of measured rows."""
+    head = "| width_mult | params G / D (M) | G GMACs/img | img/s | sec/kimg | peak mem GB | precision |"
+    lines = [head, "|" + "---|" * 7]
+    for r in rows:
+        lines.append(f"| {r['width_mult']} | {r['params_G'] / 1e6:.2f} / {r['params_D'] / 1e6:.2f} | "
+                     f"{r['g_gmacs_per_img']} | {r['img_per_sec']} | {r['sec_per_kimg']} | "
+                     f"{r['peak_mem_gb']} | {r['mixed_precision']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default="fastgan")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
+    args = parser.parse_args()
+    rows = [measure(args.method, args.resolution, w, args.batch, args.steps, args.warmup) for w in args.widths]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    print(f"{args.method} at {args.resolution}px, batch {args.batch}, {machine()}\n\n{table(rows)}")
+
+
+if __name__ == "__main__":
+    main()

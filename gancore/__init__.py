@@ -1,0 +1,3 @@
+"""gancore: compute-efficient GAN image synthesis as reproducible pipelines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""The `gancore` console script: generate images, check params, list methods, open the MLflow UI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from gancore.errors import GancoreError
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from gancore.generator import load_generator, sample
+    from gancore.utils.grid import save_grid
+
+    G = load_generator(args.generator, which=args.which, device=args.device)
+    images = sample(G, args.n, seed=args.seed)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        save_grid(images, out)
+    else:
+        from PIL import Image
+
+        out.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+            Image.fromarray(img).save(out / f"seed{args.seed:04d}_{i:06d}.png")
+    print(f"wrote {len(images)} images to {out}")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from gancore.config import SECTIONS, load_params, to_dict
+
+    import yaml
+
+    with open(args.params) as f:
+        methods = list((yaml.safe_load(f) or {}).get("method") or {})
+    keys = [*SECTIONS, *(f"method.{m}" for m in methods)]
+    params = load_params(args.params, keys)
+    print(json.dumps({k: to_dict(v) for k, v in params.items()}, indent=2))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from gancore.registry import get_method, list_methods
+
+    for name in list_methods():
+        print(f"{name}: {get_method(name).config_cls.__doc__ or ''}".strip())
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = default_tracking_uri(Path(args.project).resolve())
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port), "--workers", "1"]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {uri})")
+    return subprocess.call(cmd, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="gancore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="sample images from a generator folder")
+    g.add_argument("--generator", required=True, help="e.g. runs/fastgan/generator")
+    g.add_argument("--n", type=int, default=64)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--which", default=None, help="weights: G_ema (default) or G_init")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--out", required=True, help="a folder for PNG files, or a .png path for one grid")
+    g.set_defaults(func=_generate)
+    p = sub.add_parser("params", help="validate params.yaml and print the resolved values")
+    p.add_argument("params", nargs="?", default="params.yaml")
+    p.set_defaults(func=_params)
+    m = sub.add_parser("methods", help="list registered methods")
+    m.set_defaults(func=_methods)
+    u = sub.add_parser("ui", help="open the MLflow UI on this project's store")
+    u.add_argument("--project", default=".")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    u.set_defaults(func=_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GancoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""Strict loading of params.yaml into frozen dataclasses: unknown keys, wrong types and impossible
+values fail before any work, with a message naming the key (the stylegan3/torchtitan pattern)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from gancore.errors import ConfigError
+
+__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two"]
+
+
+def is_power_of_two(n: int) -> bool:
+    """True for 1, 2, 4, 8, ..."""
+    return n > 0 and n & (n - 1) == 0
+
+
+# ----------------------------------------------------------------------------
+# Generic dataclass builder
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (list -> tuple, int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _check_value(value, option, key)
+            except ConfigError as e:
+                errors.append(e.problem)
+        raise ConfigError(key, " or ".join(errors))
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(key, f"must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(key, f"must be a list of {len(args)} values, got {value!r}")
+        return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported annotation {tp!r}")
+
+
+def _unknown_key(prefix: str, name: str, known: list[str]) -> ConfigError:
+    hint = difflib.get_close_matches(name, known, n=1)
+    extra = f" (did you mean {prefix}{hint[0]}?)" if hint else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"{prefix}{name}", f"unknown key{extra}")
+
+
+def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
+    """Build the frozen dataclass `cls` from a mapping, checking every key and value.
+
+    Args:
+        cls: a dataclass whose fields carry plain annotations (int, float, str, bool, Literal,
+            tuples, `X | None`, nested dataclasses).
+        data: the mapping read from YAML (None means "all defaults").
+        prefix: the dotted key of this section, used in error messages.
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix, f"must be a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    dot = f"{prefix}." if prefix else ""
+    for name in data:
+        if name not in fields:
+            raise _unknown_key(dot, str(name), sorted(fields))
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check_value(data[name], hints[name], f"{dot}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{dot}{name}", "is required")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{dot}{e.key}", e.problem) from None
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (or nest of them) as plain JSON-able dicts and lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1} (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# ----------------------------------------------------------------------------
+# The sections of params.yaml
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseParams:
+    seed: int = 0
+    """Seed for everything random: data split order, initialisation, latents, metrics."""
+    resolution: int = 64
+    """Training resolution in pixels (square, power of two)."""
+
+    def __post_init__(self) -> None:
+        if not is_power_of_two(self.resolution) or not 16 <= self.resolution <= 2048:
+            raise ConfigError("resolution", f"must be a power of two in [16, 2048], got {self.resolution}")
+        if self.seed < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataParams:
+    source: str = "data/builtin"
+    """Folder (searched recursively), .zip or .tar of images; the built-in demo set by default."""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ConfigError("source", "must name a folder, .zip or .tar of images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltinParams:
+    n_img: int = 1280
+    """Number of demo images cropped from the photographs that ship in scikit-image."""
+    side_px: int = 128
+    """Side of each stored demo image in pixels (shards resize it to base.resolution)."""
+
+    def __post_init__(self) -> None:
+        if self.n_img < 1:
+            raise ConfigError("n_img", f"must be >= 1, got {self.n_img}")
+        if self.side_px < 16:
+            raise ConfigError("side_px", f"must be >= 16, got {self.side_px}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardParams:
+    crop: Literal["center", "none"] = "center"
+    """center: crop the largest centred square; none: resize the whole image (aspect not kept)."""
+    resize_filter: Literal["lanczos", "bicubic", "bilinear", "box", "nearest"] = "lanczos"
+    """PIL resampling filter (all but nearest are antialiased when shrinking)."""
+    min_side_px: int = 0
+    """Images whose shorter side is below this are skipped as too small; 0 = base.resolution / 2."""
+    eval_fraction: float = 0.2
+    """Share of images held out for evaluation, chosen by a hash of their content."""
+    max_per_shard: int = 1000
+    """Samples per tar shard."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError("eval_fraction", f"must be in (0, 1), got {self.eval_fraction}")
+        if self.max_per_shard < 1:
+            raise ConfigError("max_per_shard", f"must be >= 1, got {self.max_per_shard}")
+        if self.min_side_px < 0:
+            raise ConfigError("min_side_px", f"must be >= 0, got {self.min_side_px}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainParams:
+    batch: int = 8
+    """Images per step."""
+    total_kimg: float = 30.0
+    """Training length in thousands of real images shown to D."""
+    ema_beta: float = 0.999
+    """Per-step decay of the exponential moving average of G's parameters."""
+    ema_warmup: bool = True
+    """Decay min(ema_beta, (1 + step) / (10 + step)) so G_ema tracks G early (TF's num_updates rule)."""
+    ckpt_every_kimg: float = 2.0
+    """Checkpoint interval in kimg (a final checkpoint is always written)."""
+    keep_latest_k: int = 3
+    """Checkpoints kept; older ones are deleted after each save."""
+    log_every_steps: int = 25
+    """Interval, in steps, of loss/throughput logging."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto = cuda when present."""
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """auto = bf16 (or fp16 with loss scaling) on CUDA, off on CPU."""
+    max_nan_retries: int = 3
+    """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
+    decode_threads: int = 2
+    """Threads decoding images from the shards."""
+    shuffle_buffer: int = 1000
+    """Samples in the seeded shuffle buffer of the shard reader."""
+    xflip: bool = True
+    """Flip half of the training images horizontally (seeded)."""
+    bn_recalibration_batches: int = 32
+    """Batches of fresh latents that recompute G_ema's BatchNorm statistics for the exported generator."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "batch": self.batch >= 1,
+            "total_kimg": self.total_kimg > 0,
+            "ema_beta": 0.0 <= self.ema_beta < 1.0,
+            "ckpt_every_kimg": self.ckpt_every_kimg > 0,
+            "keep_latest_k": self.keep_latest_k >= 1,
+            "log_every_steps": self.log_every_steps >= 1,
+            "max_nan_retries": self.max_nan_retries >= 0,
+            "decode_threads": self.decode_threads >= 1,
+            "shuffle_buffer": self.shuffle_buffer >= 1,
+            "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalParams:
+    n_gen: int = 1000
+    """Generated images per evaluation (Fréchet distances are only comparable at equal counts)."""
+    batch: int = 50
+    """Images per generator / feature-network batch."""
+    kid_subsets: int = 100
+    """Subsets averaged for KID (mean and std are reported)."""
+    kid_subset_size: int = 1000
+    """Images per KID subset (capped by the smaller set)."""
+    swd_descriptors: int = 128
+    """7x7 descriptors drawn per image and pyramid level for SWD."""
+    swd_directions: int = 512
+    """Random projection directions per SWD repeat."""
+    swd_repeats: int = 4
+    """SWD repeats averaged."""
+    prdc_k: int = 5
+    """Nearest-neighbour k of precision, recall, density and coverage."""
+    inception_weights: str = "/tmp/inception-2015-12-05.pt"
+    """clean-fid's TorchScript Inception file; FID/KID on Inception are unavailable without it."""
+    grid_n: int = 64
+    """Fixed-latent samples in the grid PNG (a square number)."""
+    compare_init: bool = True
+    """Also score the generator at initialisation, as the floor a trained one must beat."""
+    seed: int = 0
+    """Seed of latents, KID subsets and SWD projections."""
+
+    def __post_init__(self) -> None:
+        positive = ("n_gen", "batch", "kid_subsets", "kid_subset_size", "swd_descriptors",
+                    "swd_directions", "swd_repeats", "prdc_k", "grid_n")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(key, f"must be >= 1, got {getattr(self, key)}")
+        if round(self.grid_n**0.5) ** 2 != self.grid_n:
+            raise ConfigError("grid_n", f"must be a square number, got {self.grid_n}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackParams:
+    enabled: bool = True
+    """Log runs to MLflow (store: MLFLOW_TRACKING_URI, else sqlite at <project>/mlflow.db)."""
+    experiment: str = "gancore"
+    """MLflow experiment name."""
+
+
+SECTIONS: dict[str, type] = {
+    "base": BaseParams,
+    "data": DataParams,
+    "builtin": BuiltinParams,
+    "shard": ShardParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+    "track": TrackParams,
+}
+
+
+# ----------------------------------------------------------------------------
+# Loading
+
+
+def _build_methods(raw: Any) -> dict[str, Any]:
+    from gancore.registry import get_method, list_methods
+
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("method", "must map method names to their settings")
+    out = {}
+    for name, section in raw.items():
+        if name not in list_methods():
+            raise _unknown_key("method.", str(name), list_methods())
+        out[name] = build_dataclass(get_method(name).config_cls, section, f"method.{name}")
+    return out
+
+
+def validate(raw: Any) -> dict[str, Any]:
+    """Validate a whole params mapping; return {section: dataclass, 'method': {name: config}}."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("<top>", "params.yaml must be a mapping of sections")
+    known = sorted([*SECTIONS, "method"])
+    for name in raw:
+        if name not in known:
+            raise _unknown_key("", str(name), known)
+    params: dict[str, Any] = {k: build_dataclass(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
+    params["method"] = _build_methods(raw.get("method"))
+    _cross_check(params)
+    return params
+
+
+def _cross_check(params: dict[str, Any]) -> None:
+    from gancore.registry import get_method
+
+    for name in params["method"]:
+        get_method(name).check_resolution(params["base"].resolution)
+
+
+def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
+    """Validate the whole params file, then return only the sections a stage declared.
+
+    Args:
+        path: params.yaml.
+        keys: the `params:` entries of the stage in dvc.yaml, e.g. ("base", "method.fastgan").
+            A stage cannot read what it did not declare, so DVC reruns it on every change it sees.
+
+    Returns:
+        {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan": FastGANConfig(...)}.
+
+    Raises:
+        ConfigError: naming the first bad key anywhere in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "params file not found")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(str(path), f"not valid YAML: {e}") from None
+    params = validate(raw)
+    out = {}
+    for key in keys:
+        section, _, sub = key.partition(".")
+        if section not in params:
+            raise ConfigError(key, "no such section")
+        value = params[section]
+        if sub and section == "method":
+            if sub not in value:
+                raise ConfigError(key, "no such section (add it to params.yaml)")
+            value = value[sub]
+        elif sub:
+            if sub not in {f.name for f in dataclasses.fields(value)}:
+                raise ConfigError(key, "no such key")
+            value = getattr(value, sub)
+        out[key] = value
+    return out
+

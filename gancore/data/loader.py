@@ -1,0 +1,161 @@
+"""Deterministic, resumable batches from webdataset shards (shard order and shuffle seeded per epoch).
+
+The sample order of epoch e is a pure function of (seed, e), so a run resumes exactly by replaying
+the epoch and skipping the samples its checkpoint says were consumed; only PNG decoding is done in
+threads, which never changes the order. Undecodable samples and unreadable shards are skipped and
+counted, never fatal, unless a whole epoch yields nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image
+
+from gancore.errors import DataError
+
+
+@dataclass
+class Cursor:
+    """Position in the stream: epoch and raw samples consumed in that epoch."""
+
+    epoch: int = 0
+    pos: int = 0
+
+
+@dataclass
+class _Raw:
+    epoch: int
+    index: int
+    key: str
+    png: bytes | None
+    xflip: bool
+
+
+class ShardStream:
+    """Endless, seeded stream of uint8 image batches from training shards.
+
+    Args:
+        paths: shard tar files.
+        resolution: expected image side in pixels; other sizes are skipped.
+        seed: stream seed.
+        shuffle_buffer: samples in the shuffle buffer.
+        decode_threads: PNG decoding threads.
+        xflip: flip half of the images horizontally (seeded).
+        cursor: where to resume.
+    """
+
+    def __init__(self, paths: list[Path], resolution: int, seed: int, shuffle_buffer: int,
+                 decode_threads: int, xflip: bool, cursor: Cursor | None = None):
+        if not paths:
+            raise DataError("no training shards given")
+        self.paths = [str(p) for p in paths]
+        self.resolution = resolution
+        self.seed = seed
+        self.shuffle_buffer = shuffle_buffer
+        self.decode_threads = decode_threads
+        self.xflip = xflip
+        self.cursor = cursor or Cursor()
+        self.n_skipped = 0
+
+    # -- raw, ordered samples -------------------------------------------------
+
+    def _on_error(self, exn: Exception) -> bool:
+        self.n_skipped += 1
+        warnings.warn(f"skipping unreadable shard data: {type(exn).__name__}: {exn}", stacklevel=2)
+        return True
+
+    def _epoch(self, epoch: int) -> Iterator[_Raw]:
+        # str seeds go through sha512 in random.seed: identical across processes and platforms.
+        rng = random.Random(f"{self.seed}-{epoch}")
+        order = list(self.paths)
+        rng.shuffle(order)
+        dataset = wds.WebDataset(order, shardshuffle=False, handler=self._on_error,
+                                 empty_check=False)
+        buffer: list[dict] = []
+        index = 0
+        for sample in dataset:
+            buffer.append(sample)
+            if len(buffer) < self.shuffle_buffer:
+                continue
+            yield self._raw(buffer, rng, epoch, index)
+            index += 1
+        rng.shuffle(buffer)
+        while buffer:
+            yield self._raw(buffer, rng, epoch, index)
+            index += 1
+
+    def _raw(self, buffer: list[dict], rng: random.Random, epoch: int, index: int) -> _Raw:
+        i = rng.randrange(len(buffer))
+        buffer[i], buffer[-1] = buffer[-1], buffer[i]
+        sample = buffer.pop()
+        xflip = self.xflip and rng.random() < 0.5
+        return _Raw(epoch, index, sample.get("__key__", "?"), sample.get("png"), xflip)
+
+    def _raw_stream(self) -> Iterator[_Raw]:
+        epoch, skip = self.cursor.epoch, self.cursor.pos
+        while True:
+            n_seen = 0
+            for raw in self._epoch(epoch):
+                n_seen += 1
+                if raw.index >= skip:
+                    yield raw
+            if n_seen == 0:
+                raise DataError(f"epoch {epoch} yielded no samples from {len(self.paths)} shards")
+            epoch, skip = epoch + 1, 0
+
+    # -- decoding ---------------------------------------------------------------
+
+    def _decode(self, raw: _Raw) -> tuple[_Raw, torch.Tensor | None]:
+        try:
+            if raw.png is None:
+                raise ValueError("sample has no png field")
+            with Image.open(io.BytesIO(raw.png)) as im:
+                arr = np.asarray(im.convert("RGB"))
+            if arr.shape != (self.resolution, self.resolution, 3):
+                raise ValueError(f"size {arr.shape[1]}x{arr.shape[0]}, expected {self.resolution}")
+        except Exception as e:  # a bad sample is skipped and counted, never fatal
+            self.n_skipped += 1
+            warnings.warn(f"skipping sample {raw.key}: {type(e).__name__}: {e}", stacklevel=2)
+            return raw, None
+        img = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        return raw, img.flip(-1) if raw.xflip else img
+
+    def _decoded(self) -> Iterator[tuple[_Raw, torch.Tensor | None]]:
+        lookahead = 4 * self.decode_threads + 8
+        with ThreadPoolExecutor(self.decode_threads) as pool:
+            pending: deque = deque()
+            for raw in self._raw_stream():
+                pending.append(pool.submit(self._decode, raw))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+
+    def batches(self, batch: int) -> Iterator[torch.Tensor]:
+        """Yield `(batch, 3, R, R) uint8` tensors forever; `self.cursor` follows the last yielded batch."""
+        images: list[torch.Tensor] = []
+        first_epoch, epochs_with_image = self.cursor.epoch, set()
+        for raw, img in self._decoded():
+            if img is None:
+                # A whole epoch (not the resumed, partial first one) without a usable image: no
+                # later epoch will have one either (same samples), so stop instead of spinning.
+                done = raw.epoch - 1
+                if done > first_epoch and done not in epochs_with_image:
+                    raise DataError(f"epoch {done} yielded no usable image from "
+                                    f"{len(self.paths)} shards ({self.n_skipped} samples skipped)")
+                continue
+            epochs_with_image.add(raw.epoch)
+            images.append(img)
+            if len(images) == batch:
+                self.cursor = Cursor(raw.epoch, raw.index + 1)
+                yield torch.stack(images)
+                images = []

@@ -1,0 +1,34 @@
+"""Typed errors that gancore raises for bad input, so CLIs can print them without a traceback."""
+
+
+class GancoreError(Exception):
+    """Base class of the errors a user can fix (bad params, bad data, a mismatched resume)."""
+
+
+class ConfigError(GancoreError):
+    """A params key has an unknown name, a wrong type or an impossible value."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"params: {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class DataError(GancoreError):
+    """The input images or shards cannot be used (none usable, missing, inconsistent)."""
+
+
+class ResumeMismatch(GancoreError):
+    """A checkpoint was made with another config or dataset than the run asked to resume it."""
+
+
+class CheckpointError(GancoreError):
+    """No checkpoint in a folder can be loaded (all torn, corrupt or missing)."""
+
+
+class NonFiniteLoss(GancoreError):
+    """A loss became NaN or inf and rolling back did not cure it."""
+
+
+class MetricUnavailable(GancoreError):
+    """A metric needs something absent here (e.g. Inception weights); the message says what."""

@@ -1,0 +1,109 @@
+"""Generator artifacts: a self-describing folder (config.json + safetensors) any stage can load.
+
+Layout (written atomically):
+  config.json          {"format", "kind", "method", "method_config", "resolution", "z_dim", ...}
+  G_ema.safetensors    the exported generator (BatchNorm statistics recalibrated)
+  G_init.safetensors   the same network at initialisation (the floor a trained one must beat)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import gancore
+from gancore.config import build_dataclass, to_dict
+from gancore.errors import DataError
+from gancore.registry import get_method
+from gancore.training.ema import recalibrate_batchnorm
+from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
+
+FORMAT = "gancore.generator/1"
+
+
+def _weights(G: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in G.state_dict().items()}
+
+
+def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution: int,
+                   weights: dict[str, nn.Module], bn_batches: int, seed: int,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write a generator folder; each network is copied and its BatchNorm statistics recalibrated.
+
+    Args:
+        weights: {"G_ema": G, "G_init": G0, ...}; the first entry is the main generator.
+        bn_batches: batches of latents for BatchNorm recalibration (0 = keep statistics).
+        seed: latent seed of the recalibration.
+        extra: more fields for config.json (e.g. the training summary).
+    """
+    first = next(iter(weights.values()))
+    config = {"format": FORMAT, "kind": "single", "method": method,
+              "method_config": to_dict(method_cfg), "resolution": resolution,
+              "z_dim": first.z_dim, "main": next(iter(weights)),
+              "bn_recalibration": {"batches": bn_batches, "seed": seed},
+              "gancore_version": gancore.__version__, **(extra or {})}
+
+    def fill(tmp: Path) -> None:
+        for name, G in weights.items():
+            G = copy.deepcopy(G)
+            recalibrate_batchnorm(G, bn_batches, batch=32, seed=seed)
+            save_file(_weights(G), str(tmp / f"{name}.safetensors"))
+        atomic_write_json(tmp / "config.json", config)
+
+    return atomic_dir(out_dir, fill)
+
+
+def load_generator(path: str | Path, which: str | None = None,
+                   device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a generator from its folder, in eval mode.
+
+    Args:
+        path: folder written by save_generator.
+        which: weights to load ("G_ema", "G_init"); default the main one.
+
+    Raises:
+        DataError: not a generator folder, or the weights do not fit the recorded config.
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise DataError(f"{path} is not a gancore generator folder (no config.json)")
+    config = read_json(path / "config.json")
+    if config.get("format") != FORMAT:
+        raise DataError(f"{path}: unsupported generator format {config.get('format')!r}")
+    spec = get_method(config["method"])
+    cfg = build_dataclass(spec.config_cls, config["method_config"], f"method.{config['method']}")
+    G = spec.build_networks(cfg, config["resolution"])["G"]
+    name = which or config["main"]
+    try:
+        G.load_state_dict(load_file(str(path / f"{name}.safetensors")))
+    except (OSError, RuntimeError) as e:
+        raise DataError(f"{path}/{name}.safetensors does not load: {e}") from None
+    return G.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50) -> torch.Tensor:
+    """Draw `n_img` images from fixed latents.
+
+    Args:
+        G: generator in eval mode, G(z) -> (N, 3, R, R) in [-1, 1].
+        seed: seed of the latents and any noise G draws itself.
+
+    Returns:
+        (n_img, 3, R, R) uint8 on the CPU.
+    """
+    device = next(G.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in range(0, n_img, batch):
+            z = torch.randn(min(batch, n_img - start), G.z_dim, generator=gen).to(device)
+            img = G(z).float().clamp(-1, 1)
+            out.append(((img + 1) * 127.5).round().to(torch.uint8).cpu())
+    return torch.cat(out)

@@ -1,0 +1,1 @@
+"""Losses shared by methods (LPIPS, ...); heavy dependencies are imported lazily inside them."""

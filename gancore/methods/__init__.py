@@ -1,0 +1,1 @@
+"""Method packages; each registers a MethodSpec on import (see gancore.registry)."""

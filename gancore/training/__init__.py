@@ -1,0 +1,1 @@
+"""The method-agnostic GAN trainer: phases, EMA, checkpoints, resume, divergence rollback."""

@@ -1,0 +1,37 @@
+"""Compute ledger pieces: parameter counts, MACs per generated image, peak memory."""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(net: nn.Module) -> int:
+    """Trainable and frozen parameters (buffers such as spectral-norm vectors excluded)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+@torch.no_grad()
+def gmacs_per_image(G: nn.Module) -> float:
+    """Multiply-accumulates (in 1e9) of one G(z) call for a single image, counted by torch."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            G(torch.zeros(1, G.z_dim, device=device))
+    G.train(was_training)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """CUDA max allocated on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**30 if sys.platform == "darwin" else rss / 2**20

@@ -1,0 +1,381 @@
+"""Generic GAN training loop over phases (the stylegan3 loop shape): knows phases, never method names.
+
+One step runs every Phase of the method in order (zero grads of its optimizer, loss under autocast,
+scaled backward, step), then updates G_ema. Checkpoints hold everything an exact resume needs; a
+NaN/inf loss rolls back to the last good checkpoint a bounded number of times, then stops.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+import gancore
+from gancore.config import BaseParams, TrainParams, to_dict
+from gancore.data.loader import Cursor, ShardStream
+from gancore.errors import ConfigError, NonFiniteLoss, ResumeMismatch
+from gancore.registry import MethodSpec
+from gancore.tracking.base import NullTracker, Tracker
+from gancore.training import checkpoint as ckpt
+from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
+from gancore.training.ema import ema_beta_at, update_ema
+from gancore.utils.fsio import sha256_json
+from gancore.utils.seed import rng_state, seed_all, set_rng_state
+
+# TrainParams keys that may change between an interrupted run and its resume (schedule and
+# plumbing, not the math): extending total_kimg continues the same run.
+RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_steps",
+                  "max_nan_retries", "decode_threads", "device")
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM arrived; a checkpoint was saved and the run ends as KILLED."""
+
+
+@dataclass
+class TrainState:
+    """Counters saved in every checkpoint."""
+
+    step: int = 0
+    n_img: int = 0
+    train_sec: float = 0.0
+    nan_rollbacks: int = 0
+    cursor: Cursor = field(default_factory=Cursor)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    method: str
+    method_cfg: Any
+    base: BaseParams
+    train: TrainParams
+    dataset_fingerprint: str
+
+    def identity(self) -> dict[str, Any]:
+        """The config a checkpoint must match to be resumed (schedule keys excluded)."""
+        train = {k: v for k, v in to_dict(self.train).items() if k not in RESUMABLE_KEYS}
+        return {"method": self.method, "method_cfg": to_dict(self.method_cfg),
+                "base": to_dict(self.base), "train": train,
+                "dataset_fingerprint": self.dataset_fingerprint}
+
+    def identity_hash(self) -> str:
+        """sha256 of identity(): joins DVC, MLflow and checkpoint folders on one key."""
+        return sha256_json(self.identity())
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", "is cuda but no CUDA device is visible")
+    return torch.device(name)
+
+
+def _autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new))
+                for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+class Trainer:
+    """Trains one method on one dataset; `fit()` resumes by itself from `ckpt_dir`.
+
+    Args:
+        spec: the method.
+        run: its config and the dataset fingerprint.
+        shard_paths: training shards.
+        ckpt_dir: checkpoint folder of this run (resumed when it holds a matching checkpoint).
+        tracker: where metrics go (MLflow or nothing).
+        progress: show a progress bar.
+    """
+
+    def __init__(self, spec: MethodSpec, run: RunConfig, shard_paths: list[Path], ckpt_dir: str | Path,
+                 tracker: Tracker | None = None, progress: bool = True):
+        self.spec, self.run = spec, run
+        self.ckpt_dir = Path(ckpt_dir)
+        self.tracker = tracker or NullTracker()
+        self.progress = progress
+        self.device = resolve_device(run.train.device)
+        seed_all(run.base.seed)
+        res = run.base.resolution
+        self.nets = {k: v.to(self.device) for k, v in spec.build_networks(run.method_cfg, res).items()}
+        self.G_ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
+        # G at initialisation, kept in every checkpoint: the floor a trained G must beat.
+        self.G_init = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
+        self.opts = spec.build_optimizers(run.method_cfg, self.nets)
+        self.loss = spec.build_loss(run.method_cfg, self.nets, res)
+        self.phases = spec.phases(run.method_cfg)
+        self.amp_dtype = _autocast_dtype(run.train.mixed_precision, self.device)
+        fp16 = self.amp_dtype == torch.float16
+        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
+        self.state = TrainState()
+        self.shard_paths = shard_paths
+        self._data: ShardStream | None = None
+        self._stop = False
+
+    # -- state ------------------------------------------------------------------
+
+    def _all_nets(self) -> dict[str, torch.nn.Module]:
+        return {**self.nets, "G_ema": self.G_ema, "G_init": self.G_init}
+
+    def loss_info(self) -> dict[str, Any]:
+        """Choices the method's loss resolved at build time (logged as params), if it reports any."""
+        return dict(getattr(self.loss, "info", {}))
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {"optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+                "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+                "train_state": {**asdict(self.state), "cursor": asdict(self.state.cursor)},
+                "rng": rng_state()}
+
+    def _meta(self) -> dict[str, Any]:
+        return {"identity": self.run.identity(), "identity_hash": self.run.identity_hash(),
+                "n_img": self.state.n_img, "gancore_version": gancore.__version__,
+                "torch_version": torch.__version__, "config": {"train": to_dict(self.run.train)}}
+
+    def save(self) -> Path:
+        """Write a checkpoint of the current step and prune old ones."""
+        path = ckpt.save_checkpoint(self.ckpt_dir, self.state.step, self._all_nets(),
+                                    self._state_dict(), self._meta())
+        ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k)
+        return path
+
+    def _restore(self, c: ckpt.Checkpoint) -> None:
+        for name, net in self._all_nets().items():
+            net.load_state_dict(c.networks[name])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(c.state["optimizers"][k])
+        for k, scaler in self.scalers.items():
+            scaler.load_state_dict(c.state["scalers"][k])
+        ts = dict(c.state["train_state"])
+        ts["cursor"] = Cursor(**ts["cursor"])
+        self.state = TrainState(**ts)
+        set_rng_state(c.state["rng"])
+
+    def _check_identity(self, c: ckpt.Checkpoint) -> None:
+        if c.meta.get("identity_hash") == self.run.identity_hash():
+            return
+        changes = _diff(c.meta.get("identity", {}), self.run.identity())
+        raise ResumeMismatch(
+            f"checkpoint {c.path} was made by another run; refusing to resume it with: "
+            + "; ".join(changes) + f". Delete {self.ckpt_dir} to start afresh, or restore the old params.")
+
+    def resume_or_start(self) -> bool:
+        """Load the newest matching checkpoint, or save the initial state. True when resumed."""
+        latest = ckpt.load_latest(self.ckpt_dir)
+        if latest is None:
+            self.save()
+            return False
+        self._check_identity(latest)
+        self._restore(latest)
+        return True
+
+    # -- one step ---------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run every due phase on `real` ((N, 3, R, R) in [-1, 1]) and update G_ema.
+
+        Raises:
+            FloatingPointError: a phase loss was NaN/inf (handled by `fit` with a rollback).
+        """
+        stats: dict[str, torch.Tensor] = {}
+        losses = []
+        for phase in self.phases:
+            if self.state.step % phase.interval:
+                continue
+            opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
+            opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                loss, phase_stats = self.loss(phase.name, real)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(loss.detach().float())
+            stats[f"loss/{phase.name}"] = losses[-1]
+            stats.update({f"{phase.name}/{k}": v.detach().float() for k, v in phase_stats.items()})
+        if not bool(torch.isfinite(torch.stack(losses)).all()):
+            raise FloatingPointError(f"non-finite loss at step {self.state.step}")
+        t = self.run.train
+        update_ema(self.G_ema, self.nets["G"], ema_beta_at(t.ema_beta, self.state.step, t.ema_warmup))
+        self.state.step += 1
+        self.state.n_img += real.shape[0]
+        return stats
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _stream(self) -> Iterator[torch.Tensor]:
+        t = self.run.train
+        stream = ShardStream(self.shard_paths, self.run.base.resolution, self.run.base.seed,
+                             t.shuffle_buffer, t.decode_threads, t.xflip, cursor=self.state.cursor)
+        self._data = stream
+        for batch in stream.batches(t.batch):
+            self.state.cursor = stream.cursor
+            yield batch.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+
+    def _n_skipped(self) -> int:
+        return self._data.n_skipped if self._data else 0
+
+    def _rollback(self, error: FloatingPointError) -> Iterator[torch.Tensor]:
+        n = self.state.nan_rollbacks + 1
+        if n > self.run.train.max_nan_retries:
+            raise NonFiniteLoss(f"{error}; still diverging after {n - 1} rollbacks "
+                                f"(train.max_nan_retries). Lower the learning rate or check the data.")
+        latest = ckpt.load_latest(self.ckpt_dir)
+        self._restore(latest)
+        self.state.nan_rollbacks = n
+        # Replaying the same random stream would diverge again: move to another one.
+        torch.manual_seed(self.run.base.seed + 1_000_003 * n)
+        self.tracker.log_metrics({"train/nan_rollbacks": n}, step=self.state.n_img)
+        print(f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True)
+        return self._stream()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._stop = True
+
+    def fit(self) -> dict[str, Any]:
+        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger)."""
+        resumed = self.resume_or_start()
+        t = self.run.train
+        total_img = math.ceil(t.total_kimg * 1000)
+        every_img = max(1, math.ceil(t.ckpt_every_kimg * 1000))
+        history = _History(self.ckpt_dir / "history.jsonl", self.state.n_img)
+        previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            self._loop(total_img, every_img, history)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return self.summary(resumed)
+
+    def _loop(self, total_img: int, every_img: int, history: "_History") -> None:
+        t = self.run.train
+        total_steps = math.ceil(total_img / t.batch)
+        bar = tqdm(total=total_steps, initial=self.state.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        batches, window, tick = self._stream(), [], time.perf_counter()
+        next_ckpt = (self.state.n_img // every_img + 1) * every_img
+        while self.state.n_img < total_img:
+            real = next(batches)
+            t0 = time.perf_counter()
+            try:
+                window.append(self.train_step(real))
+            except FloatingPointError as e:
+                batches.close()
+                batches, window = self._rollback(e), []
+                history.cut(self.state.n_img)
+                next_ckpt = (self.state.n_img // every_img + 1) * every_img
+                bar.n = self.state.step
+                bar.refresh()
+                continue
+            self.state.train_sec += time.perf_counter() - t0
+            bar.update(1)
+            if self.state.step % t.log_every_steps == 0 or self.state.n_img >= total_img:
+                row = self._log(window, time.perf_counter() - tick, bar)
+                history.append(row)
+                window, tick = [], time.perf_counter()
+            if self.state.n_img >= next_ckpt or self.state.n_img >= total_img or self._stop:
+                self.save()
+                next_ckpt = (self.state.n_img // every_img + 1) * every_img
+            if self._stop:
+                bar.close()
+                raise TrainingInterrupted(f"SIGTERM at step {self.state.step}; checkpoint saved")
+        batches.close()
+        bar.close()
+
+    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm) -> dict[str, float]:
+        keys = window[0].keys() if window else []
+        row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
+        n_img = len(window) * self.run.train.batch
+        row["perf/img_per_sec"] = n_img / max(wall_sec, 1e-9)
+        row["perf/kimg"] = self.state.n_img / 1000
+        row["data/skipped_samples"] = float(self._n_skipped())
+        bar.set_postfix({"img/s": f"{row['perf/img_per_sec']:.1f}",
+                         **{k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}})
+        self.tracker.log_metrics(row, step=self.state.n_img)
+        return {"step": self.state.step, "n_img": self.state.n_img, **row}
+
+    def summary(self, resumed: bool) -> dict[str, Any]:
+        """Compute ledger and final state of the run."""
+        s = self.state
+        return {
+            "method": self.run.method, "identity_hash": self.run.identity_hash(),
+            "steps": s.step, "n_img": s.n_img, "kimg": s.n_img / 1000,
+            "train_sec": s.train_sec, "device": str(self.device),
+            "device_hours": s.train_sec / 3600,
+            "img_per_sec": s.n_img / s.train_sec if s.train_sec else 0.0,
+            "sec_per_kimg": 1000 * s.train_sec / s.n_img if s.n_img else 0.0,
+            "peak_mem_gb": peak_memory_gb(self.device),
+            "params": {k: count_params(v) for k, v in self.nets.items()},
+            "g_gmacs_per_img": gmacs_per_image(self.G_ema),
+            "nan_rollbacks": s.nan_rollbacks, "resumed": resumed,
+            "skipped_samples": self._n_skipped(),
+            "mixed_precision": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+        }
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class _History:
+    """Training curve rows in `history.jsonl` beside the checkpoints, cut back to the resumed point."""
+
+    def __init__(self, path: Path, n_img: int):
+        self.path = path
+        self.cut(n_img)
+
+    def cut(self, n_img: int) -> None:
+        """Drop rows past `n_img` (a resume or rollback point)."""
+        rows = [r for r in read_history(self.path) if r["n_img"] <= n_img]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def append(self, row: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a history.jsonl (a torn last line from a crash is ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+

@@ -1,0 +1,1 @@
+"""Image transforms shared by methods (DiffAugment, ...); each lives in its own module."""

@@ -1,0 +1,102 @@
+"""Atomic file and folder writes (temporary name, fsync, rename) and content hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry so a rename inside it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write a file through `write(fileobj)` so readers see the old file or the whole new one.
+
+    Raises:
+        OSError: the write failed (e.g. no space left); the previous file is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Atomically replace `path` with `data`."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write `obj` as indented, key-sorted JSON (stable bytes for DVC)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Build a folder under a temporary name with `fill(tmp_dir)`, fsync it, then rename it to `final`.
+
+    An existing `final` is replaced only once the new folder is complete.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        fill(tmp)
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hex sha256 of the canonical JSON of `obj` (sorted keys, no spaces)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Prefect flows that schedule the DVC pipeline (stack.md §6, §8)."""

@@ -1,0 +1,26 @@
+"""Stage `builtin`: build the offline demo set from CC0/public-domain photographs in scikit-image."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from gancore.config import load_params
+from gancore.data.builtin import build_builtin
+from gancore.runtime import run_main, stage_parser
+
+PARAMS = ["base.seed", "builtin"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--out", default="data/builtin", help="output folder of PNG files")
+    args = parser.parse_args(argv)
+    p = load_params(args.params, PARAMS)
+    summary = build_builtin(args.out, n_img=p["builtin"].n_img, side_px=p["builtin"].side_px,
+                            seed=p["base.seed"])
+    print(f"[builtin] {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

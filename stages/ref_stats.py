@@ -1,0 +1,27 @@
+"""Stage `ref_stats`: features of the real train/eval splits, cached as a DVC output keyed by fingerprint."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from gancore.config import load_params
+from gancore.eval.evaluate import build_reference
+from gancore.runtime import run_main, stage_parser
+
+PARAMS = ["eval.inception_weights"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--out", default="data/ref_stats")
+    args = parser.parse_args(argv)
+    p = load_params(args.params, PARAMS)
+    meta = build_reference(args.shards, args.out, p["eval.inception_weights"])
+    print(f"[ref_stats] {meta['n_eval']} eval + {meta['n_train']} train images; "
+          f"inception: {meta['features']['inception']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

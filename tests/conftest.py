@@ -1,0 +1,19 @@
+"""Shared fixtures: one temporary Prefect server for the whole session (stack.md §6)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """A throwaway Prefect API (temp DB); started once, only by tests that ask for it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect_home")))
+    mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    mp.setenv("PREFECT_UI_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+    mp.undo()

@@ -1,0 +1,69 @@
+"""Reusable helpers for the method contract (tests/methods/test_contract.py) and per-method tests.
+
+Method-agnostic: a method's config is built the way params.yaml builds it
+(`gancore.config.build_dataclass` over `spec.config_cls`), from TINY_OVERRIDES[name] or {} (the
+method's defaults) for methods not listed here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gancore.config import build_dataclass
+from gancore.errors import ConfigError
+from gancore.registry import MethodSpec
+
+TINY_OVERRIDES: dict[str, dict] = {
+    "fastgan": {"width_mult": 1 / 16},
+}
+"""params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests."""
+
+CANDIDATE_RESOLUTIONS = tuple(2**k for k in range(2, 11))  # 4 .. 1024
+
+
+def tiny_config(spec: MethodSpec):
+    """The method's config at a tiny width, built as params.yaml would build it."""
+    return build_dataclass(spec.config_cls, TINY_OVERRIDES.get(spec.name, {}), f"method.{spec.name}")
+
+
+def smallest_resolution(spec: MethodSpec) -> int:
+    """The smallest power of two that spec.check_resolution accepts."""
+    for resolution in CANDIDATE_RESOLUTIONS:
+        try:
+            spec.check_resolution(resolution)
+        except ConfigError:
+            continue
+        return resolution
+    raise AssertionError(f"method {spec.name!r} accepts no resolution in {CANDIDATE_RESOLUTIONS}")
+
+
+def random_real(n: int, resolution: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, R, R) images uniform in [-1, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, resolution, resolution, generator=gen) * 2 - 1
+
+
+def param_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def changed_params(module: nn.Module, before: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the parameters that differ from `before`."""
+    return [name for name, p in module.named_parameters() if not torch.equal(p.detach(), before[name])]
+
+
+def owned_networks(nets: dict[str, nn.Module], opt: torch.optim.Optimizer) -> list[str]:
+    """Keys of the networks with at least one parameter in `opt`'s param groups."""
+    in_opt = {id(p) for group in opt.param_groups for p in group["params"]}
+    return [key for key, net in nets.items() if any(id(p) in in_opt for p in net.parameters())]
+
+
+def run_phase(loss_fn, phase, opts: dict[str, torch.optim.Optimizer], real: torch.Tensor):
+    """One trainer-style phase: zero this phase's grads, loss, backward, step. Returns (loss, stats)."""
+    opt = opts[phase.opt]
+    opt.zero_grad(set_to_none=True)
+    loss, stats = loss_fn(phase.name, real)
+    loss.backward()
+    opt.step()
+    return loss, stats

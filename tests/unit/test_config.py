@@ -1,0 +1,71 @@
+"""params.yaml validation: every bad key, type or value fails early with the key in the message."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from gancore.config import load_params, validate
+from gancore.errors import ConfigError
+
+
+def _write(tmp_path, raw):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("raw, key, words", [
+    ({"train": {"bach": 8}}, "train.bach", "did you mean train.batch"),
+    ({"trian": {}}, "trian", "did you mean train"),
+    ({"train": {"batch": "8"}}, "train.batch", "must be an integer"),
+    ({"train": {"batch": 0}}, "train.batch", "impossible value"),
+    ({"train": {"batch": True}}, "train.batch", "must be an integer"),
+    ({"base": {"resolution": 100}}, "base.resolution", "power of two"),
+    ({"train": {"ema_beta": 1.5}}, "train.ema_beta", "impossible value"),
+    ({"shard": {"crop": "left"}}, "shard.crop", "must be one of"),
+    ({"shard": {"eval_fraction": 0}}, "shard.eval_fraction", "(0, 1)"),
+    ({"eval": {"grid_n": 10}}, "eval.grid_n", "square"),
+    ({"method": {"nosuchgan": {}}}, "method.nosuchgan", "unknown key"),
+    ({"method": {"fastgan": {"width_mult": -1.0}}}, "method.fastgan.width_mult", ""),
+    ({"method": {"fastgan": {"betas": [0.5]}}}, "method.fastgan.betas", "list of 2"),
+    ({"base": {"resolution": 32}, "method": {"fastgan": {}}}, "base.resolution", "fastgan"),
+    ({"track": {"enabled": "yes"}}, "track.enabled", "true or false"),
+])
+def test_bad_params_name_the_key(raw, key, words):
+    with pytest.raises(ConfigError) as info:
+        validate(raw)
+    assert info.value.key == key
+    assert key in str(info.value) and words in str(info.value)
+
+
+def test_defaults_validate_and_int_is_accepted_for_float():
+    params = validate({"train": {"total_kimg": 3}, "method": {"fastgan": {"betas": [0, 0.99]}}})
+    assert params["train"].total_kimg == 3.0 and isinstance(params["train"].total_kimg, float)
+    assert params["method"]["fastgan"].betas == (0.0, 0.99)
+
+
+def test_load_params_returns_only_declared_keys(tmp_path):
+    path = _write(tmp_path, {"base": {"seed": 3}, "method": {"fastgan": {"z_dim": 64}}})
+    out = load_params(path, ["base.seed", "train", "method.fastgan"])
+    assert set(out) == {"base.seed", "train", "method.fastgan"}
+    assert out["base.seed"] == 3 and out["method.fastgan"].z_dim == 64
+
+
+def test_load_params_rejects_a_bad_key_anywhere_even_if_not_declared(tmp_path):
+    path = _write(tmp_path, {"eval": {"n_gen": -1}})
+    with pytest.raises(ConfigError, match="eval.n_gen"):
+        load_params(path, ["train"])
+
+
+def test_load_params_missing_file_and_section(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml", ["train"])
+    path = _write(tmp_path, {})
+    with pytest.raises(ConfigError, match="method.fastgan"):
+        load_params(path, ["method.fastgan"])
+
+
+def test_repo_params_file_is_valid():
+    out = load_params("params.yaml", ["base", "train", "method.fastgan", "eval"])
+    assert out["base"].resolution == 64

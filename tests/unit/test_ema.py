@@ -1,0 +1,51 @@
+"""EMA decay warm-up, the parameter average, and BatchNorm recalibration of G_ema."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
+
+
+def test_warmup_starts_low_and_reaches_beta():
+    assert ema_beta_at(0.999, 0, warmup=True) == pytest.approx(0.1)
+    assert ema_beta_at(0.999, 600, warmup=True) == pytest.approx(601 / 610)
+    assert ema_beta_at(0.999, 10**6, warmup=True) == 0.999
+    assert ema_beta_at(0.999, 0, warmup=False) == 0.999
+
+
+def test_update_ema_averages_parameters_and_copies_buffers():
+    model, ema = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.running_mean.fill_(5.0)
+    update_ema(ema, model, beta=0.75)
+    assert torch.allclose(ema.weight, torch.full((3,), 0.75 * 1.0 + 0.25 * 2.0))
+    assert torch.equal(ema.running_mean, model.running_mean)
+
+
+class _TinyG(nn.Module):
+    z_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def test_recalibration_sets_standing_stats_and_leaves_global_rng_alone():
+    G = _TinyG()
+    before = torch.get_rng_state()
+    assert recalibrate_batchnorm(G, n_batches=8, batch=64, seed=0) == 1
+    assert torch.equal(before, torch.get_rng_state())
+    assert not G.training
+    z = torch.randn(4096, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = G.net[0](z)
+    bn = G.net[1]
+    assert torch.allclose(bn.running_mean, h.mean(0), atol=0.05)
+    assert torch.allclose(bn.running_var, h.var(0), rtol=0.1)

@@ -1,0 +1,168 @@
+"""Trainer: exact resume after a crash, SIGTERM, refusal of a foreign checkpoint, NaN rollback."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancore.config import BaseParams, ShardParams, TrainParams
+from gancore.data.shards import shard_paths, write_shards
+from gancore.errors import NonFiniteLoss, ResumeMismatch
+from gancore.methods.fastgan import FastGANConfig
+from gancore.registry import get_method
+from gancore.training import checkpoint as ckpt
+from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
+
+RES_PX = 64
+BATCH = 2
+N_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Train shards of 12 smooth random colour images."""
+    src = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((RES_PX, RES_PX), Image.BILINEAR).save(src / f"{i:02d}.png")
+    out = tmp_path_factory.mktemp("shards") / "s"
+    write_shards(src, out, RES_PX, ShardParams(eval_fraction=0.15))
+    return shard_paths(out, "train")
+
+
+def _run(n_steps: int = N_STEPS, fingerprint: str = "data-v1", **method) -> RunConfig:
+    train = TrainParams(batch=BATCH, total_kimg=n_steps * BATCH / 1000,
+                        ckpt_every_kimg=(N_STEPS // 2) * BATCH / 1000, keep_latest_k=2,
+                        log_every_steps=1, device="cpu", shuffle_buffer=5, decode_threads=1,
+                        max_nan_retries=2)
+    cfg = FastGANConfig(width_mult=1 / 16, z_dim=8, **method)
+    return RunConfig("fastgan", cfg, BaseParams(seed=3, resolution=RES_PX), train, fingerprint)
+
+
+def _trainer(run: RunConfig, shards, ckpt_dir) -> Trainer:
+    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False)
+
+
+def _with_schedule(run: RunConfig, n_steps: int) -> RunConfig:
+    return dataclasses.replace(run, train=dataclasses.replace(run.train,
+                                                              total_kimg=n_steps * BATCH / 1000))
+
+
+def _assert_same_state(a: Trainer, b: Trainer) -> None:
+    for name, net in a._all_nets().items():
+        other = b._all_nets()[name].state_dict()
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, other[key]), f"{name}.{key} differs"
+    for name, opt in a.opts.items():
+        sa, sb = opt.state_dict()["state"], b.opts[name].state_dict()["state"]
+        for idx in sa:
+            for key in sa[idx]:
+                assert torch.equal(sa[idx][key], sb[idx][key]), f"opt {name} {idx}.{key} differs"
+    assert dataclasses.replace(a.state, train_sec=0.0) == dataclasses.replace(b.state, train_sec=0.0)
+
+
+class _CrashAt(Trainer):
+    """A trainer whose process 'dies' when it reaches a given step (after the mid checkpoint)."""
+
+    crash_step = N_STEPS // 2 + 1
+
+    def train_step(self, real):
+        if self.state.step == self.crash_step:
+            raise RuntimeError("simulated crash")
+        return super().train_step(real)
+
+
+def test_crash_and_resume_equals_uninterrupted_bit_for_bit(shards, tmp_path):
+    run = _run()
+    straight = _trainer(run, shards, tmp_path / "straight")
+    straight.fit()
+    rng_straight = torch.get_rng_state()
+
+    crashing = _CrashAt(get_method("fastgan"), run, shards, tmp_path / "resumed", progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.fit()
+    resumed = _trainer(run, shards, tmp_path / "resumed")
+    summary = resumed.fit()
+
+    assert summary["resumed"] and summary["steps"] == N_STEPS
+    _assert_same_state(straight, resumed)
+    assert torch.equal(rng_straight, torch.get_rng_state())
+    rows = read_history(tmp_path / "resumed" / "history.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, N_STEPS + 1))
+
+
+def test_extending_total_kimg_continues_the_same_run(shards, tmp_path):
+    run = _run()
+    _trainer(_with_schedule(run, N_STEPS // 2), shards, tmp_path / "c").fit()
+    longer = _trainer(run, shards, tmp_path / "c")
+    assert longer.fit()["steps"] == N_STEPS
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(shards, tmp_path):
+    class _Term(Trainer):
+        def train_step(self, real):
+            stats = super().train_step(real)
+            if self.state.step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return stats
+
+    trainer = _Term(get_method("fastgan"), _run(), shards, tmp_path, progress=False)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit()
+    assert ckpt.load_latest(tmp_path).meta["step"] == 1
+    assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm
+
+
+@pytest.mark.parametrize("change, key", [({"lr": 1e-3}, "method_cfg.lr"),
+                                         ({"fingerprint": "data-v2"}, "dataset_fingerprint")])
+def test_resume_with_other_config_or_data_is_refused(shards, tmp_path, change, key):
+    _trainer(_run(n_steps=2), shards, tmp_path).fit()
+    fingerprint = change.pop("fingerprint", "data-v1")
+    other = _trainer(_run(n_steps=4, fingerprint=fingerprint, **change), shards, tmp_path)
+    with pytest.raises(ResumeMismatch, match=key):
+        other.fit()
+
+
+def _poison(trainer: Trainer, bad_steps: set[int] | None) -> list[int]:
+    """Make the D loss NaN at the given steps (every step when None), once per listed step."""
+    real_loss, hits = trainer.loss, []
+
+    def loss(phase, real):
+        value, stats = real_loss(phase, real)
+        step = trainer.state.step
+        if phase == "D" and (bad_steps is None or step in bad_steps):
+            hits.append(step)
+            if bad_steps is not None:
+                bad_steps.discard(step)
+            value = value * float("nan")
+        return value, stats
+
+    trainer.loss = loss
+    return hits
+
+
+def test_nan_loss_rolls_back_to_last_checkpoint_and_finishes(shards, tmp_path):
+    trainer = _trainer(_run(), shards, tmp_path)
+    hits = _poison(trainer, {N_STEPS // 2 + 1})
+    summary = trainer.fit()
+    assert hits == [N_STEPS // 2 + 1]
+    assert summary["nan_rollbacks"] == 1 and summary["steps"] == N_STEPS
+    for net in trainer._all_nets().values():
+        assert all(torch.isfinite(p).all() for p in net.state_dict().values() if p.is_floating_point())
+    rows = read_history(tmp_path / "history.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, N_STEPS + 1))
+
+
+def test_persistent_nan_stops_after_bounded_retries(shards, tmp_path):
+    trainer = _trainer(_run(), shards, tmp_path)
+    hits = _poison(trainer, None)
+    with pytest.raises(NonFiniteLoss, match="max_nan_retries"):
+        trainer.fit()
+    assert len(hits) == trainer.run.train.max_nan_retries + 1
