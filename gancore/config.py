@@ -205,8 +205,8 @@ class TrainParams:
     """Training length in thousands of real images shown to D."""
     ema_beta: float = 0.999
     """Per-step decay of the exponential moving average of G's parameters."""
-    ema_warmup: bool = True
-    """Decay min(ema_beta, (1 + step) / (10 + step)) so G_ema tracks G early (TF's num_updates rule)."""
+    ema_rampup: float = 0.05
+    """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always ema_beta."""
     ckpt_every_kimg: float = 2.0
     """Checkpoint interval in kimg (a final checkpoint is always written)."""
     keep_latest_k: int = 3
@@ -233,6 +233,7 @@ class TrainParams:
             "batch": self.batch >= 1,
             "total_kimg": self.total_kimg > 0,
             "ema_beta": 0.0 <= self.ema_beta < 1.0,
+            "ema_rampup": self.ema_rampup >= 0.0,
             "ckpt_every_kimg": self.ckpt_every_kimg > 0,
             "keep_latest_k": self.keep_latest_k >= 1,
             "log_every_steps": self.log_every_steps >= 1,

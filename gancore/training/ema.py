@@ -8,17 +8,22 @@ mode. Samples then depend on their own latent only, not on the rest of the batch
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 
-def ema_beta_at(beta: float, step: int, warmup: bool) -> float:
-    """The decay used at `step`: `beta`, or with warm-up min(beta, (1 + step) / (10 + step)).
+def ema_beta_at(beta: float, batch: int, n_img: int, rampup: float) -> float:
+    """The per-step decay after `n_img` images: `beta`, with its half-life capped at rampup * n_img.
 
-    Without warm-up a 0.999 EMA after 600 steps is still 55% the initial weights; with it the
-    average spans about a tenth of the steps so far until it reaches `beta` (~9,000 steps for 0.999).
+    StyleGAN2-ADA's ramp-up, with `beta` per step of `batch` images as the asymptote. Without it a
+    0.999 EMA after 600 steps is still 55% the initial weights; measured on 5-kimg CPU runs, an EMA
+    spanning more than a few percent of training was worse than G itself (docs/benchmarks.md).
     """
-    return min(beta, (1 + step) / (10 + step)) if warmup else beta
+    if rampup <= 0 or beta <= 0:
+        return beta
+    return min(beta, 0.5 ** (batch / max(rampup * n_img, 1e-8)))
 
 
 @torch.no_grad()

@@ -224,7 +224,8 @@ class Trainer:
         if not bool(torch.isfinite(torch.stack(losses)).all()):
             raise FloatingPointError(f"non-finite loss at step {self.state.step}")
         t = self.run.train
-        update_ema(self.G_ema, self.nets["G"], ema_beta_at(t.ema_beta, self.state.step, t.ema_warmup))
+        beta = ema_beta_at(t.ema_beta, real.shape[0], self.state.n_img + real.shape[0], t.ema_rampup)
+        update_ema(self.G_ema, self.nets["G"], beta)
         self.state.step += 1
         self.state.n_img += real.shape[0]
         return stats

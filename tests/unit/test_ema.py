@@ -9,11 +9,12 @@ from torch import nn
 from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
 
 
-def test_warmup_starts_low_and_reaches_beta():
-    assert ema_beta_at(0.999, 0, warmup=True) == pytest.approx(0.1)
-    assert ema_beta_at(0.999, 600, warmup=True) == pytest.approx(601 / 610)
-    assert ema_beta_at(0.999, 10**6, warmup=True) == 0.999
-    assert ema_beta_at(0.999, 0, warmup=False) == 0.999
+def test_rampup_caps_the_half_life_at_a_fraction_of_images_seen():
+    # After 5000 images with rampup 0.02 the half-life is 100 images: 12.5 steps of 8.
+    assert ema_beta_at(0.999, 8, 5000, rampup=0.02) == pytest.approx(0.5 ** (8 / 100))
+    assert ema_beta_at(0.999, 8, 10**8, rampup=0.02) == 0.999
+    assert ema_beta_at(0.999, 8, 1, rampup=0.02) < 1e-6
+    assert ema_beta_at(0.999, 8, 5000, rampup=0.0) == 0.999
 
 
 def test_update_ema_averages_parameters_and_copies_buffers():

@@ -1,0 +1,85 @@
+"""Which EMA schedule gives the best G_ema for a short run: one training, several EMAs of the same G.
+
+    python -m benchmarks.ema_schedules --kimg 9 --width-mult 0.125 --shards data/shards --ref data/ref_stats
+
+Trains FastGAN once with the real Trainer and keeps, beside its own G_ema, extra averages of G under
+StyleGAN2-ADA ramp-ups (half-life <= rampup x images seen) and a constant 0.999; then scores raw G
+and every average with KID-EL0, FD-EL0 and SWD against the held-out split (500 samples, seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+
+import torch
+
+from gancore.config import BaseParams, TrainParams
+from gancore.data.shards import shard_paths
+from gancore.eval.distances import frechet_distance, kid
+from gancore.eval.evaluate import load_reference, read_split
+from gancore.eval.features import EL0Features
+from gancore.eval.swd import sliced_wasserstein
+from gancore.generator import sample
+from gancore.registry import get_method
+from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
+from gancore.training.trainer import RunConfig, Trainer
+
+RAMPUPS = (0.0, 0.02, 0.05, 0.10)
+N_GEN = 500
+
+
+class _ManyEMAs(Trainer):
+    """A Trainer that also keeps one EMA of G per ramp-up in RAMPUPS."""
+
+    def start_extra(self) -> None:
+        self.extra = {r: copy.deepcopy(self.nets["G"]).eval() for r in RAMPUPS}
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        stats = super().train_step(real)
+        for rampup, G in self.extra.items():
+            beta = ema_beta_at(self.run.train.ema_beta, real.shape[0], self.state.n_img, rampup)
+            update_ema(G, self.nets["G"], beta)
+        return stats
+
+
+def score(G: torch.nn.Module, real: torch.Tensor, ref: dict, el0: EL0Features) -> dict[str, float]:
+    """KID/FD on EL0 and SWD of N_GEN samples of G (BatchNorm recalibrated, eval mode)."""
+    G = copy.deepcopy(G)
+    recalibrate_batchnorm(G, 32, 32, seed=0)
+    fake = sample(G, N_GEN, seed=0)
+    feats = el0(fake)
+    swd = sliced_wasserstein(real, fake, 128, 512, 4, seed=0)
+    return {"kid_el0": kid(ref["el0_eval"], feats, 100, 1000, 0)[0],
+            f"fd_el0_{N_GEN}": frechet_distance(ref["el0_eval"], feats), **swd}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kimg", type=float, default=9)
+    parser.add_argument("--width-mult", type=float, default=0.125)
+    parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--ref", default="data/ref_stats")
+    args = parser.parse_args()
+    spec = get_method("fastgan")
+    run = RunConfig("fastgan", spec.config_cls(width_mult=args.width_mult), BaseParams(seed=0, resolution=64),
+                    TrainParams(batch=8, total_kimg=args.kimg, ckpt_every_kimg=1e6, device="cpu"), "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = _ManyEMAs(spec, run, shard_paths(args.shards, "train"), tmp, progress=False)
+        trainer.start_extra()
+        trainer.fit()
+    real, (ref, _) = read_split(args.shards, "eval"), load_reference(args.ref, args.shards)
+    el0 = EL0Features()
+    models = {"G (no EMA)": trainer.nets["G"], "G_init": trainer.G_init,
+              **{f"EMA rampup {r}" if r else "EMA 0.999, no rampup": G for r, G in trainer.extra.items()}}
+    print(f"FastGAN width_mult {args.width_mult}, {args.kimg} kimg, batch 8, seed 0\n")
+    print("| G | kid_el0 | fd_el0_500 | swd 64/32/16 px | swd_mean |\n|---|---|---|---|---|")
+    for name, G in models.items():
+        s = score(G, real, ref, el0)
+        print(f"| {name} | {s['kid_el0']:.3f} | {s['fd_el0_500']:.0f} | {s['swd_64px']:.0f} / "
+              f"{s['swd_32px']:.0f} / {s['swd_16px']:.0f} | {s['swd_mean']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
