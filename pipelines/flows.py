@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Sequence
 
 from prefect import flow, get_run_logger, task
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
 from gancore.tracking.mlflow_tracker import PARENT_ENV
 
 PROJECT = Path(__file__).resolve().parents[1]
+EPHEMERAL_STARTUP_SEC = 90
 
 
 def stage_graph(project: str | Path, target: str | None = None) -> dict[str, list[str]]:
@@ -84,7 +86,7 @@ def pipeline(project: str = str(PROJECT), target: str | None = None,
         mlflow_experiment: experiment of the parent run; "" for none.
 
     Returns:
-        Stage names in the order they finished.
+        Stage names in the order they were submitted (topological).
     """
     graph = stage_graph(project, target)
     tracker, parent_id = _parent_run(Path(project), mlflow_experiment)
@@ -122,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = {"project": str(PROJECT), "target": args.target}
     if args.command == "run":
-        print(pipeline(**params))
+        # A first run with a fresh PREFECT_HOME migrates its database: 20 s is too short on 2 cores.
+        with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_SEC}):
+            print(pipeline(**params))
     elif args.command == "serve":
         pipeline.serve(name=args.name, cron=args.cron, parameters=params)
     else:
