@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 import gancore
-from gancore.config import TrackParams, to_dict
+from gancore.config import TrackParams, flatten, to_dict
 from gancore.errors import GancoreError
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.utils.fsio import sha256_json
@@ -55,6 +55,18 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
 
     root = Path(params_path).resolve().parent
     return MlflowTracker(track.experiment, default_tracking_uri(root))
+
+
+def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
+                 metrics: dict[str, float], artifacts: Sequence[str | Path], **tags: str) -> None:
+    """One finished MLflow run for a stage without steps: params, metrics, artifacts and run tags."""
+    tracker = make_tracker(params["track"], params_path)
+    tracker.start(stage, run_tags(stage, params, params_path, **tags))
+    tracker.log_params(flatten(logged))
+    tracker.log_metrics(metrics, step=0)
+    for path in artifacts:
+        tracker.log_artifact(path)
+    tracker.close()
 
 
 def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extra: str) -> dict[str, str]:

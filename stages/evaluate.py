@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import flatten, load_params, to_dict
+from gancore.config import load_params, to_dict
 from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score
 from gancore.eval.features import EL0Features
 from gancore.generator import load_generator, sample
-from gancore.runtime import make_tracker, run_main, run_tags, stage_parser
+from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.utils.fsio import atomic_write_json, read_json
 from gancore.utils.grid import save_grid
 
@@ -53,17 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _track(p: dict, args, metrics: dict, out: Path) -> None:
     train_run = Path(args.run) / "mlflow_run.json"
     train_run_id = read_json(train_run)["run_id"] if train_run.is_file() else None
-    tracker = make_tracker(p["track"], args.params)
     method = Path(args.run).name
-    tracker.start(f"evaluate-{method}", run_tags(f"evaluate@{method}", p, args.params, method=method,
-                                                  train_run_id=str(train_run_id)))
-    tracker.log_params(flatten({"eval": to_dict(p["eval"])}))
-    tracker.log_metrics({**_numeric(metrics), **_numeric(metrics.get("init", {}), "init/")}, step=0)
-    tracker.set_tags({"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {})
-    for f in sorted(out.glob("grid_*.png")):
-        tracker.log_artifact(f)
-    tracker.log_artifact(args.metrics)
-    tracker.close()
+    unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
+    record_stage(f"evaluate@{method}", p, args.params, {"eval": to_dict(p["eval"])},
+                 {**_numeric(metrics), **_numeric(metrics.get("init", {}), "init/")},
+                 [*sorted(out.glob("grid_*.png")), args.metrics],
+                 method=method, train_run_id=str(train_run_id), **unavailable)
 
 
 if __name__ == "__main__":

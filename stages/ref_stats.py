@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 from gancore.config import load_params
 from gancore.eval.evaluate import build_reference
-from gancore.runtime import run_main, stage_parser
+from gancore.runtime import record_stage, run_main, stage_parser
 
-PARAMS = ["eval.inception_weights"]
+PARAMS = ["eval.inception_weights", "track"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = build_reference(args.shards, args.out, p["eval.inception_weights"])
     print(f"[ref_stats] {meta['n_eval']} eval + {meta['n_train']} train images; "
           f"inception: {meta['features']['inception']}")
+    record_stage("ref_stats", p, args.params, {"inception_weights": p["eval.inception_weights"]},
+                 {"n_eval": meta["n_eval"], "n_train": meta["n_train"]}, [Path(args.out) / "meta.json"],
+                 dataset_fingerprint=meta["fingerprint"]["train"], inception=meta["features"]["inception"][:250])
     return 0
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import flatten, load_params, to_dict
+from gancore.config import load_params, to_dict
 from gancore.data.shards import write_shards
-from gancore.runtime import make_tracker, run_main, run_tags, stage_parser
+from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.utils.fsio import atomic_write_json
 
 PARAMS = ["base.resolution", "data", "shard", "track"]
@@ -24,14 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(args.metrics, {**counts, "fingerprint_train": manifest["fingerprint"]["train"]})
     print(f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
           f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}")
-    tracker = make_tracker(p["track"], args.params)
-    tracker.start("shard", run_tags("shard", p, args.params,
-                                    dataset_fingerprint=manifest["fingerprint"]["train"]))
-    tracker.log_params(flatten({"resolution": p["base.resolution"], "data": to_dict(p["data"]),
-                                "shard": to_dict(p["shard"])}))
-    tracker.log_metrics({k: v for k, v in counts.items() if isinstance(v, (int, float))}, step=0)
-    tracker.log_artifact(Path(args.out) / "manifest.json")
-    tracker.close()
+    record_stage("shard", p, args.params,
+                 {"resolution": p["base.resolution"], "data": to_dict(p["data"]), "shard": to_dict(p["shard"])},
+                 {k: v for k, v in counts.items() if isinstance(v, (int, float))},
+                 [Path(args.out) / "manifest.json"], dataset_fingerprint=manifest["fingerprint"]["train"])
     return 0
 
 

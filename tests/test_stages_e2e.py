@@ -95,7 +95,7 @@ def test_evaluate_records_scores_protocol_and_missing_fid(pipeline):
 
 def test_mlflow_has_one_tagged_run_per_stage(pipeline):
     runs, client = _runs(pipeline)
-    assert set(runs) == {"shard", "train@fastgan", "evaluate@fastgan"}
+    assert set(runs) == {"builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"}
     tr = runs["train@fastgan"]
     for tag in ("git_commit", "params_hash", "dataset_fingerprint"):
         assert tr.data.tags[tag]
