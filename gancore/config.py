@@ -205,7 +205,7 @@ class TrainParams:
     """Training length in thousands of real images shown to D."""
     ema_beta: float = 0.999
     """Per-step decay of the exponential moving average of G's parameters."""
-    ema_rampup: float = 0.05
+    ema_rampup: float = 0.02
     """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always ema_beta."""
     ckpt_every_kimg: float = 2.0
     """Checkpoint interval in kimg (a final checkpoint is always written)."""
