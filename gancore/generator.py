@@ -87,7 +87,6 @@ def load_generator(path: str | Path, which: str | None = None,
 
 
 @torch.no_grad()
-@torch.no_grad()
 def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50) -> torch.Tensor:
     """Draw `n_img` images from fixed latents.
 

@@ -18,7 +18,7 @@ def ema_beta_at(beta: float, batch: int, n_img: int, rampup: float) -> float:
     """The per-step decay after `n_img` images: `beta`, with its half-life capped at rampup * n_img.
 
     StyleGAN2-ADA's ramp-up, with `beta` per step of `batch` images as the asymptote. Without it a
-    0.999 EMA after 600 steps is still 55% the initial weights; measured on 5-kimg CPU runs, an EMA
+    0.999 EMA after 1,125 steps is still 32% the initial weights; measured on 9-kimg CPU runs, an EMA
     spanning more than a few percent of training was worse than G itself (docs/benchmarks.md).
     """
     if rampup <= 0 or beta <= 0:
