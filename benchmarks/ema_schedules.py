@@ -15,12 +15,10 @@ import tempfile
 
 import torch
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, EvalParams, TrainParams
 from gancore.data.shards import shard_paths
-from gancore.eval.distances import frechet_distance, kid
-from gancore.eval.evaluate import load_reference, read_split
+from gancore.eval.evaluate import load_reference, read_split, score
 from gancore.eval.features import EL0Features
-from gancore.eval.swd import sliced_wasserstein
 from gancore.generator import sample
 from gancore.registry import get_method
 from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
@@ -44,15 +42,12 @@ class _ManyEMAs(Trainer):
         return stats
 
 
-def score(G: torch.nn.Module, real: torch.Tensor, ref: dict, el0: EL0Features) -> dict[str, float]:
-    """KID/FD on EL0 and SWD of N_GEN samples of G (BatchNorm recalibrated, eval mode)."""
+def score_G(G: torch.nn.Module, real: torch.Tensor, ref: dict, el0: EL0Features) -> dict:
+    """The evaluate stage's scores (default EvalParams) of N_GEN samples of G, BatchNorm recalibrated."""
     G = copy.deepcopy(G)
     recalibrate_batchnorm(G, 32, 32, seed=0)
-    fake = sample(G, N_GEN, seed=0)
-    feats = el0(fake)
-    swd = sliced_wasserstein(real, fake, 128, 512, 4, seed=0)
-    return {"kid_el0": kid(ref["el0_eval"], feats, 100, 1000, 0)[0],
-            f"fd_el0_{N_GEN}": frechet_distance(ref["el0_eval"], feats), **swd}
+    ep = EvalParams(n_gen=N_GEN)
+    return score(sample(G, N_GEN, seed=ep.seed), real, ref, ep, el0, None, "not scored here")
 
 
 def main() -> None:
@@ -76,8 +71,8 @@ def main() -> None:
     print(f"FastGAN width_mult {args.width_mult}, {args.kimg} kimg, batch 8, seed 0\n")
     print("| G | kid_el0 | fd_el0_500 | swd 64/32/16 px | swd_mean |\n|---|---|---|---|---|")
     for name, G in models.items():
-        s = score(G, real, ref, el0)
-        print(f"| {name} | {s['kid_el0']:.3f} | {s['fd_el0_500']:.0f} | {s['swd_64px']:.0f} / "
+        s = score_G(G, real, ref, el0)
+        print(f"| {name} | {s['kid_el0']:.3f} | {s[f'fd_el0_{N_GEN}']:.0f} | {s['swd_64px']:.0f} / "
               f"{s['swd_32px']:.0f} / {s['swd_16px']:.0f} | {s['swd_mean']:.0f} |", flush=True)
 
 
