@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from gancore.config import BaseParams, TrainParams
-from gancore.registry import get_method
+from gancore.registry import MethodSpec, get_method
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.trainer import RunConfig, Trainer
 
@@ -32,15 +32,12 @@ def machine() -> str:
             f"(torch {torch.__version__})")
 
 
-def measure(method: str, resolution: int, width_mult: float, batch: int, n_steps: int, warmup: int) -> dict:
-    """img/s of train_step for one width; networks built exactly as in training."""
-    spec = get_method(method)
-    cfg = spec.config_cls(width_mult=width_mult)
-    train = TrainParams(batch=batch, device="auto")
-    run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution), train, "bench")
+def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> tuple[Trainer, float]:
+    """Seconds of `n_steps` Trainer.train_step calls on one random batch, after `warmup` steps."""
+    shape = (run.train.batch, 3, run.base.resolution, run.base.resolution)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(spec, run, [Path("unused.tar")], tmp, progress=False)
-        real = torch.rand(batch, 3, resolution, resolution, device=trainer.device) * 2 - 1
+        real = torch.rand(*shape, device=trainer.device) * 2 - 1
         for _ in range(warmup):
             trainer.train_step(real)
         _sync()
@@ -48,14 +45,28 @@ def measure(method: str, resolution: int, width_mult: float, batch: int, n_steps
         for _ in range(n_steps):
             trainer.train_step(real)
         _sync()
-        sec = time.perf_counter() - t0
-    return {"method": method, "resolution": resolution, "width_mult": width_mult, "batch": batch,
-            "params_G": count_params(trainer.nets["G"]), "params_D": count_params(trainer.nets["D"]),
+        return trainer, time.perf_counter() - t0
+
+
+def ledger(trainer: Trainer, n_img: int, sec: float) -> dict:
+    """Parameters, GMACs, throughput and memory of a timed trainer."""
+    return {"params": {k: count_params(v) for k, v in trainer.nets.items()},
             "g_gmacs_per_img": round(gmacs_per_image(trainer.G_ema), 4),
-            "img_per_sec": round(n_steps * batch / sec, 2),
-            "sec_per_kimg": round(1000 * sec / (n_steps * batch), 1),
+            "img_per_sec": round(n_img / sec, 2), "sec_per_kimg": round(1000 * sec / n_img, 1),
             "peak_mem_gb": round(peak_memory_gb(trainer.device), 2),
             "mixed_precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off"}
+
+
+def measure(method: str, resolution: int, width_mult: float, batch: int, n_steps: int, warmup: int) -> dict:
+    """img/s of train_step for one width; networks built exactly as in training."""
+    spec = get_method(method)
+    cfg = spec.config_cls(width_mult=width_mult)
+    run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution), TrainParams(batch=batch), "bench")
+    trainer, sec = time_steps(spec, run, n_steps, warmup)
+    row = ledger(trainer, n_steps * batch, sec)
+    params = row.pop("params")
+    return {"method": method, "resolution": resolution, "width_mult": width_mult, "batch": batch,
+            "params_G": params["G"], "params_D": params["D"], **row}
 
 
 def _sync() -> None:

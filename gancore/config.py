@@ -292,6 +292,67 @@ class TrackParams:
     """MLflow experiment name."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class CompressParams:
+    method: Literal["wavelet", "pixel"] = "wavelet"
+    """wavelet: the level-L DWT low band (nsb-GAN); pixel: antialiased bicubic downsampling (its ablation)."""
+    levels: int = 1
+    """Halvings of the side: codes are base.resolution / 2**levels pixels square."""
+    wavelet: str = "bior2.2"
+    """PyWavelets name of an orthogonal or biorthogonal wavelet (method wavelet only)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.levels <= 5:
+            raise ConfigError("levels", f"must be in [1, 5], got {self.levels}")
+        if self.method == "wavelet":
+            from gancore.compress.dwt import check_wavelet
+
+            try:
+                check_wavelet(self.wavelet)
+            except ValueError as e:
+                raise ConfigError("wavelet", str(e)) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderParams:
+    arch: Literal["residual", "unet"] = "residual"
+    """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
+    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only)."""
+    width: int = 32
+    """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
+    blocks: int = 4
+    """Residual blocks (residual; paper 16) or down/up levels per UNet (unet; paper 3)."""
+    loss: Literal["l1", "mse"] = "l1"
+    """Pixel loss (residual: ESRGAN-W pre-training uses L1); unet adds MSE on the coefficients."""
+    lr: float = 2e-4
+    """Adam learning rate."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas (ESRGAN-W)."""
+    batch: int = 16
+    """Real images per step (ESRGAN-W: 16 per GPU)."""
+    total_kimg: float = 8.0
+    """Training length in thousands of real images."""
+
+    def __post_init__(self) -> None:
+        checks = {"width": self.width >= 4, "blocks": self.blocks >= 1, "lr": self.lr > 0,
+                  "batch": self.batch >= 1, "total_kimg": self.total_kimg > 0}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwoStageParams:
+    """One two-stage pipeline: compressor -> sampler on the codes, decoder back to pixels."""
+
+    compress: CompressParams = dataclasses.field(default_factory=CompressParams)
+    decoder: DecoderParams = dataclasses.field(default_factory=DecoderParams)
+
+    def __post_init__(self) -> None:
+        if self.decoder.arch == "unet" and self.compress.method != "wavelet":
+            raise ConfigError("decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,
@@ -321,16 +382,25 @@ def _build_methods(raw: Any) -> dict[str, Any]:
     return out
 
 
+def _build_twostage(raw: Any) -> dict[str, TwoStageParams]:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("twostage", "must map pipeline names to their compress/decoder settings")
+    return {str(name): build_dataclass(TwoStageParams, section, f"twostage.{name}")
+            for name, section in raw.items()}
+
+
 def validate(raw: Any) -> dict[str, Any]:
-    """Validate a whole params mapping; return {section: dataclass, 'method': {name: config}}."""
+    """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name: config}}."""
     if not isinstance(raw, Mapping):
         raise ConfigError("<top>", "params.yaml must be a mapping of sections")
-    known = sorted([*SECTIONS, "method"])
+    known = sorted([*SECTIONS, "method", "twostage"])
     for name in raw:
         if name not in known:
             raise _unknown_key("", str(name), known)
     params: dict[str, Any] = {k: build_dataclass(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
     params["method"] = _build_methods(raw.get("method"))
+    params["twostage"] = _build_twostage(raw.get("twostage"))
     _cross_check(params)
     return params
 
@@ -338,8 +408,23 @@ def validate(raw: Any) -> dict[str, Any]:
 def _cross_check(params: dict[str, Any]) -> None:
     from gancore.registry import get_method
 
+    resolution = params["base"].resolution
     for name in params["method"]:
-        get_method(name).check_resolution(params["base"].resolution)
+        get_method(name).check_resolution(resolution)
+    for name, pipeline in params["twostage"].items():
+        code_px = resolution >> pipeline.compress.levels
+        if code_px < 4:
+            raise ConfigError(f"twostage.{name}.compress.levels",
+                              f"{pipeline.compress.levels} levels leave {resolution}px images "
+                              f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4")
+
+
+def _get(value: Any, part: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(part, dataclasses.MISSING)
+    if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
+        return getattr(value, part)
+    return dataclasses.MISSING
 
 
 def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
@@ -367,18 +452,12 @@ def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
     params = validate(raw)
     out = {}
     for key in keys:
-        section, _, sub = key.partition(".")
-        if section not in params:
-            raise ConfigError(key, "no such section")
-        value = params[section]
-        if sub and section == "method":
-            if sub not in value:
-                raise ConfigError(key, "no such section (add it to params.yaml)")
-            value = value[sub]
-        elif sub:
-            if sub not in {f.name for f in dataclasses.fields(value)}:
-                raise ConfigError(key, "no such key")
-            value = getattr(value, sub)
+        value: Any = params
+        for i, part in enumerate(key.split(".")):
+            value = _get(value, part)
+            if value is dataclasses.MISSING:
+                where = "section" if i == 0 or isinstance(params.get(key.split(".")[0]), dict) else "key"
+                hint = " (add it to params.yaml)" if where == "section" and i else ""
+                raise ConfigError(key, f"no such {where}{hint}")
         out[key] = value
     return out
-

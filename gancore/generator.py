@@ -1,16 +1,18 @@
 """Generator artifacts: a self-describing folder (config.json + safetensors) any stage can load.
 
-Layout (written atomically):
+Layout of a one-network generator (kind "single", written atomically):
   config.json          {"format", "kind", "method", "method_config", "resolution", "z_dim", ...}
   G_ema.safetensors    the exported generator (BatchNorm statistics recalibrated)
   G_init.safetensors   the same network at initialisation (the floor a trained one must beat)
+Two-stage generators (kind "twostage") hold a sampler folder and a decoder folder instead
+(gancore/twostage/assembled.py); `load_generator` returns either as one module G(z) -> images.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -30,6 +32,23 @@ def _weights(G: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in G.state_dict().items()}
 
 
+def save_networks(out_dir: str | Path, config: dict[str, Any], weights: dict[str, nn.Module],
+                  bn_batches: int = 0, seed: int = 0) -> Path:
+    """Write `config.json` and one safetensors file per network into a folder, atomically.
+
+    Each network is copied and its BatchNorm statistics recalibrated over `bn_batches` batches of
+    latents (0 = keep them; networks without BatchNorm are saved as they are).
+    """
+    def fill(tmp: Path) -> None:
+        for name, net in weights.items():
+            net = copy.deepcopy(net)
+            recalibrate_batchnorm(net, bn_batches, batch=32, seed=seed)
+            save_file(_weights(net), str(tmp / f"{name}.safetensors"))
+        atomic_write_json(tmp / "config.json", {"gancore_version": gancore.__version__, **config})
+
+    return atomic_dir(out_dir, fill)
+
+
 def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution: int,
                    weights: dict[str, nn.Module], bn_batches: int, seed: int,
                    extra: dict[str, Any] | None = None) -> Path:
@@ -45,29 +64,15 @@ def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution
     config = {"format": FORMAT, "kind": "single", "method": method,
               "method_config": to_dict(method_cfg), "resolution": resolution,
               "z_dim": first.z_dim, "main": next(iter(weights)),
-              "bn_recalibration": {"batches": bn_batches, "seed": seed},
-              "gancore_version": gancore.__version__, **(extra or {})}
-
-    def fill(tmp: Path) -> None:
-        for name, G in weights.items():
-            G = copy.deepcopy(G)
-            recalibrate_batchnorm(G, bn_batches, batch=32, seed=seed)
-            save_file(_weights(G), str(tmp / f"{name}.safetensors"))
-        atomic_write_json(tmp / "config.json", config)
-
-    return atomic_dir(out_dir, fill)
+              "bn_recalibration": {"batches": bn_batches, "seed": seed}, **(extra or {})}
+    return save_networks(out_dir, config, weights, bn_batches, seed)
 
 
-def load_generator(path: str | Path, which: str | None = None,
-                   device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a generator from its folder, in eval mode.
-
-    Args:
-        path: folder written by save_generator.
-        which: weights to load ("G_ema", "G_init"); default the main one.
+def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """config.json of a network folder, checked for format (and kind when given).
 
     Raises:
-        DataError: not a generator folder, or the weights do not fit the recorded config.
+        DataError: not such a folder.
     """
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -75,35 +80,72 @@ def load_generator(path: str | Path, which: str | None = None,
     config = read_json(path / "config.json")
     if config.get("format") != FORMAT:
         raise DataError(f"{path}: unsupported generator format {config.get('format')!r}")
+    if kind is not None and config.get("kind") != kind:
+        raise DataError(f"{path} holds a {config.get('kind')!r} folder, expected {kind!r}")
+    return config
+
+
+def load_weights(net: nn.Module, path: str | Path, name: str, device: str | torch.device) -> nn.Module:
+    """Load `<path>/<name>.safetensors` into `net`; return it on `device`, eval mode, frozen."""
+    try:
+        net.load_state_dict(load_file(str(Path(path) / f"{name}.safetensors")))
+    except (OSError, RuntimeError) as e:
+        raise DataError(f"{path}/{name}.safetensors does not load: {e}") from None
+    return net.to(device).eval().requires_grad_(False)
+
+
+def _load_single(path: Path, config: dict[str, Any], which: str | None,
+                 device: str | torch.device) -> nn.Module:
     spec = get_method(config["method"])
     cfg = build_dataclass(spec.config_cls, config["method_config"], f"method.{config['method']}")
     G = spec.build_networks(cfg, config["resolution"])["G"]
-    name = which or config["main"]
-    try:
-        G.load_state_dict(load_file(str(path / f"{name}.safetensors")))
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}/{name}.safetensors does not load: {e}") from None
-    return G.to(device).eval().requires_grad_(False)
+    return load_weights(G, path, which or config["main"], device)
+
+
+def load_generator(path: str | Path, which: str | None = None,
+                   device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a generator from its folder (one network, or an assembled two-stage one), in eval mode.
+
+    Args:
+        path: folder written by save_generator or by the assemble stage.
+        which: weights to load ("G_ema", "G_init"); default the main one.
+
+    Raises:
+        DataError: not a generator folder, or the weights do not fit the recorded config.
+    """
+    config = read_config(path)
+    if config.get("kind") == "twostage":
+        from gancore.twostage.assembled import load_twostage
+
+        return load_twostage(Path(path), config, which, device)
+    return _load_single(Path(path), config, which, device)
 
 
 @torch.no_grad()
-def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50) -> torch.Tensor:
+def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50,
+           forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Draw `n_img` images from fixed latents.
 
     Args:
         G: generator in eval mode, G(z) -> (N, 3, R, R) in [-1, 1].
         seed: seed of the latents and any noise G draws itself.
+        forward: what maps latents to images instead of G itself (e.g. `G.preview`).
 
     Returns:
         (n_img, 3, R, R) uint8 on the CPU.
     """
     device = next(G.parameters()).device
+    forward = forward or G
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n_img, batch):
             z = torch.randn(min(batch, n_img - start), G.z_dim, generator=gen).to(device)
-            img = G(z).float().clamp(-1, 1)
-            out.append(((img + 1) * 127.5).round().to(torch.uint8).cpu())
+            out.append(to_uint8(forward(z)))
     return torch.cat(out)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (clamped) -> uint8 on the CPU."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -15,7 +17,8 @@ import gancore
 from gancore.config import TrackParams, flatten, to_dict
 from gancore.errors import GancoreError
 from gancore.tracking.base import NullTracker, Tracker
-from gancore.utils.fsio import sha256_json
+from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
+from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
@@ -32,6 +35,17 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     """An argparse parser with the --params argument every stage takes."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+    return parser
+
+
+def training_parser(description: str) -> argparse.ArgumentParser:
+    """stage_parser plus the outputs every training stage writes."""
+    parser = stage_parser(description)
+    parser.add_argument("--out", required=True, help="run output folder")
+    parser.add_argument("--ckpt-root", required=True, help="checkpoint root (not a DVC output)")
+    parser.add_argument("--metrics", required=True, help="summary JSON for `dvc metrics`")
+    parser.add_argument("--curve", required=True, help="training curve CSV for `dvc plots`")
+    parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -79,3 +93,49 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     return {**tags, **extra}
+
+
+def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
+                export: Callable[[dict[str, Any], str | None], None], **tags: str) -> int:
+    """Train with an MLflow run that a resumed stage continues; export on success.
+
+    Returns:
+        0 when finished, 143 after SIGTERM (checkpoint saved, the run closed as KILLED).
+    """
+    run = trainer.run
+    run_file = trainer.ckpt_dir / "mlflow_run.json"
+    old_id = read_json(run_file)["run_id"] if run_file.is_file() else None
+    tags = run_tags(stage, params, params_path, dataset_fingerprint=run.dataset_fingerprint,
+                    identity_hash=run.identity_hash(), **tags)
+    run_id = trainer.tracker.start(f"{stage.replace('@', '-')}-{run.identity_hash()[:8]}", tags, old_id)
+    if run_id != old_id:
+        trainer.tracker.log_params(flatten({**run.identity(), "resolved": trainer.loss_info()}))
+    atomic_write_json(run_file, {"run_id": run_id})
+    status = "FAILED"
+    try:
+        export(trainer.fit(), run_id)
+        status = "FINISHED"
+    except TrainingInterrupted as e:
+        print(f"[{stage}] {e}")
+        status = "KILLED"
+        return 143
+    finally:
+        trainer.tracker.close(status)
+    return 0
+
+
+def write_curve(history_path: Path, csv_path: str | Path) -> None:
+    """The training curve (history.jsonl beside the checkpoints) as CSV for `dvc plots`."""
+    rows = read_history(history_path)
+    keys = sorted({k for r in rows for k in r})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(csv_path, lambda f: f.write(buf.getvalue()), mode="w")
+
+
+def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
+    """The numeric compute-ledger entries of a training summary as MLflow metrics."""
+    tracker.log_metrics({f"ledger/{k}": v for k, v in flatten(summary).items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=summary["n_img"])

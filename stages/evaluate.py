@@ -1,4 +1,5 @@
-"""Stage `evaluate@<method>`: score the trained generator (and its initialisation) on held-out reals."""
+"""Stage `evaluate@<pipeline>`: score a generator (and its initialisation) on held-out reals; for a
+two-stage generator, also its sampler alone at the codes' resolution."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from gancore.config import load_params, to_dict
-from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score
+from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
 from gancore.eval.features import EL0Features
-from gancore.generator import load_generator, sample
+from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.utils.fsio import atomic_write_json, read_json
 from gancore.utils.grid import save_grid
@@ -23,7 +24,7 @@ def _numeric(metrics: dict, prefix: str = "") -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__)
-    parser.add_argument("--run", required=True, help="train output folder (holds generator/)")
+    parser.add_argument("--generator", required=True, help="generator folder, e.g. runs/fastgan/generator")
     parser.add_argument("--shards", default="data/shards")
     parser.add_argument("--ref", default="data/ref_stats")
     parser.add_argument("--out", required=True, help="folder for sample grids")
@@ -34,31 +35,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     ref, meta = load_reference(args.ref, args.shards)
     real_eval = read_split(args.shards, "eval")
     el0, (inception, status) = EL0Features(batch=ep.batch), load_inception(ep.inception_weights)
-    gen_dir = Path(args.run) / "generator"
-    which = ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]
     results, out = {}, Path(args.out)
-    for name in which:
-        G = load_generator(gen_dir, which=name)
+    for name in ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]:
+        G = load_generator(args.generator, which=name)
         results[name] = score(sample(G, ep.n_gen, ep.seed, ep.batch), real_eval, ref, ep, el0, inception, status)
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
+        if hasattr(G, "preview"):  # a two-stage generator: its sampler alone, at low resolution
+            results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
+            save_grid(sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png")
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
     if ep.compare_init:
         metrics["init"] = results["G_init"]
     atomic_write_json(args.metrics, metrics)
     _track(p, args, metrics, out)
-    print(f"[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
+    print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
     return 0
 
 
+def _score_sampler(G, real_eval, ep, el0) -> dict:
+    """The sampler's codes as images against the real images' codes, both at the codes' side."""
+    real = to_uint8(G.preview_real(real_eval.float() / 127.5 - 1))
+    fake = sample(G, ep.n_gen, ep.seed, ep.batch, forward=G.preview)
+    return {**score_low_res(fake, real, ep, el0), "resolution": real.shape[-1],
+            "reference": f"the {len(real)} held-out images through the codec, previewed "
+                         f"(the bilinear 224px resize of EL0 as at full resolution)"}
+
+
 def _track(p: dict, args, metrics: dict, out: Path) -> None:
-    train_run = Path(args.run) / "mlflow_run.json"
+    run_dir = Path(args.generator).parent
+    train_run = run_dir / "mlflow_run.json"
     train_run_id = read_json(train_run)["run_id"] if train_run.is_file() else None
-    method = Path(args.run).name
+    pipeline = run_dir.name
     unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
-    record_stage(f"evaluate@{method}", p, args.params, {"eval": to_dict(p["eval"])},
-                 {**_numeric(metrics), **_numeric(metrics.get("init", {}), "init/")},
+    low = {f"sampler/{k}": v for k, v in _numeric(metrics.get("sampler_low_res", {})).items()}
+    record_stage(f"evaluate@{pipeline}", p, args.params, {"eval": to_dict(p["eval"])},
+                 {**_numeric(metrics), **_numeric(metrics.get("init", {}), "init/"), **low},
                  [*sorted(out.glob("grid_*.png")), args.metrics],
-                 method=method, train_run_id=str(train_run_id), **unavailable)
+                 method=pipeline, pipeline=pipeline, train_run_id=str(train_run_id), **unavailable)
 
 
 if __name__ == "__main__":

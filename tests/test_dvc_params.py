@@ -36,12 +36,36 @@ def _script_params(argv: list[str]) -> tuple[str, list[str]]:
     assert argv[:3] == ["python", "-m", argv[2]] and argv[2].startswith("stages.")
     module = importlib.import_module(argv[2])
     if hasattr(module, "params_for"):
-        return argv[2], module.params_for(argv[argv.index("--method") + 1])
+        return argv[2], module.params_for(argv[argv.index(module.PARAMS_ARG) + 1])
     return argv[2], module.PARAMS
 
 
 def test_pipeline_has_the_expected_stages():
     assert {"builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"} <= set(STAGES)
+    for pipeline in ("wavelet", "pixel"):
+        assert {f"{s}@{pipeline}" for s in ("compress", "train_sampler", "train_decoder", "assemble",
+                                            "evaluate")} <= set(STAGES)
+
+
+def _graph():
+    with Repo(str(ROOT)) as repo:
+        return repo.index.graph, {s.name: s for s in repo.index.stages}
+
+
+@pytest.mark.parametrize("pipeline", ["wavelet", "pixel"])
+def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pipeline):
+    """Both depend on compress, neither on the other; a decoder param reruns only its descendants."""
+    import networkx as nx
+
+    graph, stages = _graph()
+    sampler, decoder = stages[f"train_sampler@{pipeline}"], stages[f"train_decoder@{pipeline}"]
+    # DVC's graph points from a stage to the stages it depends on.
+    assert not nx.has_path(graph, sampler, decoder) and not nx.has_path(graph, decoder, sampler)
+    assert stages[f"compress@{pipeline}"] in nx.descendants(graph, sampler) & nx.descendants(graph, decoder)
+    key = f"twostage.{pipeline}.decoder"
+    assert [n for n, (declared, _) in STAGES.items() if key in declared] == [f"train_decoder@{pipeline}"]
+    downstream = {s.name for s in nx.ancestors(graph, decoder)}
+    assert downstream == {f"assemble@{pipeline}", f"evaluate@{pipeline}"}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -66,7 +90,7 @@ def test_script_has_no_other_way_to_params(name):
              and getattr(n.func, "id", getattr(n.func, "attr", "")) == "load_params"]
     assert len(calls) == 1
     declared_arg = ast.unparse(calls[0].args[1])
-    assert declared_arg in ("PARAMS", "params_for(args.method)")
+    assert declared_arg in ("PARAMS", "params_for(args.method)", "params_for(args.pipeline)")
 
 
 def test_load_params_returns_only_declared_sections():

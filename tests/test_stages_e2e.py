@@ -16,23 +16,11 @@ from PIL import Image
 from gancore import cli
 from gancore.errors import ConfigError
 from stages import builtin, evaluate, ref_stats, shard, train
-
-ROOT = Path(__file__).resolve().parents[1]
+from tiny import tiny_params
 
 
 def _tiny_params(tmp: Path) -> Path:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["builtin"].update(n_img=40, side_px=64)
-    p["data"]["source"] = str(tmp / "builtin")
-    p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
-                      bn_recalibration_batches=2, log_every_steps=2, device="cpu")
-    p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
-    p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
-                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
-    p["track"]["experiment"] = "e2e"
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(p))
-    return path
+    return tiny_params(tmp, resolution=64)
 
 
 def _train_argv(params: Path, tmp: Path) -> list[str]:
@@ -54,7 +42,7 @@ def pipeline(tmp_path_factory):
     assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
     assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
     assert train.main(_train_argv(params, tmp)) == 0
-    assert evaluate.main([*P, "--run", str(tmp / "runs/fastgan"), "--shards", str(tmp / "shards"),
+    assert evaluate.main([*P, "--generator", str(tmp / "runs/fastgan/generator"), "--shards", str(tmp / "shards"),
                           "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
                           "--metrics", str(tmp / "metrics/eval.json")]) == 0
     yield tmp

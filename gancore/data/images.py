@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gancore.errors import ConfigError, DataError
@@ -28,6 +29,8 @@ __all__ = [
     "decode_rgb",
     "encode_png",
     "iter_sources",
+    "npy_to_tensor",
+    "png_to_tensor",
     "square_resize",
 ]
 
@@ -362,3 +365,15 @@ def encode_png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1, icc_profile=None)
     return buf.getvalue()
+
+
+def png_to_tensor(png: bytes) -> torch.Tensor:
+    """A stored PNG sample -> (3, H, W) uint8 tensor."""
+    with Image.open(io.BytesIO(png)) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def npy_to_tensor(npy: bytes) -> torch.Tensor:
+    """A stored code sample (.npy, float16 or float32) -> float32 tensor."""
+    return torch.from_numpy(np.load(io.BytesIO(npy), allow_pickle=False).astype(np.float32))
+

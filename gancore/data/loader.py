@@ -8,7 +8,6 @@ counted, never fatal, unless a whole epoch yields nothing.
 
 from __future__ import annotations
 
-import io
 import random
 import warnings
 from collections import deque
@@ -17,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 
+from gancore.data.images import npy_to_tensor, png_to_tensor
 from gancore.errors import DataError
 
 
@@ -38,19 +36,22 @@ class _Raw:
     epoch: int
     index: int
     key: str
-    png: bytes | None
+    fmt: str
+    data: bytes | None
     xflip: bool
 
 
 class ShardStream:
-    """Endless, seeded stream of uint8 image batches from training shards.
+    """Endless, seeded stream of batches from training shards: uint8 images (`{key}.png`) or float
+    codes (`{key}.npy`, two-stage pipelines; flipping a code flips its map, exact for pixel codes and
+    the Haar low band, within half a sample for longer symmetric wavelets).
 
     Args:
         paths: shard tar files.
-        resolution: expected image side in pixels; other sizes are skipped.
+        resolution: expected sample side in pixels; other sizes are skipped.
         seed: stream seed.
         shuffle_buffer: samples in the shuffle buffer.
-        decode_threads: PNG decoding threads.
+        decode_threads: decoding threads.
         xflip: flip half of the images horizontally (seeded).
         cursor: where to resume.
     """
@@ -100,7 +101,8 @@ class ShardStream:
         buffer[i], buffer[-1] = buffer[-1], buffer[i]
         sample = buffer.pop()
         xflip = self.xflip and rng.random() < 0.5
-        return _Raw(epoch, index, sample.get("__key__", "?"), sample.get("png"), xflip)
+        fmt = "npy" if "npy" in sample else "png"
+        return _Raw(epoch, index, sample.get("__key__", "?"), fmt, sample.get(fmt), xflip)
 
     def _raw_stream(self) -> Iterator[_Raw]:
         epoch, skip = self.cursor.epoch, self.cursor.pos
@@ -118,17 +120,15 @@ class ShardStream:
 
     def _decode(self, raw: _Raw) -> tuple[_Raw, torch.Tensor | None]:
         try:
-            if raw.png is None:
-                raise ValueError("sample has no png field")
-            with Image.open(io.BytesIO(raw.png)) as im:
-                arr = np.asarray(im.convert("RGB"))
-            if arr.shape != (self.resolution, self.resolution, 3):
-                raise ValueError(f"size {arr.shape[1]}x{arr.shape[0]}, expected {self.resolution}")
+            if raw.data is None:
+                raise ValueError("sample has no png or npy field")
+            img = (npy_to_tensor if raw.fmt == "npy" else png_to_tensor)(raw.data)
+            if img.ndim != 3 or img.shape[1:] != (self.resolution, self.resolution):
+                raise ValueError(f"shape {tuple(img.shape)}, expected side {self.resolution}")
         except Exception as e:  # a bad sample is skipped and counted, never fatal
             self.n_skipped += 1
             warnings.warn(f"skipping sample {raw.key}: {type(e).__name__}: {e}", stacklevel=2)
             return raw, None
-        img = torch.from_numpy(arr.copy()).permute(2, 0, 1)
         return raw, img.flip(-1) if raw.xflip else img
 
     def _decoded(self) -> Iterator[tuple[_Raw, torch.Tensor | None]]:
@@ -141,7 +141,7 @@ class ShardStream:
                     yield pending.popleft().result()
 
     def batches(self, batch: int) -> Iterator[torch.Tensor]:
-        """Yield `(batch, 3, R, R) uint8` tensors forever; `self.cursor` follows the last yielded batch."""
+        """Yield `(batch, C, R, R)` tensors forever (uint8 images, or float32 codes from .npy samples); `self.cursor` follows the last yielded batch."""
         images: list[torch.Tensor] = []
         first_epoch, epochs_with_image = self.cursor.epoch, set()
         for raw, img in self._decoded():

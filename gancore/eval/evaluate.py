@@ -5,7 +5,6 @@ clean-fid's Inception only when its weights are present (never a substitute unde
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from PIL import Image
 
 from gancore.config import EvalParams
+from gancore.data.images import png_to_tensor
 from gancore.data.shards import read_manifest, shard_paths
 from gancore.errors import DataError, MetricUnavailable
 from gancore.eval.distances import frechet_distance, kid
@@ -32,8 +31,7 @@ def read_split(shard_dir: str | Path, split: str) -> torch.Tensor:
     urls = [str(p) for p in shard_paths(shard_dir, split)]
     images = []
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        with Image.open(io.BytesIO(sample["png"])) as im:
-            images.append(torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1))
+        images.append(png_to_tensor(sample["png"]))
     if not images:
         raise DataError(f"{shard_dir}: split {split!r} holds no images")
     return torch.stack(images)
@@ -89,6 +87,17 @@ def load_reference(ref_dir: str | Path, shard_dir: str | Path) -> tuple[dict[str
         return {k: f[k] for k in f.files}, meta
 
 
+def _distribution_scores(feats: np.ndarray, ref_feats: np.ndarray, fake: torch.Tensor, real: torch.Tensor,
+                         ep: EvalParams) -> dict[str, Any]:
+    """KID and FD on EL0 features, and multi-scale SWD on pixels."""
+    kid_mean, kid_std = kid(ref_feats, feats, ep.kid_subsets, ep.kid_subset_size, ep.seed)
+    out: dict[str, Any] = {"kid_el0": kid_mean, "kid_el0_std": kid_std,
+                           f"fd_el0_{len(fake)}": frechet_distance(ref_feats, feats)}
+    out.update(sliced_wasserstein(real, fake, n_descriptors=ep.swd_descriptors,
+                                  n_directions=ep.swd_directions, n_repeats=ep.swd_repeats, seed=ep.seed))
+    return out
+
+
 def score(fake: torch.Tensor, real_eval: torch.Tensor, ref: dict[str, np.ndarray], ep: EvalParams,
           el0: EL0Features, inception: InceptionFeatures | None, inception_status: str) -> dict[str, Any]:
     """All metrics of one generated set against the held-out reals.
@@ -100,17 +109,18 @@ def score(fake: torch.Tensor, real_eval: torch.Tensor, ref: dict[str, np.ndarray
     """
     t0 = time.perf_counter()
     feats = el0(fake)
-    n = len(fake)
-    kid_mean, kid_std = kid(ref["el0_eval"], feats, ep.kid_subsets, ep.kid_subset_size, ep.seed)
-    out: dict[str, Any] = {"kid_el0": kid_mean, "kid_el0_std": kid_std,
-                           f"fd_el0_{n}": frechet_distance(ref["el0_eval"], feats)}
-    out.update(sliced_wasserstein(real_eval, fake, n_descriptors=ep.swd_descriptors,
-                                  n_directions=ep.swd_directions, n_repeats=ep.swd_repeats, seed=ep.seed))
+    out = _distribution_scores(feats, ref["el0_eval"], fake, real_eval, ep)
     out.update(prdc(ref["el0_eval"], feats, ep.prdc_k))
     out.update({f"memo_{k}": v for k, v in memorisation(feats, ref["el0_train"], ref["el0_eval"]).items()})
     out.update(_inception_scores(fake, ref, ep, inception, inception_status))
     out["eval_sec"] = time.perf_counter() - t0
     return out
+
+
+def score_low_res(fake: torch.Tensor, real: torch.Tensor, ep: EvalParams, el0: EL0Features) -> dict[str, Any]:
+    """KID/FD (EL0) and SWD of low-resolution images against low-resolution reals, e.g. a two-stage
+    sampler's codes seen as images against the real images' codes."""
+    return _distribution_scores(el0(fake), el0(real), fake, real, ep)
 
 
 def _inception_scores(fake: torch.Tensor, ref: dict[str, np.ndarray], ep: EvalParams,

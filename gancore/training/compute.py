@@ -17,14 +17,18 @@ def count_params(net: nn.Module) -> int:
 
 @torch.no_grad()
 def gmacs_per_image(G: nn.Module) -> float:
-    """Multiply-accumulates (in 1e9) of one G(z) call for a single image, counted by torch."""
+    """Multiply-accumulates (in 1e9) of one G call for a single image, counted by torch.
+
+    G's input is a latent of `G.z_dim`, or a tensor of `G.input_shape` (e.g. a decoder's code).
+    """
     device = next(G.parameters()).device
     was_training = G.training
     G.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         counter = FlopCounterMode(display=False)
         with counter:
-            G(torch.zeros(1, G.z_dim, device=device))
+            shape = G.input_shape if hasattr(G, "input_shape") else (G.z_dim,)
+            G(torch.zeros(1, *shape, device=device))
     G.train(was_training)
     return counter.get_total_flops() / 2 / 1e9
 

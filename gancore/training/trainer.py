@@ -239,7 +239,8 @@ class Trainer:
         self._data = stream
         for batch in stream.batches(t.batch):
             self.state.cursor = stream.cursor
-            yield batch.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+            batch = batch.to(self.device, non_blocking=True)
+            yield batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
 
     def _n_skipped(self) -> int:
         return self._data.n_skipped if self._data else 0

@@ -13,10 +13,10 @@ from PIL import Image
 from gancore.utils.fsio import atomic_write_bytes
 
 
-def grid_image(images: torch.Tensor, pad_px: int = 2) -> Image.Image:
-    """Tile `(N, 3, H, W) uint8` images into a square-ish grid with white padding."""
+def grid_image(images: torch.Tensor, pad_px: int = 2, n_cols: int | None = None) -> Image.Image:
+    """Tile `(N, 3, H, W) uint8` images into a grid (square-ish unless `n_cols`) with white padding."""
     n, _, h, w = images.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = n_cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     canvas = np.full((rows * (h + pad_px) + pad_px, cols * (w + pad_px) + pad_px, 3), 255, np.uint8)
     for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
@@ -26,8 +26,8 @@ def grid_image(images: torch.Tensor, pad_px: int = 2) -> Image.Image:
     return Image.fromarray(canvas)
 
 
-def save_grid(images: torch.Tensor, path: str | Path) -> None:
+def save_grid(images: torch.Tensor, path: str | Path, n_cols: int | None = None) -> None:
     """Write a grid PNG atomically."""
     buf = io.BytesIO()
-    grid_image(images).save(buf, format="PNG")
+    grid_image(images, n_cols=n_cols).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())

@@ -67,5 +67,16 @@ def test_load_params_missing_file_and_section(tmp_path):
 
 
 def test_repo_params_file_is_valid():
-    out = load_params("params.yaml", ["base", "train", "method.fastgan", "eval"])
-    assert out["base"].resolution == 64
+    out = load_params("params.yaml", ["base", "train", "method.fastgan", "eval", "twostage.wavelet.decoder",
+                                      "twostage.pixel.compress.method", "train.device"])
+    assert out["base"].resolution == 128
+    assert out["twostage.wavelet.decoder"].arch == "residual"
+    assert out["twostage.pixel.compress.method"] == "pixel" and out["train.device"] == "auto"
+
+
+def test_deep_keys_name_what_is_missing(tmp_path):
+    path = _write(tmp_path, {})
+    with pytest.raises(ConfigError, match="twostage.wavelet"):
+        load_params(path, ["twostage.wavelet.decoder"])
+    with pytest.raises(ConfigError, match="train.nope"):
+        load_params(path, ["train.nope"])

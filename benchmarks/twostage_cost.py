@@ -1,0 +1,95 @@
+"""Training cost per image of a two-stage (not-so-BigGAN) pipeline's parts against FastGAN at the full
+resolution, measured side by side in one process so the ratios hold on a shared machine.
+
+    python -m benchmarks.twostage_cost --resolution 128 --levels 1
+
+Rows: FastGAN at R (the one-stage baseline); the same FastGAN as the sampler at R / 2^levels (it
+trains on codes of that side); the residual (ESRGAN-W) and UNet decoders at R. Each timed over
+Trainer.train_step on random inputs after warm-up, the data loader left out. Writes JSON and
+prints a Markdown table with the ratios per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.train_throughput import ledger, machine, time_steps
+from gancore.compress.codec import build_codec, codec_config
+from gancore.config import BaseParams, CompressParams, DecoderParams, TrainParams
+from gancore.registry import get_method
+from gancore.training.trainer import RunConfig
+from gancore.twostage.training import DECODER_SPEC, DecoderRun
+
+
+def _fastgan(resolution: int, width_mult: float, batch: int, steps: int, warmup: int) -> dict:
+    spec = get_method("fastgan")
+    run = RunConfig("fastgan", spec.config_cls(width_mult=width_mult), BaseParams(resolution=resolution),
+                    TrainParams(batch=batch), "bench")
+    trainer, sec = time_steps(spec, run, steps, warmup)
+    return ledger(trainer, steps * batch, sec)
+
+
+def _decoder(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
+             steps: int, warmup: int) -> dict:
+    codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
+    cfg = DecoderRun(decoder=DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch),
+                     codec=codec_config(codec))
+    run = RunConfig("decoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
+    trainer, sec = time_steps(DECODER_SPEC, run, steps, warmup)
+    return ledger(trainer, steps * batch, sec)
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """The four rows, in one process."""
+    code_px = args.resolution >> args.levels
+    rows = [
+        {"part": f"FastGAN at {args.resolution}px (one-stage)", "batch": args.batch,
+         **_fastgan(args.resolution, args.width_mult, args.batch, args.steps, args.warmup)},
+        {"part": f"sampler: FastGAN at {code_px}px codes", "batch": args.batch,
+         **_fastgan(code_px, args.width_mult, args.batch, args.steps, args.warmup)},
+    ]
+    for arch, blocks in (("residual", args.blocks), ("unet", min(args.blocks, 3))):
+        rows.append({"part": f"decoder: {arch} (width {args.decoder_width}, blocks {blocks})",
+                     "batch": args.decoder_batch,
+                     **_decoder(arch, args.resolution, args.levels, args.decoder_width, blocks,
+                                args.decoder_batch, args.steps, args.warmup)})
+    base = rows[0]["sec_per_kimg"]
+    for r in rows:
+        r["cost_vs_fastgan"] = round(r["sec_per_kimg"] / base, 3)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the rows."""
+    lines = ["| part | batch | params (M) | G GMACs/img | img/s | sec/kimg | x FastGAN per image | peak mem GB |",
+             "|" + "---|" * 8]
+    for r in rows:
+        params = " / ".join(f"{k} {v / 1e6:.2f}" for k, v in r["params"].items())
+        lines.append(f"| {r['part']} | {r['batch']} | {params} | {r['g_gmacs_per_img']} | {r['img_per_sec']} | "
+                     f"{r['sec_per_kimg']} | {r['cost_vs_fastgan']} | {r['peak_mem_gb']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--levels", type=int, default=1)
+    parser.add_argument("--width-mult", type=float, default=0.125)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--decoder-width", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--decoder-batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/twostage_cost.json")
+    args = parser.parse_args()
+    rows = measure(args)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=2))
+    print(f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), {machine()}\n\n{table(rows)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The assembled not-so-BigGAN generator: G(z) = decoder(sampler(z)), saved as one folder holding both
+parts, each with its own config and weights (G_ema and G_init of each)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gancore.errors import DataError
+from gancore.generator import FORMAT, load_generator, read_config
+from gancore.twostage.training import load_decoder
+from gancore.utils.fsio import atomic_dir, atomic_write_json
+
+__all__ = ["TwoStageGenerator", "assemble", "load_twostage"]
+
+PARTS = ("sampler", "decoder")
+
+
+class TwoStageGenerator(nn.Module):
+    """A sampler of normalised codes followed by the decoder that maps them to images."""
+
+    def __init__(self, sampler: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.sampler, self.decoder = sampler, decoder
+        self.z_dim, self.resolution = sampler.z_dim, decoder.resolution
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, z_dim) latents -> (N, 3, R, R) images in about [-1, 1]."""
+        return self.decoder(self.sampler(z))
+
+    def preview(self, z: torch.Tensor) -> torch.Tensor:
+        """The sampler alone: its codes as low-resolution images (sampler quality at low resolution)."""
+        return self.decoder.codec.preview(self.sampler(z))
+
+    @torch.no_grad()
+    def preview_real(self, images: torch.Tensor) -> torch.Tensor:
+        """Real images in [-1, 1] through the codec, previewed: what `preview` is compared with."""
+        codec = self.decoder.codec
+        return codec.preview(codec.encode(images.to(codec.lo.device)))
+
+
+def assemble(sampler_dir: str | Path, decoder_dir: str | Path, codes_manifest: dict, out_dir: str | Path,
+             extra: dict[str, Any] | None = None) -> Path:
+    """Copy a trained sampler and decoder into one generator folder (atomically), checking they fit.
+
+    Args:
+        sampler_dir: generator folder of the sampler (trained on the code shards).
+        decoder_dir: decoder folder (trained on the same codec).
+        codes_manifest: manifest of the code shards the sampler was trained on.
+
+    Raises:
+        DataError: the parts were made with different codecs or sizes.
+    """
+    sampler, decoder = read_config(sampler_dir, kind="single"), read_config(decoder_dir, kind="decoder")
+    if codes_manifest["codec"] != decoder["codec"]:
+        raise DataError(f"{decoder_dir} inverts another codec than the one of the sampler's codes: "
+                        "rerun the decoder stage")
+    if sampler["resolution"] != codes_manifest["resolution"]:
+        raise DataError(f"{sampler_dir} makes {sampler['resolution']}px codes, the codec "
+                        f"{codes_manifest['resolution']}px")
+    config = {"format": FORMAT, "kind": "twostage", "resolution": decoder["resolution"],
+              "z_dim": sampler["z_dim"], "main": sampler["main"], "parts": list(PARTS),
+              "sampler_method": sampler["method"], "codec": decoder["codec"], **(extra or {})}
+
+    def fill(tmp: Path) -> None:
+        for part, src in zip(PARTS, (sampler_dir, decoder_dir)):
+            shutil.copytree(src, tmp / part)
+        atomic_write_json(tmp / "config.json", config)
+
+    return atomic_dir(out_dir, fill)
+
+
+def load_twostage(path: Path, config: dict[str, Any], which: str | None,
+                  device: str | torch.device) -> TwoStageGenerator:
+    """Both parts with the same weights choice (G_ema or G_init), in eval mode."""
+    which = which or config["main"]
+    sampler = load_generator(path / "sampler", which, device)
+    decoder = load_decoder(path / "decoder", which, device)
+    return TwoStageGenerator(sampler, decoder).eval().requires_grad_(False)

@@ -1,0 +1,184 @@
+"""The two-stage (not-so-BigGAN) stages end to end on a tiny config: compress -> train_sampler ||
+train_decoder -> assemble -> evaluate, for the wavelet pipeline (UNet decoder) and the pixel
+ablation (residual decoder). Real shards, codecs, training, MLflow store and EL0 features."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+import yaml
+
+from gancore import cli
+from gancore.config import load_params
+from gancore.errors import ConfigError, DataError
+from gancore.generator import load_generator, sample
+from gancore.twostage.assembled import TwoStageGenerator, assemble
+from gancore.twostage.training import load_decoder
+from gancore.data.shards import read_manifest, shard_paths
+from stages import assemble as assemble_stage
+from stages import builtin, compress, evaluate, ref_stats, shard, train, train_decoder
+from tiny import tiny_params
+
+PIPELINES = ("wavelet", "pixel")
+
+
+def _argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
+    P, codes = ["--params", str(params)], tmp / "codes" / pipeline
+    runs, m = tmp / "runs" / pipeline, tmp / "metrics" / pipeline
+    return {
+        "compress": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--out", str(codes),
+                     "--metrics", str(m / "compress.json")],
+        "sampler": [*P, "--method", "fastgan", "--pipeline", pipeline, "--shards", str(codes / "shards"),
+                    "--out", str(runs / "sampler"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "sampler"),
+                    "--metrics", str(m / "sampler.json"), "--curve", str(m / "sampler.csv"), "--no-progress"],
+        "decoder": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--codec", str(codes / "codec"),
+                    "--out", str(runs / "decoder"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "decoder"),
+                    "--metrics", str(m / "decoder.json"), "--curve", str(m / "decoder.csv"), "--no-progress"],
+        "assemble": [*P, "--pipeline", pipeline, "--sampler", str(runs / "sampler/generator"),
+                     "--decoder", str(runs / "decoder/decoder"), "--codes", str(codes / "shards"),
+                     "--out", str(runs / "generator")],
+        "evaluate": [*P, "--generator", str(runs / "generator"), "--shards", str(tmp / "shards"),
+                     "--ref", str(tmp / "ref"), "--out", str(tmp / "eval" / pipeline),
+                     "--metrics", str(m / "eval.json")],
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("twostage")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    params = tiny_params(tmp, resolution=128)
+    p = yaml.safe_load(params.read_text())
+    p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
+    params.write_text(yaml.safe_dump(p))
+    P = ["--params", str(params)]
+    assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
+    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
+    assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
+    for name in PIPELINES:
+        argv = _argv(params, tmp, name)
+        assert compress.main(argv["compress"]) == 0
+        assert train.main(argv["sampler"]) == 0
+        assert train_decoder.main(argv["decoder"]) == 0
+        assert assemble_stage.main(argv["assemble"]) == 0
+        assert evaluate.main(argv["evaluate"]) == 0
+    yield tmp
+    mp.undo()
+
+
+def _metrics(tmp: Path, pipeline: str, name: str) -> dict:
+    return json.loads((tmp / "metrics" / pipeline / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_code_shards_hold_normalised_half_precision_codes(pipeline, name):
+    codes = pipeline / "codes" / name / "shards"
+    manifest = read_manifest(codes)
+    assert manifest["kind"] == "codes" and manifest["resolution"] == 64 and manifest["image_resolution"] == 128
+    images = read_manifest(pipeline / "shards")
+    assert manifest["counts"] == {"n_train": images["counts"]["n_train"], "n_eval": images["counts"]["n_eval"]}
+    sample0 = next(iter(wds.WebDataset([str(p) for p in shard_paths(codes, "train")], shardshuffle=False)))
+    code = np.load(io.BytesIO(sample0["npy"]))
+    assert code.dtype == np.float16 and code.shape == (3, 64, 64)
+    assert -1.0 <= code.min() and code.max() <= 1.0
+    m = _metrics(pipeline, name, "compress")
+    assert m["compression_ratio"] == 4.0 and all(lo < hi for lo, hi in zip(m["norm_lo"], m["norm_hi"]))
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_sampler_trains_on_codes_at_their_side(pipeline, name):
+    summary = _metrics(pipeline, name, "sampler")
+    assert summary["n_img"] == 16
+    config = json.loads((pipeline / "runs" / name / "sampler/generator/config.json").read_text())
+    assert config["resolution"] == 64 and config["method"] == "fastgan"
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_decoder_reports_held_out_reconstruction(pipeline, name):
+    m = _metrics(pipeline, name, "decoder")
+    for key in ("psnr_db", "ssim", "coarse_psnr_db", "coarse_ssim"):
+        assert np.isfinite(m["reconstruction"][key]) and np.isfinite(m["reconstruction_init"][key])
+    init = m["reconstruction_init"]
+    # Both decoders start as the coarse image exactly (zero-initialised output layers).
+    assert init["psnr_db"] == pytest.approx(init["coarse_psnr_db"], abs=1e-6)
+    assert m["reconstruction"]["coarse_psnr_db"] > 15
+    assert (pipeline / "runs" / name / "decoder/reconstructions.png").is_file()
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_assembled_generator_reloads_and_generates_identically(pipeline, name):
+    folder = pipeline / "runs" / name / "generator"
+    G = load_generator(folder)
+    assert isinstance(G, TwoStageGenerator) and G.resolution == 128 and G.z_dim == 16
+    first, again = sample(G, 6, seed=3), sample(load_generator(folder), 6, seed=3)
+    assert first.shape == (6, 3, 128, 128) and torch.equal(first, again)
+    sampler = load_generator(folder / "sampler")
+    decoder = load_decoder(folder / "decoder")
+    z = torch.randn(2, 16)
+    torch.manual_seed(0)  # FastGAN's noise injection draws from the global generator
+    composed = G(z)
+    torch.manual_seed(0)
+    assert torch.allclose(composed, decoder(sampler(z)), atol=1e-6)
+    assert not torch.equal(sample(load_generator(folder, "G_init"), 2, seed=3), first[:2])
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_evaluate_scores_the_full_image_and_the_sampler_alone(pipeline, name):
+    m = _metrics(pipeline, name, "eval")
+    assert isinstance(m["kid_el0"], float) and isinstance(m["init"]["kid_el0"], float)
+    low = m["sampler_low_res"]
+    assert low["resolution"] == 64 and isinstance(low["kid_el0"], float) and "swd_mean" in low
+    assert "sampler_low_res" in m["init"]
+    names = {p.name for p in (pipeline / "eval" / name).iterdir()}
+    assert {"grid_G_ema.png", "grid_G_ema_sampler.png", "grid_G_init.png"} <= names
+
+
+def test_mlflow_groups_the_stage_runs_by_pipeline(pipeline):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{pipeline / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
+                              filter_string="tags.pipeline = 'wavelet'")
+    stages = {r.data.tags["dvc_stage"] for r in runs}
+    assert stages == {"compress@wavelet", "train_sampler@wavelet", "train_decoder@wavelet",
+                      "assemble@wavelet", "evaluate@wavelet"}
+    decoder = next(r for r in runs if r.data.tags["dvc_stage"] == "train_decoder@wavelet")
+    assert "reconstruction/psnr_db" in decoder.data.metrics and decoder.info.status == "FINISHED"
+
+
+def test_assembly_refuses_parts_made_with_different_codecs(pipeline, tmp_path):
+    with pytest.raises(DataError, match="another codec"):
+        assemble(pipeline / "runs/wavelet/sampler/generator", pipeline / "runs/pixel/decoder/decoder",
+                 read_manifest(pipeline / "codes/wavelet/shards"), tmp_path / "g")
+    assert not (tmp_path / "g").exists()
+
+
+def test_generate_cli_on_the_assembled_generator(pipeline, tmp_path):
+    assert cli.main(["generate", "--generator", str(pipeline / "runs/wavelet/generator"),
+                     "--n", "4", "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").is_file()
+
+
+def test_bad_twostage_params_name_the_key(tmp_path):
+    params = tiny_params(tmp_path, resolution=128)
+    p = yaml.safe_load(params.read_text())
+    p["twostage"]["pixel"]["decoder"]["arch"] = "unet"
+    params.write_text(yaml.safe_dump(p))
+    with pytest.raises(ConfigError, match="twostage.pixel.decoder.arch"):
+        load_params(params, ["track"])
+    p["twostage"]["pixel"]["decoder"]["arch"] = "residual"
+    p["twostage"]["wavelet"]["compress"].update(levels=6)
+    params.write_text(yaml.safe_dump(p))
+    with pytest.raises(ConfigError, match="twostage.wavelet.compress.levels"):
+        load_params(params, ["track"])
+    p["twostage"]["wavelet"]["compress"].update(levels=1, wavelet="bior9.9")
+    params.write_text(yaml.safe_dump(p))
+    with pytest.raises(ConfigError, match="twostage.wavelet.compress.wavelet"):
+        load_params(params, ["track"])

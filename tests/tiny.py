@@ -1,0 +1,28 @@
+"""Tiny params.yaml variants for end-to-end stage tests (real stages, CPU-sized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> Path:
+    """The project's params.yaml shrunk to seconds of CPU work; written to `tmp/name`."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["base"]["resolution"] = resolution
+    p["builtin"].update(n_img=40, side_px=resolution)
+    p["data"]["source"] = str(tmp / "builtin")
+    p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
+                      bn_recalibration_batches=2, log_every_steps=2, device="cpu")
+    p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
+    for pipeline in p["twostage"].values():
+        pipeline["decoder"].update(width=8, blocks=1, batch=4, total_kimg=0.016)
+    p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
+                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
+    p["track"]["experiment"] = "e2e"
+    path = tmp / name
+    path.write_text(yaml.safe_dump(p))
+    return path
