@@ -16,6 +16,8 @@ from gancore.registry import MethodSpec
 
 TINY_OVERRIDES: dict[str, dict] = {
     "fastgan": {"width_mult": 1 / 16},
+    "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
+    "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
 }
 """params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests."""
 
@@ -67,3 +69,20 @@ def run_phase(loss_fn, phase, opts: dict[str, torch.optim.Optimizer], real: torc
     loss.backward()
     opt.step()
     return loss, stats
+
+
+def d_losses_of_short_training(spec: MethodSpec, cfg, resolution: int, n_steps: int = 8) -> list[float]:
+    """D's loss over `n_steps` full steps (every phase at its interval) on one fixed real batch."""
+    torch.manual_seed(0)
+    nets = spec.build_networks(cfg, resolution)
+    opts = spec.build_optimizers(cfg, nets)
+    loss_fn = spec.build_loss(cfg, nets, resolution)
+    real = random_real(4, resolution)
+    d_losses = []
+    for step in range(n_steps):
+        for phase in spec.phases(cfg):
+            if step % phase.interval == 0:
+                loss = run_phase(loss_fn, phase, opts, real)[0].item()
+                d_losses += [loss] if phase.name == "D" else []
+    return d_losses
+

@@ -1,0 +1,13 @@
+"""CIPS (Anokhin et al., CVPR 2021, arXiv 2011.13775), the per-pixel baseline of PixelFolder;
+registers the "cips" method (CIPSskip as in BlingHe/PixelFolder a6c3aec and twice154/MS-INR-GAN)."""
+
+from __future__ import annotations
+
+from gancore.methods.cips.config import CIPSConfig
+from gancore.methods.cips.networks import SUPPORTED_RESOLUTIONS, Generator
+from gancore.nn.stylegan2 import Discriminator, stylegan2_method
+from gancore.registry import register_method
+
+__all__ = ["CIPSConfig", "Generator", "Discriminator", "SPEC"]
+
+SPEC = register_method(stylegan2_method("cips", CIPSConfig, Generator, SUPPORTED_RESOLUTIONS))

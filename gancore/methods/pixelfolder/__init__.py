@@ -1,0 +1,13 @@
+"""PixelFolder (He et al., ECCV 2022, arXiv 2204.00833): multi-stage progressive pixel regression with
+pixel folding; registers the "pixelfolder" method (BlingHe/PixelFolder at a6c3aec)."""
+
+from __future__ import annotations
+
+from gancore.methods.pixelfolder.config import PixelFolderConfig
+from gancore.methods.pixelfolder.networks import SUPPORTED_RESOLUTIONS, Generator
+from gancore.nn.stylegan2 import Discriminator, stylegan2_method
+from gancore.registry import register_method
+
+__all__ = ["PixelFolderConfig", "Generator", "Discriminator", "SPEC"]
+
+SPEC = register_method(stylegan2_method("pixelfolder", PixelFolderConfig, Generator, SUPPORTED_RESOLUTIONS))

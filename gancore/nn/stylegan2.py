@@ -1,0 +1,489 @@
+"""StyleGAN2 pieces (Karras et al., CVPR 2020, arXiv 1912.04958) in pure PyTorch, shared by PixelFolder
+and CIPS: equalised-LR layers, mapping network, modulated convolution, noise, blur/upfirdn2d, the
+residual discriminator with minibatch-stddev, Fourier-feature coordinates (CIPS), the non-saturating
+logistic loss with lazy R1, and the settings and optimisers both methods train with.
+
+Layer facts follow the rosinality-style layers that BlingHe/PixelFolder (a6c3aec) and CIPS build on
+(no compiled CUDA ops here). One deliberate implementation choice: a modulated convolution scales the
+input by the style and the output by the demodulation coefficients around one shared-weight conv
+(StyleGAN2-ADA's non-fused path) instead of a grouped conv with per-sample weights; the result is
+the same function and the same convolution MACs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gancore.errors import ConfigError
+from gancore.registry import MethodSpec, Phase
+
+__all__ = [
+    "PAPER_CHANNELS", "scaled_channels", "StyleGAN2Settings",
+    "EqualLinear", "EqualConv2d", "BiasLeakyReLU", "ConvLayer", "MappingNetwork", "ModulatedConv2d",
+    "NoiseInjection", "StyledConv", "ToRGB", "blur_kernel", "upfirdn2d", "Upsample2x",
+    "coordinate_grid", "FourierFeatures", "minibatch_stddev", "ResBlock", "Discriminator", "stylegan2_method",
+    "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty", "StyleGAN2Loss", "stylegan2_phases",
+    "lazy_adam",
+]
+
+SQRT2 = math.sqrt(2.0)
+PAPER_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
+"""Channels at each spatial size with channel_multiplier 2 (StyleGAN2 config-f, PixelFolder, its D)."""
+BLUR_TAPS = (1, 3, 3, 1)
+
+
+def scaled_channels(width_mult: float, multiple: int = 1) -> dict[int, int]:
+    """PAPER_CHANNELS times width_mult, rounded to the nearest multiple of `multiple` (at least one)."""
+    return {s: max(multiple, int(c * width_mult / multiple + 0.5) * multiple) for s, c in PAPER_CHANNELS.items()}
+
+
+# ----------------------------------------------------------------------------
+# Settings shared by both methods (params.yaml `method.<name>`)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StyleGAN2Settings:
+    """Widths, mapping network and the StyleGAN2 training settings of a StyleGAN2-based method."""
+
+    width_mult: float = 1.0
+    """Multiplier on every channel count of G and D (1.0 = the paper's widths)."""
+    style_dim: int = 512
+    """Size of z and of the style vector w (paper 512)."""
+    mapping_layers: int = 8
+    """Fully connected layers of the mapping network (paper 8)."""
+    mapping_lr_mult: float = 0.01
+    """Learning-rate multiplier of the mapping network (equalised LR; paper 0.01)."""
+    lr: float = 0.002
+    """Adam learning rate before the lazy-regularisation scaling (paper 0.002)."""
+    betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas before the lazy-regularisation scaling (beta ** ratio)."""
+    r1_gamma: float = 10.0
+    """R1 weight gamma on real images (paper 10); 0 = no R1 phase."""
+    r1_interval: int = 16
+    """Lazy R1: the Dreg phase runs every this many steps, its loss scaled by the interval (paper 16)."""
+    g_reg_interval: int = 4
+    """G's Adam lr and betas are scaled by k/(k+1) for this k, as the official train.py does although
+    it runs no path-length regularisation; 0 = no scaling."""
+
+    def __post_init__(self) -> None:
+        if not self.width_mult > 0:
+            raise ConfigError("width_mult", f"must be > 0, got {self.width_mult}")
+        for name in ("style_dim", "mapping_layers", "r1_interval"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if not self.mapping_lr_mult > 0:
+            raise ConfigError("mapping_lr_mult", f"must be > 0, got {self.mapping_lr_mult}")
+        if not self.lr > 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError("betas", f"must be two numbers in [0, 1), got {self.betas!r}")
+        if not self.r1_gamma >= 0:
+            raise ConfigError("r1_gamma", f"must be >= 0, got {self.r1_gamma}")
+        if self.g_reg_interval < 0:
+            raise ConfigError("g_reg_interval", f"must be >= 0, got {self.g_reg_interval}")
+
+
+# ----------------------------------------------------------------------------
+# Equalised learning-rate layers
+
+
+def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """leaky_relu(x + bias, 0.2) * sqrt(2), bias over dim 1 (StyleGAN2's fused_lrelu)."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return F.leaky_relu(x + bias.view(shape).to(x.dtype), 0.2) * SQRT2
+
+
+class BiasLeakyReLU(nn.Module):
+    """Learned per-channel bias (init 0), then leaky ReLU 0.2 with gain sqrt(2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bias_leaky_relu(x, self.bias)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with weights N(0, 1/lr_mult) scaled at run time by lr_mult/sqrt(in_dim)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mult: float = 1.0,
+                 activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mult)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mult / math.sqrt(in_dim)
+        self.lr_mult = lr_mult
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias * self.lr_mult
+        if self.activate:
+            return bias_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+        return F.linear(x, self.weight * self.scale, bias)
+
+
+class EqualConv2d(nn.Module):
+    """Conv with weights N(0, 1) scaled at run time by 1/sqrt(fan_in)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+        self.scale = 1 / math.sqrt(c_in * kernel * kernel)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
+
+
+class ConvLayer(nn.Sequential):
+    """[blur + stride-2 when downsample] equalised conv [+ bias leaky ReLU]; "same" padding otherwise."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, downsample: bool = False, activate: bool = True,
+                 bias: bool = True):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = len(BLUR_TAPS) - 2 + kernel - 1
+            layers.append(Blur(pad=((p + 1) // 2, p // 2)))
+        layers.append(EqualConv2d(c_in, c_out, kernel, stride=2 if downsample else 1,
+                                  padding=0 if downsample else kernel // 2, bias=bias and not activate))
+        if activate:
+            layers.append(BiasLeakyReLU(c_out) if bias else _ScaledLeakyReLU())
+        super().__init__(*layers)
+
+
+class _ScaledLeakyReLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, 0.2) * SQRT2
+
+
+# ----------------------------------------------------------------------------
+# Mapping network and style-modulated layers
+
+
+class MappingNetwork(nn.Module):
+    """z -> w: pixel norm of z, then `n_layers` equalised linear layers with leaky ReLU."""
+
+    def __init__(self, style_dim: int, n_layers: int = 8, lr_mult: float = 0.01):
+        super().__init__()
+        self.layers = nn.Sequential(*[EqualLinear(style_dim, style_dim, lr_mult=lr_mult, activate=True)
+                                      for _ in range(n_layers)])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, style_dim) -> (N, style_dim)."""
+        z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        return self.layers(z)
+
+
+class ModulatedConv2d(nn.Module):
+    """Conv whose input channels are scaled by an affine map of w (init bias 1), optionally
+    demodulated so each output channel has unit expected scale; "same" padding, stride 1."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, style_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
+        self.modulation = EqualLinear(style_dim, c_in, bias_init=1.0)
+        self.scale = 1 / math.sqrt(c_in * kernel * kernel)
+        self.demodulate = demodulate
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x (N, c_in, H, W), w (N, style_dim) -> (N, c_out, H, W)."""
+        styles = self.modulation(w)
+        weight = self.weight * self.scale
+        out = F.conv2d(x * styles[:, :, None, None].to(x.dtype), weight.to(x.dtype),
+                       padding=weight.shape[-1] // 2)
+        if self.demodulate:
+            # sum over (c_in, k, k) of (weight * style)^2, per sample and output channel
+            energy = styles.square() @ weight.square().sum(dim=(2, 3)).t()
+            out = out * torch.rsqrt(energy + 1e-8)[:, :, None, None].to(out.dtype)
+        return out
+
+
+class NoiseInjection(nn.Module):
+    """x + s * n with a learned scalar s (init 0) and fresh per-pixel n ~ N(0, 1) shared by channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        return x + self.weight.to(x.dtype) * torch.randn(n, 1, h, w, device=x.device, dtype=x.dtype)
+
+
+class StyledConv(nn.Module):
+    """Modulated, demodulated conv; noise; bias + leaky ReLU (StyleGAN2's StyledConv, no resampling)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, style_dim: int):
+        super().__init__()
+        self.conv = ModulatedConv2d(c_in, c_out, kernel, style_dim)
+        self.noise = NoiseInjection()
+        self.act = BiasLeakyReLU(c_out)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.act(self.noise(self.conv(x, w)))
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB (no demodulation) + bias, added to the previous RGB (upsampled x2
+    with the [1,3,3,1] filter when `upsample`)."""
+
+    def __init__(self, c_in: int, style_dim: int, upsample: bool = True):
+        super().__init__()
+        self.conv = ModulatedConv2d(c_in, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.upsample = Upsample2x() if upsample else None
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, w) + self.bias.to(x.dtype)
+        if skip is None:
+            return out
+        return out + (self.upsample(skip) if self.upsample is not None else skip)
+
+
+# ----------------------------------------------------------------------------
+# FIR resampling (upfirdn2d in pure PyTorch)
+
+
+def blur_kernel(taps: tuple[int, ...] = BLUR_TAPS) -> torch.Tensor:
+    """Separable 2-D kernel from 1-D taps, normalised to sum 1."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Zero-insertion upsampling by `up`, padding (negative = crop) by pad on each side, FIR filter
+    with `kernel` (true convolution), then keep every `down`-th pixel; per channel."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1)).reshape(n, c, h * up, w * up)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    weight = kernel.flip((0, 1)).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+    x = F.conv2d(x, weight, groups=c)
+    return x[:, :, ::down, ::down] if down > 1 else x
+
+
+class Upsample2x(nn.Module):
+    """x2 upsampling with the [1,3,3,1] filter (gain 4 keeps the mean)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("kernel", blur_kernel() * 4, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=2, pad=(2, 1))
+
+
+class Blur(nn.Module):
+    """[1,3,3,1] low-pass filter with the given padding (before a stride-2 conv)."""
+
+    def __init__(self, pad: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("kernel", blur_kernel(), persistent=False)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+# ----------------------------------------------------------------------------
+# Coordinates (CIPS / PixelFolder positional inputs)
+
+
+def coordinate_grid(n: int, height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(n, 2, H, W) pixel coordinates in [-1, 1], endpoints included: channel 0 = x (along W),
+    channel 1 = y (along H)."""
+    ys = torch.linspace(-1.0, 1.0, height, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device)
+    grid = torch.stack([xs[None, :].expand(height, width), ys[:, None].expand(height, width)])
+    return grid[None].expand(n, 2, height, width)
+
+
+class FourierFeatures(nn.Module):
+    """sin(1x1 conv of (x, y)) to `channels` features; weights U(±sqrt(9/2)) (SIREN first layer), bias
+    PyTorch's default U(±1/sqrt(2)) (CIPS's LFF)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = nn.Conv2d(2, channels, 1)
+        nn.init.uniform_(self.proj.weight, -math.sqrt(9 / 2), math.sqrt(9 / 2))
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """(N, 2, H, W) -> (N, channels, H, W)."""
+        return torch.sin(self.proj(coords))
+
+
+# ----------------------------------------------------------------------------
+# Discriminator
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append one channel: the std over groups of samples, averaged over (C, H, W).
+
+    The group is the largest divisor of the batch not above `group` (official: min(batch, 4),
+    which fails when 4 does not divide a batch above 4).
+    """
+    n, c, h, w = x.shape
+    g = next(k for k in range(min(group, n), 0, -1) if n % k == 0)
+    y = x.float().reshape(g, n // g, c, h, w)
+    std = torch.sqrt(y.var(dim=0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))  # (n // g,)
+    std = std.repeat(g).reshape(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
+    return torch.cat([x, std], dim=1)
+
+
+class ResBlock(nn.Module):
+    """Residual down-block: conv3x3, blur + conv3x3 stride 2; skip blur + 1x1 stride 2; sum / sqrt(2)."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = ConvLayer(c_in, c_in, 3)
+        self.conv2 = ConvLayer(c_in, c_out, 3, downsample=True)
+        self.skip = ConvLayer(c_in, c_out, 1, downsample=True, activate=False, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual D: 1x1 from-RGB, ResBlocks down to 4x4, minibatch-stddev (group 4), conv3x3,
+    two linear layers to one logit per image."""
+
+    def __init__(self, resolution: int, width_mult: float = 1.0):
+        super().__init__()
+        ch = scaled_channels(width_mult)
+        self.resolution = resolution
+        sizes = [2**k for k in range(int(math.log2(resolution)), 2, -1)]  # R, R/2, ..., 8
+        self.from_rgb = ConvLayer(3, ch[resolution], 1)
+        self.blocks = nn.Sequential(*[ResBlock(ch[s], ch[s // 2]) for s in sizes])
+        self.final_conv = ConvLayer(ch[4] + 1, ch[4], 3)
+        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        """(N, 3, R, R) -> (N, 1) logits."""
+        x = self.blocks(self.from_rgb(img))
+        x = self.final_conv(minibatch_stddev(x))
+        return self.final_linear(x.flatten(1))
+
+
+# ----------------------------------------------------------------------------
+# Losses and optimisers
+
+
+def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(-D(x)) + softplus(D(G(z))), each averaged."""
+    return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
+
+
+def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """softplus(-D(G(z))) averaged (non-saturating)."""
+    return F.softplus(-fake_logits.float()).mean()
+
+
+def r1_penalty(D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean over the batch of ||dD(x)/dx||^2, logits) on real images, graph kept for backward."""
+    real = real.detach().requires_grad_(True)
+    logits = D(real)
+    (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
+    return grad.float().square().flatten(1).sum(dim=1).mean(), logits
+
+
+class StyleGAN2Loss:
+    """Non-saturating logistic GAN loss with lazy R1, phases "D", "Dreg", "G" (official train.py).
+
+    G must provide `synthesize(z)` (raw images, unclamped, what D sees in the official code) and
+    `z_dim`. The D phase draws fakes without G's graph; the G phase draws fresh latents.
+    """
+
+    def __init__(self, G: nn.Module, D: nn.Module, r1_gamma: float, r1_interval: int):
+        self.G, self.D = G, D
+        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
+
+    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if phase == "D":
+            return self._d_main(real)
+        if phase == "Dreg":
+            return self._d_reg(real)
+        if phase == "G":
+            return self._g_main(real)
+        raise ValueError(f"unknown phase {phase!r}; expected 'D', 'Dreg' or 'G'")
+
+    def _latents(self, real: torch.Tensor) -> torch.Tensor:
+        return torch.randn(real.shape[0], self.G.z_dim, device=real.device)
+
+    def _d_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            fake = self.G.synthesize(self._latents(real))
+        fake_logits, real_logits = self.D(fake), self.D(real)
+        loss = d_logistic_loss(real_logits, fake_logits)
+        return loss, {"real_score": real_logits.detach().float().mean(),
+                      "fake_score": fake_logits.detach().float().mean()}
+
+    def _d_reg(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        penalty, _ = r1_penalty(self.D, real)
+        return self.r1_gamma / 2 * penalty * self.r1_interval, {"r1": penalty.detach()}
+
+    def _g_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        fake = self.G.synthesize(self._latents(real))
+        flags = [p.requires_grad for p in self.D.parameters()]
+        self.D.requires_grad_(False)  # D's weight gradients are not needed in this phase
+        try:
+            loss = g_nonsaturating_loss(self.D(fake))
+        finally:
+            for p, flag in zip(self.D.parameters(), flags):
+                p.requires_grad_(flag)
+        return loss, {"g_adv": loss.detach()}
+
+
+def stylegan2_phases(settings: StyleGAN2Settings) -> list[Phase]:
+    """D, lazy Dreg (when r1_gamma > 0), then G; one optimizer each for G and D."""
+    phases = [Phase("D", opt="D")]
+    if settings.r1_gamma > 0:
+        phases.append(Phase("Dreg", opt="D", interval=settings.r1_interval))
+    return phases + [Phase("G", opt="G")]
+
+
+def lazy_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
+              interval: int) -> torch.optim.Adam:
+    """Adam with lr * r and betas ** r, r = interval / (interval + 1) (lazy regularisation; 0 = r 1)."""
+    r = interval / (interval + 1) if interval > 0 else 1.0
+    return torch.optim.Adam(params, lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=1e-8)
+
+
+def stylegan2_method(name: str, config_cls: type, generator_cls: type,
+                     supported_px: tuple[int, ...]) -> MethodSpec:
+    """The MethodSpec of a generator trained StyleGAN2's way: StyleGAN2 D, non-saturating loss with
+    lazy R1, lazy-scaled Adam. `generator_cls(resolution, width_mult, style_dim, mapping_layers,
+    mapping_lr_mult)` is the method's own network; everything else is shared."""
+
+    def build_networks(cfg: StyleGAN2Settings, resolution: int) -> dict[str, nn.Module]:
+        G = generator_cls(resolution, cfg.width_mult, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mult)
+        return {"G": G, "D": Discriminator(resolution, cfg.width_mult)}
+
+    def build_optimizers(cfg: StyleGAN2Settings, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        return {"G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),
+                "D": lazy_adam(nets["D"].parameters(), cfg.lr, cfg.betas, cfg.r1_interval)}
+
+    def build_loss(cfg: StyleGAN2Settings, nets: dict[str, nn.Module], resolution: int) -> StyleGAN2Loss:
+        if nets["G"].resolution != resolution or nets["D"].resolution != resolution:
+            raise ValueError(f"networks are for {nets['G'].resolution}/{nets['D'].resolution}px, "
+                             f"loss for {resolution}px")
+        return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)
+
+    def check_resolution(resolution: int) -> None:
+        if resolution not in supported_px:
+            raise ConfigError("base.resolution", f"{name} supports powers of two from {supported_px[0]} "
+                                                 f"to {supported_px[-1]}, got {resolution}")
+
+    return MethodSpec(name=name, config_cls=config_cls, build_networks=build_networks,
+                      build_optimizers=build_optimizers, build_loss=build_loss,
+                      phases=stylegan2_phases, check_resolution=check_resolution)
