@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -73,11 +74,15 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
 
 def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
                  metrics: dict[str, float], artifacts: Sequence[str | Path], **tags: str) -> None:
-    """One finished MLflow run for a stage without steps: params, metrics, artifacts and run tags."""
+    """One finished MLflow run for a stage without steps: params, metrics (plus `stage_wall_sec`, the
+    process's age), artifacts and run tags."""
+    import psutil
+
+    wall_sec = time.time() - psutil.Process().create_time()
     tracker = make_tracker(params["track"], params_path)
     tracker.start(stage, run_tags(stage, params, params_path, **tags))
     tracker.log_params(flatten(logged))
-    tracker.log_metrics(metrics, step=0)
+    tracker.log_metrics({**metrics, "stage_wall_sec": wall_sec}, step=0)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.close()
