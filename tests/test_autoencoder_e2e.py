@@ -48,6 +48,7 @@ def pipeline(tmp_path_factory):
 
 
 def _metrics(tmp: Path, name: str) -> dict:
+    """metrics/autoencoder/<name>.json under `tmp`."""
     return json.loads((tmp / "metrics" / NAME / f"{name}.json").read_text())
 
 
@@ -127,13 +128,40 @@ def test_stage_runs_are_tracked_by_pipeline(pipeline):
 def test_codes_of_other_than_three_channels_are_refused_by_the_sampler(pipeline, tmp_path):
     tmp, params = pipeline
     p = yaml.safe_load(params.read_text())
-    p["twostage"][NAME]["compress"].update(channels=8, levels=1)
+    p["twostage"][NAME]["compress"].update(channels=8, levels=2)  # factor 4 as well
     p["track"]["enabled"] = False
     wide = tmp_path / "params.yaml"
     wide.write_text(yaml.safe_dump(p))
     argv = _argv(wide, tmp_path, NAME)
     argv["compress"][argv["compress"].index("--shards") + 1] = str(tmp / "shards")
     assert compress.main(argv["compress"]) == 0
-    assert read_manifest(tmp_path / "codes" / NAME / "shards")["channels"] == 8
+    codes = read_manifest(tmp_path / "codes" / NAME / "shards")
+    assert codes["channels"] == 8 and codes["resolution"] == 32
+    assert _metrics(tmp_path, "compress")["compression_ratio"] == 3 * 128**2 / (8 * 32**2)
     with pytest.raises(ConfigError, match=f"twostage.{NAME}.compress.channels"):
         train.main(argv["sampler"])
+
+
+def test_decoder_fine_tuning_trains_the_ae_decoder_only(pipeline, tmp_path):
+    tmp, params = pipeline
+    p = yaml.safe_load(params.read_text())
+    p["twostage"][NAME]["decoder"].update(total_kimg=0.008, batch=4)
+    p["track"]["enabled"] = False
+    tuned = tmp_path / "params.yaml"
+    tuned.write_text(yaml.safe_dump(p))
+    argv = _argv(tuned, tmp, NAME)
+    for flag, value in (("--out", tmp_path / "runs"), ("--ckpt-root", tmp_path / "ckpt"),
+                        ("--metrics", tmp_path / "decoder.json"), ("--curve", tmp_path / "decoder.csv")):
+        argv["decoder"][argv["decoder"].index(flag) + 1] = str(value)
+    assert train_decoder.main(argv["decoder"]) == 0
+    m = json.loads((tmp_path / "decoder.json").read_text())
+    assert m["n_img"] == 8 and np.isfinite(m["reconstruction"]["psnr_db"])
+    codec_dir = tmp / "codes" / NAME / "codec"
+    trained, decoder = load_codec(codec_dir), load_decoder(tmp_path / "runs/decoder")
+    assert isinstance(decoder, CodecDecoder)
+    tuned_state = decoder.codec.state_dict()
+    changed = {n for n, v in trained.state_dict().items() if not torch.equal(tuned_state[n], v)}
+    assert changed and all(n.startswith("decoder.") for n in changed)  # encoder and statistics as trained
+    code = trained.encode(torch.rand(2, 3, 128, 128) * 2 - 1)
+    init = load_decoder(tmp_path / "runs/decoder", "G_init")
+    assert torch.equal(init(code), load_codec(codec_dir, "G_init").coarse(code))

@@ -12,12 +12,10 @@ apart; §4.5). A trainable codec also keeps its weights in that folder (`codec.s
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import copy
 import hashlib
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
