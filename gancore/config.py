@@ -293,17 +293,64 @@ class TrackParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AutoencoderParams:
+    """The learned compressor of the Acceleration Framework pipeline (compress.method autoencoder)."""
+
+    width: int = 16
+    """Feature channels of the encoder and decoder at every scale."""
+    blocks: int = 1
+    """Residual blocks per scale (encoder and decoder each)."""
+    skip: bool = True
+    """Encoder and decoder learn residuals over antialiased bicubic down/upsampling (the pixel
+    codec), so the untrained autoencoder is the pixel codec; false = a plain autoencoder."""
+    loss: Literal["l1", "mse"] = "l1"
+    """Pixel reconstruction loss."""
+    perceptual_weight: float = 0.0
+    """Weight of LPIPS(VGG) in the reconstruction loss; used only when lpips_vgg_weights exists."""
+    lpips_vgg_weights: str = ""
+    """torchvision's VGG16 state dict (a local file, never downloaded); absent = no perceptual term."""
+    adv_weight: float = 0.0
+    """Weight of a patch discriminator's adversarial term (hinge loss); 0 = no discriminator."""
+    lr: float = 1e-3
+    """Adam learning rate (the discriminator's too)."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas."""
+    batch: int = 16
+    """Real images per step."""
+    total_kimg: float = 2.0
+    """Training length in thousands of real images."""
+
+    def __post_init__(self) -> None:
+        checks = {"width": self.width >= 4, "blocks": self.blocks >= 0, "lr": self.lr > 0,
+                  "perceptual_weight": self.perceptual_weight >= 0, "adv_weight": self.adv_weight >= 0,
+                  "batch": self.batch >= 1, "total_kimg": self.total_kimg > 0}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CompressParams:
-    method: Literal["wavelet", "pixel"] = "wavelet"
-    """wavelet: the level-L DWT low band (nsb-GAN); pixel: antialiased bicubic downsampling (its ablation)."""
+    method: Literal["wavelet", "pixel", "autoencoder"] = "wavelet"
+    """wavelet: the level-L DWT low band (nsb-GAN); pixel: antialiased bicubic downsampling (its
+    ablation); autoencoder: a learned convolutional encoder/decoder (Acceleration Framework)."""
     levels: int = 1
-    """Halvings of the side: codes are base.resolution / 2**levels pixels square."""
+    """Halvings of the side: codes are base.resolution / 2**levels pixels square (factor 2**levels)."""
+    channels: int = 3
+    """Code channels C (autoencoder only; the fixed codecs keep the image's 3)."""
     wavelet: str = "bior2.2"
     """PyWavelets name of an orthogonal or biorthogonal wavelet (method wavelet only)."""
+    autoencoder: AutoencoderParams = dataclasses.field(default_factory=AutoencoderParams)
+    """The autoencoder and its training (method autoencoder only)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.levels <= 5:
             raise ConfigError("levels", f"must be in [1, 5], got {self.levels}")
+        if self.channels < 1:
+            raise ConfigError("channels", f"must be >= 1, got {self.channels}")
+        if self.method != "autoencoder" and self.channels != 3:
+            raise ConfigError("channels", f"method {self.method} keeps the image's 3 channels; "
+                                          "only autoencoder codes have C channels")
         if self.method == "wavelet":
             from gancore.compress.dwt import check_wavelet
 
@@ -315,9 +362,10 @@ class CompressParams:
 
 @dataclass(frozen=True, kw_only=True)
 class DecoderParams:
-    arch: Literal["residual", "unet"] = "residual"
+    arch: Literal["residual", "unet", "codec"] = "residual"
     """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
-    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only)."""
+    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only); codec:
+    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg > 0."""
     width: int = 32
     """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
     blocks: int = 4
@@ -331,11 +379,12 @@ class DecoderParams:
     batch: int = 16
     """Real images per step (ESRGAN-W: 16 per GPU)."""
     total_kimg: float = 8.0
-    """Training length in thousands of real images."""
+    """Training length in thousands of real images; 0 (arch codec only) = use it as it is."""
 
     def __post_init__(self) -> None:
         checks = {"width": self.width >= 4, "blocks": self.blocks >= 1, "lr": self.lr > 0,
-                  "batch": self.batch >= 1, "total_kimg": self.total_kimg > 0}
+                  "batch": self.batch >= 1,
+                  "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0)}
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
@@ -351,6 +400,9 @@ class TwoStageParams:
     def __post_init__(self) -> None:
         if self.decoder.arch == "unet" and self.compress.method != "wavelet":
             raise ConfigError("decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet")
+        if self.decoder.arch == "codec" and self.decoder.total_kimg > 0 and self.compress.method != "autoencoder":
+            raise ConfigError("decoder.total_kimg", f"a {self.compress.method} codec has nothing to fine-tune: "
+                                                    "use 0 with arch codec, or compress.method autoencoder")
 
 
 SECTIONS: dict[str, type] = {

@@ -15,11 +15,32 @@ from typing import Any, Callable, Sequence
 import torch
 
 import gancore
-from gancore.config import TrackParams, flatten, to_dict
+from gancore.config import TrackParams, TrainParams, flatten, to_dict
 from gancore.errors import GancoreError
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
+
+
+TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
+              "mixed_precision", "max_nan_retries", "decode_threads", "shuffle_buffer", "xflip")
+"""The train section's plumbing that the two-stage parts' trainings share (decoder, autoencoder);
+their batch and length are their own."""
+
+
+def train_keys() -> list[str]:
+    """The params keys of TRAIN_KEYS, for a stage's declared params."""
+    return [f"train.{k}" for k in TRAIN_KEYS]
+
+
+def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> TrainParams:
+    """TrainParams of a part with its own batch and length and the train section's plumbing.
+
+    Args:
+        params: load_params output holding every key of train_keys().
+    """
+    return TrainParams(batch=batch, total_kimg=total_kimg, bn_recalibration_batches=0,
+                       **{k: params[f"train.{k}"] for k in TRAIN_KEYS})
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
@@ -129,10 +150,13 @@ def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_pat
     return 0
 
 
-def write_curve(history_path: Path, csv_path: str | Path) -> None:
-    """The training curve (history.jsonl beside the checkpoints) as CSV for `dvc plots`."""
-    rows = read_history(history_path)
-    keys = sorted({k for r in rows for k in r})
+def write_curve(history_path: Path | None, csv_path: str | Path) -> None:
+    """The training curve (history.jsonl beside the checkpoints) as CSV for `dvc plots`.
+
+    None (nothing trained): a CSV of the header `n_img` alone, so the stage's plot output exists.
+    """
+    rows = read_history(history_path) if history_path is not None else []
+    keys = sorted({k for r in rows for k in r}) or ["n_img"]  # no steps: a header alone
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()

@@ -1,22 +1,35 @@
-"""Stage `compress@<pipeline>`: image shards -> the codec (normalisation statistics) and code shards."""
+"""Stage `compress@<pipeline>`: image shards -> the codec (normalisation statistics, and weights when it
+is learned) and code shards.
+
+A trainable codec (the autoencoder) is first trained by the generic trainer on the train split,
+checkpointed under --ckpt-root like any training stage (an interrupted stage resumes by itself); a
+fixed codec (wavelet, pixel) has nothing to train. Then, for either: per-channel statistics of its
+codes, code shards of both splits, and its held-out reconstruction quality (PSNR/SSIM of `coarse`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from gancore.compress.codec import build_codec, save_codec
+from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
 from gancore.config import load_params, to_dict
-from gancore.runtime import record_stage, run_main, stage_parser
+from gancore.eval.evaluate import read_split
+from gancore.runtime import (log_ledger, make_tracker, own_train_params, record_stage, run_main, stage_parser,
+                             tracked_fit, train_keys, write_curve)
+from gancore.training.trainer import RunConfig, Trainer
+from gancore.twostage.decoders import CodecDecoder
+from gancore.twostage.training import reconstruction_quality
 from gancore.utils.fsio import atomic_write_json
+from stages.train import train_shards
 
 PARAMS_ARG = "--pipeline"
 
 
 def params_for(pipeline: str) -> list[str]:
-    """The params.yaml keys this stage reads for `pipeline`."""
-    return ["base.resolution", f"twostage.{pipeline}.compress", "shard.max_per_shard", "track"]
+    """The params.yaml keys this stage reads for `pipeline` (train plumbing: for a trainable codec)."""
+    return ["base", *train_keys(), f"twostage.{pipeline}.compress", "shard.max_per_shard", "track"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,25 +38,71 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", default="data/shards", help="image shards")
     parser.add_argument("--out", required=True, help="folder for codec/ and shards/")
     parser.add_argument("--metrics", required=True, help="summary JSON for `dvc metrics`")
+    parser.add_argument("--ckpt-root", default="checkpoints/compress",
+                        help="checkpoint root of a trainable codec (not a DVC output)")
+    parser.add_argument("--curve", default=None, help="training curve CSV (a header alone for a fixed codec)")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.pipeline))
-    params, resolution = p[f"twostage.{args.pipeline}.compress"], p["base.resolution"]
-    lo, hi = fit_normalisation(build_codec(params, resolution), args.shards)
-    codec = build_codec(params, resolution, lo, hi)
+    params, stage = p[f"twostage.{args.pipeline}.compress"], f"compress@{args.pipeline}"
+    codec = build_codec(params, p["base"].resolution)
+    if not codec.trainable:
+        metrics, fingerprint, files = _finish(codec, None, {}, args, p)
+        if args.curve:
+            write_curve(None, args.curve)
+        record_stage(stage, p, args.params, {"compress": to_dict(params)}, _scalars(metrics), files,
+                     pipeline=args.pipeline, dataset_fingerprint=fingerprint)
+        return 0
+    paths, fingerprint, _ = train_shards(args.shards, p["base"])
+    a = params.autoencoder
+    run = RunConfig(params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint)
+    trainer = Trainer(codec.training_spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
+                      make_tracker(p["track"], args.params), progress=not args.no_progress)
+
+    def export(summary: dict, run_id: str | None) -> None:
+        metrics, _, files = _finish(trainer.G_ema, trainer.G_init, {"train": summary}, args, p)
+        if args.curve:
+            write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
+        log_ledger(trainer.tracker, summary)
+        trainer.tracker.log_metrics(_scalars(metrics), step=summary["n_img"])
+        for f in files:
+            trainer.tracker.log_artifact(f)
+
+    return tracked_fit(trainer, stage, p, args.params, export, pipeline=args.pipeline)
+
+
+def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: dict
+            ) -> tuple[dict[str, Any], str, list[Path]]:
+    """Normalise, encode both splits, save the codec, score its held-out reconstructions.
+
+    Returns:
+        (metrics written to --metrics, fingerprint of the train code shards, files to log).
+    """
+    resolution = p["base"].resolution
+    codec, init = codec.cpu(), None if init is None else init.cpu()  # encoding runs on the CPU
+    lo, hi = fit_normalisation(codec, args.shards)
+    codec = codec.renormalised(lo, hi)
     out = Path(args.out)
     manifest = write_code_shards(args.shards, out / "shards", codec, p["shard.max_per_shard"])
-    save_codec(out / "codec", codec, extra={"source_fingerprint": manifest["source_fingerprint"]})
+    save_codec(out / "codec", codec, extra={"source_fingerprint": manifest["source_fingerprint"]},
+               init=None if init is None else init.renormalised(lo, hi))
+    real = read_split(args.shards, "eval")
+    quality = reconstruction_quality(CodecDecoder(codec), codec, real)
     metrics = {**manifest["counts"], "code_shape": list(codec.code_shape),
                "compression_ratio": (3 * resolution**2) / codec.code_shape[0] / codec.code_px**2,
-               "norm_lo": lo, "norm_hi": hi}
+               "norm_lo": lo, "norm_hi": hi,
+               "reconstruction": {"psnr_db": quality["psnr_db"], "ssim": quality["ssim"], "n_eval": len(real)},
+               **extra}
     atomic_write_json(args.metrics, metrics)
     print(f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
-          f"ratio {metrics['compression_ratio']:g}:1 -> {out}")
-    record_stage(f"compress@{args.pipeline}", p, args.params, {"compress": to_dict(params)},
-                 {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                 [out / "codec/codec.json", out / "shards/manifest.json"],
-                 pipeline=args.pipeline, dataset_fingerprint=manifest["fingerprint"]["train"])
-    return 0
+          f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
+          f"SSIM {quality['ssim']:.3f} -> {out}")
+    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json"]
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {**out, **{f"reconstruction/{k}": v for k, v in metrics["reconstruction"].items()}}
 
 
 if __name__ == "__main__":

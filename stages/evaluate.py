@@ -1,5 +1,6 @@
 """Stage `evaluate@<pipeline>`: score a generator (and its initialisation) on held-out reals; for a
-two-stage generator, also its sampler alone at the codes' resolution."""
+two-stage generator whose codes are low-resolution images (wavelet, pixel; not learned codes), also
+its sampler alone at the codes' resolution."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         G = load_generator(args.generator, which=name)
         results[name] = score(sample(G, ep.n_gen, ep.seed, ep.batch), real_eval, ref, ep, el0, inception, status)
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
-        if hasattr(G, "preview"):  # a two-stage generator: its sampler alone, at low resolution
+        if getattr(G, "previewable", False):  # a two-stage generator: its sampler alone, at low resolution
             results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
             save_grid(sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png")
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}

@@ -41,6 +41,15 @@ def train_shards(shard_dir: str, base: BaseParams) -> tuple[list[Path], str, int
     return paths, manifest["fingerprint"]["train"], manifest["resolution"]
 
 
+def _check_channels(shard_dir: str, pipeline: str) -> None:
+    """Registered methods generate 3-channel images: codes with other channel counts cannot be learned."""
+    channels = read_manifest(shard_dir).get("channels", 3)
+    if channels != 3:
+        raise ConfigError(f"twostage.{pipeline}.compress.channels",
+                          f"the codes have {channels} channels, but the registered samplers generate "
+                          "3-channel images: use channels 3")
+
+
 def _check(spec: MethodSpec, sample_px: int, base: BaseParams, pipeline: str) -> None:
     try:
         spec.check_resolution(sample_px)
@@ -60,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = load_params(args.params, params_for(args.method))
     spec, pipeline = get_method(args.method), args.pipeline or args.method
     paths, fingerprint, sample_px = train_shards(args.shards, p["base"])
+    _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, p["train"], fingerprint)

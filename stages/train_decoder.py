@@ -1,5 +1,10 @@
 """Stage `train_decoder@<pipeline>`: train the decoder on real images and their codes only (a sibling
-of the sampler, not a descendant), export it and score its held-out reconstructions (PSNR, SSIM)."""
+of the sampler, not a descendant), export it and score its held-out reconstructions (PSNR, SSIM).
+
+With `decoder.arch: codec` and `decoder.total_kimg: 0` nothing trains: the codec's own decoder (the
+autoencoder's, trained by the compress stage) is exported as it is; its G_init, as every decoder's,
+sits on the codec at initialisation, so an assembled G_init is an untrained pipeline.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,26 @@ from typing import Sequence
 import torch
 
 from gancore.compress.codec import codec_config, load_codec
-from gancore.config import TrainParams, load_params
+from gancore.config import flatten, load_params, to_dict
 from gancore.eval.evaluate import read_split
-from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
+from gancore.runtime import (TRAIN_KEYS, log_ledger, make_tracker, own_train_params, run_main, run_tags,
+                             tracked_fit, train_keys, training_parser, write_curve)
+from gancore.training.compute import count_params, gmacs_per_image
+from gancore.tracking.base import Tracker
 from gancore.training.trainer import RunConfig, Trainer
-from gancore.twostage.training import DECODER_SPEC, DecoderRun, load_decoder, reconstruction_quality, save_decoder
+from gancore.twostage.training import (DECODER_SPEC, DecoderRun, build_decoder_run, initial_decoder, load_decoder,
+                                       reconstruction_quality, save_decoder)
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 from stages.train import train_shards
 
 PARAMS_ARG = "--pipeline"
-TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
-              "mixed_precision", "max_nan_retries", "decode_threads", "shuffle_buffer", "xflip")
-"""The train section's plumbing the decoder shares; its batch and length are its own."""
+__all__ = ["TRAIN_KEYS", "params_for", "main"]
 
 
 def params_for(pipeline: str) -> list[str]:
     """The params.yaml keys this stage reads for `pipeline`."""
-    return ["base", *(f"train.{k}" for k in TRAIN_KEYS), f"twostage.{pipeline}.decoder", "track"]
+    return ["base", *train_keys(), f"twostage.{pipeline}.decoder", "track"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,20 +44,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.pipeline))
     d = p[f"twostage.{args.pipeline}.decoder"]
-    train = TrainParams(batch=d.batch, total_kimg=d.total_kimg, bn_recalibration_batches=0,
-                        **{k: p[f"train.{k}"] for k in TRAIN_KEYS})
     paths, fingerprint, _ = train_shards(args.shards, p["base"])
-    cfg = DecoderRun(decoder=d, codec=codec_config(load_codec(args.codec)))
-    run = RunConfig("decoder", cfg, p["base"], train, fingerprint)
+    cfg = DecoderRun(decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec))
+    stage = f"train_decoder@{args.pipeline}"
+    if d.total_kimg == 0:  # arch codec only (validated): the codec's own decoder as it is
+        return _export_untrained(cfg, stage, p, args)
+    run = RunConfig("decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint)
     trainer = Trainer(DECODER_SPEC, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
-    return tracked_fit(trainer, f"train_decoder@{args.pipeline}", p, args.params,
-                       lambda s, rid: _export(trainer, cfg, s, args, rid), pipeline=args.pipeline)
+    return tracked_fit(trainer, stage, p, args.params,
+                       lambda s, rid: _export(trainer.G_ema, trainer.G_init, trainer.tracker, cfg, s, args, rid,
+                                              trainer.ckpt_dir / "history.jsonl"),
+                       pipeline=args.pipeline)
 
 
-def _export(trainer: Trainer, cfg: DecoderRun, summary: dict, args, run_id: str | None) -> None:
+def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
+    """Export the decoder built over the codec without training, in a finished MLflow run all the same."""
+    decoder = build_decoder_run(cfg).eval()
+    summary = {"method": "decoder", "steps": 0, "n_img": 0, "kimg": 0.0, "train_sec": 0.0,
+               "fine_tuned": False, "params": {"G": count_params(decoder)},
+               "g_gmacs_per_img": gmacs_per_image(decoder)}
+    tracker = make_tracker(p["track"], args.params)
+    run_id = tracker.start(stage.replace("@", "-"), run_tags(stage, p, args.params, pipeline=args.pipeline))
+    tracker.log_params(flatten({"decoder": to_dict(cfg.decoder), "codec": cfg.codec}))
+    status = "FAILED"
+    try:
+        _export(decoder, decoder, tracker, cfg, summary, args, run_id, None)
+        status = "FINISHED"
+    finally:
+        tracker.close(status)
+    return 0
+
+
+def _export(G_ema: torch.nn.Module, G_init: torch.nn.Module, tracker: Tracker, cfg: DecoderRun, summary: dict,
+            args, run_id: str | None, history: Path | None) -> None:
+    """Save the decoder (G_init on the codec at initialisation), score it, log it."""
     out = Path(args.out)
-    folder = save_decoder(out / "decoder", cfg, {"G_ema": trainer.G_ema, "G_init": trainer.G_init},
+    folder = save_decoder(out / "decoder", cfg, {"G_ema": G_ema, "G_init": initial_decoder(cfg, G_init)},
                           extra={"train": summary})
     real = read_split(args.shards, "eval")
     decoder, codec = load_decoder(folder), load_codec(args.codec)
@@ -60,12 +90,12 @@ def _export(trainer: Trainer, cfg: DecoderRun, summary: dict, args, run_id: str 
     _grid(decoder, codec, real[:8], out / "reconstructions.png")
     atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
     atomic_write_json(args.metrics, {**summary, **quality})
-    write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-    log_ledger(trainer.tracker, summary)
-    trainer.tracker.log_metrics({f"{k}/{m}": v for k in ("reconstruction", "reconstruction_init")
-                                 for m, v in quality[k].items()}, step=summary["n_img"])
-    trainer.tracker.log_artifact(out / "reconstructions.png")
-    trainer.tracker.log_artifact(folder, "decoder")
+    write_curve(history, args.curve)
+    log_ledger(tracker, summary)
+    tracker.log_metrics({f"{k}/{m}": v for k in ("reconstruction", "reconstruction_init")
+                         for m, v in quality[k].items()}, step=summary["n_img"])
+    tracker.log_artifact(out / "reconstructions.png")
+    tracker.log_artifact(folder, "decoder")
     r = quality["reconstruction"]
     print(f"[train_decoder] held-out PSNR {r['psnr_db']:.2f} dB (coarse alone {r['coarse_psnr_db']:.2f}), "
           f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}")

@@ -42,7 +42,7 @@ def _script_params(argv: list[str]) -> tuple[str, list[str]]:
 
 def test_pipeline_has_the_expected_stages():
     assert {"builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"} <= set(STAGES)
-    for pipeline in ("wavelet", "pixel"):
+    for pipeline in ("wavelet", "pixel", "autoencoder"):
         assert {f"{s}@{pipeline}" for s in ("compress", "train_sampler", "train_decoder", "assemble",
                                             "evaluate")} <= set(STAGES)
 
@@ -52,7 +52,7 @@ def _graph():
         return repo.index.graph, {s.name: s for s in repo.index.stages}
 
 
-@pytest.mark.parametrize("pipeline", ["wavelet", "pixel"])
+@pytest.mark.parametrize("pipeline", ["wavelet", "pixel", "autoencoder"])
 def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pipeline):
     """Both depend on compress, neither on the other; a decoder param reruns only its descendants."""
     import networkx as nx

@@ -23,30 +23,10 @@ from gancore.twostage.training import load_decoder
 from gancore.data.shards import read_manifest, shard_paths
 from stages import assemble as assemble_stage
 from stages import builtin, compress, evaluate, ref_stats, shard, train, train_decoder
+from tiny import stage_argv as _argv
 from tiny import tiny_params
 
 PIPELINES = ("wavelet", "pixel")
-
-
-def _argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
-    P, codes = ["--params", str(params)], tmp / "codes" / pipeline
-    runs, m = tmp / "runs" / pipeline, tmp / "metrics" / pipeline
-    return {
-        "compress": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--out", str(codes),
-                     "--metrics", str(m / "compress.json")],
-        "sampler": [*P, "--method", "fastgan", "--pipeline", pipeline, "--shards", str(codes / "shards"),
-                    "--out", str(runs / "sampler"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "sampler"),
-                    "--metrics", str(m / "sampler.json"), "--curve", str(m / "sampler.csv"), "--no-progress"],
-        "decoder": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--codec", str(codes / "codec"),
-                    "--out", str(runs / "decoder"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "decoder"),
-                    "--metrics", str(m / "decoder.json"), "--curve", str(m / "decoder.csv"), "--no-progress"],
-        "assemble": [*P, "--pipeline", pipeline, "--sampler", str(runs / "sampler/generator"),
-                     "--decoder", str(runs / "decoder/decoder"), "--codes", str(codes / "shards"),
-                     "--out", str(runs / "generator")],
-        "evaluate": [*P, "--generator", str(runs / "generator"), "--shards", str(tmp / "shards"),
-                     "--ref", str(tmp / "ref"), "--out", str(tmp / "eval" / pipeline),
-                     "--metrics", str(m / "eval.json")],
-    }
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,36 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
                       bn_recalibration_batches=2, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     for pipeline in p["twostage"].values():
-        pipeline["decoder"].update(width=8, blocks=1, batch=4, total_kimg=0.016)
+        decoder = pipeline["decoder"]
+        decoder.update(width=8, blocks=1, batch=4, total_kimg=0.016 if decoder.get("total_kimg") != 0 else 0)
+        if "autoencoder" in pipeline["compress"]:
+            pipeline["compress"]["autoencoder"].update(width=4, blocks=1, batch=4, total_kimg=0.016)
     p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
                      swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
     p["track"]["experiment"] = "e2e"
     path = tmp / name
     path.write_text(yaml.safe_dump(p))
     return path
+
+
+def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
+    """Arguments of a two-stage pipeline's stage mains, all under `tmp` (shards in tmp/shards)."""
+    P, codes = ["--params", str(params)], tmp / "codes" / pipeline
+    runs, m = tmp / "runs" / pipeline, tmp / "metrics" / pipeline
+    return {
+        "compress": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--out", str(codes),
+                     "--ckpt-root", str(tmp / "ckpt" / pipeline / "compress"), "--metrics", str(m / "compress.json"),
+                     "--curve", str(m / "compress.csv"), "--no-progress"],
+        "sampler": [*P, "--method", "fastgan", "--pipeline", pipeline, "--shards", str(codes / "shards"),
+                    "--out", str(runs / "sampler"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "sampler"),
+                    "--metrics", str(m / "sampler.json"), "--curve", str(m / "sampler.csv"), "--no-progress"],
+        "decoder": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--codec", str(codes / "codec"),
+                    "--out", str(runs / "decoder"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "decoder"),
+                    "--metrics", str(m / "decoder.json"), "--curve", str(m / "decoder.csv"), "--no-progress"],
+        "assemble": [*P, "--pipeline", pipeline, "--sampler", str(runs / "sampler/generator"),
+                     "--decoder", str(runs / "decoder/decoder"), "--codes", str(codes / "shards"),
+                     "--out", str(runs / "generator")],
+        "evaluate": [*P, "--generator", str(runs / "generator"), "--shards", str(tmp / "shards"),
+                     "--ref", str(tmp / "ref"), "--out", str(tmp / "eval" / pipeline),
+                     "--metrics", str(m / "eval.json")],
+    }

@@ -1,5 +1,5 @@
-"""The assembled not-so-BigGAN generator: G(z) = decoder(sampler(z)), saved as one folder holding both
-parts, each with its own config and weights (G_ema and G_init of each)."""
+"""The assembled two-stage generator (not-so-BigGAN, Acceleration Framework): G(z) = decoder(sampler(z)),
+saved as one folder holding both parts, each with its own config and weights (G_ema and G_init of each)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ class TwoStageGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(N, z_dim) latents -> (N, 3, R, R) images in about [-1, 1]."""
         return self.decoder(self.sampler(z))
+
+    @property
+    def previewable(self) -> bool:
+        """Whether the codes are low-resolution images (`preview`); not so for learned codes."""
+        return self.decoder.codec.previewable
 
     def preview(self, z: torch.Tensor) -> torch.Tensor:
         """The sampler alone: its codes as low-resolution images (sampler quality at low resolution)."""

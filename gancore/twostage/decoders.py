@@ -10,7 +10,14 @@
   the low band to its three detail bands, then one inverse DWT level; trained level by level on the
   real low bands (teacher forcing, as the paper's separately trained UNets), loss on coefficients.
 
-Both read the normalised code a sampler generates and return images in about [-1, 1].
+- `CodecDecoder` (arch codec; the Acceleration Framework's decoder): the codec's own synthesis, i.e.
+  the autoencoder's decoder trained in the compress stage (for a fixed codec, its coarse image).
+  Optionally fine-tuned on real images and their real codes (`decoder.total_kimg` > 0; the encoder
+  stays frozen, its codes are what the sampler learns). Fine-tuning on *generated* codes, which the
+  paper's framework suggests, would make the decoder wait for the sampler; it is not implemented.
+
+All read the normalised code a sampler generates and return images in about [-1, 1]. The residual
+and UNet decoders keep their codec frozen (a learned codec's coarse image is its own reconstruction).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from gancore.compress.codec import Codec
 from gancore.config import DecoderParams
 from gancore.errors import ConfigError
 
-__all__ = ["ResidualDecoder", "WaveletUNetDecoder", "build_decoder", "pixel_distance"]
+__all__ = ["ResidualDecoder", "WaveletUNetDecoder", "CodecDecoder", "build_decoder", "pixel_distance"]
 
 
 def pixel_distance(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -160,8 +167,36 @@ class WaveletUNetDecoder(nn.Module):
         return torch.stack(losses).sum(), stats
 
 
+class CodecDecoder(nn.Module):
+    """The codec's own synthesis: code -> `codec.coarse(code)` (see the module docstring)."""
+
+    def __init__(self, codec: Codec):
+        super().__init__()
+        self.codec, self.resolution = codec, codec.resolution
+        self.input_shape = codec.code_shape
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) normalised codes -> (N, 3, R, R) images."""
+        return self.codec.coarse(code)
+
+    def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pixel loss of the decoded real codes against the real images (the encoder is frozen)."""
+        with torch.no_grad():
+            code = self.codec.encode(real)
+        loss = pixel_distance(kind)(self(code), real)
+        return loss, {"pixel": loss.detach()}
+
+
 def build_decoder(params: DecoderParams, codec: Codec) -> nn.Module:
-    """The decoder `params.arch` over `codec` (its normalisation buffers travel with the weights)."""
+    """The decoder `params.arch` over `codec` (its buffers, and weights if learned, travel with it).
+
+    The codec is frozen, except the synthesis of arch codec (what fine-tuning trains).
+    """
+    codec.requires_grad_(False)
+    if params.arch == "codec":
+        for p in codec.synthesis_parameters():
+            p.requires_grad_(True)
+        return CodecDecoder(codec)
     if params.arch == "unet":
         return WaveletUNetDecoder(codec, params.width, params.blocks)
     return ResidualDecoder(codec, params.width, params.blocks)

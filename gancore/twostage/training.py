@@ -1,8 +1,9 @@
-"""Training the not-so-BigGAN decoder with the generic trainer: real images in, their codes encoded on
-the fly, one reconstruction phase; plus its export folder and held-out reconstruction quality."""
+"""Training a two-stage decoder with the generic trainer: real images in, their codes encoded on the
+fly, one reconstruction phase; plus its export folder and held-out reconstruction quality."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from gancore.compress.codec import Codec, codec_from_config
+from gancore.compress.codec import Codec, codec_from_config, load_codec
 from gancore.config import DecoderParams, build_dataclass, to_dict
 from gancore.generator import FORMAT, load_weights, read_config, save_networks
 from gancore.registry import MethodSpec, Phase
 from gancore.twostage.decoders import build_decoder
 
-__all__ = ["DecoderRun", "DECODER_SPEC", "save_decoder", "load_decoder", "reconstruction_quality"]
+__all__ = ["DecoderRun", "DECODER_SPEC", "build_decoder_run", "initial_decoder", "save_decoder",
+           "load_decoder", "reconstruction_quality"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,14 +28,34 @@ class DecoderRun:
 
     decoder: DecoderParams
     codec: dict
+    codec_dir: str | None = None
+    """The codec folder, where a learned codec's weights are read (pinned by codec["weights_sha256"])."""
+
+
+def build_decoder_run(cfg: DecoderRun) -> nn.Module:
+    """The decoder of `cfg` over its codec (a learned codec with its trained weights from codec_dir)."""
+    return build_decoder(cfg.decoder, codec_from_config(cfg.codec, cfg.codec_dir))
+
+
+def initial_decoder(cfg: DecoderRun, decoder: nn.Module) -> nn.Module:
+    """A copy of `decoder` whose codec is the codec at initialisation (for a fixed codec: unchanged).
+
+    The decoder's G_init is made with it, so an assembled G_init is an untrained pipeline throughout,
+    learned compressor included.
+    """
+    initial = copy.deepcopy(decoder)
+    if cfg.codec_dir is not None:
+        initial.codec.load_state_dict(load_codec(cfg.codec_dir, "G_init").state_dict())
+    return initial
 
 
 def _build_networks(cfg: DecoderRun, resolution: int) -> dict[str, nn.Module]:
-    return {"G": build_decoder(cfg.decoder, codec_from_config(cfg.codec))}
+    return {"G": build_decoder_run(cfg)}
 
 
 def _build_optimizers(cfg: DecoderRun, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-    return {"G": torch.optim.Adam(nets["G"].parameters(), lr=cfg.decoder.lr, betas=cfg.decoder.betas)}
+    params = [p for p in nets["G"].parameters() if p.requires_grad]
+    return {"G": torch.optim.Adam(params, lr=cfg.decoder.lr, betas=cfg.decoder.betas)}
 
 
 class _ReconstructionLoss:
