@@ -53,6 +53,9 @@ class Codec(nn.Module):
     """Whether `preview` means something: codes that are a low-resolution image (not learned codes)."""
     training_spec: ClassVar["MethodSpec | None"] = None
     """How the generic trainer trains the codec (None: a fixed codec, nothing to train)."""
+    config_fields: ClassVar[tuple[str, ...] | None] = None
+    """The CompressParams fields that define this codec (None: all); the others stay out of its
+    config, so settings of other codecs never change its identity."""
 
     def __init__(self, params: CompressParams, resolution: int,
                  lo: list[float] | None = None, hi: list[float] | None = None):
@@ -128,6 +131,8 @@ class Codec(nn.Module):
 class WaveletCodec(Codec):
     """The level-L low band of a 2-D DWT (periodization), nsb-GAN's sampler target."""
 
+    config_fields = ("method", "levels", "wavelet")
+
     def __init__(self, params: CompressParams, resolution: int,
                  lo: list[float] | None = None, hi: list[float] | None = None):
         super().__init__(params, resolution, lo, hi)
@@ -146,6 +151,8 @@ class WaveletCodec(Codec):
 
 class PixelCodec(Codec):
     """Antialiased bicubic downsampling: nsb-GAN's pixel-space ablation of the wavelet sampler."""
+
+    config_fields = ("method", "levels")
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False)
@@ -185,7 +192,9 @@ def codec_config(codec: Codec) -> dict[str, Any]:
     Two codecs with other weights never have equal configs, so the assembly's check that sampler
     and decoder share a codec also holds for learned codecs.
     """
-    config = {"format": FORMAT, "compress": to_dict(codec.params), "resolution": codec.resolution,
+    compress = {k: v for k, v in to_dict(codec.params).items()
+                if codec.config_fields is None or k in codec.config_fields}
+    config = {"format": FORMAT, "compress": compress, "resolution": codec.resolution,
               "code_shape": list(codec.code_shape),
               "norm": {"lo": codec.lo.tolist(), "hi": codec.hi.tolist()}}
     if codec.weights():
