@@ -38,8 +38,8 @@ def _params(args: argparse.Namespace) -> int:
     import yaml
 
     with open(args.params) as f:
-        methods = list((yaml.safe_load(f) or {}).get("method") or {})
-    keys = [*SECTIONS, *(f"method.{m}" for m in methods)]
+        raw = yaml.safe_load(f) or {}
+    keys = [*SECTIONS, *(f"{group}.{name}" for group in ("method", "twostage") for name in raw.get(group) or {})]
     params = load_params(args.params, keys)
     print(json.dumps({k: to_dict(v) for k, v in params.items()}, indent=2))
     return 0

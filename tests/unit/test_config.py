@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
 from gancore.config import load_params, validate
 from gancore.errors import ConfigError
+
+ROOT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def _write(tmp_path, raw):
@@ -80,3 +85,12 @@ def test_deep_keys_name_what_is_missing(tmp_path):
         load_params(path, ["twostage.wavelet.decoder"])
     with pytest.raises(ConfigError, match="train.nope"):
         load_params(path, ["train.nope"])
+
+
+def test_params_cli_prints_every_section_of_the_repo_file(capsys):
+    from gancore import cli
+
+    assert cli.main(["params", str(ROOT_PARAMS)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"base", "train", "method.fastgan", "method.cips", "twostage.wavelet", "twostage.autoencoder"} <= set(printed)
+    assert printed["twostage.wavelet"]["compress"]["wavelet"] == "bior2.2"
