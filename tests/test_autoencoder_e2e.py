@@ -20,9 +20,9 @@ from gancore.twostage.assembled import TwoStageGenerator
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import load_decoder
 from stages import assemble as assemble_stage
-from stages import builtin, compress, evaluate, ref_stats, shard, train, train_decoder
+from stages import compress, evaluate, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import tiny_params
+from tiny import prepare_data, tiny_params
 
 NAME = "autoencoder"
 
@@ -33,10 +33,7 @@ def pipeline(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     params = tiny_params(tmp, resolution=128)
-    P = ["--params", str(params)]
-    assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
-    assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
+    prepare_data(params, tmp)
     argv = _argv(params, tmp, NAME)
     assert compress.main(argv["compress"]) == 0
     assert train.main(argv["sampler"]) == 0

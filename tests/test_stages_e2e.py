@@ -15,8 +15,8 @@ from PIL import Image
 
 from gancore import cli
 from gancore.errors import ConfigError
-from stages import builtin, evaluate, ref_stats, shard, train
-from tiny import tiny_params
+from stages import evaluate, train
+from tiny import prepare_data, tiny_params
 
 
 def _tiny_params(tmp: Path) -> Path:
@@ -38,9 +38,7 @@ def pipeline(tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     params = _tiny_params(tmp)
     P = ["--params", str(params)]
-    assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
-    assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
+    prepare_data(params, tmp)
     assert train.main(_train_argv(params, tmp)) == 0
     assert evaluate.main([*P, "--generator", str(tmp / "runs/fastgan/generator"), "--shards", str(tmp / "shards"),
                           "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),

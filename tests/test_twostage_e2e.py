@@ -22,9 +22,9 @@ from gancore.twostage.assembled import TwoStageGenerator, assemble
 from gancore.twostage.training import load_decoder
 from gancore.data.shards import read_manifest, shard_paths
 from stages import assemble as assemble_stage
-from stages import builtin, compress, evaluate, ref_stats, shard, train, train_decoder
+from stages import compress, evaluate, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import tiny_params
+from tiny import prepare_data, tiny_params
 
 PIPELINES = ("wavelet", "pixel")
 
@@ -38,10 +38,7 @@ def pipeline(tmp_path_factory):
     p = yaml.safe_load(params.read_text())
     p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
     params.write_text(yaml.safe_dump(p))
-    P = ["--params", str(params)]
-    assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
-    assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
+    prepare_data(params, tmp)
     for name in PIPELINES:
         argv = _argv(params, tmp, name)
         assert compress.main(argv["compress"]) == 0

@@ -52,3 +52,14 @@ def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
                      "--ref", str(tmp / "ref"), "--out", str(tmp / "eval" / pipeline),
                      "--metrics", str(m / "eval.json")],
     }
+
+
+def prepare_data(params: Path, tmp: Path) -> None:
+    """The data stages every end-to-end test starts with: builtin -> shard -> ref_stats, under `tmp`."""
+    from stages import builtin, ref_stats, shard
+
+    P = ["--params", str(params)]
+    assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
+    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
+    assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
+

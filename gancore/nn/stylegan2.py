@@ -207,15 +207,18 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """x + s * n with a learned scalar s (init 0) and fresh per-pixel n ~ N(0, 1) shared by channels."""
+    """x + w * n with a learned scalar w (init 0) and fresh per-pixel n ~ N(0, 1) shared by channels
+    (StyleGAN2's, also FastGAN's "comp" blocks)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H, W); noise drawn in float32 from torch's global RNG on x's device."""
         n, _, h, w = x.shape
-        return x + self.weight.to(x.dtype) * torch.randn(n, 1, h, w, device=x.device, dtype=x.dtype)
+        noise = torch.randn(n, 1, h, w, device=x.device)
+        return x + (self.weight * noise).to(x.dtype)
 
 
 class StyledConv(nn.Module):

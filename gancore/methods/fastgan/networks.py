@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from gancore.nn.stylegan2 import NoiseInjection
+
 __all__ = [
     "SUPPORTED_RESOLUTIONS", "MIN_CHANNELS", "Generator", "Discriminator", "SLE", "NoiseInjection",
     "resize", "crop_quadrant", "reconstruction_targets",
@@ -79,20 +81,6 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 
 def _lrelu() -> nn.LeakyReLU:
     return nn.LeakyReLU(0.2)
-
-
-class NoiseInjection(nn.Module):
-    """x + w * n with a learned scalar w (init 0) and fresh per-pixel n ~ N(0, 1) shared by channels."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, H, W); noise drawn from torch's global RNG on x's device."""
-        n, _, h, w = x.shape
-        noise = torch.randn(n, 1, h, w, device=x.device)
-        return x + (self.weight * noise).to(x.dtype)
 
 
 class SLE(nn.Module):
