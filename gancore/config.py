@@ -391,10 +391,23 @@ class DecoderParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SamplerParams:
+    total_kimg: float | None = None
+    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler costs
+    about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
+    comparison gives it more images than the one-stage run."""
+
+    def __post_init__(self) -> None:
+        if self.total_kimg is not None and self.total_kimg <= 0:
+            raise ConfigError("total_kimg", f"must be > 0 (or null for train.total_kimg), got {self.total_kimg}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TwoStageParams:
     """One two-stage pipeline: compressor -> sampler on the codes, decoder back to pixels."""
 
     compress: CompressParams = dataclasses.field(default_factory=CompressParams)
+    sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
     decoder: DecoderParams = dataclasses.field(default_factory=DecoderParams)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import BaseParams, ConfigError, load_params
+from gancore.config import BaseParams, ConfigError, TrainParams, load_params
 from gancore.data.shards import read_manifest
 from gancore.errors import DataError
 from gancore.generator import load_generator, sample, save_generator
@@ -22,12 +22,19 @@ from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
-PARAMS_ARG = "--method"
+PARAMS_ARG = ("--method", "--pipeline")
 
 
-def params_for(method: str) -> list[str]:
-    """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`."""
-    return ["base", "train", f"method.{method}", "track"]
+def params_for(method: str, pipeline: str | None = None) -> list[str]:
+    """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`, as a pipeline's sampler."""
+    sampler = [f"twostage.{pipeline}.sampler"] if pipeline else []
+    return ["base", "train", f"method.{method}", "track", *sampler]
+
+
+def sampler_train(p: dict, pipeline: str | None) -> TrainParams:
+    """The train section, with a two-stage pipeline's own sampler length when it sets one."""
+    kimg = p[f"twostage.{pipeline}.sampler"].total_kimg if pipeline else None
+    return p["train"] if kimg is None else dataclasses.replace(p["train"], total_kimg=kimg)
 
 
 def train_shards(shard_dir: str, base: BaseParams) -> tuple[list[Path], str, int]:
@@ -66,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", default="data/shards", help="image shards, or a pipeline's code shards")
     parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
     args = parser.parse_args(argv)
-    p = load_params(args.params, params_for(args.method))
+    p = load_params(args.params, params_for(args.method, args.pipeline))
     spec, pipeline = get_method(args.method), args.pipeline or args.method
     paths, fingerprint, sample_px = train_shards(args.shards, p["base"])
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
-    run = RunConfig(args.method, p[f"method.{args.method}"], base, p["train"], fingerprint)
+    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.pipeline), fingerprint)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"

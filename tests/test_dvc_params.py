@@ -36,7 +36,8 @@ def _script_params(argv: list[str]) -> tuple[str, list[str]]:
     assert argv[:3] == ["python", "-m", argv[2]] and argv[2].startswith("stages.")
     module = importlib.import_module(argv[2])
     if hasattr(module, "params_for"):
-        return argv[2], module.params_for(argv[argv.index(module.PARAMS_ARG) + 1])
+        names = module.PARAMS_ARG if isinstance(module.PARAMS_ARG, tuple) else (module.PARAMS_ARG,)
+        return argv[2], module.params_for(*[argv[argv.index(a) + 1] for a in names if a in argv])
     return argv[2], module.PARAMS
 
 
@@ -90,7 +91,8 @@ def test_script_has_no_other_way_to_params(name):
              and getattr(n.func, "id", getattr(n.func, "attr", "")) == "load_params"]
     assert len(calls) == 1
     declared_arg = ast.unparse(calls[0].args[1])
-    assert declared_arg in ("PARAMS", "params_for(args.method)", "params_for(args.pipeline)")
+    assert declared_arg in ("PARAMS", "params_for(args.method)", "params_for(args.pipeline)",
+                            "params_for(args.method, args.pipeline)")
 
 
 def test_load_params_returns_only_declared_sections():
