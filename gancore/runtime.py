@@ -90,7 +90,7 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
 
     root = Path(params_path).resolve().parent
-    return MlflowTracker(track.experiment, default_tracking_uri(root))
+    return MlflowTracker(track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending")
 
 
 def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
