@@ -121,3 +121,40 @@ def test_launch_is_needed_only_outside_torchrun(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert not distributed.needs_launch(2, 1)
     assert distributed.world_from_env() == distributed.World(0, 2, 0)
+
+
+@pytest.mark.slow  # a minute of process start-up; the trainer's distributed path is tested above
+def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_exports(tmp_path, monkeypatch):
+    import sqlite3
+
+    import yaml
+
+    from stages import builtin, shard, train
+    from tiny import ROOT, tiny_params
+
+    params = tiny_params(tmp_path)
+    p = yaml.safe_load(params.read_text())
+    p["train"].update(nproc_per_node=2, bn_recalibration_batches=0)
+    params.write_text(yaml.safe_dump(p))
+    P = ["--params", str(params)]
+    assert builtin.main([*P, "--out", str(tmp_path / "builtin")]) == 0
+    assert shard.main([*P, "--out", str(tmp_path / "shards"), "--metrics", str(tmp_path / "shard.json")]) == 0
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.chdir(ROOT)
+    m = tmp_path / "metrics"
+    assert train.main([*P, "--method", "fastgan", "--shards", str(tmp_path / "shards"),
+                       "--out", str(tmp_path / "run"), "--ckpt-root", str(tmp_path / "ckpt"),
+                       "--metrics", str(m / "train.json"), "--curve", str(m / "train.csv"),
+                       "--no-progress"]) == 0
+    summary = yaml.safe_load((m / "train.json").read_text())
+    assert summary["steps"] == 4 and summary["n_img"] == 16
+    assert (tmp_path / "run/generator/G_ema.safetensors").is_file()
+    (run_dir,) = list((tmp_path / "ckpt").glob("*"))
+    assert ckpt.load_latest(run_dir).meta["identity"]["train"]["n_streams"] == 2
+    assert [r["step"] for r in read_history(run_dir / "history.jsonl")] == [2, 4]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        runs = db.execute("SELECT r.status FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
+                          "WHERE t.key = 'dvc_stage' AND t.value = 'train@fastgan'").fetchall()
+    assert runs == [("FINISHED",)]  # one run: rank 1 logged nothing

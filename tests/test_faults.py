@@ -358,16 +358,17 @@ def test_shard_members_with_escaping_names_write_nothing_and_are_skipped(tmp_pat
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    good = _png(np.zeros((RES_PX, RES_PX, 3), dtype=np.uint8))
+    good, evil = (_png(np.full((RES_PX, RES_PX, 3), v, dtype=np.uint8)) for v in (0, 255))
     shard = work / "train-000000.tar"
     with tarfile.open(shard, "w") as tar:
-        for name, data in [("../evil.png", good), ("/tmp/gancore-evil-abs.png", good), ("ok.png", good)]:
+        for name, data in [("../evil.png", evil), ("/tmp/gancore-evil-abs.png", evil), ("ok.png", good)]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     stream = ShardStream([shard], RES_PX, 0, shuffle_buffer=1, decode_threads=1, xflip=False)
     batch = next(stream.batches(2))
-    assert batch.shape == (2, 3, RES_PX, RES_PX)
+    assert batch.shape == (2, 3, RES_PX, RES_PX) and not batch.any(), "an escaping member was used"
+    assert stream.n_skipped >= 2
     assert sorted(p.name for p in work.iterdir()) == ["train-000000.tar"]
     assert not (tmp_path / "evil.png").exists() and not Path("/tmp/gancore-evil-abs.png").exists()
 

@@ -131,6 +131,8 @@ class ShardStream:
         try:
             if raw.data is None:
                 raise ValueError("sample has no png or npy field")
+            if Path(raw.key).is_absolute() or ".." in Path(raw.key).parts:
+                raise ValueError("its tar member name leaves the shard folder")
             img = (npy_to_tensor if raw.fmt == "npy" else png_to_tensor)(raw.data)
             if img.ndim != 3 or img.shape[1:] != (self.resolution, self.resolution):
                 raise ValueError(f"shape {tuple(img.shape)}, expected side {self.resolution}")
