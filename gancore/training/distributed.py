@@ -192,7 +192,7 @@ def torchrun_argv(nproc_per_node: int, nnodes: int, module: str, argv: Sequence[
 
 def needs_launch(nproc_per_node: int, nnodes: int) -> bool:
     """True when the params ask for several ranks and this process is not a torchrun worker yet."""
-    return nproc_per_node * nnodes > 1 and world_from_env().size == 1 and "RANK" not in os.environ
+    return nproc_per_node * nnodes > 1 and "RANK" not in os.environ
 
 
 def relaunch(nproc_per_node: int, nnodes: int, module: str, argv: Sequence[str]) -> int:
