@@ -4,6 +4,7 @@ global batch (grad_accum 2), and end on the same weights; launch command lines; 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 
@@ -41,7 +42,7 @@ def shards(tmp_path_factory):
 
 def _run(world_size: int, grad_accum: int) -> RunConfig:
     # r1_interval 2: the lazy R1 phase runs on some steps and not on others.
-    train = TrainParams(batch=BATCH, total_kimg=N_STEPS * BATCH / 1000, ckpt_every_kimg=1.0,
+    train = TrainParams(batch=BATCH, total_kimg=N_STEPS * BATCH / 1000, ckpt_every_kimg=2 * BATCH / 1000,
                         log_every_steps=1, device="cpu", shuffle_buffer=5, decode_threads=1,
                         grad_accum=grad_accum)
     cfg = PixelFolderConfig(width_mult=1 / 32, style_dim=16, mapping_layers=2, r1_interval=2)
@@ -81,6 +82,22 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(shards, tmp
             torch.testing.assert_close(ddp_nets[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
     # Same streams, so the same run: a 2-rank checkpoint has the 1-process run's identity.
     assert ckpt.load_latest(tmp_path / "ddp").meta["identity_hash"] == single.run.identity_hash()
+
+    # Resume from the step-2 checkpoints in one process with grad_accum 2: from its own checkpoint
+    # bit for bit (RNG streams and data cursors restored), from the 2-rank one within float tolerance.
+    for source, exact in (("one", True), ("ddp", False)):
+        shutil.copytree(tmp_path / source, tmp_path / f"resume-{source}")
+        shutil.rmtree(tmp_path / f"resume-{source}/step_000000004")
+        resumed = Trainer(get_method("pixelfolder"), _run(1, 2), shards, tmp_path / f"resume-{source}",
+                          progress=False)
+        assert resumed.fit()["resumed"]
+        for name, net in single._all_nets().items():
+            theirs = resumed._all_nets()[name].state_dict()
+            for key, value in net.state_dict().items():
+                if exact:
+                    assert torch.equal(theirs[key], value), f"{name}.{key}"
+                else:
+                    torch.testing.assert_close(theirs[key], value, rtol=1e-5, atol=1e-6)
 
 
 def test_one_stream_keeps_the_identity_of_runs_made_before_data_parallelism():

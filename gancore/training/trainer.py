@@ -215,7 +215,8 @@ class Trainer:
         set_rng_state(c.state["rng"])
         for k in self.stream_ids if self.rngs is not None else []:
             stream = c.state["streams"][k]
-            self.rngs.states[k] = {d: stream[d] for d in self.rngs.states[k]}
+            # A device the checkpoint did not train on (CPU run resumed on CUDA) keeps its fresh stream.
+            self.rngs.states[k] = {d: stream.get(d, v) for d, v in self.rngs.states[k].items()}
             self.stream_cursors[k] = Cursor(stream["epoch"], stream["pos"])
 
     def _check_identity(self, c: ckpt.Checkpoint) -> None:
