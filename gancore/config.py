@@ -227,8 +227,15 @@ class TrainParams:
     """Flip half of the training images horizontally (seeded)."""
     bn_recalibration_batches: int = 32
     """Batches of fresh latents that recompute G_ema's BatchNorm statistics for the exported generator."""
+    grad_accum: int = 1
+    """Micro-batches per step on each rank (gradients summed); `batch` stays the global batch."""
+    nproc_per_node: int = 1
+    """Training processes per node (GPUs); > 1 launches the stage under torchrun."""
+    nnodes: int = 1
+    """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
 
     def __post_init__(self) -> None:
+        n_streams = self.grad_accum * self.nproc_per_node * self.nnodes
         checks = {
             "batch": self.batch >= 1,
             "total_kimg": self.total_kimg > 0,
@@ -241,10 +248,16 @@ class TrainParams:
             "decode_threads": self.decode_threads >= 1,
             "shuffle_buffer": self.shuffle_buffer >= 1,
             "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
+            "grad_accum": self.grad_accum >= 1,
+            "nproc_per_node": self.nproc_per_node >= 1,
+            "nnodes": self.nnodes >= 1,
         }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        if self.batch % n_streams:
+            raise ConfigError("batch", f"{self.batch} images do not split into nproc_per_node x nnodes x "
+                                       f"grad_accum = {n_streams} equal micro-batches")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,7 +90,7 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
 
     root = Path(params_path).resolve().parent
-    return MlflowTracker(track.experiment, default_tracking_uri(root))
+    return MlflowTracker(track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending")
 
 
 def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
@@ -136,10 +136,14 @@ def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_pat
     run_id = trainer.tracker.start(f"{stage.replace('@', '-')}-{run.identity_hash()[:8]}", tags, old_id)
     if run_id != old_id:
         trainer.tracker.log_params(flatten({**run.identity(), "resolved": trainer.loss_info()}))
-    atomic_write_json(run_file, {"run_id": run_id})
+    main = trainer.world.is_main  # other ranks train only
+    if main:
+        atomic_write_json(run_file, {"run_id": run_id})
     status = "FAILED"
     try:
-        export(trainer.fit(), run_id)
+        summary = trainer.fit()
+        if main:
+            export(summary, run_id)
         status = "FINISHED"
     except TrainingInterrupted as e:
         print(f"[{stage}] {e}")

@@ -9,6 +9,7 @@ two-stage pipeline's sampler) the method trains at the codes' side, never seeing
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +19,8 @@ from gancore.errors import DataError
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training import distributed
+from gancore.training.trainer import RunConfig, Trainer, resolve_device
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
@@ -74,12 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
+    t = p["train"]
+    if distributed.needs_launch(t.nproc_per_node, t.nnodes):
+        return distributed.relaunch(t.nproc_per_node, t.nnodes, "stages.train",
+                                    sys.argv[1:] if argv is None else argv)
+    with distributed.joined(resolve_device(t.device)) as world:
+        return _train(args, p, world)
+
+
+def _train(args, p: dict, world: distributed.World) -> int:
+    """Train on this rank of `world` and export (rank 0)."""
     spec, pipeline = get_method(args.method), args.pipeline or args.method
     paths, fingerprint, sample_px = train_shards(args.shards, p["base"])
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
-    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.pipeline), fingerprint)
+    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.pipeline), fingerprint,
+                    world.size)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"

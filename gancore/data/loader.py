@@ -54,10 +54,13 @@ class ShardStream:
         decode_threads: decoding threads.
         xflip: flip half of the images horizontally (seeded).
         cursor: where to resume.
+        part: (k, n): keep only the samples at positions k, k + n, k + 2n, ... of the seeded global
+            order (rank or micro-batch k of n); only those are decoded. (0, 1): every sample.
     """
 
     def __init__(self, paths: list[Path], resolution: int, seed: int, shuffle_buffer: int,
-                 decode_threads: int, xflip: bool, cursor: Cursor | None = None):
+                 decode_threads: int, xflip: bool, cursor: Cursor | None = None,
+                 part: tuple[int, int] = (0, 1)):
         if not paths:
             raise DataError("no training shards given")
         self.paths = [str(p) for p in paths]
@@ -67,12 +70,15 @@ class ShardStream:
         self.decode_threads = decode_threads
         self.xflip = xflip
         self.cursor = cursor or Cursor()
+        self.part = part
         self.n_skipped = 0
 
     # -- raw, ordered samples -------------------------------------------------
 
     def _on_error(self, exn: Exception) -> bool:
-        self.n_skipped += 1
+        # Every part reads every shard: part 0 alone counts a shard error, once.
+        if self.part[0] == 0:
+            self.n_skipped += 1
         warnings.warn(f"skipping unreadable shard data: {type(exn).__name__}: {exn}", stacklevel=2)
         return True
 
@@ -81,8 +87,10 @@ class ShardStream:
         rng = random.Random(f"{self.seed}-{epoch}")
         order = list(self.paths)
         rng.shuffle(order)
+        # Every rank reads every shard in the same order and keeps its part sample by sample
+        # (equal counts per rank whatever the shard sizes): no node or worker split of the shard list.
         dataset = wds.WebDataset(order, shardshuffle=False, handler=self._on_error,
-                                 empty_check=False)
+                                 empty_check=False, nodesplitter=None, workersplitter=None)
         buffer: list[dict] = []
         index = 0
         for sample in dataset:
@@ -106,11 +114,12 @@ class ShardStream:
 
     def _raw_stream(self) -> Iterator[_Raw]:
         epoch, skip = self.cursor.epoch, self.cursor.pos
+        k, n = self.part
         while True:
             n_seen = 0
             for raw in self._epoch(epoch):
                 n_seen += 1
-                if raw.index >= skip:
+                if raw.index >= skip and raw.index % n == k:
                     yield raw
             if n_seen == 0:
                 raise DataError(f"epoch {epoch} yielded no samples from {len(self.paths)} shards")
@@ -122,6 +131,8 @@ class ShardStream:
         try:
             if raw.data is None:
                 raise ValueError("sample has no png or npy field")
+            if Path(raw.key).is_absolute() or ".." in Path(raw.key).parts:
+                raise ValueError("its tar member name leaves the shard folder")
             img = (npy_to_tensor if raw.fmt == "npy" else png_to_tensor)(raw.data)
             if img.ndim != 3 or img.shape[1:] != (self.resolution, self.resolution):
                 raise ValueError(f"shape {tuple(img.shape)}, expected side {self.resolution}")

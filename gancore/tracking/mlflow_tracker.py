@@ -2,17 +2,21 @@
 
 Default store: SQLite at an absolute path inside the project (a relative URI breaks under
 `dvc exp run --queue` and Prefect workers, stack.md §7); MLFLOW_TRACKING_URI overrides it.
-A tracking failure never stops training: it is warned about once and logging goes on locally
-(the stage's own JSON/CSV outputs are the record DVC reads).
+A tracking failure never stops training: it is warned about once, and every record the store did
+not take (run start, params, metrics, tags, artifacts, run end) is kept in order, in memory and in a
+local JSONL file, and sent when the store answers again (tried at most every `retry_sec`, and at
+close). A store that never answers leaves the file as the run's record; `replay_pending` sends it
+later.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PARENT_ENV = "GANCORE_PARENT_RUN_ID"
 
@@ -45,33 +49,116 @@ def artifact_root(tracking_uri: str) -> str | None:
 
 
 class MlflowTracker:
-    """Tracker on an MLflow store.
+    """Tracker on an MLflow store that catches up after the store was locked or unreachable.
 
     Args:
         experiment: experiment name (created if absent).
         tracking_uri: store URI (see default_tracking_uri).
+        pending_dir: folder of the JSONL file of records the store has not taken yet (None: memory only).
+        retry_sec: least seconds between attempts while the store fails (close always tries).
     """
 
-    def __init__(self, experiment: str, tracking_uri: str):
+    def __init__(self, experiment: str, tracking_uri: str, pending_dir: str | Path | None = None,
+                 retry_sec: float = 60.0):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        from mlflow.tracking import MlflowClient
-
+        # An unreachable server must not hold training for minutes (MLflow's default is 7 retries).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.experiment = experiment
         self.tracking_uri = tracking_uri
         self.run_id: str | None = None
-        self._failed = False
-        self.client = self._safe("connect", lambda: MlflowClient(tracking_uri=tracking_uri))
+        self.client: Any = None
+        self.pending: list[dict[str, Any]] = []
+        self.pending_dir = Path(pending_dir) if pending_dir is not None else None
+        self.pending_file: Path | None = None
+        self.retry_sec = retry_sec
+        self._retry_at = 0.0
+        self.failing = False  # True from a failure until the store took every pending record
 
-    def _safe(self, what: str, fn: Callable[[], Any]) -> Any:
-        if self._failed:
-            return None
-        try:
-            return fn()
-        except Exception as e:  # the store is optional for training; never let it kill a run
-            self._failed = True
-            warnings.warn(f"MLflow {what} failed ({type(e).__name__}: {e}); "
-                          f"tracking disabled for the rest of this run", stacklevel=3)
-            return None
+    # -- the queue of records ---------------------------------------------------------------------
+
+    def _submit(self, op: dict[str, Any]) -> None:
+        if op["op"] != "start":
+            op["run_id"] = self.run_id  # None while the start itself is pending
+        self.pending.append(op)
+        if self.pending_file is not None:
+            with open(self.pending_file, "a") as f:
+                f.write(json.dumps(op) + "\n")
+        self.flush(force=False)
+
+    def flush(self, force: bool = True) -> bool:
+        """Send the pending records in order; True when none is left."""
+        if not force and self.failing and time.monotonic() < self._retry_at:
+            return False
+        n_sent = 0
+        while self.pending:
+            try:
+                self._apply(self.pending[0])
+            except Exception as e:  # the store is optional for training; never let it kill a run
+                self._on_failure(e)
+                break
+            self.pending.pop(0)
+            n_sent += 1
+        if not self.pending and self.failing:
+            self.failing = False
+            warnings.warn(f"MLflow store {self.tracking_uri} answers again: {n_sent} records caught up",
+                          stacklevel=3)
+        if n_sent:
+            self._write_pending()
+        return not self.pending
+
+    def _on_failure(self, e: Exception) -> None:
+        self._retry_at = time.monotonic() + self.retry_sec
+        if self.failing:
+            return
+        self.failing = True
+        if self.pending_dir is not None and self.pending_file is None:
+            self.pending_dir.mkdir(parents=True, exist_ok=True)
+            self.pending_file = self.pending_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+            self._write_pending()
+        kept = f"in memory and {self.pending_file}" if self.pending_file else "in memory"
+        warnings.warn(f"MLflow store {self.tracking_uri} failed ({type(e).__name__}: {e}); training goes "
+                      f"on, records are kept {kept} and sent when the store answers", stacklevel=4)
+
+    def _write_pending(self) -> None:
+        if self.pending_file is None:
+            return
+        if not self.pending:
+            self.pending_file.unlink(missing_ok=True)
+            return
+        from gancore.utils.fsio import atomic_write
+
+        lines = "".join(json.dumps(op) + "\n" for op in self.pending)
+        atomic_write(self.pending_file, lambda f: f.write(lines), mode="w")
+
+    # -- applying one record to the store ---------------------------------------------------------
+
+    def _apply(self, op: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        if self.client is None:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        kind, run_id = op["op"], op.get("run_id") or self.run_id
+        if kind == "start":
+            self.run_id = self._open_run(op["run_name"], op["tags"], op["resume_run_id"])
+        elif run_id is None:
+            return  # only reachable when a start was never submitted
+        elif kind == "params":
+            items = [Param(k, v) for k, v in op["params"].items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i:i + 100])
+        elif kind == "metrics":
+            batch = [Metric(k, v, op["time_ms"], op["step"]) for k, v in op["metrics"].items()]
+            self.client.log_batch(run_id, metrics=batch)
+        elif kind == "tags":
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
+        elif kind == "artifact":
+            log = self.client.log_artifacts if Path(op["path"]).is_dir() else self.client.log_artifact
+            log(run_id, op["path"], op["artifact_path"])
+        elif kind == "close":
+            self.client.set_terminated(run_id, status=op["status"])
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
@@ -79,19 +166,14 @@ class MlflowTracker:
             return exp.experiment_id
         return self.client.create_experiment(self.experiment, artifact_location=artifact_root(self.tracking_uri))
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str | None:
-        def open_run() -> str:
-            if resume_run_id and self._run_exists(resume_run_id):
-                self.client.update_run(resume_run_id, status="RUNNING")
-                return resume_run_id
-            all_tags = dict(tags)
-            if os.environ.get(PARENT_ENV):
-                all_tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
-            run = self.client.create_run(self._experiment_id(), run_name=run_name, tags=all_tags)
-            return run.info.run_id
-
-        self.run_id = self._safe("start", open_run)
-        return self.run_id
+    def _open_run(self, run_name: str, tags: dict[str, str], resume_run_id: str | None) -> str:
+        if resume_run_id and self._run_exists(resume_run_id):
+            self.client.update_run(resume_run_id, status="RUNNING")
+            return resume_run_id
+        all_tags = dict(tags)
+        if os.environ.get(PARENT_ENV):
+            all_tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
+        return self.client.create_run(self._experiment_id(), run_name=run_name, tags=all_tags).info.run_id
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -99,36 +181,40 @@ class MlflowTracker:
         except Exception:
             return False
 
-    def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+    # -- the Tracker interface --------------------------------------------------------------------
 
-        if self.run_id:
-            items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-            for i in range(0, len(items), 100):
-                self._safe("log_params", lambda b=items[i:i + 100]: self.client.log_batch(self.run_id, params=b))
+    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str | None:
+        self._submit({"op": "start", "experiment": self.experiment, "run_name": run_name,
+                      "tags": {k: str(v) for k, v in tags.items()}, "resume_run_id": resume_run_id})
+        return self.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._submit({"op": "params", "params": {k: str(v)[:6000] for k, v in sorted(params.items())}})
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        if self.run_id:
-            now_ms = int(time.time() * 1000)
-            batch = [Metric(k, float(v), now_ms, int(step)) for k, v in metrics.items()]
-            self._safe("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
+        self._submit({"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()},
+                      "step": int(step), "time_ms": int(time.time() * 1000)})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        if not self.run_id:
-            return
-        path = Path(path)
-        if path.is_dir():
-            self._safe("log_artifacts", lambda: self.client.log_artifacts(self.run_id, str(path), artifact_path))
-        else:
-            self._safe("log_artifact", lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        self._submit({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        if self.run_id:
-            for k, v in tags.items():
-                self._safe("set_tag", lambda k=k, v=v: self.client.set_tag(self.run_id, k, str(v)))
+        self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
 
     def close(self, status: str = "FINISHED") -> None:
-        if self.run_id:
-            self._safe("close", lambda: self.client.set_terminated(self.run_id, status=status))
+        self._submit({"op": "close", "status": status})
+        if not self.flush():
+            where = f"; they are kept in {self.pending_file} (replay_pending sends them)" if self.pending_file else ""
+            warnings.warn(f"MLflow store {self.tracking_uri} still failing at the end of the run: "
+                          f"{len(self.pending)} records not sent{where}", stacklevel=2)
+
+
+def replay_pending(path: str | Path, tracking_uri: str) -> bool:
+    """Send the records a run kept in `path` (see MlflowTracker.pending_dir) to the store; True when all
+    went (the file is then deleted)."""
+    path = Path(path)
+    ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    experiment = next((op["experiment"] for op in ops if op["op"] == "start"), "Default")
+    tracker = MlflowTracker(experiment, tracking_uri)
+    tracker.pending, tracker.pending_file = ops, path
+    return tracker.flush()

@@ -10,6 +10,8 @@ previous one and says so.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import shutil
 import warnings
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from gancore.errors import CheckpointError
@@ -48,17 +50,34 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, networks: dict[str, nn.Modu
     """Write `ckpt_dir/step_<step>/` atomically (temporary folder, fsync, rename).
 
     Raises:
-        OSError: e.g. no space left; the previous checkpoints are untouched.
+        CheckpointError: no space left on the device (the previous checkpoints are untouched).
+        OSError: any other write failure (the previous checkpoints are untouched too).
     """
     final = Path(ckpt_dir) / f"{PREFIX}{step:09d}"
 
     def fill(tmp: Path) -> None:
-        save_file(_flat_weights(networks), str(tmp / FILES[0]))
-        torch.save(state, tmp / FILES[1])
+        _write(tmp / FILES[0], save(_flat_weights(networks)))
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _write(tmp / FILES[1], buf.getvalue())
         hashes = {name: sha256_file(tmp / name) for name in FILES}
         atomic_write_json(tmp / "meta.json", {**meta, "step": step, "sha256": hashes})
 
-    return atomic_dir(final, fill)
+    try:
+        return atomic_dir(final, fill)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CheckpointError(
+            f"disk full: no space left on the device writing checkpoint {final} ({e.strerror}); "
+            f"the previous checkpoints in {final.parent} are intact: free space and rerun to resume") from e
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write through Python's file I/O: a full disk raises OSError(ENOSPC) (safetensors' and torch's
+    own writers would raise their own error types)."""
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:

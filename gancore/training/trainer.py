@@ -3,6 +3,11 @@
 One step runs every Phase of the method in order (zero grads of its optimizer, loss under autocast,
 scaled backward, step), then updates G_ema. Checkpoints hold everything an exact resume needs; a
 NaN/inf loss rolls back to the last good checkpoint a bounded number of times, then stops.
+
+Data parallel (gancore/training/distributed.py): the global batch `train.batch` is cut into
+n_streams = world size x train.grad_accum micro-batches; micro-batch k takes rows k, k + n, ... of
+the seeded global sample order and draws from its own RNG stream, whichever rank runs it, so one
+process with grad_accum n and n processes compute the same gradients.
 """
 
 from __future__ import annotations
@@ -28,15 +33,18 @@ from gancore.errors import ConfigError, NonFiniteLoss, ResumeMismatch
 from gancore.registry import MethodSpec
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training import checkpoint as ckpt
+from gancore.training import distributed
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.ema import ema_beta_at, update_ema
 from gancore.utils.fsio import sha256_json
-from gancore.utils.seed import rng_state, seed_all, set_rng_state
+from gancore.utils.seed import RngStreams, rng_state, seed_all, set_rng_state
 
 # TrainParams keys that may change between an interrupted run and its resume (schedule and
 # plumbing, not the math): extending total_kimg continues the same run.
+# The data-parallel layout is resumable as long as the number of micro-batch streams it makes
+# (world size x grad_accum, in identity() when > 1) stays the same.
 RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_steps",
-                  "max_nan_retries", "decode_threads", "device")
+                  "max_nan_retries", "decode_threads", "device", "grad_accum", "nproc_per_node", "nnodes")
 
 
 class TrainingInterrupted(Exception):
@@ -63,10 +71,19 @@ class RunConfig:
     base: BaseParams
     train: TrainParams
     dataset_fingerprint: str
+    world_size: int = 1
+    """Ranks of the run (distributed.World.size)."""
+
+    @property
+    def n_streams(self) -> int:
+        """Micro-batches (and RNG streams) per step: world size x train.grad_accum."""
+        return self.world_size * self.train.grad_accum
 
     def identity(self) -> dict[str, Any]:
         """The config a checkpoint must match to be resumed (schedule keys excluded)."""
         train = {k: v for k, v in to_dict(self.train).items() if k not in RESUMABLE_KEYS}
+        if self.n_streams > 1:  # one stream: the key is absent, as before data parallelism
+            train["n_streams"] = self.n_streams
         return {"method": self.method, "method_cfg": to_dict(self.method_cfg),
                 "base": to_dict(self.base), "train": train,
                 "dataset_fingerprint": self.dataset_fingerprint}
@@ -116,15 +133,25 @@ class Trainer:
                  tracker: Tracker | None = None, progress: bool = True):
         self.spec, self.run = spec, run
         self.ckpt_dir = Path(ckpt_dir)
-        self.tracker = tracker or NullTracker()
-        self.progress = progress
-        self.device = resolve_device(run.train.device)
+        self.world = distributed.current_world()
+        if run.world_size != self.world.size:
+            raise ConfigError("train.nproc_per_node", f"the run config says {run.world_size} ranks, "
+                                                      f"the process group has {self.world.size}")
+        self.tracker = (tracker or NullTracker()) if self.world.is_main else NullTracker()
+        self.progress = progress and self.world.is_main
+        self.device = distributed.local_device(resolve_device(run.train.device), self.world)
         seed_all(run.base.seed)
         res = run.base.resolution
         self.nets = {k: v.to(self.device) for k, v in spec.build_networks(run.method_cfg, res).items()}
         self.G_ema = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
         # G at initialisation, kept in every checkpoint: the floor a trained G must beat.
         self.G_init = copy.deepcopy(self.nets["G"]).eval().requires_grad_(False)
+        self.nets = {k: distributed.sync_batchnorm(v, self.device, self.world) for k, v in self.nets.items()}
+        distributed.broadcast_state(self._all_nets().values(), self.world)
+        first = self.world.rank * run.train.grad_accum
+        self.stream_ids = list(range(first, first + run.train.grad_accum))
+        self.rngs = RngStreams(run.base.seed, self.stream_ids, self.device) if run.n_streams > 1 else None
+        self.stream_cursors = {k: Cursor() for k in self.stream_ids}
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)
@@ -133,7 +160,8 @@ class Trainer:
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
         self.state = TrainState()
         self.shard_paths = shard_paths
-        self._data: ShardStream | None = None
+        self._data: list[ShardStream] = []
+        self._skipped_all_ranks = 0
         self._stop = False
 
     # -- state ------------------------------------------------------------------
@@ -146,21 +174,32 @@ class Trainer:
         return dict(getattr(self.loss, "info", {}))
 
     def _state_dict(self) -> dict[str, Any]:
-        return {"optimizers": {k: o.state_dict() for k, o in self.opts.items()},
-                "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-                "train_state": {**asdict(self.state), "cursor": asdict(self.state.cursor)},
-                "rng": rng_state()}
+        state = {"optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+                 "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+                 "train_state": {**asdict(self.state), "cursor": asdict(self.state.cursor)},
+                 "rng": rng_state()}
+        if self.rngs is not None:
+            state["streams"] = self._gather_streams()
+        return state
+
+    def _gather_streams(self) -> list[dict[str, Any]]:
+        """RNG state and data cursor of every micro-batch stream of every rank, by stream number."""
+        local = {k: {**self.rngs.states[k], **asdict(self.stream_cursors[k])} for k in self.stream_ids}
+        merged = {k: v for part in distributed.gather_objects(local, self.world) for k, v in part.items()}
+        return [merged[k] for k in range(self.run.n_streams)]
 
     def _meta(self) -> dict[str, Any]:
         return {"identity": self.run.identity(), "identity_hash": self.run.identity_hash(),
                 "n_img": self.state.n_img, "gancore_version": gancore.__version__,
                 "torch_version": torch.__version__, "config": {"train": to_dict(self.run.train)}}
 
-    def save(self) -> Path:
-        """Write a checkpoint of the current step and prune old ones."""
-        path = ckpt.save_checkpoint(self.ckpt_dir, self.state.step, self._all_nets(),
-                                    self._state_dict(), self._meta())
-        ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k)
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step and prune old ones (rank 0; every rank waits)."""
+        state, path = self._state_dict(), None
+        if self.world.is_main:
+            path = ckpt.save_checkpoint(self.ckpt_dir, self.state.step, self._all_nets(), state, self._meta())
+            ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k)
+        distributed.barrier(self.world)
         return path
 
     def _restore(self, c: ckpt.Checkpoint) -> None:
@@ -174,6 +213,11 @@ class Trainer:
         ts["cursor"] = Cursor(**ts["cursor"])
         self.state = TrainState(**ts)
         set_rng_state(c.state["rng"])
+        for k in self.stream_ids if self.rngs is not None else []:
+            stream = c.state["streams"][k]
+            # A device the checkpoint did not train on (CPU run resumed on CUDA) keeps its fresh stream.
+            self.rngs.states[k] = {d: stream.get(d, v) for d, v in self.rngs.states[k].items()}
+            self.stream_cursors[k] = Cursor(stream["epoch"], stream["pos"])
 
     def _check_identity(self, c: ckpt.Checkpoint) -> None:
         if c.meta.get("identity_hash") == self.run.identity_hash():
@@ -185,6 +229,7 @@ class Trainer:
 
     def resume_or_start(self) -> bool:
         """Load the newest matching checkpoint, or save the initial state. True when resumed."""
+        distributed.barrier(self.world)
         latest = ckpt.load_latest(self.ckpt_dir)
         if latest is None:
             self.save()
@@ -200,50 +245,110 @@ class Trainer:
             return nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run every due phase on `real` ((N, 3, R, R) in [-1, 1]) and update G_ema.
+    def train_step(self, real: torch.Tensor | list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run every due phase on `real` ((N, 3, R, R) in [-1, 1]; with several micro-batch streams,
+        this rank's micro-batches in stream order) and update G_ema.
 
         Raises:
-            FloatingPointError: a phase loss was NaN/inf (handled by `fit` with a rollback).
+            FloatingPointError: a phase loss was NaN/inf on any rank (handled by `fit` with a rollback).
         """
         stats: dict[str, torch.Tensor] = {}
-        losses = []
         for phase in self.phases:
             if self.state.step % phase.interval:
                 continue
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss, phase_stats = self.loss(phase.name, real)
-            scaler.scale(loss).backward()
+            loss, phase_stats = self._backward(phase.name, real, scaler)
+            distributed.all_reduce_grads([p for g in opt.param_groups for p in g["params"]], self.world)
             scaler.step(opt)
             scaler.update()
-            losses.append(loss.detach().float())
-            stats[f"loss/{phase.name}"] = losses[-1]
-            stats.update({f"{phase.name}/{k}": v.detach().float() for k, v in phase_stats.items()})
+            stats[f"loss/{phase.name}"] = loss
+            stats.update({f"{phase.name}/{k}": v for k, v in phase_stats.items()})
+        stats = self._reduce(stats)
+        losses = [v for k, v in stats.items() if k.startswith("loss/")]
         if not bool(torch.isfinite(torch.stack(losses)).all()):
             raise FloatingPointError(f"non-finite loss at step {self.state.step}")
+        distributed.broadcast_state(self.nets.values(), self.world, buffers_only=True)
         t = self.run.train
-        beta = ema_beta_at(t.ema_beta, real.shape[0], self.state.n_img + real.shape[0], t.ema_rampup)
+        beta = ema_beta_at(t.ema_beta, t.batch, self.state.n_img + t.batch, t.ema_rampup)
         update_ema(self.G_ema, self.nets["G"], beta)
         self.state.step += 1
-        self.state.n_img += real.shape[0]
+        self.state.n_img += t.batch
         return stats
+
+    def _backward(self, phase: str, real: torch.Tensor | list[torch.Tensor],
+                  scaler: torch.amp.GradScaler) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Backward of a phase's loss; with micro-batch streams, of each micro-batch's loss / n_streams.
+
+        Returns:
+            The loss and stats of this rank (sums of micro-batch values / n_streams).
+        """
+        if self.rngs is None:
+            with self._autocast():
+                loss, stats = self.loss(phase, real)
+            scaler.scale(loss).backward()
+            return loss.detach().float(), {k: v.detach().float() for k, v in stats.items()}
+        n = self.run.n_streams
+        total: dict[str, torch.Tensor] = {}
+        for k, micro in zip(self.stream_ids, real):
+            with self.rngs.use(k), self._autocast():
+                loss, stats = self.loss(phase, micro)
+            scaler.scale(loss / n).backward()
+            for key, v in {"": loss, **stats}.items():
+                total[key] = total.get(key, 0.0) + v.detach().float() / n
+        loss = total.pop("")
+        return loss, total
+
+    def _reduce(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum this step's stats over ranks, and agree on a stop request and the skipped samples."""
+        local_skipped = sum(d.n_skipped for d in self._data)
+        if self.world.size == 1:
+            self._skipped_all_ranks = local_skipped
+            return stats
+        keys = sorted(stats)
+        extra = torch.tensor([float(self._stop), float(local_skipped)], device=self.device)
+        packed = distributed.all_reduce_sum(torch.cat([torch.stack([stats[k] for k in keys]), extra]),
+                                            self.world)
+        self._stop = bool(packed[-2] > 0)
+        self._skipped_all_ranks = int(packed[-1])
+        return dict(zip(keys, packed[:len(keys)]))
 
     # -- the loop -----------------------------------------------------------------
 
-    def _stream(self) -> Iterator[torch.Tensor]:
+    def _stream(self) -> Iterator[torch.Tensor | list[torch.Tensor]]:
+        """Batches in [-1, 1]: the whole batch with one stream, else this rank's micro-batches."""
+        if self.rngs is None:
+            stream = self._shard_stream(self.state.cursor, (0, 1))
+            self._data = [stream]
+            for batch in stream.batches(self.run.train.batch):
+                self.state.cursor = stream.cursor
+                yield self._to_device(batch)
+            return
+        streams = {k: self._shard_stream(self.stream_cursors[k], (k, self.run.n_streams))
+                   for k in self.stream_ids}
+        self._data = list(streams.values())
+        micro = {k: s.batches(self.run.train.batch // self.run.n_streams) for k, s in streams.items()}
+        try:
+            while True:
+                batches = [self._to_device(next(micro[k])) for k in self.stream_ids]
+                self.stream_cursors.update({k: s.cursor for k, s in streams.items()})
+                yield batches
+        finally:
+            for it in micro.values():
+                it.close()
+
+    def _shard_stream(self, cursor: Cursor, part: tuple[int, int]) -> ShardStream:
         t = self.run.train
-        stream = ShardStream(self.shard_paths, self.run.base.resolution, self.run.base.seed,
-                             t.shuffle_buffer, t.decode_threads, t.xflip, cursor=self.state.cursor)
-        self._data = stream
-        for batch in stream.batches(t.batch):
-            self.state.cursor = stream.cursor
-            batch = batch.to(self.device, non_blocking=True)
-            yield batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
+        return ShardStream(self.shard_paths, self.run.base.resolution, self.run.base.seed,
+                           t.shuffle_buffer, t.decode_threads, t.xflip, cursor=cursor, part=part)
+
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        return batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch
 
     def _n_skipped(self) -> int:
-        return self._data.n_skipped if self._data else 0
+        """Samples skipped so far, all ranks (as of the last step)."""
+        return self._skipped_all_ranks if self.world.size > 1 else sum(d.n_skipped for d in self._data)
 
     def _rollback(self, error: FloatingPointError) -> Iterator[torch.Tensor]:
         n = self.state.nan_rollbacks + 1
@@ -255,6 +360,8 @@ class Trainer:
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
         torch.manual_seed(self.run.base.seed + 1_000_003 * n)
+        if self.rngs is not None:
+            self.rngs = RngStreams(self.run.base.seed + 1_000_003 * n, self.stream_ids, self.device)
         self.tracker.log_metrics({"train/nan_rollbacks": n}, step=self.state.n_img)
         print(f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True)
         return self._stream()
@@ -268,7 +375,7 @@ class Trainer:
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
         every_img = max(1, math.ceil(t.ckpt_every_kimg * 1000))
-        history = _History(self.ckpt_dir / "history.jsonl", self.state.n_img)
+        history = _History(self.ckpt_dir / "history.jsonl" if self.world.is_main else None, self.state.n_img)
         previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
         if previous is not None:
             signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -352,18 +459,22 @@ def _main_thread() -> bool:
 class _History:
     """Training curve rows in `history.jsonl` beside the checkpoints, cut back to the resumed point."""
 
-    def __init__(self, path: Path, n_img: int):
-        self.path = path
+    def __init__(self, path: Path | None, n_img: int):
+        self.path = path  # None: a rank other than 0, which writes no history
         self.cut(n_img)
 
     def cut(self, n_img: int) -> None:
         """Drop rows past `n_img` (a resume or rollback point)."""
+        if self.path is None:
+            return
         rows = [r for r in read_history(self.path) if r["n_img"] <= n_img]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
 
     def append(self, row: dict[str, float]) -> None:
+        if self.path is None:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
 

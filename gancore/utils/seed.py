@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -42,3 +43,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Seed of RNG stream `stream` (a rank's, or a micro-batch's under train.grad_accum)."""
+    return seed + 1_000_000_007 * (stream + 1)
+
+
+class RngStreams:
+    """Independent torch RNG streams, one per micro-batch: micro-batch k of a one-process run with
+    train.grad_accum draws exactly what rank k of a multi-process run draws.
+
+    Args:
+        seed: the run seed.
+        ids: global stream numbers held by this process.
+        device: the training device (its CUDA generator is streamed too).
+    """
+
+    def __init__(self, seed: int, ids: list[int], device: torch.device):
+        self.ids = list(ids)
+        self.cuda = device if device.type == "cuda" else None
+        self.states: dict[int, dict[str, torch.Tensor]] = {}
+        for k in self.ids:
+            with torch.random.fork_rng(devices=[self.cuda] if self.cuda else []):
+                torch.manual_seed(stream_seed(seed, k))
+                self.states[k] = self._capture()
+
+    def _capture(self) -> dict[str, torch.Tensor]:
+        state = {"cpu": torch.get_rng_state()}
+        if self.cuda is not None:
+            state["cuda"] = torch.cuda.get_rng_state(self.cuda)
+        return state
+
+    def _apply(self, state: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(state["cpu"])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(state["cuda"], self.cuda)
+
+    @contextmanager
+    def use(self, k: int) -> Iterator[None]:
+        """Draw from stream `k` inside the block; the global RNG is left as it was."""
+        outside = self._capture()
+        self._apply(self.states[k])
+        try:
+            yield
+        finally:
+            self.states[k] = self._capture()
+            self._apply(outside)

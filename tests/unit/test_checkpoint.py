@@ -69,7 +69,7 @@ def test_failed_write_leaves_previous_intact(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", no_space)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(CheckpointError, match=f"disk full.*{tmp_path}/step_000000002.*previous checkpoints"):
         ckpt.save_checkpoint(tmp_path, 2, _nets(1), _state(), {})
     assert [p.name for p in tmp_path.iterdir()] == ["step_000000001"]
     assert ckpt.load_latest(tmp_path).meta["step"] == 1
