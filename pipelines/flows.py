@@ -119,13 +119,12 @@ def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: d
     return tracker
 
 
-def _submit_all(project: str, pipelines: list[str], max_parallel: int, env: dict[str, str],
-                devices: dict[str, str] | None) -> dict[str, Any]:
-    """Submit every stage the pipelines need, shared stages once, each after its upstream stages.
+def _submit_all(project: str, graph: dict[str, list[str]], pipelines: list[str], max_parallel: int,
+                env: dict[str, str], devices: dict[str, str] | None) -> dict[str, Any]:
+    """Submit every stage of `graph` (the pipelines' stages), shared stages once, each after its upstream.
 
     Pipeline i (in the given order) starts after pipeline i - max_parallel has ended (either way).
     """
-    graph = pipelines_graph(stage_graph(project), pipelines)
     owned = own_stages(graph, pipelines)
     shared = [s for s in topological(graph) if not any(s in o for o in owned.values())]
     futures: dict[str, Any] = {}
@@ -150,7 +149,8 @@ def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] 
     """The body of both flows: apply overrides, open the parent run, run the stages, close the run.
 
     Raises:
-        ConfigError: a bad override (before any stage ran).
+        ValueError: an unknown pipeline or max_parallel < 1 (before anything ran or changed).
+        ConfigError: a bad override (before any stage ran; params.yaml unchanged).
         RuntimeError: naming the stages that failed or never ran.
     """
     from prefect.runtime import flow_run
@@ -161,6 +161,7 @@ def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] 
 
     if max_parallel < 1:
         raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+    graph = pipelines_graph(stage_graph(project), pipelines)
     apply_overrides(Path(project) / "params.yaml", overrides or {})
     logged = {"override": overrides or {}, "devices": devices or {}, "max_parallel": max_parallel}
     tracker = _parent_run(Path(project), pipelines, str(flow_run.id), logged)
@@ -169,7 +170,7 @@ def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] 
         env[PARENT_ENV] = tracker.run_id
     status = "FAILED"
     try:
-        futures = _submit_all(project, pipelines, max_parallel, env, devices)
+        futures = _submit_all(project, graph, pipelines, max_parallel, env, devices)
         for future in futures.values():
             future.wait()
         failed = sorted(s for s, f in futures.items() if not f.state.is_completed())

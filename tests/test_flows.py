@@ -68,6 +68,10 @@ def test_compare_runs_shared_stages_once_and_pipelines_concurrently(project, pre
         "the two pipelines did not overlap"
     again = compare(project=str(project), max_parallel=2)
     assert {r["stage"]: r["action"] for r in again} == {s: "skipped" for s in DEPS}
+    (project / "train_one.json").unlink()  # an output lost: DVC restores it from its run-cache
+    restored = compare(pipelines=["one"], project=str(project))
+    assert {r["stage"]: r["action"] for r in restored} == {"prep": "skipped", "train@one": "restored",
+                                                           "evaluate@one": "skipped"}
 
 
 def test_compare_runs_one_pipeline_at_a_time_by_default(project, prefect_harness):
