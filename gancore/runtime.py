@@ -28,6 +28,10 @@ TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log
 their batch and length are their own."""
 
 
+FLOW_RUN_ENV = "GANCORE_FLOW_RUN_ID"
+"""Set by pipelines/flows.py on every stage it runs: the Prefect flow run, tagged on the stage's MLflow run."""
+
+
 def train_keys() -> list[str]:
     """The params keys of TRAIN_KEYS, for a stage's declared params."""
     return [f"train.{k}" for k in TRAIN_KEYS]
@@ -118,6 +122,8 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get(FLOW_RUN_ENV):
+        tags["prefect_flow_run_id"] = os.environ[FLOW_RUN_ENV]
     return {**tags, **extra}
 
 

@@ -1,139 +1,225 @@
-"""Prefect flows that run the DVC pipeline: one task per `dvc repro -s <stage>`, DAG read from dvc.yaml.
+"""Prefect flows that run the pipelines of dvc.yaml: one task per `dvc repro --single-item <stage>`.
 
-DVC stays the source of truth for what is stale (a fresh stage is a no-op); Prefect adds retries,
-parallel branches (independent stages run at the same time), schedules and work pools. Every stage
-run joins one parent MLflow run per flow run (GANCORE_PARENT_RUN_ID).
-
-    python -m pipelines.flows run                      # the whole pipeline, once
-    python -m pipelines.flows run --target evaluate@fastgan
-    python -m pipelines.flows serve --cron "0 2 * * *"  # a schedule served by this process
-    python -m pipelines.flows deploy --pool gpu-pool    # a deployment for `prefect worker start`
+DVC stays the source of truth for what is stale (a fresh stage is skipped, and the task says so);
+Prefect adds parallel branches (a two-stage pipeline's sampler and decoder train at the same time),
+retries for infrastructure failures only, schedules and GPU work pools. A pipeline is the ancestry of
+an `evaluate@<name>` stage (pipelines/dag.py), so a new pipeline in dvc.yaml needs no code here.
+Each flow run opens one parent MLflow run; every stage run nests under it and carries the Prefect
+flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `python -m pipelines` (cli.py).
 """
 
 from __future__ import annotations
 
-import argparse
+import fnmatch
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+from prefect import allow_failure, flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from gancore.tracking.mlflow_tracker import PARENT_ENV
+from pipelines.dag import (PROJECT, TERMINAL, own_stages, pipeline_names, pipelines_graph, stage_graph,
+                           topological)
 
-PROJECT = Path(__file__).resolve().parents[1]
-EPHEMERAL_STARTUP_SEC = 90
-
-
-def stage_graph(project: str | Path, target: str | None = None) -> dict[str, list[str]]:
-    """{stage: [stages it depends on]} of dvc.yaml (foreach expanded), limited to `target`'s ancestry."""
-    import networkx as nx
-    from dvc.repo import Repo
-
-    with Repo(str(project)) as repo:
-        graph = repo.index.graph  # edge a -> b: stage a depends on stage b
-        names = {s: s.name for s in graph.nodes}
-        if target is not None:
-            roots = [s for s in graph.nodes if names[s] == target]
-            if not roots:
-                raise ValueError(f"no stage {target!r} in {project}/dvc.yaml; have {sorted(names.values())}")
-            graph = graph.subgraph({roots[0], *nx.descendants(graph, roots[0])})
-        return {names[s]: sorted(names[d] for d in graph.successors(s)) for s in graph.nodes}
+MAX_THREADS = 64
+"""Threads of the task runner: tasks wait for their upstream inside a thread; the work is subprocesses."""
+INFRA_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP)
+"""A stage killed by one of these lost its machine or was preempted (a SIGTERMed training saved a
+checkpoint and resumes): worth a retry. Exit 2 (a GancoreError: bad params, a diverged model) is not."""
+LOCK_MESSAGES = ("Unable to acquire lock", "LockError")
 
 
-def _stage_env() -> dict[str, str]:
-    """The venv's bin first on PATH, so `python` in a stage command is this interpreter's."""
+class StageFailed(RuntimeError):
+    """`dvc repro` of one stage exited non-zero; `infrastructure` says whether a retry may cure it."""
+
+    def __init__(self, stage: str, returncode: int, output: str):
+        super().__init__(f"`dvc repro --single-item {stage}` exited {returncode}:\n{output[-3000:]}")
+        self.stage, self.returncode, self.output = stage, returncode, output
+
+    @property
+    def infrastructure(self) -> bool:
+        """Killed by a signal (DVC itself, or the stage command DVC reports), or DVC's lock was held."""
+        if any(m in self.output for m in LOCK_MESSAGES):
+            return True
+        killed = {-s for s in INFRA_SIGNALS} | {128 + s for s in INFRA_SIGNALS}
+        statuses = [self.returncode, *map(int, re.findall(r"exited with (-?\d+)", self.output))]
+        return any(status in killed for status in statuses)
+
+
+def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry_condition_fn: retry a StageFailed from a lost process or a held lock, nothing else."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, StageFailed) and error.infrastructure
+
+
+def stage_env(stage: str, run_env: dict[str, str], devices: dict[str, str] | None) -> dict[str, str]:
+    """The stage's environment: the venv's bin first on PATH (a stage's `python` is this interpreter,
+    stack.md §6), the flow's run ids, and CUDA_VISIBLE_DEVICES from the first `devices` pattern
+    (fnmatch over stage names: {"train_decoder@*": "1", "*@wavelet": "0"}) that matches."""
     bin_dir = os.path.dirname(sys.executable)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, **run_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1"}
+    for pattern, gpus in (devices or {}).items():
+        if fnmatch.fnmatchcase(stage, pattern):
+            env["CUDA_VISIBLE_DEVICES"] = str(gpus)
+            break
+    return env
 
 
-@task(retries=1, retry_delay_seconds=10, task_run_name="dvc repro -s {stage}")
-def repro_stage(stage: str, project: str, parent_run_id: str | None = None) -> str:
-    """Run exactly one DVC stage (a no-op when DVC finds it fresh)."""
-    env = _stage_env()
-    if parent_run_id:
-        env[PARENT_ENV] = parent_run_id
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
-    get_run_logger().info("%s\n%s", done.stdout[-4000:], done.stderr[-4000:])
-    if done.returncode != 0:
-        raise RuntimeError(f"`dvc repro -s {stage}` exited {done.returncode}: {done.stderr[-2000:]}")
-    return stage
+def dvc_action(output: str) -> str:
+    """What `dvc repro` did to a stage: "ran", "restored" (from the run-cache) or "skipped" (fresh)."""
+    if "is cached - skipping run" in output:
+        return "restored"
+    return "ran" if "Running stage" in output else "skipped"
 
 
-def _parent_run(project: Path, experiment: str) -> tuple[object | None, str | None]:
-    """Open the flow's parent MLflow run, or (None, None) when tracking is off."""
-    if not experiment:
-        return None, None
-    from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
-
-    tracker = MlflowTracker(experiment, default_tracking_uri(project))
-    return tracker, tracker.start("flow", {"dvc_stage": "flow"})
-
-
-@flow(name="gancore-pipeline")
-def pipeline(project: str = str(PROJECT), target: str | None = None,
-             mlflow_experiment: str = "gancore") -> list[str]:
-    """Run the DVC pipeline (or `target` and its upstream stages); independent stages run in parallel.
-
-    Args:
-        project: the project folder (holds dvc.yaml).
-        target: a stage name such as "evaluate@fastgan"; None runs every stage.
-        mlflow_experiment: experiment of the parent run; "" for none.
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only,
+      task_run_name="dvc repro {stage}")
+def repro_stage(stage: str, project: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run exactly one DVC stage (a no-op when DVC finds it fresh).
 
     Returns:
-        Stage names in the order they were submitted (topological).
+        {"stage", "action": ran | restored | skipped, "start_sec", "end_sec" (epoch seconds)}.
+
+    Raises:
+        StageFailed: `dvc repro` exited non-zero (retried only when `infrastructure`).
     """
-    graph = stage_graph(project, target)
-    tracker, parent_id = _parent_run(Path(project), mlflow_experiment)
-    futures: dict[str, object] = {}
+    start_sec = time.time()
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    done = subprocess.run(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    end_sec = time.time()
+    get_run_logger().info("%s", done.stdout[-4000:])
+    if done.returncode != 0:
+        raise StageFailed(stage, done.returncode, done.stdout)
+    return {"stage": stage, "action": dvc_action(done.stdout), "start_sec": start_sec, "end_sec": end_sec}
+
+
+def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: dict[str, Any]) -> Any:
+    """Open the flow's parent MLflow run in the stages' experiment (params.yaml track), or None when
+    the project has no params.yaml or tracking is off."""
+    params_path = project / "params.yaml"
+    if not params_path.is_file():
+        return None
+    from gancore.config import flatten, load_params
+    from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
+
+    track = load_params(params_path, ["track"])["track"]
+    if not track.enabled:
+        return None
+    tracker = MlflowTracker(track.experiment, default_tracking_uri(project))
+    tracker.start(f"flow-{'+'.join(pipelines)}", {"dvc_stage": "flow", "pipelines": ",".join(pipelines),
+                                                  "prefect_flow_run_id": flow_run_id})
+    tracker.log_params(flatten(logged))
+    return tracker
+
+
+def _submit_all(project: str, graph: dict[str, list[str]], pipelines: list[str], max_parallel: int,
+                env: dict[str, str], devices: dict[str, str] | None) -> dict[str, Any]:
+    """Submit every stage of `graph` (the pipelines' stages), shared stages once, each after its upstream.
+
+    Pipeline i (in the given order) starts after pipeline i - max_parallel has ended (either way).
+    """
+    owned = own_stages(graph, pipelines)
+    shared = [s for s in topological(graph) if not any(s in o for o in owned.values())]
+    futures: dict[str, Any] = {}
+
+    def submit(stage: str, gate: list[Any]) -> None:
+        upstream = [futures[d] for d in graph[stage]]
+        futures[stage] = repro_stage.submit(stage, project, stage_env(stage, env, devices),
+                                            wait_for=upstream + gate)
+
+    for stage in shared:
+        submit(stage, [])
+    for i, name in enumerate(pipelines):
+        earlier = pipelines[i - max_parallel] if i >= max_parallel else None
+        gate = [allow_failure(futures[f"{TERMINAL}@{earlier}"])] if earlier else []
+        for stage in [s for s in topological(graph) if s in owned[name]]:
+            submit(stage, gate)
+    return futures
+
+
+def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] | None,
+                  devices: dict[str, str] | None, max_parallel: int) -> list[dict[str, Any]]:
+    """The body of both flows: apply overrides, open the parent run, run the stages, close the run.
+
+    Raises:
+        ValueError: an unknown pipeline or max_parallel < 1 (before anything ran or changed).
+        ConfigError: a bad override (before any stage ran; params.yaml unchanged).
+        RuntimeError: naming the stages that failed or never ran.
+    """
+    from prefect.runtime import flow_run
+
+    from gancore.runtime import FLOW_RUN_ENV
+    from gancore.tracking.mlflow_tracker import PARENT_ENV
+    from pipelines.overrides import apply_overrides
+
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+    graph = pipelines_graph(stage_graph(project), pipelines)
+    apply_overrides(Path(project) / "params.yaml", overrides or {})
+    logged = {"override": overrides or {}, "devices": devices or {}, "max_parallel": max_parallel}
+    tracker = _parent_run(Path(project), pipelines, str(flow_run.id), logged)
+    env = {FLOW_RUN_ENV: str(flow_run.id)}
+    if tracker is not None and tracker.run_id:
+        env[PARENT_ENV] = tracker.run_id
     status = "FAILED"
     try:
-        for stage in _topological(graph):
-            upstream = [futures[d] for d in graph[stage]]
-            futures[stage] = repro_stage.submit(stage, project, parent_id, wait_for=upstream)
-        done = [f.result() for f in futures.values()]
+        futures = _submit_all(project, graph, pipelines, max_parallel, env, devices)
+        for future in futures.values():
+            future.wait()
+        failed = sorted(s for s, f in futures.items() if not f.state.is_completed())
+        if failed:
+            errors = [f"{s}: {futures[s].state.message}" for s in failed if futures[s].state.is_failed()]
+            raise RuntimeError(f"stages failed or never ran: {failed}\n" + "\n".join(errors))
         status = "FINISHED"
-        return done
+        return [futures[s].result() for s in futures]
     finally:
         if tracker is not None:
             tracker.close(status)
 
 
-def _topological(graph: dict[str, list[str]]) -> list[str]:
-    order: list[str] = []
-    while len(order) < len(graph):
-        ready = sorted(s for s, deps in graph.items() if s not in order and set(deps) <= set(order))
-        if not ready:
-            raise ValueError(f"dvc.yaml has a cycle among {sorted(set(graph) - set(order))}")
-        order += ready
-    return order
+@flow(name="gancore-pipeline", flow_run_name="{pipeline}",
+      task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
+def pipeline(pipeline: str, project: str = str(PROJECT), overrides: dict[str, Any] | None = None,
+             devices: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run one pipeline of dvc.yaml (the ancestry of `evaluate@<pipeline>`), branches in parallel.
+
+    Args:
+        pipeline: a pipeline name, e.g. "wavelet" (see `python -m pipelines list`).
+        project: the project folder (holds dvc.yaml and params.yaml).
+        overrides: {"train.total_kimg": 2, ...}, written into params.yaml like `dvc exp run -S`
+            (pipelines/overrides.py), validated before any stage runs.
+        devices: {stage pattern: CUDA_VISIBLE_DEVICES}, e.g. {"train_decoder@*": "1"}.
+
+    Returns:
+        One record per stage: stage, action (ran | restored | skipped), start_sec, end_sec.
+    """
+    return run_pipelines(project, [pipeline], overrides, devices, max_parallel=1)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "serve", "deploy"])
-    parser.add_argument("--target", default=None, help="a dvc.yaml stage; default: all")
-    parser.add_argument("--cron", default=None, help="schedule for serve/deploy, e.g. '0 2 * * *'")
-    parser.add_argument("--pool", default="gpu-pool", help="work pool for deploy")
-    parser.add_argument("--name", default="gancore-nightly", help="deployment name")
-    args = parser.parse_args(argv)
-    params = {"project": str(PROJECT), "target": args.target}
-    if args.command == "run":
-        # A first run with a fresh PREFECT_HOME migrates its database: 20 s is too short on 2 cores.
-        with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_SEC}):
-            print(pipeline(**params))
-    elif args.command == "serve":
-        pipeline.serve(name=args.name, cron=args.cron, parameters=params)
-    else:
-        pipeline.from_source(source=str(PROJECT), entrypoint="pipelines/flows.py:pipeline").deploy(
-            name=args.name, work_pool_name=args.pool, cron=args.cron, parameters=params)
-    return 0
+@flow(name="gancore-compare", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
+def compare(pipelines: list[str] | None = None, project: str = str(PROJECT), max_parallel: int = 1,
+            overrides: dict[str, Any] | None = None,
+            devices: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run several pipelines for comparison: shared stages (shard, ref_stats) once, then the pipelines,
+    `max_parallel` of them at a time (1: one after another; each still runs its own branches in parallel).
+
+    Args:
+        pipelines: names in the order to run them; None: every pipeline of dvc.yaml.
+        project, overrides, devices: as for `pipeline`.
+        max_parallel: how many pipelines may run at the same time.
+    """
+    names = pipelines or pipeline_names(stage_graph(project))
+    return run_pipelines(project, list(names), overrides, devices, max_parallel)
 
 
 if __name__ == "__main__":
+    from pipelines.cli import main
+
     sys.exit(main())

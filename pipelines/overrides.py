@@ -1,0 +1,80 @@
+"""Params overrides for a flow run, with the semantics of `dvc exp run -S key=value`.
+
+Like `dvc exp run -S`, an override is written into the workspace's params.yaml (comments and order
+kept) and stays there after the run: DVC then sees changed params and reruns exactly the stages that
+declare them, and dvc.lock records the values used. Every override is validated on a copy of the file
+with gancore.config.load_params first, so a bad key or value fails naming the key before any stage runs
+and params.yaml is left untouched.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from gancore.errors import ConfigError
+from gancore.utils.fsio import atomic_write
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
+    """["train.total_kimg=2", "base.seed=3"] -> {"train.total_kimg": 2, "base.seed": 3}; values are YAML."""
+    out = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(text, "an override is key=value, e.g. train.total_kimg=2")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _set(doc: Any, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for i, part in enumerate(parents):
+        child = doc.get(part) if hasattr(doc, "get") else None
+        if child is None:
+            child = doc[part] = {}
+        if not hasattr(child, "get"):
+            raise ConfigError(".".join(parents[:i + 1]), f"is a value, cannot set {key}")
+        doc = child
+    doc[leaf] = value
+
+
+def _dump(doc: Any) -> str:
+    from ruamel.yaml import YAML
+
+    buf = io.StringIO()
+    yaml_rt = YAML()
+    yaml_rt.preserve_quotes = True
+    yaml_rt.dump(doc, buf)
+    return buf.getvalue()
+
+
+def apply_overrides(params_path: str | Path, overrides: dict[str, Any]) -> None:
+    """Validate `overrides` on params.yaml, then write them into it atomically; no-op when empty.
+
+    Raises:
+        ConfigError: naming the first bad key (params.yaml unchanged).
+    """
+    from ruamel.yaml import YAML
+
+    from gancore.config import load_params
+
+    params_path = Path(params_path)
+    if not overrides:
+        return
+    if not params_path.is_file():
+        raise ConfigError(str(params_path), "params file not found (overrides need one)")
+    doc = YAML().load(params_path.read_text())
+    for key, value in overrides.items():
+        _set(doc, key, value)
+    text = _dump(doc)
+    trial = params_path.with_name(f".{params_path.name}.overrides")
+    trial.write_text(text)
+    try:
+        load_params(trial, [])
+    finally:
+        trial.unlink()
+    atomic_write(params_path, lambda f: f.write(text), mode="w")
