@@ -90,13 +90,3 @@ def load_note() -> str:
     """The machine's load when the numbers were taken (1-minute load average over the core count)."""
     return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
-
-def _child(build, kwargs, n_steps, threads, queue) -> None:  # TEMP: the running lightweight_gan benchmark's children
-    torch.set_num_threads(threads)
-    try:
-        fn = build(**kwargs)
-        for _ in range(n_steps):
-            fn()
-        queue.put(round(vm_hwm_gb(), 3))
-    except Exception as e:
-        queue.put(f"{type(e).__name__}: {e}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.metadata
 import itertools
 import json
 import sys
@@ -154,9 +155,8 @@ def measure(resolution: int, batch: int, rounds: int, n_steps: int, warmup: int,
     ratios = {f"{a}/{b}": {"img_per_sec": round(rows[a]["img_per_sec"] / rows[b]["img_per_sec"], 3),
                            "peak_mem_gb": round(rows[a]["peak_mem_gb"] / rows[b]["peak_mem_gb"], 3)}
               for a, b in PAIRS}
-    import lightweight_gan
     return {"machine": machine(), "load": f"{load_before} (start), {load_note()} (end)",
-            "lightweight_gan_version": lightweight_gan.__version__, "resolution": resolution, "batch": batch,
+            "lightweight_gan_version": importlib.metadata.version("lightweight-gan"), "resolution": resolution, "batch": batch,
             "rounds": rounds, "steps_per_round": n_steps, "mem_steps": mem_steps, "threads": threads, "aug_prob": AUG_PROB,
             "rows": rows, "ratios": ratios}
 

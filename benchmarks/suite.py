@@ -27,6 +27,7 @@ import torch
 from benchmarks.harness import in_child, load_note, sync
 from benchmarks.train_throughput import ledger, machine, time_steps
 from benchmarks.twostage_cost import autoencoder_run, decoder_run
+from gancore.compare import plot_vs_resolution
 from gancore.config import BaseParams, load_params
 from gancore.registry import MethodSpec, get_method, list_methods
 from gancore.training.trainer import RunConfig
@@ -137,30 +138,6 @@ def loading_row(params: str, shards: Path, folder: Path, n_img: int) -> dict:
                                                                                           t.batch, n_img)}
 
 
-def plot(rows: list[dict], key: str, ylabel: str, path: Path, title: str) -> Path:
-    """One line per row name over resolution (log-2 axis) as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name in dict.fromkeys(r["name"] for r in rows):
-        pts = sorted((r["resolution"], r[key]) for r in rows if r["name"] == name and r.get(key) is not None)
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("resolution (px)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def section(results: dict) -> str:
     """docs/benchmarks.md section: the per-method table, the loading row and the plots."""
     lines = ["## Every method and two-stage part by resolution\n",
@@ -211,9 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         results["loading"] = loading_row(args.params, Path(args.shards), Path(args.images), args.loading_n_img)
     results["load"] = f"{load} (start), {load_note()} (end)"
     ok = [r for r in results["train"] if "skipped" not in r]
-    plot(ok, "img_per_sec", "training img/s", Path(args.docs) / "bench_throughput.png", results["machine"])
-    plot(ok, "peak_mem_gb", "peak memory of a training step (GB)", Path(args.docs) / "bench_memory.png",
-         results["machine"])
+    plot_vs_resolution(ok, "img_per_sec", "training img/s", Path(args.docs) / "bench_throughput.png",
+                       results["machine"])
+    plot_vs_resolution(ok, "peak_mem_gb", "peak memory of a training step (GB)",
+                       Path(args.docs) / "bench_memory.png", results["machine"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(section(results))

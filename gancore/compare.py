@@ -170,23 +170,23 @@ def plot_quality_vs_compute(rows: list[PipelineRow], path: Path, metric: str = "
     return _save(fig, path)
 
 
-def plot_memory_vs_resolution(suite: dict, path: Path) -> Path:
-    """Peak training memory against resolution per method, from benchmarks/results/suite.json."""
+def plot_vs_resolution(rows: list[dict], key: str, ylabel: str, path: Path, title: str) -> Path:
+    """One line per row `name` of `key` over `resolution` (log axes), e.g. benchmarks/results/suite.json's
+    train rows: peak memory or img/s against resolution."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    by_method: dict[str, list[tuple[int, float]]] = {}
-    for r in suite["train"]:
-        by_method.setdefault(r["name"], []).append((r["resolution"], r["peak_mem_gb"]))
-    for name, pts in by_method.items():
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        pts = sorted((r["resolution"], r[key]) for r in rows if r["name"] == name and r.get(key) is not None)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ax.set_xlabel("resolution (px)")
-    ax.set_ylabel("peak memory of a training step (GB)")
-    ax.set_title(suite.get("machine", ""), fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -229,8 +229,9 @@ def write_report(tracking_uri: str, experiment: str, out_dir: str | Path, suite_
     rows = pipeline_rows(MlflowClient(tracking_uri), experiment)
     plots = [plot_quality_vs_compute(rows, out / "quality_vs_compute.png")]
     if suite_json and Path(suite_json).is_file():
-        plots.append(plot_memory_vs_resolution(json.loads(Path(suite_json).read_text()),
-                                               out / "memory_vs_resolution.png"))
+        suite = json.loads(Path(suite_json).read_text())
+        plots.append(plot_vs_resolution(suite["train"], "peak_mem_gb", "peak memory of a training step (GB)",
+                                        out / "memory_vs_resolution.png", suite.get("machine", "")))
     atomic_write_json(out / "rows.json", [asdict(r) for r in rows])
     report = out / "report.md"
     atomic_write(report, lambda f: f.write(render(rows, experiment, tracking_uri, plots)), mode="w")
