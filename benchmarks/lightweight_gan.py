@@ -98,7 +98,8 @@ def lwg_step(resolution: int, batch: int, preset: str) -> StepFn:
     lwg = import_lightweight_gan()
     extra = dict(LWG_PRESETS[preset])
     trainer = lwg.Trainer(base_dir=tempfile.mkdtemp(prefix="lwg-"), image_size=resolution, batch_size=batch,
-                          gradient_accumulate_every=1, use_aim=False, aug_prob=AUG_PROB, aug_types=["cutout", "translation"],
+                          gradient_accumulate_every=1, use_aim=False, aug_prob=AUG_PROB,
+                          aug_types=["cutout", "translation"],
                           attn_res_layers=extra.pop("attn_res_layers"),
                           disc_output_size=extra.pop("disc_output_size"), **extra)
     trainer.is_main = False  # no checkpoints, grids or EMA (it starts at step 20,000)
@@ -156,8 +157,9 @@ def measure(resolution: int, batch: int, rounds: int, n_steps: int, warmup: int,
                            "peak_mem_gb": round(rows[a]["peak_mem_gb"] / rows[b]["peak_mem_gb"], 3)}
               for a, b in PAIRS}
     return {"machine": machine(), "load": f"{load_before} (start), {load_note()} (end)",
-            "lightweight_gan_version": importlib.metadata.version("lightweight-gan"), "resolution": resolution, "batch": batch,
-            "rounds": rounds, "steps_per_round": n_steps, "mem_steps": mem_steps, "threads": threads, "aug_prob": AUG_PROB,
+            "lightweight_gan_version": importlib.metadata.version("lightweight-gan"),
+            "resolution": resolution, "batch": batch, "rounds": rounds, "steps_per_round": n_steps,
+            "mem_steps": mem_steps, "threads": threads, "aug_prob": AUG_PROB,
             "rows": rows, "ratios": ratios}
 
 

@@ -149,7 +149,8 @@ def section(results: dict) -> str:
              "inference img/s |", "|" + "---|" * 10]
     for r in results["train"]:
         if "skipped" in r:
-            lines.append(f"| {r['name']} | {r['resolution']} | – | – | – | – | skipped: {r['skipped'][:80]} | | | |")
+            lines.append(f"| {r['name']} | {r['resolution']} | – | – | – | – | "
+                         f"skipped: {r['skipped'][:80]} | | | |")
             continue
         params = " / ".join(f"{k} {v / 1e6:.3f}" for k, v in r["params"].items())
         lines.append(f"| {r['name']} | {r['resolution']} | {r['batch']} | {r['width_mult'] or '–'} | {params} | "
@@ -158,7 +159,8 @@ def section(results: dict) -> str:
     d = results.get("loading")
     if d:
         lines += ["", f"Data loading at {d['resolution']} px, batch {d['batch']}, {d['n_img']} images: ShardStream "
-                  f"({d['decode_threads']} decode threads, shuffle buffer {4 * d['batch']}, after its first batch) **{d['shards_img_per_sec']} img/s** vs PIL decode + "
+                  f"({d['decode_threads']} decode threads, shuffle buffer {4 * d['batch']}, after its first batch) "
+                  f"**{d['shards_img_per_sec']} img/s** vs PIL decode + "
                   f"Lanczos resize of the same images' files **{d['folder_img_per_sec']} img/s** (one thread)."]
     lines += ["", "![throughput vs resolution](bench_throughput.png) ![memory vs resolution](bench_memory.png)"]
     return "\n".join(lines) + "\n"
