@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.train_throughput import _sync, machine
+from benchmarks.harness import StepFn, interleaved_sec, peak_memory_gb
+from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import get_method
-from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
+from gancore.training.compute import count_params, gmacs_per_image
 from gancore.training.trainer import RunConfig, Trainer
 
 PAPER = {  # (method, resolution): (params M, GMACs or None)
@@ -74,64 +72,30 @@ def _trainer(method: str, overrides: dict, resolution: int, batch: int, tmp: str
     return Trainer(spec, run, [Path("unused.tar")], tmp, progress=False)
 
 
+def train_step(method: str, overrides: dict, resolution: int, batch: int) -> StepFn:
+    """One Trainer.train_step of `method` on a fixed random batch (its trainer kept alive by the closure)."""
+    t = _trainer(method, overrides, resolution, batch, tempfile.mkdtemp(prefix=f"{method}-"))
+    real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
+
+    def step() -> None:
+        t.train_step(real)
+    step.trainer = t
+    return step
+
+
 def throughput(runs: dict[str, tuple[str, dict]], resolution: int, batch: int, rounds: int,
                steps: int, warmup: int) -> dict[str, dict]:
     """Median img/s of train_step over interleaved rounds, per run name -> (method, config overrides)."""
+    fns = {name: train_step(m, o, resolution, batch) for name, (m, o) in runs.items()}
+    sec = interleaved_sec(fns, rounds, steps, warmup)
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        trainers = {name: _trainer(m, o, resolution, batch, f"{tmp}/{name}") for name, (m, o) in runs.items()}
-        real = torch.rand(batch, 3, resolution, resolution, device=next(iter(trainers.values())).device) * 2 - 1
-        for t in trainers.values():
-            for _ in range(warmup):
-                t.train_step(real)
-        times = {name: [] for name in runs}
-        for _ in range(rounds):
-            for m, t in trainers.items():
-                _sync()
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    t.train_step(real)
-                _sync()
-                times[m].append(time.perf_counter() - t0)
-        for m, t in trainers.items():
-            sec = statistics.median(times[m])
-            out[m] = {"method": runs[m][0], **runs[m][1], "img_per_sec": round(steps * batch / sec, 2),
-                      "sec_per_kimg": round(1000 * sec / (steps * batch), 1),
-                      "params_G": count_params(t.nets["G"]), "params_D": count_params(t.nets["D"]),
-                      "g_gmacs_per_img": round(gmacs_per_image(t.G_ema), 4)}
+    for name, fn in fns.items():
+        t = fn.trainer
+        out[name] = {"method": runs[name][0], **runs[name][1], "img_per_sec": round(steps * batch / sec[name], 2),
+                     "sec_per_kimg": round(1000 * sec[name] / (steps * batch), 1),
+                     "params_G": count_params(t.nets["G"]), "params_D": count_params(t.nets["D"]),
+                     "g_gmacs_per_img": round(gmacs_per_image(t.G_ema), 4)}
     return out
-
-
-def _vm_hwm_gb() -> float:
-    """Peak resident set of this process (Linux VmHWM; unlike ru_maxrss it restarts at exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2**20
-    raise OSError("no VmHWM in /proc/self/status")
-
-
-def _peak_memory_child(method: str, overrides: dict, resolution: int, batch: int, steps: int, threads: int,
-                       queue) -> None:
-    torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        t = _trainer(method, overrides, resolution, batch, tmp)
-        if t.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(t.device)
-        real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
-        for _ in range(steps):
-            t.train_step(real)
-        queue.put(round(peak_memory_gb(t.device) if t.device.type == "cuda" else _vm_hwm_gb(), 3))
-
-
-def peak_memory(method: str, overrides: dict, resolution: int, batch: int, steps: int, threads: int) -> float:
-    """Peak memory (GB) of `steps` train steps (the first one runs every phase) in a fresh process."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_memory_child, args=(method, overrides, resolution, batch, steps, threads, queue))
-    proc.start()
-    value = queue.get()
-    proc.join()
-    return value
 
 
 def cost_table(rows: list[dict]) -> str:
@@ -173,6 +137,17 @@ def speed_table(speed: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def section(results: dict) -> str:
+    """docs/benchmarks.md section from benchmarks/results/method_cost.json."""
+    t = results["throughput"]
+    speed = (f"Training step side by side at {t['resolution']} px, batch {t['batch']}, median of {t['rounds']} "
+             f"interleaved rounds of {t['steps_per_round']} steps (lazy R1 and EMA included; peak RSS of a fresh "
+             f"child process):\n\n{speed_table(t['runs'])}\n" if t["runs"] else "")
+    return (f"## PixelFolder and CIPS: parameters and GMACs against the paper\n\n`python -m benchmarks.method_cost` "
+            f"— {results['machine']}; G at the paper's widths on the meta device.\n\n{cost_table(results['cost'])}"
+            f"\n\n{ratio_table(results['cost'])}\n\n{speed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=["pixelfolder", "cips"])
@@ -197,7 +172,9 @@ def main() -> None:
     if args.bench_steps > 0:
         speed = throughput(runs, args.bench_resolution, args.batch, args.rounds, args.bench_steps, args.warmup)
         for name, (m, o) in runs.items():
-            speed[name]["peak_mem_gb"] = peak_memory(m, o, args.bench_resolution, args.batch, 2, args.threads)
+            speed[name]["peak_mem_gb"] = peak_memory_gb(
+                train_step, {"method": m, "overrides": o, "resolution": args.bench_resolution, "batch": args.batch},
+                n_steps=2, threads=args.threads)
     result = {"machine": machine(), "cost": rows,
               "throughput": {"resolution": args.bench_resolution, "batch": args.batch, "rounds": args.rounds,
                              "steps_per_round": args.bench_steps, "runs": speed}}

@@ -18,24 +18,29 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def scores_table(root: Path, pipelines: list[str]) -> str:
+def collect(root: Path, pipelines: list[str]) -> dict[str, dict]:
+    """{pipeline: {"eval": eval.json, "decoder": decoder.json or None}} of every evaluated pipeline."""
+    return {name: {"eval": _load(root / "metrics" / name / "eval.json"),
+                   "decoder": _load(root / "metrics" / name / "decoder.json")}
+            for name in pipelines if (root / "metrics" / name / "eval.json").is_file()}
+
+
+def scores_table(metrics: dict[str, dict]) -> str:
     """Trained / init per metric, one row per pipeline that has been evaluated."""
     lines = ["| pipeline | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
-    for name in pipelines:
-        m = _load(root / "metrics" / name / "eval.json")
-        if m is None:
-            continue
+    for name, files in metrics.items():
+        m = files["eval"]
         cells = [f"{m[k]:.3g} / {m['init'][k]:.3g}" for k in METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def decoder_table(root: Path, pipelines: list[str]) -> str:
+def decoder_table(metrics: dict[str, dict]) -> str:
     """Held-out PSNR/SSIM of each two-stage decoder, trained and at init, and of the coarse image."""
     lines = ["| pipeline | PSNR dB trained / init | SSIM trained / init | coarse image PSNR / SSIM | "
              "sampler alone at low res: kid_el0 trained / init |", "|---|---|---|---|---|"]
-    for name in pipelines:
-        d, e = _load(root / "metrics" / name / "decoder.json"), _load(root / "metrics" / name / "eval.json")
+    for name, files in metrics.items():
+        d, e = files["decoder"], files["eval"]
         if d is None:
             continue
         r, r0 = d["reconstruction"], d["reconstruction_init"]
@@ -47,13 +52,28 @@ def decoder_table(root: Path, pipelines: list[str]) -> str:
     return "\n".join(lines)
 
 
+def section(results: dict) -> str:
+    """docs/benchmarks.md section from benchmarks/results/quality_table.json (a copy of metrics/<p>/*.json)."""
+    m = results["metrics"]
+    protocol = next(iter(m.values()))["eval"].get("protocol", {})
+    return ("## Quality: every pipeline against its initialisation\n\n`python -m benchmarks.quality_table` — "
+            "`metrics/<pipeline>/eval.json`, each cell **trained / init** (lower is better for kid_el0, "
+            f"fd_el0_500, swd_mean; higher for precision, recall, density, coverage). {protocol.get('n_gen')} "
+            f"samples (seed {protocol.get('seed')}) against the {protocol.get('reference_set')}.\n\n"
+            f"{scores_table(m)}\n\n### Two-stage decoders (held-out reconstruction) and samplers alone\n\n"
+            f"{decoder_table(m)}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", default=".")
     parser.add_argument("--pipelines", nargs="+", default=list(PIPELINES))
+    parser.add_argument("--out", default="benchmarks/results/quality_table.json")
     args = parser.parse_args()
-    root = Path(args.project)
-    print(scores_table(root, args.pipelines) + "\n\n" + decoder_table(root, args.pipelines))
+    results = {"metrics": collect(Path(args.project), args.pipelines)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(section(results))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.harness import sync
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import MethodSpec, get_method
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
@@ -40,11 +41,11 @@ def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> t
         real = torch.rand(*shape, device=trainer.device) * 2 - 1
         for _ in range(warmup):
             trainer.train_step(real)
-        _sync()
+        sync()
         t0 = time.perf_counter()
         for _ in range(n_steps):
             trainer.train_step(real)
-        _sync()
+        sync()
         return trainer, time.perf_counter() - t0
 
 
@@ -69,11 +70,6 @@ def measure(method: str, resolution: int, width_mult: float, batch: int, n_steps
             "params_G": params["G"], "params_D": params["D"], **row}
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def table(rows: list[dict]) -> str:
     """Markdown table of measured rows."""
     head = "| width_mult | params G / D (M) | G GMACs/img | img/s | sec/kimg | peak mem GB | precision |"
@@ -83,6 +79,14 @@ def table(rows: list[dict]) -> str:
                      f"{r['g_gmacs_per_img']} | {r['img_per_sec']} | {r['sec_per_kimg']} | "
                      f"{r['peak_mem_gb']} | {r['mixed_precision']} |")
     return "\n".join(lines)
+
+
+def section(results: dict) -> str:
+    """docs/benchmarks.md section from benchmarks/results/train_throughput.json."""
+    r0 = results["rows"][0]
+    return (f"## {r0['method']} training throughput by width ({r0['resolution']} px, batch {r0['batch']})\n\n"
+            f"`python -m benchmarks.train_throughput` — {results['machine']}; `Trainer.train_step` (D phase + "
+            f"G phase + EMA) on random images, one process.\n\n{table(results['rows'])}\n")
 
 
 def main() -> None:

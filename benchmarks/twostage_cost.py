@@ -22,7 +22,7 @@ from benchmarks.train_throughput import ledger, machine, time_steps
 from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
 from gancore.config import AutoencoderParams, BaseParams, CompressParams, DecoderParams, TrainParams
-from gancore.registry import get_method
+from gancore.registry import MethodSpec, get_method
 from gancore.training.trainer import RunConfig
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
@@ -35,23 +35,28 @@ def _fastgan(resolution: int, width_mult: float, batch: int, steps: int, warmup:
     return ledger(trainer, steps * batch, sec)
 
 
-def _decoder(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
-             steps: int, warmup: int) -> dict:
+def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int
+                ) -> tuple[MethodSpec, RunConfig]:
+    """The decoder part's spec and run config over a wavelet codec of `levels`."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
     cfg = DecoderRun(decoder=DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch),
                      codec=codec_config(codec))
-    run = RunConfig("decoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
-    trainer, sec = time_steps(DECODER_SPEC, run, steps, warmup)
-    return ledger(trainer, steps * batch, sec)
+    return DECODER_SPEC, RunConfig("decoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
 
 
-def _autoencoder(resolution: int, levels: int, channels: int, width: int, blocks: int, batch: int,
-                 steps: int, warmup: int) -> dict:
+def autoencoder_run(resolution: int, levels: int, channels: int, width: int, blocks: int, batch: int
+                    ) -> tuple[MethodSpec, RunConfig]:
+    """The autoencoder's (compress-stage training) spec and run config."""
     cfg = CompressParams(method="autoencoder", levels=levels, channels=channels,
                          autoencoder=AutoencoderParams(width=width, blocks=blocks, batch=batch))
-    run = RunConfig("autoencoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
-    trainer, sec = time_steps(AUTOENCODER_SPEC, run, steps, warmup)
-    return ledger(trainer, steps * batch, sec)
+    return AUTOENCODER_SPEC, RunConfig("autoencoder", cfg, BaseParams(resolution=resolution),
+                                       TrainParams(batch=batch), "bench")
+
+
+def _timed(spec_run: tuple[MethodSpec, RunConfig], steps: int, warmup: int) -> dict:
+    spec, run = spec_run
+    trainer, sec = time_steps(spec, run, steps, warmup)
+    return ledger(trainer, steps * run.train.batch, sec)
 
 
 def compression_ratio(resolution: int, levels: int, channels: int = 3) -> float:
@@ -72,13 +77,13 @@ def measure(args: argparse.Namespace) -> list[dict]:
     for arch, blocks in (("residual", args.blocks), ("unet", min(args.blocks, 3))):
         rows.append({"part": f"decoder: {arch} (width {args.decoder_width}, blocks {blocks})",
                      "batch": args.decoder_batch, "compression": fixed,
-                     **_decoder(arch, args.resolution, args.levels, args.decoder_width, blocks,
-                                args.decoder_batch, args.steps, args.warmup)})
+                     **_timed(decoder_run(arch, args.resolution, args.levels, args.decoder_width, blocks,
+                                          args.decoder_batch), args.steps, args.warmup)})
     rows.append({"part": f"autoencoder (C {args.channels}, width {args.ae_width}, blocks {args.ae_blocks}): "
                          "compress-stage training; its decoder is the pipeline's",
                  "batch": args.ae_batch, "compression": compression_ratio(args.resolution, args.levels, args.channels),
-                 **_autoencoder(args.resolution, args.levels, args.channels, args.ae_width, args.ae_blocks,
-                                args.ae_batch, args.steps, args.warmup)})
+                 **_timed(autoencoder_run(args.resolution, args.levels, args.channels, args.ae_width,
+                                          args.ae_blocks, args.ae_batch), args.steps, args.warmup)})
     base = rows[0]["sec_per_kimg"]
     for r in rows:
         r["cost_vs_fastgan"] = round(r["sec_per_kimg"] / base, 3)
@@ -94,6 +99,16 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['part']} | {r['batch']} | {r['compression']:g}:1 | {params} | {r['g_gmacs_per_img']} | "
                      f"{r['img_per_sec']} | {r['sec_per_kimg']} | {r['cost_vs_fastgan']} | {r['peak_mem_gb']} |")
     return "\n".join(lines)
+
+
+def section(results: dict) -> str:
+    """docs/benchmarks.md section from benchmarks/results/twostage_cost.json."""
+    a = results["args"]
+    return (f"## Two-stage parts: cost per image against FastGAN at the full resolution\n\n"
+            f"`python -m benchmarks.twostage_cost --decoder-width {a['decoder_width']} --steps {a['steps']}` — "
+            f"{results['machine']}; one process, {a['resolution']} px images, {a['levels']} level(s), every row "
+            f"timed over `Trainer.train_step` on random inputs after {a['warmup']} warm-up steps.\n\n"
+            f"{table(results['rows'])}\n")
 
 
 def main() -> None:

@@ -64,6 +64,16 @@ def _ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from gancore.compare import write_report
+    from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri(Path(args.project).resolve())
+    tags = None if args.no_log else {"gancore_command": "compare"}
+    print(f"wrote {write_report(uri, args.experiment, args.out, args.suite, log_tags=tags)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="gancore", description=__doc__)
@@ -86,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     u.set_defaults(func=_ui)
+    c = sub.add_parser("compare", help="compare the pipelines of an MLflow experiment (markdown + PNG report)")
+    c.add_argument("--project", default=".", help="project whose mlflow.db to read (unless --tracking-uri)")
+    c.add_argument("--tracking-uri", default=None)
+    c.add_argument("--experiment", default="gancore")
+    c.add_argument("--out", default="reports/compare", help="report folder")
+    c.add_argument("--suite", default="benchmarks/results/suite.json", help="benchmark JSON for memory plots")
+    c.add_argument("--no-log", action="store_true", help="do not log the report as an MLflow run")
+    c.set_defaults(func=_compare)
     return parser
 
 

@@ -97,13 +97,18 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     return MlflowTracker(track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending")
 
 
+def process_age_sec() -> float:
+    """Seconds since this process started: a stage's wall time when it logs at its end."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
 def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
                  metrics: dict[str, float], artifacts: Sequence[str | Path], **tags: str) -> None:
     """One finished MLflow run for a stage without steps: params, metrics (plus `stage_wall_sec`, the
     process's age), artifacts and run tags."""
-    import psutil
-
-    wall_sec = time.time() - psutil.Process().create_time()
+    wall_sec = process_age_sec()
     tracker = make_tracker(params["track"], params_path)
     tracker.start(stage, run_tags(stage, params, params_path, **tags))
     tracker.log_params(flatten(logged))
@@ -175,6 +180,10 @@ def write_curve(history_path: Path | None, csv_path: str | Path) -> None:
 
 
 def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
-    """The numeric compute-ledger entries of a training summary as MLflow metrics."""
-    tracker.log_metrics({f"ledger/{k}": v for k, v in flatten(summary).items()
+    """The numeric compute-ledger entries of a training summary as MLflow metrics, plus `gpu_hours` (the
+    device-hours of a CUDA run, else 0) and `stage_wall_sec` (the stage process's age: set-up, training,
+    export)."""
+    extra = {"gpu_hours": summary.get("device_hours", 0.0) if str(summary.get("device", "")).startswith("cuda")
+             else 0.0, "stage_wall_sec": process_age_sec()}
+    tracker.log_metrics({f"ledger/{k}": v for k, v in flatten({**summary, **extra}).items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=summary["n_img"])

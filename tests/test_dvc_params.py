@@ -66,7 +66,7 @@ def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pip
     key = f"twostage.{pipeline}.decoder"
     assert [n for n, (declared, _) in STAGES.items() if key in declared] == [f"train_decoder@{pipeline}"]
     downstream = {s.name for s in nx.ancestors(graph, decoder)}
-    assert downstream == {f"assemble@{pipeline}", f"evaluate@{pipeline}"}
+    assert downstream == {f"assemble@{pipeline}", f"evaluate@{pipeline}", "compare"}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

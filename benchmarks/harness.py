@@ -1,0 +1,92 @@
+"""Shared timing and memory helpers of the benchmark scripts: interleaved rounds, per-config child processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+StepFn = Callable[[], Any]
+"""One training step (or one batch of work) of a configuration, ready to call."""
+
+
+def sync() -> None:
+    """Wait for queued CUDA work, so wall times cover it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def interleaved_sec(steps: dict[str, StepFn], rounds: int, n_steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds of `n_steps` calls per name, the names alternating round by round (fair on a shared CPU)."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(n_steps):
+                fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def vm_hwm_gb() -> float:
+    """Peak resident set of this process (Linux VmHWM; unlike ru_maxrss it restarts at exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        result = fn(**kwargs)
+        sync()
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else vm_hwm_gb()
+        queue.put({**result, "peak_mem_gb": round(peak, 3)})
+    except Exception as e:  # reported to the parent, which raises it
+        queue.put(f"{type(e).__name__}: {e}")
+
+
+def in_child(fn: Callable[..., dict], kwargs: dict, threads: int = 1) -> dict:
+    """`fn(**kwargs)` in a fresh spawned process, plus its `peak_mem_gb` (CUDA max allocated, else the
+    child's peak RSS). `fn` must be a module-level function returning a JSON-able dict."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_child, args=(fn, kwargs, threads, queue))
+    proc.start()
+    value = queue.get()
+    proc.join()
+    if isinstance(value, str):
+        raise RuntimeError(f"benchmark child {fn.__name__}({kwargs}) failed: {value}")
+    return value
+
+
+def run_steps(build: Callable[..., StepFn], kwargs: dict, n_steps: int) -> dict:
+    """Build a step with `build(**kwargs)` and call it `n_steps` times (for in_child's peak memory)."""
+    fn = build(**kwargs)
+    for _ in range(n_steps):
+        fn()
+    return {}
+
+
+def peak_memory_gb(build: Callable[..., StepFn], kwargs: dict, n_steps: int = 2, threads: int = 1) -> float:
+    """Peak memory (GB) of `n_steps` calls of `build(**kwargs)` in a fresh process."""
+    return in_child(run_steps, {"build": build, "kwargs": kwargs, "n_steps": n_steps}, threads)["peak_mem_gb"]
+
+
+def load_note() -> str:
+    """The machine's load when the numbers were taken (1-minute load average over the core count)."""
+    return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+

@@ -1,0 +1,249 @@
+"""The pipelines of an MLflow experiment side by side: quality per unit of compute (the compute ledger of
+every training stage beside the evaluate stage's scores, each with its protocol)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gancore.errors import GancoreError
+from gancore.utils.fsio import atomic_write, atomic_write_json
+
+TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress")
+"""Stage kinds (`<kind>@<pipeline>`) whose training compute a pipeline costs; their ledgers are summed."""
+GENERATOR_PARTS = ("train", "train_sampler", "train_decoder")
+"""Stage kinds whose networks generate an image (params and GMACs of the generator are their sum)."""
+SHOWN_PARTS = ("train", "train_sampler")
+"""Stage kinds whose images shown are the pipeline's (the GAN's)."""
+QUALITY = {"kid_el0": "lower", "fd_el0_500": "lower", "swd_mean": "lower", "precision": "higher",
+           "recall": "higher", "density": "higher", "coverage": "higher"}
+"""Scores of the evaluate stage and which way is better."""
+
+
+@dataclass
+class PipelineRow:
+    """One pipeline's compute and quality, from the latest finished run of each of its stages."""
+
+    pipeline: str
+    parts: dict[str, str]
+    """dvc_stage -> MLflow run id of every training part and of the evaluate run."""
+    params_g: int = 0
+    gmacs_per_img: float = 0.0
+    device: str = "cpu"
+    device_hours: float = 0.0
+    gpu_hours: float = 0.0
+    kimg_shown: float = 0.0
+    peak_mem_gb: float = 0.0
+    scores: dict[str, float] = field(default_factory=dict)
+    scores_init: dict[str, float] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+class CompareError(GancoreError):
+    """The experiment holds nothing to compare."""
+
+
+def latest_finished(client, experiment: str) -> dict[str, Any]:
+    """{dvc_stage: the latest FINISHED run of that stage} in `experiment`."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise CompareError(f"compare.experiment: no MLflow experiment named {experiment!r}")
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time ASC"], max_results=50000)
+    return {r.data.tags["dvc_stage"]: r for r in runs if "dvc_stage" in r.data.tags}
+
+
+def _ledger(run) -> dict[str, float]:
+    m = run.data.metrics
+    return {k.removeprefix("ledger/"): v for k, v in m.items() if k.startswith("ledger/")}
+
+
+def _add_part(row: PipelineRow, kind: str, run) -> None:
+    led = _ledger(run)
+    row.parts[run.data.tags["dvc_stage"]] = run.info.run_id
+    row.device_hours += led.get("device_hours", led.get("train_sec", 0.0) / 3600)
+    row.gpu_hours += led.get("gpu_hours", 0.0)
+    row.peak_mem_gb = max(row.peak_mem_gb, led.get("peak_mem_gb", 0.0))
+    if run.data.tags.get("device", "cpu") != "cpu":
+        row.device = run.data.tags["device"]
+    if kind in GENERATOR_PARTS:
+        row.params_g += int(led.get("params.G", 0))
+        row.gmacs_per_img += led.get("g_gmacs_per_img", 0.0)
+    if kind in SHOWN_PARTS:
+        row.kimg_shown += led.get("kimg", 0.0)
+
+
+def _protocol(client, run) -> dict[str, Any]:
+    """The evaluate run's protocol (from its eval.json artifact, else its logged eval params)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run.info.run_id, "eval.json", tmp)
+            return json.loads(Path(path).read_text()).get("protocol", {})
+        except Exception:  # an older run without the artifact: its params still name N and the seed
+            p = run.data.params
+            return {"n_gen": p.get("eval.n_gen"), "seed": p.get("eval.seed")}
+
+
+def pipeline_rows(client, experiment: str) -> list[PipelineRow]:
+    """One row per pipeline with a finished evaluate run, in the order they were evaluated."""
+    latest = latest_finished(client, experiment)
+    rows = []
+    for stage, ev in latest.items():
+        if not stage.startswith("evaluate@"):
+            continue
+        row = PipelineRow(pipeline=stage.split("@", 1)[1], parts={})
+        for kind in TRAIN_PARTS:
+            if f"{kind}@{row.pipeline}" in latest:
+                _add_part(row, kind, latest[f"{kind}@{row.pipeline}"])
+        row.parts[stage] = ev.info.run_id
+        m = ev.data.metrics
+        row.scores = {k: m[k] for k in QUALITY if k in m}
+        row.scores_init = {k: m[f"init/{k}"] for k in QUALITY if f"init/{k}" in m}
+        row.protocol = _protocol(client, ev)
+        rows.append(row)
+    if not rows:
+        raise CompareError(f"compare.experiment: no finished evaluate@<pipeline> run in {experiment!r}")
+    return rows
+
+
+def _hours(row: PipelineRow) -> str:
+    return f"{row.gpu_hours:.3f} GPU-h" if row.gpu_hours else f"{row.device_hours:.3f} {row.device}-h"
+
+
+def compute_table(rows: list[PipelineRow]) -> str:
+    """Markdown: what each pipeline cost and what it generates with."""
+    lines = ["| pipeline | generator params (M) | G GMACs/img | training device-hours | kimg shown | "
+             "peak mem GB | stages summed |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        parts = ", ".join(f"`{s}`" for s in r.parts if not s.startswith("evaluate@"))
+        lines.append(f"| {r.pipeline} | {r.params_g / 1e6:.3f} | {r.gmacs_per_img:.3f} | {_hours(r)} | "
+                     f"{r.kimg_shown:g} | {r.peak_mem_gb:.2f} | {parts} |")
+    return "\n".join(lines)
+
+
+def quality_table(rows: list[PipelineRow]) -> str:
+    """Markdown: every score, trained (and at init in brackets)."""
+    names = [k for k in QUALITY if any(k in r.scores for r in rows)]
+    lines = ["| pipeline | " + " | ".join(f"{k} ({QUALITY[k]} better)" for k in names) + " |",
+             "|" + "---|" * (len(names) + 1)]
+    for r in rows:
+        cells = [f"{r.scores[k]:.3g}" + (f" ({r.scores_init[k]:.3g})" if k in r.scores_init else "")
+                 if k in r.scores else "–" for k in names]
+        lines.append(f"| {r.pipeline} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def protocol_text(rows: list[PipelineRow]) -> str:
+    """The evaluation protocol, once when every pipeline shares it, else per pipeline."""
+    keys = ("kid_el0", "fd_el0", "swd", "prdc", "fid_clean", "n_gen", "reference_set", "seed")
+    distinct = {json.dumps({k: r.protocol.get(k) for k in keys}, sort_keys=True): r.pipeline for r in rows}
+    out = []
+    for blob, name in distinct.items():
+        who = "every pipeline" if len(distinct) == 1 else name
+        out.append(f"Protocol ({who}):\n\n" + "\n".join(f"- {k}: {v}" for k, v in json.loads(blob).items()
+                                                         if v is not None))
+    return "\n\n".join(out)
+
+
+def plot_quality_vs_compute(rows: list[PipelineRow], path: Path, metric: str = "kid_el0") -> Path:
+    """Scatter of `metric` (trained, and init as hollow markers) against training device-hours."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        if metric not in r.scores:
+            continue
+        x = r.gpu_hours or r.device_hours
+        ax.scatter([x], [r.scores[metric]], label=r.pipeline)
+        ax.annotate(r.pipeline, (x, r.scores[metric]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("training device-hours (all parts summed)")
+    ax.set_ylabel(f"{metric} ({QUALITY.get(metric, '?')} is better)")
+    ax.set_title("quality vs training compute")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_vs_resolution(rows: list[dict], key: str, ylabel: str, path: Path, title: str) -> Path:
+    """One line per row `name` of `key` over `resolution` (log axes), e.g. benchmarks/results/suite.json's
+    train rows: peak memory or img/s against resolution."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        pts = sorted((r["resolution"], r[key]) for r in rows if r["name"] == name and r.get(key) is not None)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("resolution (px)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+def render(rows: list[PipelineRow], experiment: str, tracking_uri: str, plots: list[Path]) -> str:
+    """The whole markdown report."""
+    images = "\n".join(f"![{p.stem}]({p.name})" for p in plots)
+    return (f"# Comparison of the pipelines in MLflow experiment `{experiment}`\n\n"
+            f"Generated by `gancore compare` from `{tracking_uri}`: the latest finished run of every "
+            "stage. Compute sums every training part of a pipeline (generator or sampler, decoder, "
+            "the compressor's own training); generator params and GMACs sum the networks that generate "
+            "an image (sampler + decoder); kimg shown counts the GAN's images.\n\n"
+            f"## Compute\n\n{compute_table(rows)}\n\n## Quality (trained, init in brackets)\n\n"
+            f"{quality_table(rows)}\n\n{protocol_text(rows)}\n\n## Plots\n\n{images}\n")
+
+
+def write_report(tracking_uri: str, experiment: str, out_dir: str | Path, suite_json: str | Path | None = None,
+                 log_tags: dict[str, str] | None = None) -> Path:
+    """Write report.md, rows.json and PNG plots to `out_dir`; log them as artifacts of a new run.
+
+    Args:
+        suite_json: benchmarks/results/suite.json; when it exists, a memory-vs-resolution plot is added.
+        log_tags: tags of the MLflow run that gets the report as artifacts (under `compare/`); None: no run.
+    Returns:
+        The report's path.
+    """
+    from mlflow.tracking import MlflowClient
+
+    out = Path(out_dir)
+    rows = pipeline_rows(MlflowClient(tracking_uri), experiment)
+    plots = [plot_quality_vs_compute(rows, out / "quality_vs_compute.png")]
+    if suite_json and Path(suite_json).is_file():
+        suite = json.loads(Path(suite_json).read_text())
+        plots.append(plot_vs_resolution(suite["train"], "peak_mem_gb", "peak memory of a training step (GB)",
+                                        out / "memory_vs_resolution.png", suite.get("machine", "")))
+    atomic_write_json(out / "rows.json", [asdict(r) for r in rows])
+    report = out / "report.md"
+    atomic_write(report, lambda f: f.write(render(rows, experiment, tracking_uri, plots)), mode="w")
+    if log_tags is not None:
+        _log(tracking_uri, experiment, out, {**log_tags, "pipelines": ",".join(r.pipeline for r in rows)})
+    return report
+
+
+def _log(tracking_uri: str, experiment: str, out: Path, tags: dict[str, str]) -> None:
+    from gancore.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = MlflowTracker(experiment, tracking_uri)
+    tracker.start("compare", tags)
+    tracker.log_artifact(out, "compare")
+    tracker.close()

@@ -1,0 +1,32 @@
+"""Stage `compare`: the default pipelines side by side (gancore.compare) from the project's MLflow store,
+written as markdown + PNG and logged as the artifacts of a `compare` run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from gancore.compare import write_report
+from gancore.config import load_params
+from gancore.runtime import run_main, run_tags, stage_parser
+from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+PARAMS = ["track"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--out", required=True, help="report folder (report.md, rows.json, PNG plots)")
+    parser.add_argument("--suite", default="benchmarks/results/suite.json",
+                        help="benchmark results for the memory-vs-resolution plot (skipped when absent)")
+    args = parser.parse_args(argv)
+    p = load_params(args.params, PARAMS)
+    uri = default_tracking_uri(Path(args.params).resolve().parent)
+    tags = run_tags("compare", p, args.params) if p["track"].enabled else None
+    report = write_report(uri, p["track"].experiment, args.out, args.suite, log_tags=tags)
+    print(f"[compare] {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
