@@ -79,12 +79,17 @@ class Generator(nn.Module):
             c_in = c_out
 
     def read_embedding(self, n: int, coords: torch.Tensor | None) -> torch.Tensor:
-        """(n, hidden, H, W): the embedding itself on the canonical grid, else bilinear at coords."""
+        """(n, hidden, H, W): the embedding itself on the canonical grid, else bilinear at coords.
+
+        All n grids are read in one grid_sample call on the single embedding (stacked along H), so the
+        backward pass builds one embedding-sized gradient rather than n of them (patch training at
+        high resolution would otherwise pay n x the embedding in memory)."""
         if coords is None:
             return self.embedding.expand(n, -1, -1, -1)
-        grid = coords.permute(0, 2, 3, 1).to(self.embedding.dtype)
-        return F.grid_sample(self.embedding.expand(n, -1, -1, -1), grid, mode="bilinear",
-                             padding_mode="border", align_corners=True)
+        _, _, h, w = coords.shape
+        grid = coords.permute(0, 2, 3, 1).reshape(1, n * h, w, 2).to(self.embedding.dtype)
+        out = F.grid_sample(self.embedding, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return out.reshape(-1, n, h, w).transpose(0, 1)
 
     def synthesize(self, z: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
         """Raw RGB (not clamped) at `coords` ((N, 2, H, W) in [-1, 1], x then y), default the R x R grid."""
