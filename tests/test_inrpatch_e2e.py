@@ -76,11 +76,12 @@ def test_stages_log_their_runs_and_grids_to_mlflow(pipeline):
 
     tmp, _ = pipeline
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    runs = {r.data.tags["dvc_stage"]: r for r in client.search_runs([client.get_experiment_by_name("e2e").experiment_id])}
+    experiment = client.get_experiment_by_name("e2e").experiment_id
+    runs = {r.data.tags["dvc_stage"]: r for r in client.search_runs([experiment])}
     assert {"train_inr@1", "train_inr@2", "evaluate@stage2"} <= set(runs)
-    stage2 = runs["train_inr@2"]
-    assert stage2.data.params["method_cfg.stage"] == "2" and len(stage2.data.params["method_cfg.teacher_sha256"]) == 64
-    artifacts = {a.path for a in client.list_artifacts(stage2.info.run_id)}
+    params = runs["train_inr@2"].data.params
+    assert params["method_cfg.stage"] == "2" and len(params["method_cfg.teacher_sha256"]) == 64
+    artifacts = {a.path for a in client.list_artifacts(runs["train_inr@2"].info.run_id)}
     assert {"grid_2x.png", "grid_4x.png", "generator"} <= artifacts
 
 

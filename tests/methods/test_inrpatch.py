@@ -3,8 +3,6 @@ teacher, weights, identity), the structure loss, stage-count errors, and any-res
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 

@@ -63,6 +63,6 @@ class InrPatchConfig(StyleGAN2Settings):
             needed = resolution // self.patch_px
             hint = (f"set n_stages to {needed.bit_length()}" if is_power_of_two(needed) and needed >= 1
                     else "base.resolution / patch_px must be a power of two")
-            raise ConfigError("method.inrpatch.n_stages", f"patch_px {self.patch_px} * 2**(n_stages - 1) = {final_px}px, "
-                                          f"but base.resolution is {resolution}: {hint} (and one train_inr "
-                                          "item per stage in dvc.yaml)")
+            raise ConfigError("method.inrpatch.n_stages",
+                              f"patch_px {self.patch_px} * 2**(n_stages - 1) = {final_px}px, but base.resolution "
+                              f"is {resolution}: {hint} (and one train_inr item per stage in dvc.yaml)")
