@@ -14,11 +14,14 @@ from gancore.errors import GancoreError
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from gancore.generator import load_generator, sample
+    from gancore.generator import load_generator, renderer, sample
     from gancore.utils.grid import save_grid
 
     G = load_generator(args.generator, which=args.which, device=args.device)
-    images = sample(G, args.n, seed=args.seed)
+    forward = None
+    if args.resolution is not None or args.extent != 1.0:
+        forward = renderer(G, args.resolution or G.resolution, args.extent, args.tile_px)
+    images = sample(G, args.n, seed=args.seed, batch=args.batch, forward=forward)
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         save_grid(images, out)
@@ -84,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--which", default=None, help="weights: G_ema (default) or G_init")
     g.add_argument("--device", default="cpu")
+    g.add_argument("--batch", type=int, default=50, help="latents per forward pass")
+    g.add_argument("--resolution", type=int, default=None,
+                   help="INR generators (cips, inrpatch): render at this side, e.g. 2048 (default: trained side)")
+    g.add_argument("--extent", type=float, default=1.0,
+                   help="INR generators: render [-extent, extent]^2; > 1 outpaints beyond the training frame")
+    g.add_argument("--tile-px", type=int, default=256, help="coordinate tile side when rendering (memory bound)")
     g.add_argument("--out", required=True, help="a folder for PNG files, or a .png path for one grid")
     g.set_defaults(func=_generate)
     p = sub.add_parser("params", help="validate params.yaml and print the resolved values")

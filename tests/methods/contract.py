@@ -18,6 +18,9 @@ TINY_OVERRIDES: dict[str, dict] = {
     "fastgan": {"width_mult": 1 / 16},
     "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
     "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
+    # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
+    "inrpatch": {"width_mult": 1 / 32, "d_width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2,
+                 "patch_px": 32, "n_stages": 2, "stage": 2},
 }
 """params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests."""
 

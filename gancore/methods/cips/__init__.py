@@ -4,7 +4,7 @@ registers the "cips" method (CIPSskip as in BlingHe/PixelFolder a6c3aec and twic
 from __future__ import annotations
 
 from gancore.methods.cips.config import CIPSConfig
-from gancore.methods.cips.networks import SUPPORTED_RESOLUTIONS, Generator
+from gancore.nn.cips import SUPPORTED_RESOLUTIONS, Generator
 from gancore.nn.stylegan2 import Discriminator, stylegan2_method
 from gancore.registry import register_method
 
