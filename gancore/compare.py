@@ -13,11 +13,14 @@ from typing import Any
 from gancore.errors import GancoreError
 from gancore.utils.fsio import atomic_write, atomic_write_json
 
-TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress")
-"""Stage kinds (`<kind>@<pipeline>`) whose training compute a pipeline costs; their ledgers are summed."""
+TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress", "train_inr")
+"""Stage kinds (`<kind>@...`, runs tagged `pipeline=<p>`) whose training compute a pipeline costs;
+their ledgers are summed."""
 GENERATOR_PARTS = ("train", "train_sampler", "train_decoder")
-"""Stage kinds whose networks generate an image (params and GMACs of the generator are their sum)."""
-SHOWN_PARTS = ("train", "train_sampler")
+"""Stage kinds whose networks together generate an image (params and GMACs are their sum)."""
+STAGED_PARTS = ("train_inr",)
+"""Stage kinds trained stage after stage (`<kind>@<k>`): the last stage's network is the generator."""
+SHOWN_PARTS = ("train", "train_sampler", "train_inr")
 """Stage kinds whose images shown are the pipeline's (the GAN's)."""
 QUALITY = {"kid_el0": "lower", "fd_el0_500": "lower", "swd_mean": "lower", "precision": "higher",
            "recall": "higher", "density": "higher", "coverage": "higher"}
@@ -73,6 +76,9 @@ def _add_part(row: PipelineRow, kind: str, run) -> None:
     if kind in GENERATOR_PARTS:
         row.params_g += int(led.get("params.G", 0))
         row.gmacs_per_img += led.get("g_gmacs_per_img", 0.0)
+    if kind in STAGED_PARTS:  # called in stage order: the last one stays
+        row.params_g = int(led.get("params.G", 0))
+        row.gmacs_per_img = led.get("g_gmacs_per_img", 0.0)
     if kind in SHOWN_PARTS:
         row.kimg_shown += led.get("kimg", 0.0)
 
@@ -97,9 +103,10 @@ def pipeline_rows(client, experiment: str) -> list[PipelineRow]:
         if not stage.startswith("evaluate@"):
             continue
         row = PipelineRow(pipeline=stage.split("@", 1)[1], parts={})
-        for kind in TRAIN_PARTS:
-            if f"{kind}@{row.pipeline}" in latest:
-                _add_part(row, kind, latest[f"{kind}@{row.pipeline}"])
+        for name, run in sorted(latest.items()):
+            kind = name.split("@", 1)[0]
+            if kind in TRAIN_PARTS and run.data.tags.get("pipeline", name.split("@", 1)[-1]) == row.pipeline:
+                _add_part(row, kind, run)
         row.parts[stage] = ev.info.run_id
         m = ev.data.metrics
         row.scores = {k: m[k] for k in QUALITY if k in m}

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
 from gancore.config import load_params, to_dict
+from gancore.data.shards import train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import (log_ledger, make_tracker, own_train_params, record_stage, run_main, stage_parser,
                              tracked_fit, train_keys, write_curve)
@@ -22,7 +23,6 @@ from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
 from gancore.utils.fsio import atomic_write_json
-from stages.train import train_shards
 
 PARAMS_ARG = "--pipeline"
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_stage(stage, p, args.params, {"compress": to_dict(params)}, _scalars(metrics), files,
                      pipeline=args.pipeline, dataset_fingerprint=fingerprint)
         return 0
-    paths, fingerprint, _ = train_shards(args.shards, p["base"])
+    paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     a = params.autoencoder
     run = RunConfig(params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint)
     trainer = Trainer(codec.training_spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from gancore.config import BaseParams, ConfigError, TrainParams, load_params
-from gancore.data.shards import read_manifest
-from gancore.errors import DataError
+from gancore.data.shards import read_manifest, train_shards
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
@@ -37,17 +36,6 @@ def sampler_train(p: dict, pipeline: str | None) -> TrainParams:
     """The train section, with a two-stage pipeline's own sampler length when it sets one."""
     kimg = p[f"twostage.{pipeline}.sampler"].total_kimg if pipeline else None
     return p["train"] if kimg is None else dataclasses.replace(p["train"], total_kimg=kimg)
-
-
-def train_shards(shard_dir: str, base: BaseParams) -> tuple[list[Path], str, int]:
-    """(train shard paths, their fingerprint, sample side) of image or code shards made at base.resolution."""
-    manifest = read_manifest(shard_dir)
-    image_px = manifest.get("image_resolution", manifest["resolution"])
-    if image_px != base.resolution:
-        raise DataError(f"{shard_dir} holds {image_px}px images but base.resolution is "
-                        f"{base.resolution}: rerun the shard stage")
-    paths = [Path(shard_dir) / s["name"] for s in manifest["shards"]["train"]]
-    return paths, manifest["fingerprint"]["train"], manifest["resolution"]
 
 
 def _check_channels(shard_dir: str, pipeline: str) -> None:
@@ -87,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(args, p: dict, world: distributed.World) -> int:
     """Train on this rank of `world` and export (rank 0)."""
     spec, pipeline = get_method(args.method), args.pipeline or args.method
-    paths, fingerprint, sample_px = train_shards(args.shards, p["base"])
+    paths, fingerprint, sample_px = train_shards(args.shards, p["base"].resolution)
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)

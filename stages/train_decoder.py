@@ -15,6 +15,7 @@ import torch
 
 from gancore.compress.codec import codec_config, load_codec
 from gancore.config import flatten, load_params, to_dict
+from gancore.data.shards import train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import (TRAIN_KEYS, log_ledger, make_tracker, own_train_params, run_main, run_tags,
                              tracked_fit, train_keys, training_parser, write_curve)
@@ -25,7 +26,6 @@ from gancore.twostage.training import (DECODER_SPEC, DecoderRun, build_decoder_r
                                        reconstruction_quality, save_decoder)
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
-from stages.train import train_shards
 
 PARAMS_ARG = "--pipeline"
 __all__ = ["TRAIN_KEYS", "params_for", "main"]
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.pipeline))
     d = p[f"twostage.{args.pipeline}.decoder"]
-    paths, fingerprint, _ = train_shards(args.shards, p["base"])
+    paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     cfg = DecoderRun(decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec))
     stage = f"train_decoder@{args.pipeline}"
     if d.total_kimg == 0:  # arch codec only (validated): the codec's own decoder as it is

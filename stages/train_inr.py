@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Sequence
 
 from gancore.config import load_params
+from gancore.data.shards import train_shards
 from gancore.methods.inrpatch.stage import export_stage, stage_config
 from gancore.registry import get_method
 from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.fsio import atomic_write_json
-from stages.train import train_shards
 
 PARAMS = ["base", "train", "method.inrpatch", "track"]
 
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = get_method("inrpatch")
     spec.check_resolution(p["base"].resolution)
     cfg = stage_config(p["method.inrpatch"], args.stage, args.teacher, p["base"].resolution)
-    paths, fingerprint, _ = train_shards(args.shards, p["base"])
+    paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     train = dataclasses.replace(p["train"], total_kimg=cfg.stage_kimg)
     run = RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],

@@ -234,6 +234,17 @@ def read_manifest(shard_dir: str | Path) -> dict:
     return manifest
 
 
+def train_shards(shard_dir: str | Path, resolution_px: int) -> tuple[list[Path], str, int]:
+    """(train shard paths, their fingerprint, sample side) of image or code shards made at base.resolution."""
+    manifest = read_manifest(shard_dir)
+    image_px = manifest.get("image_resolution", manifest["resolution"])
+    if image_px != resolution_px:
+        raise DataError(f"{shard_dir} holds {image_px}px images but base.resolution is "
+                        f"{resolution_px}: rerun the shard stage")
+    paths = [Path(shard_dir) / s["name"] for s in manifest["shards"]["train"]]
+    return paths, manifest["fingerprint"]["train"], manifest["resolution"]
+
+
 def shard_paths(shard_dir: str | Path, split: str, verify: bool = True) -> list[Path]:
     """The shard files of one split, checked against the manifest.
 
