@@ -19,6 +19,7 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
                       bn_recalibration_batches=2, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     for pipeline in p["twostage"].values():
+        pipeline["sampler"] = {"total_kimg": None}  # train.total_kimg
         decoder = pipeline["decoder"]
         decoder.update(width=8, blocks=1, batch=4, total_kimg=0.016 if decoder.get("total_kimg") != 0 else 0)
         if "autoencoder" in pipeline["compress"]:
