@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.method_cost import _vm_hwm_gb
-from benchmarks.train_throughput import _sync, machine
+from benchmarks.harness import sync, vm_hwm_gb
+from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams, load_params
 from gancore.generator import save_generator
 from gancore.methods.inrpatch.networks import build_generator
@@ -73,12 +73,12 @@ def _child(method: str, cfg, resolution: int, batch: int, steps: int, device: st
             t.train_step(real)  # step 0: every phase, lazy R1 included
             times = []
             for _ in range(steps):
-                _sync()
+                sync()
                 t0 = time.perf_counter()
                 t.train_step(real)
-                _sync()
+                sync()
                 times.append(time.perf_counter() - t0)
-            peak = peak_memory_gb(t.device) if t.device.type == "cuda" else _vm_hwm_gb()
+            peak = peak_memory_gb(t.device) if t.device.type == "cuda" else vm_hwm_gb()
             queue.put({"peak_mem_gb": round(peak, 3), "sec_per_step": round(statistics.median(times), 3)})
     except (MemoryError, RuntimeError) as e:
         queue.put({"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-PIPELINES = ("fastgan", "pixelfolder", "cips", "wavelet", "pixel", "autoencoder")
+PIPELINES = ("fastgan", "pixelfolder", "cips", "wavelet", "pixel", "autoencoder", "inrpatch")
 METRICS = ("kid_el0", "fd_el0_500", "swd_mean", "precision", "recall", "density", "coverage")
 
 
