@@ -23,14 +23,14 @@ import webdataset as wds
 import yaml
 from PIL import Image
 
-from gancore.config import BaseParams, ShardParams, TrainParams
-from gancore.data.shards import shard_paths, write_shards
+from gancore.config import BaseParams, TrainParams
 from gancore.errors import CheckpointError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from tiny import smooth_image_shards
 from tiny import ROOT, tiny_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
@@ -137,14 +137,7 @@ def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    src = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((RES_PX, RES_PX), Image.BILINEAR).save(src / f"{i:02d}.png")
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(src, out, RES_PX, ShardParams(eval_fraction=0.1))
-    return shard_paths(out, "train")
+    return smooth_image_shards(tmp_path_factory, 12, RES_PX, seed=0, eval_fraction=0.1)
 
 
 def _run(n_steps: int, **train) -> RunConfig:

@@ -9,6 +9,24 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float) -> list[Path]:
+    """Train shards of `n_img` smooth random colour images (4x4 noise, bilinearly upsampled)."""
+    import numpy as np
+    from PIL import Image
+
+    from gancore.config import ShardParams
+    from gancore.data.shards import shard_paths, write_shards
+
+    src = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(seed)
+    for i in range(n_img):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((res_px, res_px), Image.BILINEAR).save(src / f"{i:02d}.png")
+    out = tmp_path_factory.mktemp("shards") / "s"
+    write_shards(src, out, res_px, ShardParams(eval_fraction=eval_fraction))
+    return shard_paths(out, "train")
+
+
 def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> Path:
     """The project's params.yaml shrunk to seconds of CPU work; written to `tmp/name`."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())

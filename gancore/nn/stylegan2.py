@@ -13,7 +13,8 @@ the same function and the same convolution MACs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ __all__ = [
     "EqualLinear", "EqualConv2d", "BiasLeakyReLU", "ConvLayer", "MappingNetwork", "ModulatedConv2d",
     "NoiseInjection", "StyledConv", "ToRGB", "blur_kernel", "upfirdn2d", "Upsample2x",
     "coordinate_grid", "FourierFeatures", "minibatch_stddev", "ResBlock", "Discriminator", "stylegan2_method",
-    "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty", "StyleGAN2Loss", "stylegan2_phases",
+    "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty", "frozen", "StyleGAN2Loss", "stylegan2_phases",
     "lazy_adam",
 ]
 
@@ -387,6 +388,18 @@ def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tor
     return F.softplus(-real_logits.float()).mean() + F.softplus(fake_logits.float()).mean()
 
 
+@contextmanager
+def frozen(net: nn.Module) -> Iterator[None]:
+    """Inside the block `net`'s parameters take no gradients (a G phase needs none for D); flags restored after."""
+    flags = [p.requires_grad for p in net.parameters()]
+    net.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(net.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """softplus(-D(G(z))) averaged (non-saturating)."""
     return F.softplus(-fake_logits.float()).mean()
@@ -437,13 +450,8 @@ class StyleGAN2Loss:
 
     def _g_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         fake = self.G.synthesize(self._latents(real))
-        flags = [p.requires_grad for p in self.D.parameters()]
-        self.D.requires_grad_(False)  # D's weight gradients are not needed in this phase
-        try:
+        with frozen(self.D):
             loss = g_nonsaturating_loss(self.D(fake))
-        finally:
-            for p, flag in zip(self.D.parameters(), flags):
-                p.requires_grad_(flag)
         return loss, {"g_adv": loss.detach()}
 
 

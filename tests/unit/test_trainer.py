@@ -6,18 +6,16 @@ import dataclasses
 import os
 import signal
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from gancore.config import BaseParams, ShardParams, TrainParams
-from gancore.data.shards import shard_paths, write_shards
+from gancore.config import BaseParams, TrainParams
 from gancore.errors import NonFiniteLoss, ResumeMismatch
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
+from tiny import smooth_image_shards
 
 RES_PX = 64
 BATCH = 2
@@ -27,14 +25,7 @@ N_STEPS = 6
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """Train shards of 12 smooth random colour images."""
-    src = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(14):
-        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((RES_PX, RES_PX), Image.BILINEAR).save(src / f"{i:02d}.png")
-    out = tmp_path_factory.mktemp("shards") / "s"
-    write_shards(src, out, RES_PX, ShardParams(eval_fraction=0.15))
-    return shard_paths(out, "train")
+    return smooth_image_shards(tmp_path_factory, 14, RES_PX, seed=0, eval_fraction=0.15)
 
 
 def _run(n_steps: int = N_STEPS, fingerprint: str = "data-v1", **method) -> RunConfig:

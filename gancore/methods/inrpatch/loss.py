@@ -16,7 +16,7 @@ from torch import nn
 
 from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.methods.inrpatch.networks import crop, patch_coords, random_offsets
-from gancore.nn.stylegan2 import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from gancore.nn.stylegan2 import d_logistic_loss, frozen, g_nonsaturating_loss, r1_penalty
 
 __all__ = ["PatchLoss"]
 
@@ -67,13 +67,8 @@ class PatchLoss:
     def _g_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z = self._latents(real)
         fake, coords = self.fake_patches(z)
-        flags = [p.requires_grad for p in self.D.parameters()]
-        self.D.requires_grad_(False)  # D's weight gradients are not needed in this phase
-        try:
+        with frozen(self.D):
             adv = g_nonsaturating_loss(self.D(fake))
-        finally:
-            for p, flag in zip(self.D.parameters(), flags):
-                p.requires_grad_(flag)
         if self.teacher is None or self.cfg.recon_weight == 0:
             return adv, {"g_adv": adv.detach()}
         recon = self.structure_loss(z, fake, coords)
