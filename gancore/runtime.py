@@ -179,6 +179,21 @@ def write_curve(history_path: Path | None, csv_path: str | Path) -> None:
     atomic_write(csv_path, lambda f: f.write(buf.getvalue()), mode="w")
 
 
+def record_training(trainer: Trainer, summary: dict[str, Any], run_id: str | None, args: argparse.Namespace,
+                    gen_dir: Path, grids: Sequence[Path], label: str) -> None:
+    """A training stage's records of a finished run: its MLflow run id beside the outputs, the ledger
+    as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids and generator as artifacts."""
+    atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
+    atomic_write_json(args.metrics, summary)
+    write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
+    log_ledger(trainer.tracker, summary)
+    for grid in grids:
+        trainer.tracker.log_artifact(grid)
+    trainer.tracker.log_artifact(gen_dir, "generator")
+    print(f"[{label}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
+          f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}")
+
+
 def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
     """The numeric compute-ledger entries of a training summary as MLflow metrics, plus `gpu_hours` (the
     device-hours of a CUDA run, else 0) and `stage_wall_sec` (the stage process's age: set-up, training,

@@ -17,10 +17,9 @@ from gancore.config import BaseParams, ConfigError, TrainParams, load_params
 from gancore.data.shards import read_manifest, train_shards
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
-from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
+from gancore.runtime import make_tracker, record_training, run_main, tracked_fit, training_parser
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer, resolve_device
-from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
 PARAMS_ARG = ("--method", "--pipeline")
@@ -94,15 +93,7 @@ def _export(trainer: Trainer, summary: dict, args, run_id: str | None) -> None:
                              {"G_ema": trainer.G_ema, "G_init": trainer.G_init},
                              run.train.bn_recalibration_batches, run.base.seed, extra={"train": summary})
     save_grid(sample(load_generator(gen_dir), 64, seed=run.base.seed), out / "grid.png")
-    atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, summary)
-    write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-    log_ledger(trainer.tracker, summary)
-    trainer.tracker.log_artifact(out / "grid.png")
-    trainer.tracker.log_artifact(gen_dir, "generator")
-    print(f"[train] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
-          f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}")
-
+    record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
 
 if __name__ == "__main__":
     run_main(main)

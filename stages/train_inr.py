@@ -15,9 +15,8 @@ from gancore.config import load_params
 from gancore.data.shards import train_shards
 from gancore.methods.inrpatch.stage import export_stage, stage_config
 from gancore.registry import get_method
-from gancore.runtime import log_ledger, make_tracker, run_main, tracked_fit, training_parser, write_curve
+from gancore.runtime import make_tracker, record_training, run_main, tracked_fit, training_parser
 from gancore.training.trainer import RunConfig, Trainer
-from gancore.utils.fsio import atomic_write_json
 
 PARAMS = ["base", "train", "method.inrpatch", "track"]
 
@@ -43,16 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(trainer: Trainer, summary: dict, args, run_id: str | None) -> None:
     gen_dir, grids = export_stage(trainer, args.out, summary)
-    atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, summary)
-    write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-    log_ledger(trainer.tracker, summary)
-    for grid in grids:
-        trainer.tracker.log_artifact(grid)
-    trainer.tracker.log_artifact(gen_dir, "generator")
-    print(f"[train_inr@{args.stage}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
-          f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}")
-
+    record_training(trainer, summary, run_id, args, gen_dir, grids, f"train_inr@{args.stage}")
 
 if __name__ == "__main__":
     run_main(main)
