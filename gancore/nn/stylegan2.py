@@ -53,7 +53,10 @@ class StyleGAN2Settings:
     """Widths, mapping network and the StyleGAN2 training settings of a StyleGAN2-based method."""
 
     width_mult: float = 1.0
-    """Multiplier on every channel count of G and D (1.0 = the paper's widths)."""
+    """Multiplier on every channel count of G, and of D unless d_width_mult is set (1.0 = the paper's)."""
+    d_width_mult: float | None = None
+    """D's own multiplier (None = width_mult): a G narrowed to fit a CPU still needs a D wide enough to
+    judge it (at 1/64 D lags G and training stalls; 1/16 costs little, D being the cheap network)."""
     style_dim: int = 512
     """Size of z and of the style vector w (paper 512)."""
     mapping_layers: int = 8
@@ -75,6 +78,8 @@ class StyleGAN2Settings:
     def __post_init__(self) -> None:
         if not self.width_mult > 0:
             raise ConfigError("width_mult", f"must be > 0, got {self.width_mult}")
+        if self.d_width_mult is not None and not self.d_width_mult > 0:
+            raise ConfigError("d_width_mult", f"must be > 0 or null (= width_mult), got {self.d_width_mult}")
         for name in ("style_dim", "mapping_layers", "r1_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -88,6 +93,11 @@ class StyleGAN2Settings:
             raise ConfigError("r1_gamma", f"must be >= 0, got {self.r1_gamma}")
         if self.g_reg_interval < 0:
             raise ConfigError("g_reg_interval", f"must be >= 0, got {self.g_reg_interval}")
+
+    @property
+    def d_width(self) -> float:
+        """D's width multiplier: d_width_mult, or width_mult where that is unset."""
+        return self.width_mult if self.d_width_mult is None else self.d_width_mult
 
 
 # ----------------------------------------------------------------------------
@@ -478,7 +488,7 @@ def stylegan2_method(name: str, config_cls: type, generator_cls: type,
 
     def build_networks(cfg: StyleGAN2Settings, resolution: int) -> dict[str, nn.Module]:
         G = generator_cls(resolution, cfg.width_mult, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mult)
-        return {"G": G, "D": Discriminator(resolution, cfg.width_mult)}
+        return {"G": G, "D": Discriminator(resolution, cfg.d_width)}
 
     def build_optimizers(cfg: StyleGAN2Settings, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         return {"G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),

@@ -90,6 +90,17 @@ def test_config_validation():
     with pytest.raises(ConfigError) as info:
         SPEC.check_resolution(32)
     assert info.value.key == "base.resolution"
+    with pytest.raises(ConfigError) as info:
+        PixelFolderConfig(d_width_mult=0.0)
+    assert info.value.key == "d_width_mult"
+
+
+def test_discriminator_width_follows_d_width_mult_or_else_width_mult():
+    def d_params(**widths: float) -> int:
+        return count_params(SPEC.build_networks(PixelFolderConfig(**{**TINY, **widths}), 64)["D"])
+    same = d_params()
+    assert d_params(d_width_mult=1 / 32) == same  # explicit and defaulted width give one D
+    assert d_params(d_width_mult=1 / 8) > 3 * same
 
 
 def test_short_training_moves_the_discriminator_loss():

@@ -18,7 +18,7 @@ class InrPatchConfig(StyleGAN2Settings):
     """Settings of multi-stage patch training (G/D/loss fields documented on StyleGAN2Settings;
     `width_mult` is G's)."""
 
-    d_width_mult: float = 0.0625
+    d_width_mult: float | None = 0.0625
     """Width multiplier of the patch discriminator (it only ever sees patch_px images, so it can be wide)."""
     patch_px: int = 32
     """Side P of every rendered patch and of D's input; stage k trains at P * 2**(k-1) pixels."""
@@ -38,8 +38,6 @@ class InrPatchConfig(StyleGAN2Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.d_width_mult > 0:
-            raise ConfigError("d_width_mult", f"must be > 0, got {self.d_width_mult}")
         if not (is_power_of_two(self.patch_px) and self.patch_px >= 8):
             raise ConfigError("patch_px", f"must be a power of two >= 8, got {self.patch_px}")
         if self.n_stages < 1:

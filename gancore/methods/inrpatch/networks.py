@@ -97,7 +97,7 @@ def build_networks(cfg: InrPatchConfig, resolution: int) -> dict[str, nn.Module]
     """{"G", "D"} and, from stage 2 on with a teacher set, the frozen "teacher" G is handed over from."""
     cfg.check_final(resolution)
     nets: dict[str, nn.Module] = {"G": build_generator(cfg, resolution),
-                                  "D": Discriminator(cfg.patch_px, cfg.d_width_mult)}
+                                  "D": Discriminator(cfg.patch_px, cfg.d_width)}
     if cfg.stage > 1 and cfg.teacher:
         nets["teacher"] = load_teacher(cfg)
         hand_over(nets["G"], nets["teacher"].state_dict())
