@@ -128,10 +128,11 @@ def ratio_table(rows: list[dict]) -> str:
 
 def speed_table(speed: dict[str, dict]) -> str:
     """Markdown: training throughput and peak memory side by side."""
-    lines = ["| method | width_mult | params G / D (M) | G GMACs/img | img/s | sec/kimg | peak mem GB |",
+    lines = ["| method | width_mult G / D | params G / D (M) | G GMACs/img | img/s | sec/kimg | peak mem GB |",
              "|---|---|---|---|---|---|---|"]
     for r in speed.values():
-        lines.append(f"| {r['method']} | {r['width_mult']:g} | {r['params_G'] / 1e6:.3f} / "
+        d_width = r.get("d_width_mult") or r["width_mult"]
+        lines.append(f"| {r['method']} | {r['width_mult']:g} / {d_width:g} | {r['params_G'] / 1e6:.3f} / "
                      f"{r['params_D'] / 1e6:.3f} | {r['g_gmacs_per_img']} | {r['img_per_sec']} | "
                      f"{r['sec_per_kimg']} | {r.get('peak_mem_gb', '–')} |")
     return "\n".join(lines)
@@ -155,6 +156,8 @@ def main() -> None:
     parser.add_argument("--bench-resolution", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--width-mults", type=float, nargs="+", default=[0.015625, 0.03125])
+    parser.add_argument("--d-width-mults", type=float, nargs="+", default=[0.0, 0.0625],
+                        help="D's widths, as params.yaml d_width_mult (0 = width_mult; 1/16 = the pipelines')")
     parser.add_argument("--style-dim", type=int, default=64)
     parser.add_argument("--mapping-layers", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -166,8 +169,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rows = [cost_row(m, r) for r in args.resolutions for m in args.methods]
-    runs = {f"{m}@{w:g}": (m, {"width_mult": w, "style_dim": args.style_dim, "mapping_layers": args.mapping_layers})
-            for w in args.width_mults for m in args.methods}
+    runs = {f"{m}@{w:g}/{dw:g}": (m, {"width_mult": w, "d_width_mult": dw or None,
+                                      "style_dim": args.style_dim, "mapping_layers": args.mapping_layers})
+            for dw in args.d_width_mults for w in args.width_mults for m in args.methods}
     speed = {}
     if args.bench_steps > 0:
         speed = throughput(runs, args.bench_resolution, args.batch, args.rounds, args.bench_steps, args.warmup)

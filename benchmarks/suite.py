@@ -113,7 +113,7 @@ def _folder_img_per_sec(folder: Path, resolution: int, batch: int, n_img: int) -
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})[:n_img]
     t0 = time.perf_counter()
     for i in range(0, len(files), batch):
-        imgs = [torch.from_numpy(np.asarray(Image.open(f).convert("RGB").resize(
+        imgs = [torch.from_numpy(np.array(Image.open(f).convert("RGB").resize(
             (resolution, resolution), Image.LANCZOS))).permute(2, 0, 1) for f in files[i:i + batch]]
         torch.stack(imgs)
     return round(len(files) / (time.perf_counter() - t0), 1)
