@@ -56,7 +56,8 @@ class StyleGAN2Settings:
     """Multiplier on every channel count of G, and of D unless d_width_mult is set (1.0 = the paper's)."""
     d_width_mult: float | None = None
     """D's own multiplier (None = width_mult): a G narrowed to fit a CPU still needs a D wide enough to
-    judge it (at 1/64 D lags G and training stalls; 1/16 costs little, D being the cheap network)."""
+    judge it (with G and D at 1/64, CIPS ended worse than its init; a 1/16 D fixed that at about half
+    the step rate, docs/benchmarks.md)."""
     style_dim: int = 512
     """Size of z and of the style vector w (paper 512)."""
     mapping_layers: int = 8
