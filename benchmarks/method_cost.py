@@ -91,7 +91,8 @@ def throughput(runs: dict[str, tuple[str, dict]], resolution: int, batch: int, r
     out = {}
     for name, fn in fns.items():
         t = fn.trainer
-        out[name] = {"method": runs[name][0], **runs[name][1], "img_per_sec": round(steps * batch / sec[name], 2),
+        out[name] = {"method": runs[name][0], **runs[name][1], "d_width": t.run.method_cfg.d_width,
+                     "img_per_sec": round(steps * batch / sec[name], 2),
                      "sec_per_kimg": round(1000 * sec[name] / (steps * batch), 1),
                      "params_G": count_params(t.nets["G"]), "params_D": count_params(t.nets["D"]),
                      "g_gmacs_per_img": round(gmacs_per_image(t.G_ema), 4)}
@@ -131,8 +132,7 @@ def speed_table(speed: dict[str, dict]) -> str:
     lines = ["| method | width_mult G / D | params G / D (M) | G GMACs/img | img/s | sec/kimg | peak mem GB |",
              "|---|---|---|---|---|---|---|"]
     for r in speed.values():
-        d_width = r.get("d_width_mult") or r["width_mult"]
-        lines.append(f"| {r['method']} | {r['width_mult']:g} / {d_width:g} | {r['params_G'] / 1e6:.3f} / "
+        lines.append(f"| {r['method']} | {r['width_mult']:g} / {r['d_width']:g} | {r['params_G'] / 1e6:.3f} / "
                      f"{r['params_D'] / 1e6:.3f} | {r['g_gmacs_per_img']} | {r['img_per_sec']} | "
                      f"{r['sec_per_kimg']} | {r.get('peak_mem_gb', '–')} |")
     return "\n".join(lines)
