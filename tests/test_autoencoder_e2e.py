@@ -22,7 +22,7 @@ from gancore.twostage.training import load_decoder
 from stages import assemble as assemble_stage
 from stages import compress, evaluate, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, tiny_params
 
 NAME = "autoencoder"
 
@@ -30,18 +30,16 @@ NAME = "autoencoder"
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ae")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = tiny_params(tmp, resolution=128)
-    prepare_data(params, tmp)
-    argv = _argv(params, tmp, NAME)
-    assert compress.main(argv["compress"]) == 0
-    assert train.main(argv["sampler"]) == 0
-    assert train_decoder.main(argv["decoder"]) == 0
-    assert assemble_stage.main(argv["assemble"]) == 0
-    assert evaluate.main(argv["evaluate"]) == 0
-    yield tmp, params
-    mp.undo()
+    with local_mlflow(tmp):
+        params = tiny_params(tmp, resolution=128)
+        prepare_data(params, tmp)
+        argv = _argv(params, tmp, NAME)
+        assert compress.main(argv["compress"]) == 0
+        assert train.main(argv["sampler"]) == 0
+        assert train_decoder.main(argv["decoder"]) == 0
+        assert assemble_stage.main(argv["assemble"]) == 0
+        assert evaluate.main(argv["evaluate"]) == 0
+        yield tmp, params
 
 
 def _metrics(tmp: Path, name: str) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gancore.errors import ConfigError
-from tiny import ROOT, tiny_params
+from tiny import ROOT, local_mlflow, tiny_params
 
 STAGES = ["builtin", "shard", "ref_stats", "compress@wavelet", "train_sampler@wavelet",
           "train_decoder@wavelet", "assemble@wavelet", "evaluate@wavelet"]
@@ -33,10 +33,8 @@ def project(tmp_path_factory):
     p["data"]["source"] = "data/builtin"
     params.write_text(yaml.safe_dump(p))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp, check=True)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    yield tmp
-    mp.undo()
+    with local_mlflow(tmp):
+        yield tmp
 
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from PIL import Image
 from gancore import cli
 from gancore.errors import ConfigError
 from stages import evaluate, train_inr
-from tiny import prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, tiny_params
 
 RES = 64
 
@@ -39,17 +39,15 @@ def _stage_argv(params: Path, tmp: Path, stage: int) -> list[str]:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("inrpatch")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = _params(tmp)
-    prepare_data(params, tmp)
-    for stage in (1, 2):
-        assert train_inr.main(_stage_argv(params, tmp, stage)) == 0
-    assert evaluate.main(["--params", str(params), "--generator", str(tmp / "runs/stage2/generator"),
-                          "--shards", str(tmp / "shards"), "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
-                          "--metrics", str(tmp / "metrics/eval.json")]) == 0
-    yield tmp, params
-    mp.undo()
+    with local_mlflow(tmp):
+        params = _params(tmp)
+        prepare_data(params, tmp)
+        for stage in (1, 2):
+            assert train_inr.main(_stage_argv(params, tmp, stage)) == 0
+        assert evaluate.main(["--params", str(params), "--generator", str(tmp / "runs/stage2/generator"),
+                              "--shards", str(tmp / "shards"), "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
+                              "--metrics", str(tmp / "metrics/eval.json")]) == 0
+        yield tmp, params
 
 
 def test_each_stage_exports_a_generator_and_grids_beyond_its_side(pipeline):

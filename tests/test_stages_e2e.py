@@ -16,7 +16,7 @@ from PIL import Image
 from gancore import cli
 from gancore.errors import ConfigError
 from stages import evaluate, train
-from tiny import prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, tiny_params
 
 
 def _tiny_params(tmp: Path) -> Path:
@@ -34,17 +34,15 @@ def _train_argv(params: Path, tmp: Path) -> list[str]:
 def pipeline(tmp_path_factory):
     """Run every stage once; return the folder."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = _tiny_params(tmp)
-    P = ["--params", str(params)]
-    prepare_data(params, tmp)
-    assert train.main(_train_argv(params, tmp)) == 0
-    assert evaluate.main([*P, "--generator", str(tmp / "runs/fastgan/generator"), "--shards", str(tmp / "shards"),
-                          "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
-                          "--metrics", str(tmp / "metrics/eval.json")]) == 0
-    yield tmp
-    mp.undo()
+    with local_mlflow(tmp):
+        params = _tiny_params(tmp)
+        P = ["--params", str(params)]
+        prepare_data(params, tmp)
+        assert train.main(_train_argv(params, tmp)) == 0
+        assert evaluate.main([*P, "--generator", str(tmp / "runs/fastgan/generator"), "--shards", str(tmp / "shards"),
+                              "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
+                              "--metrics", str(tmp / "metrics/eval.json")]) == 0
+        yield tmp
 
 
 def _runs(tmp: Path) -> dict[str, object]:

@@ -24,7 +24,7 @@ from gancore.data.shards import read_manifest, shard_paths
 from stages import assemble as assemble_stage
 from stages import compress, evaluate, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, tiny_params
 
 PIPELINES = ("wavelet", "pixel")
 
@@ -32,22 +32,20 @@ PIPELINES = ("wavelet", "pixel")
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("twostage")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = tiny_params(tmp, resolution=128)
-    p = yaml.safe_load(params.read_text())
-    p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
-    params.write_text(yaml.safe_dump(p))
-    prepare_data(params, tmp)
-    for name in PIPELINES:
-        argv = _argv(params, tmp, name)
-        assert compress.main(argv["compress"]) == 0
-        assert train.main(argv["sampler"]) == 0
-        assert train_decoder.main(argv["decoder"]) == 0
-        assert assemble_stage.main(argv["assemble"]) == 0
-        assert evaluate.main(argv["evaluate"]) == 0
-    yield tmp
-    mp.undo()
+    with local_mlflow(tmp):
+        params = tiny_params(tmp, resolution=128)
+        p = yaml.safe_load(params.read_text())
+        p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
+        params.write_text(yaml.safe_dump(p))
+        prepare_data(params, tmp)
+        for name in PIPELINES:
+            argv = _argv(params, tmp, name)
+            assert compress.main(argv["compress"]) == 0
+            assert train.main(argv["sampler"]) == 0
+            assert train_decoder.main(argv["decoder"]) == 0
+            assert assemble_stage.main(argv["assemble"]) == 0
+            assert evaluate.main(argv["evaluate"]) == 0
+        yield tmp
 
 
 def _metrics(tmp: Path, pipeline: str, name: str) -> dict:

@@ -25,6 +25,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def local_mlflow(tmp: Path) -> Iterator[None]:
+    """MLFLOW_TRACKING_URI at tmp/mlflow.db inside the block: the store an end-to-end fixture's stages log to."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        yield
+
+
 def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float) -> list[Path]:
     """Train shards of `n_img` smooth random colour images (4x4 noise, bilinearly upsampled)."""
     import numpy as np
