@@ -19,10 +19,9 @@ from gancore.generator import load_generator, sample
 from gancore.twostage.assembled import TwoStageGenerator
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import load_decoder
-from stages import assemble as assemble_stage
-from stages import compress, evaluate, train, train_decoder
+from stages import compress, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import local_mlflow, prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, run_twostage, tiny_params
 
 NAME = "autoencoder"
 
@@ -33,12 +32,7 @@ def pipeline(tmp_path_factory):
     with local_mlflow(tmp):
         params = tiny_params(tmp, resolution=128)
         prepare_data(params, tmp)
-        argv = _argv(params, tmp, NAME)
-        assert compress.main(argv["compress"]) == 0
-        assert train.main(argv["sampler"]) == 0
-        assert train_decoder.main(argv["decoder"]) == 0
-        assert assemble_stage.main(argv["assemble"]) == 0
-        assert evaluate.main(argv["evaluate"]) == 0
+        run_twostage(params, tmp, NAME)
         yield tmp, params
 
 

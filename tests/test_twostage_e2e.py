@@ -21,10 +21,7 @@ from gancore.generator import load_generator, sample
 from gancore.twostage.assembled import TwoStageGenerator, assemble
 from gancore.twostage.training import load_decoder
 from gancore.data.shards import read_manifest, shard_paths
-from stages import assemble as assemble_stage
-from stages import compress, evaluate, train, train_decoder
-from tiny import stage_argv as _argv
-from tiny import local_mlflow, prepare_data, tiny_params
+from tiny import local_mlflow, prepare_data, run_twostage, tiny_params
 
 PIPELINES = ("wavelet", "pixel")
 
@@ -39,12 +36,7 @@ def pipeline(tmp_path_factory):
         params.write_text(yaml.safe_dump(p))
         prepare_data(params, tmp)
         for name in PIPELINES:
-            argv = _argv(params, tmp, name)
-            assert compress.main(argv["compress"]) == 0
-            assert train.main(argv["sampler"]) == 0
-            assert train_decoder.main(argv["decoder"]) == 0
-            assert assemble_stage.main(argv["assemble"]) == 0
-            assert evaluate.main(argv["evaluate"]) == 0
+            run_twostage(params, tmp, name)
         yield tmp
 
 

@@ -99,6 +99,19 @@ def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
     }
 
 
+def run_twostage(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
+    """Every stage of a two-stage pipeline after the data stages, in DVC's order; returns their argv."""
+    from stages import assemble, compress, evaluate, train, train_decoder
+
+    argv = stage_argv(params, tmp, pipeline)
+    assert compress.main(argv["compress"]) == 0
+    assert train.main(argv["sampler"]) == 0
+    assert train_decoder.main(argv["decoder"]) == 0
+    assert assemble.main(argv["assemble"]) == 0
+    assert evaluate.main(argv["evaluate"]) == 0
+    return argv
+
+
 def prepare_data(params: Path, tmp: Path) -> None:
     """The data stages every end-to-end test starts with: builtin -> shard -> ref_stats, under `tmp`."""
     from stages import builtin, ref_stats, shard
