@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue as queue_module
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -46,8 +48,19 @@ def vm_hwm_gb() -> float:
     raise OSError("no VmHWM in /proc/self/status")
 
 
-def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, queue) -> None:
+class ChildError(RuntimeError):
+    """A benchmark child failed: it raised, ran out of memory, or died; `reason` is the cause."""
+
+    def __init__(self, fn_name: str, kwargs: dict, reason: str) -> None:
+        super().__init__(f"benchmark child {fn_name}({kwargs}) failed: {reason}")
+        self.reason = reason
+
+
+def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, max_gb: float | None, queue) -> None:
     torch.set_num_threads(threads)
+    if max_gb is not None:
+        limit = int(max_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -59,17 +72,32 @@ def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, queue) -> No
         queue.put(f"{type(e).__name__}: {e}")
 
 
-def in_child(fn: Callable[..., dict], kwargs: dict, threads: int = 1) -> dict:
+def _child_message(queue, proc) -> dict | str:
+    """The child's result or error, or why there is none (killed, e.g. by the OOM killer)."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except queue_module.Empty:
+            if not proc.is_alive():
+                try:  # it may have put its message just before exiting
+                    return queue.get(timeout=1.0)
+                except queue_module.Empty:
+                    return f"child exited with {proc.exitcode}"
+
+
+def in_child(fn: Callable[..., dict], kwargs: dict, threads: int = 1, max_gb: float | None = None) -> dict:
     """`fn(**kwargs)` in a fresh spawned process, plus its `peak_mem_gb` (CUDA max allocated, else the
-    child's peak RSS). `fn` must be a module-level function returning a JSON-able dict."""
+    child's peak RSS). `fn` must be a module-level function returning a JSON-able dict. `max_gb` caps
+    the child's address space (CPU runs only: CUDA maps far more than it allocates). Raises
+    ChildError when the child raises or dies."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_child, args=(fn, kwargs, threads, queue))
+    proc = ctx.Process(target=_run_child, args=(fn, kwargs, threads, max_gb, queue))
     proc.start()
-    value = queue.get()
+    value = _child_message(queue, proc)
     proc.join()
     if isinstance(value, str):
-        raise RuntimeError(f"benchmark child {fn.__name__}({kwargs}) failed: {value}")
+        raise ChildError(fn.__name__, kwargs, value)
     return value
 
 

@@ -8,7 +8,7 @@ vs full-image CIPS training, at final resolutions 128, 256, 512 and 1024, measur
 resolution, its R x R embedding grid, P x P patches, the patch D and the frozen teacher of the
 previous stage rendering P/2 x P/2 (a random teacher: cost does not depend on its weights). "full" is
 the registered "cips" method on whole R x R images with the same G width (its D has that width too).
-Each config runs in a fresh child process (benchmarks.method_cost's pattern): a first step with
+Each config runs in a fresh child process (benchmarks.harness.in_child): a first step with
 every phase (lazy R1 included), then `--steps` timed steps (the median; steps 1..k skip the R1 phase);
 peak memory is the child's peak resident set (VmHWM) on CPU and max_memory_allocated on CUDA. A
 full-image config whose estimate (pixels x the last measured full-image GB or seconds per pixel)
@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
-import resource
 import statistics
 import tempfile
 import time
@@ -30,14 +28,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import sync, vm_hwm_gb
+from benchmarks.harness import ChildError, in_child, sync
 from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams, load_params
 from gancore.generator import save_generator
 from gancore.methods.inrpatch.networks import build_generator
 from gancore.methods.inrpatch.stage import exported_config, stage_config
 from gancore.registry import get_method
-from gancore.training.compute import peak_memory_gb
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.fsio import atomic_write_json
 
@@ -56,42 +53,33 @@ def patch_config(base_cfg, resolution: int, teacher_root: Path):
                         str(folder) if n_stages > 1 else None, resolution)
 
 
-def _child(method: str, cfg, resolution: int, batch: int, steps: int, device: str, max_gb: float,
-           queue) -> None:
-    torch.set_num_threads(1)
-    if device == "cpu":
-        limit = int(max_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution),
-                            TrainParams(batch=batch, device=device), "bench")
-            t = Trainer(get_method(method), run, [Path("unused.tar")], tmp, progress=False)
-            if t.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(t.device)
-            real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
-            t.train_step(real)  # step 0: every phase, lazy R1 included
-            times = []
-            for _ in range(steps):
-                sync()
-                t0 = time.perf_counter()
-                t.train_step(real)
-                sync()
-                times.append(time.perf_counter() - t0)
-            peak = peak_memory_gb(t.device) if t.device.type == "cuda" else vm_hwm_gb()
-            queue.put({"peak_mem_gb": round(peak, 3), "sec_per_step": round(statistics.median(times), 3)})
-    except (MemoryError, RuntimeError) as e:
-        queue.put({"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"})
+def time_steps(method: str, cfg, resolution: int, batch: int, steps: int, device: str) -> dict:
+    """Median seconds of `steps` training steps after an untimed first one (run by in_child)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution),
+                        TrainParams(batch=batch, device=device), "bench")
+        t = Trainer(get_method(method), run, [Path("unused.tar")], tmp, progress=False)
+        real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
+        t.train_step(real)  # step 0: every phase, lazy R1 included
+        times = []
+        for _ in range(steps):
+            sync()
+            t0 = time.perf_counter()
+            t.train_step(real)
+            sync()
+            times.append(time.perf_counter() - t0)
+    return {"sec_per_step": round(statistics.median(times), 3)}
 
 
 def measure(method: str, cfg, resolution: int, batch: int, steps: int, device: str, max_gb: float) -> dict:
-    """One config in a fresh process: {"peak_mem_gb", "sec_per_step"} or {"error"}."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(method, cfg, resolution, batch, steps, device, max_gb, queue))
-    proc.start()
-    proc.join()
-    return queue.get() if not queue.empty() else {"error": f"child exited with {proc.exitcode}"}
+    """One config in a fresh process (address space capped at max_gb on CPU): {"peak_mem_gb",
+    "sec_per_step"} or {"error"}."""
+    kwargs = {"method": method, "cfg": cfg, "resolution": resolution, "batch": batch, "steps": steps,
+              "device": device}
+    try:
+        return in_child(time_steps, kwargs, threads=1, max_gb=max_gb if device == "cpu" else None)
+    except ChildError as e:
+        return {"error": e.reason.splitlines()[0][:160]}
 
 
 def _over_budget(last_full: dict | None, last_res: int, res: int, max_gb: float, max_step_sec: float) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import in_child, load_note, sync
+from benchmarks.harness import ChildError, in_child, load_note, sync
 from benchmarks.train_throughput import ledger, machine, time_steps
 from benchmarks.twostage_cost import autoencoder_run, decoder_run
 from gancore.compare import plot_vs_resolution
@@ -101,8 +101,8 @@ def train_rows(params: str, names: list[str], resolutions: list[int], n_steps: i
             kwargs = {"params": params, "name": name, "resolution": resolution, "n_steps": n_steps, "warmup": warmup}
             try:
                 rows.append(in_child(measure_train, kwargs, threads))
-            except RuntimeError as e:
-                rows.append({"name": name, "resolution": resolution, "skipped": str(e).split("failed: ")[-1]})
+            except ChildError as e:
+                rows.append({"name": name, "resolution": resolution, "skipped": e.reason})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

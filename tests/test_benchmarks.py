@@ -4,11 +4,16 @@ docs/benchmarks.md renderer. Speeds are measured by the scripts, never asserted 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from benchmarks import report
-from benchmarks.harness import in_child
+import pytest
+import torch
+
+from benchmarks import inr_patch, report
+from benchmarks.harness import ChildError, in_child
 from benchmarks.suite import measure_train, spec_run
+from gancore.registry import get_method
 from tests.tiny import tiny_params
 
 
@@ -35,3 +40,29 @@ def test_report_collects_every_section_module_and_its_snippet(tmp_path: Path):
     assert text.index("# Benchmarks") < text.index("## Two-stage parts") < text.index("prose after the table")
     assert text.rstrip().endswith("an unordered snippet")
     assert stored["machine"] in text and "## PixelFolder" not in text  # method_cost.json absent: no section
+
+
+def _exit_now(code: int) -> dict:
+    os._exit(code)  # dies without a word, as an OOM-killed child does
+
+
+def _reserve(n_gb: float) -> dict:
+    torch.empty(int(n_gb * 2**30), dtype=torch.uint8)  # address space only: no page is touched
+    return {}
+
+
+def test_a_child_that_dies_or_passes_its_memory_cap_is_reported_not_waited_on():
+    with pytest.raises(ChildError) as info:
+        in_child(_exit_now, {"code": 3})
+    assert info.value.reason == "child exited with 3"
+    assert in_child(_reserve, {"n_gb": 4})["peak_mem_gb"] < 4  # fine uncapped (nothing touched)
+    with pytest.raises(ChildError, match="memory"):
+        in_child(_reserve, {"n_gb": 4}, max_gb=4)  # torch and Python alone already map > 0
+
+
+def test_inr_patch_rows_are_measured_in_a_child_and_failures_become_error_rows():
+    cfg = get_method("cips").config_cls(width_mult=1 / 64, style_dim=16, mapping_layers=2)
+    row = inr_patch.measure("cips", cfg, 64, 2, 1, "cpu", max_gb=64.0)
+    assert set(row) == {"sec_per_step", "peak_mem_gb"} and row["sec_per_step"] > 0 and row["peak_mem_gb"] > 0
+    bad = inr_patch.measure("cips", cfg, 48, 2, 1, "cpu", max_gb=64.0)
+    assert set(bad) == {"error"} and bad["error"].startswith("ConfigError"), bad
