@@ -96,7 +96,7 @@ class Generator(nn.Module):
         w = self.mapping(z)
         grid = coords if coords is not None else coordinate_grid(z.shape[0], self.resolution, self.resolution,
                                                                  device=z.device)
-        x = torch.cat([self.fourier(grid.to(w.dtype)), self.read_embedding(z.shape[0], coords)], dim=1)
+        x = torch.cat([self.fourier(grid), self.read_embedding(z.shape[0], coords)], dim=1)
         x = self.conv_in(x, w)
         rgb = None
         for k, to_rgb in enumerate(self.to_rgbs):

@@ -109,7 +109,7 @@ class Stage(nn.Module):
     def forward(self, hidden: torch.Tensor, w: torch.Tensor,
                 rgb: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden: constant or previous output; returns (features at s, accumulated RGB at s)."""
-        coords = coordinate_grid(w.shape[0], self.size, self.size, device=w.device).to(w.dtype)
+        coords = coordinate_grid(w.shape[0], self.size, self.size, device=w.device)
         x = self.posfold(self.fourier(coords), hidden)
         for k, to_rgb in enumerate(self.to_rgbs):
             x = unfold(self.convs[2 * k](x, w))
