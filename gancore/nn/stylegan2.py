@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -340,7 +340,8 @@ class FourierFeatures(nn.Module):
         of the 1,024 column coordinates stay distinct and at 256 px the rounding error is a quarter
         of a pixel's spacing (the official codes train in fp32). Later layers may run in bf16.
         """
-        with torch.autocast(coords.device.type, enabled=False):
+        kind = coords.device.type  # "meta" (FLOP counting) has no autocast to turn off
+        with torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext():
             return torch.sin(self.proj(coords.float()))
 
 
