@@ -15,7 +15,8 @@ import yaml
 
 from gancore.errors import ConfigError
 
-__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two"]
+__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two", "TrainOverrides",
+           "with_overrides", "MethodParams"]
 
 
 def is_power_of_two(n: int) -> bool:
@@ -111,10 +112,21 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{dot}{e.key}", e.problem) from None
 
 
+OMIT_DEFAULT = {"omit_default": True}
+"""Field metadata: to_dict leaves the field out while it holds its default, so adding such a field
+keeps every existing run identity, config.json and MLflow param set as it was."""
+
+
+def _omitted(obj: Any, f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("omit_default")) and f.default_factory is not dataclasses.MISSING \
+        and getattr(obj, f.name) == f.default_factory()
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass (or nest of them) as plain JSON-able dicts and lists."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not _omitted(obj, f)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -216,7 +228,8 @@ class TrainParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto = cuda when present."""
     mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    """auto = bf16 (or fp16 with loss scaling) on CUDA, off on CPU."""
+    """auto = the method's official precision (fp32 for FastGAN, PixelFolder and CIPS); bf16 or fp16
+    (with loss scaling) are opt-ins on CUDA; CPU runs are always fp32."""
     max_nan_retries: int = 3
     """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
     decode_threads: int = 2
@@ -258,6 +271,44 @@ class TrainParams:
         if self.batch % n_streams:
             raise ConfigError("batch", f"{self.batch} images do not split into nproc_per_node x nnodes x "
                                        f"grad_accum = {n_streams} equal micro-batches")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOverrides:
+    """A method's own values for keys of the train section (params.yaml `method.<name>.train`); null
+    keeps the train section's. The official codes differ: FastGAN batch 8, CIPS 32, PixelFolder 64."""
+
+    batch: int | None = None
+    """train.batch for this method."""
+    ema_beta: float | None = None
+    """train.ema_beta for this method (per step: a half-life of h images is 0.5 ** (batch / h))."""
+    ema_rampup: float | None = None
+    """train.ema_rampup for this method (0 = a constant ema_beta, as the official codes)."""
+    mixed_precision: Literal["auto", "off", "bf16", "fp16"] | None = None
+    """train.mixed_precision for this method (auto = the method's official precision)."""
+    grad_accum: int | None = None
+    """train.grad_accum for this method (a batch that does not fit in memory at once)."""
+
+
+def with_overrides(train: TrainParams, overrides: TrainOverrides, prefix: str = "") -> TrainParams:
+    """`train` with the non-null keys of `overrides` replaced, checked as a whole train section.
+
+    Raises:
+        ConfigError: the merged section is impossible, named as `prefix` + the overriding key.
+    """
+    changes = {k: v for k, v in to_dict(overrides).items() if v is not None}
+    try:
+        return dataclasses.replace(train, **changes)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e.key}" if e.key in changes else f"train.{e.key}", e.problem) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodParams:
+    """Base of every method's params (params.yaml `method.<name>`): what all methods share."""
+
+    train: TrainOverrides = dataclasses.field(default_factory=TrainOverrides, metadata=OMIT_DEFAULT)
+    """This method's overrides of the train section (absent from run identities while unset)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -487,8 +538,10 @@ def _cross_check(params: dict[str, Any]) -> None:
     from gancore.registry import get_method
 
     resolution = params["base"].resolution
-    for name in params["method"]:
+    for name, cfg in params["method"].items():
         get_method(name).check_resolution(resolution)
+        if isinstance(cfg, MethodParams):
+            with_overrides(params["train"], cfg.train, f"method.{name}.train.")
     for name, pipeline in params["twostage"].items():
         code_px = resolution >> pipeline.compress.levels
         if code_px < 4:

@@ -57,6 +57,9 @@ class MethodSpec:
     """(cfg) -> phases of one step, in order."""
     check_resolution: Callable[[int], None]
     """Raise ConfigError("base.resolution", ...) for resolutions the method cannot build."""
+    precision: str = "off"
+    """What train.mixed_precision "auto" means for this method on CUDA: "off" (fp32), "bf16" or
+    "fp16", the precision its official code trains in. FastGAN, PixelFolder and CIPS: fp32."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

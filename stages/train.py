@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import BaseParams, ConfigError, TrainParams, load_params
+from gancore.config import BaseParams, ConfigError, TrainParams, load_params, with_overrides
 from gancore.data.shards import read_manifest, train_shards
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
@@ -31,10 +31,12 @@ def params_for(method: str, pipeline: str | None = None) -> list[str]:
     return ["base", "train", f"method.{method}", "track", *sampler]
 
 
-def sampler_train(p: dict, pipeline: str | None) -> TrainParams:
-    """The train section, with a two-stage pipeline's own sampler length when it sets one."""
+def sampler_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
+    """The train section with the method's own overrides (method.<name>.train), and a two-stage
+    pipeline's own sampler length when it sets one."""
+    train = with_overrides(p["train"], p[f"method.{method}"].train)
     kimg = p[f"twostage.{pipeline}.sampler"].total_kimg if pipeline else None
-    return p["train"] if kimg is None else dataclasses.replace(p["train"], total_kimg=kimg)
+    return train if kimg is None else dataclasses.replace(train, total_kimg=kimg)
 
 
 def _check_channels(shard_dir: str, pipeline: str) -> None:
@@ -78,8 +80,8 @@ def _train(args, p: dict, world: distributed.World) -> int:
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
-    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.pipeline), fingerprint,
-                    world.size)
+    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.method, args.pipeline),
+                    fingerprint, world.size)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import load_params
+from gancore.config import load_params, with_overrides
 from gancore.data.shards import train_shards
 from gancore.methods.inrpatch.stage import export_stage, stage_config
 from gancore.registry import get_method
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec.check_resolution(p["base"].resolution)
     cfg = stage_config(p["method.inrpatch"], args.stage, args.teacher, p["base"].resolution)
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    train = dataclasses.replace(p["train"], total_kimg=cfg.stage_kimg)
+    train = dataclasses.replace(with_overrides(p["train"], cfg.train), total_kimg=cfg.stage_kimg)
     run = RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)

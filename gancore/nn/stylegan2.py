@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gancore.config import MethodParams
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec, Phase
 
@@ -49,7 +50,7 @@ def scaled_channels(width_mult: float, multiple: int = 1) -> dict[int, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class StyleGAN2Settings:
+class StyleGAN2Settings(MethodParams):
     """Widths, mapping network and the StyleGAN2 training settings of a StyleGAN2-based method."""
 
     width_mult: float = 1.0
@@ -515,4 +516,5 @@ def stylegan2_method(name: str, config_cls: type, generator_cls: type,
 
     return MethodSpec(name=name, config_cls=config_cls, build_networks=build_networks,
                       build_optimizers=build_optimizers, build_loss=build_loss,
-                      phases=stylegan2_phases, check_resolution=check_resolution)
+                      phases=stylegan2_phases, check_resolution=check_resolution,
+                      precision="off")  # the official CIPS and PixelFolder train.py run fp32

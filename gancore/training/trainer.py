@@ -102,11 +102,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(mode: str, method_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of train.mixed_precision `mode` (None = fp32): "auto" is the method's own
+    precision (MethodSpec.precision, its official code's); bf16/fp16 are opt-ins. CUDA only: CPU
+    runs stay fp32 whatever the mode."""
+    mode = method_precision if mode == "auto" else mode
     if device.type != "cuda" or mode == "off":
         return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
@@ -155,7 +157,7 @@ class Trainer:
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)
-        self.amp_dtype = _autocast_dtype(run.train.mixed_precision, self.device)
+        self.amp_dtype = autocast_dtype(run.train.mixed_precision, spec.precision, self.device)
         fp16 = self.amp_dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
         self.state = TrainState()

@@ -55,4 +55,5 @@ SPEC = register_method(MethodSpec(
     build_loss=build_loss,
     phases=phases,
     check_resolution=check_resolution,
+    precision="off",  # the official train.py trains in fp32 (no autocast)
 ))

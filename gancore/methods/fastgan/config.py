@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from gancore.config import MethodParams
 from gancore.errors import ConfigError
 from gancore.transforms.diffaugment import parse_policy
 
@@ -18,7 +19,7 @@ RECON_LOSSES = ("auto", "lpips", "mse")
 
 
 @dataclass(frozen=True, kw_only=True)
-class FastGANConfig:
+class FastGANConfig(MethodParams):
     """Settings of FastGAN's networks, optimisers and losses."""
 
     width_mult: float = 1.0
