@@ -42,9 +42,25 @@ def _params(args: argparse.Namespace) -> int:
 
     with open(args.params) as f:
         raw = yaml.safe_load(f) or {}
+    if args.profile:
+        return _profile(args, raw)
     keys = [*SECTIONS, *(f"{group}.{name}" for group in ("method", "twostage") for name in raw.get(group) or {})]
     params = load_params(args.params, keys)
     print(json.dumps({k: to_dict(v) for k, v in params.items()}, indent=2))
+    return 0
+
+
+def _profile(args: argparse.Namespace, raw: dict) -> int:
+    """Validate params.yaml with a profile applied; print the result, or the `dvc exp run -S` args."""
+    from gancore.config import to_dict, validate
+    from gancore.profile import apply_profile, read_yaml, set_args
+
+    profile = read_yaml(args.profile)
+    merged = apply_profile(raw, profile, args.profile)
+    if args.as_set:
+        print(" ".join(set_args(profile)))
+    else:
+        print(json.dumps(to_dict(validate(merged)), indent=2))
     return 0
 
 
@@ -97,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
     p = sub.add_parser("params", help="validate params.yaml and print the resolved values")
     p.add_argument("params", nargs="?", default="params.yaml")
+    p.add_argument("--profile", help="a profile of keys to change (e.g. params-gpu.yaml), validated on top")
+    p.add_argument("--as-set", action="store_true", help="with --profile: print `dvc exp run -S` arguments")
     p.set_defaults(func=_params)
     m = sub.add_parser("methods", help="list registered methods")
     m.set_defaults(func=_methods)

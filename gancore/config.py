@@ -280,6 +280,8 @@ class TrainOverrides:
 
     batch: int | None = None
     """train.batch for this method."""
+    total_kimg: float | None = None
+    """train.total_kimg for this method (the papers train for very different lengths)."""
     ema_beta: float | None = None
     """train.ema_beta for this method (per step: a half-life of h images is 0.5 ** (batch / h))."""
     ema_rampup: float | None = None
