@@ -1,9 +1,11 @@
-"""Compute ledger pieces: parameter counts, MACs per generated image, peak memory."""
+"""Compute ledger pieces: parameter counts, counted FLOPs (of any call, e.g. a training step), MACs per
+generated image, peak memory."""
 
 from __future__ import annotations
 
 import resource
 import sys
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -15,6 +17,15 @@ def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs torch counts in one call of `fn`: matrix multiplies and convolutions, forward and
+    backward (a multiply-add is 2 FLOPs); elementwise ops are not counted. E.g. one training step."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
 @torch.no_grad()
 def gmacs_per_image(G: nn.Module) -> float:
     """Multiply-accumulates (in 1e9) of one G call for a single image, counted by torch.
@@ -24,13 +35,11 @@ def gmacs_per_image(G: nn.Module) -> float:
     device = next(G.parameters()).device
     was_training = G.training
     G.eval()
+    shape = G.input_shape if hasattr(G, "input_shape") else (G.z_dim,)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        counter = FlopCounterMode(display=False)
-        with counter:
-            shape = G.input_shape if hasattr(G, "input_shape") else (G.z_dim,)
-            G(torch.zeros(1, *shape, device=device))
+        flops = count_flops(lambda: G(torch.zeros(1, *shape, device=device)))
     G.train(was_training)
-    return counter.get_total_flops() / 2 / 1e9
+    return flops / 2 / 1e9
 
 
 def peak_memory_gb(device: torch.device) -> float:
