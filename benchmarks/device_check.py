@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 from benchmarks import inr_patch
-from benchmarks.harness import load_note, sync
+from benchmarks.harness import load_note, steps_sec
 from benchmarks.train_throughput import machine
 from gancore.config import ShardParams, load_params, with_overrides
 from gancore.data.builtin import build_builtin
@@ -53,8 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fastgan", "pixelfolder", "cips")
 PRECISIONS = ("off", "bf16")
 SIZES_PX = (256, 512, 1024)
-_TINY_STYLEGAN2 = {"width_mult": 1 / 64, "d_width_mult": 1 / 32, "style_dim": 16, "mapping_layers": 2,
-                   "train": {"batch": 4}}
+_TINY_STYLEGAN2 = {"width_mult": 1 / 64, "d_width_mult": 1 / 32, "style_dim": 16,
+                   "mapping_layers": 2, "train": {"batch": 4}}
 TINY = {"method": {"fastgan": {"width_mult": 1 / 16, "z_dim": 16}, "pixelfolder": _TINY_STYLEGAN2,
                    "cips": _TINY_STYLEGAN2, "inrpatch": {**_TINY_STYLEGAN2, "patch_px": 32}},
         "train": {"batch": 4, "decode_threads": 1}}
@@ -72,7 +73,8 @@ runs fp32 convolutions on TF32 tensor cores by default (torch.backends.cudnn.all
 
 def gpu_params(out_dir: Path, tiny: bool) -> Path:
     """params.yaml with params-gpu.yaml (and TINY with `tiny`) applied, written to out_dir."""
-    raw = apply_profile(read_yaml(ROOT / "params.yaml"), read_yaml(ROOT / "params-gpu.yaml"), "params-gpu.yaml")
+    gpu = read_yaml(ROOT / "params-gpu.yaml")
+    raw = apply_profile(read_yaml(ROOT / "params.yaml"), gpu, "params-gpu.yaml")
     if tiny:
         raw = apply_profile(raw, TINY, "device_check.TINY")
     path = out_dir / "params.yaml"
@@ -81,7 +83,7 @@ def gpu_params(out_dir: Path, tiny: bool) -> Path:
 
 
 def device_info(device: torch.device, peak_tflops: dict[str, float] | None) -> dict:
-    """The machine, its peak TFLOPS per precision (None where unknown) and the settings that matter."""
+    """The machine, its peak TFLOPS per precision (None where unknown), the settings that matter."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     return {"machine": machine(), "device": name, "peak_tflops": peak, "load": load_note(),
@@ -99,7 +101,7 @@ def method_train(params: Path, method: str) -> tuple[Any, dict]:
 
 def make_trainer(params: Path, method: str, resolution: int, precision: str, tmp: Path,
                  batch: int | None = None) -> Trainer:
-    """A Trainer built as the train stage builds it, at `precision` (and `batch`, default the method's)."""
+    """A Trainer built as the train stage builds it, at `precision` and `batch` (None: its own)."""
     train, p = method_train(params, method)
     train = replace(train, mixed_precision=precision, batch=batch or train.batch, grad_accum=1)
     run = RunConfig(method, p[f"method.{method}"], replace(p["base"], resolution=resolution), train,
@@ -124,26 +126,22 @@ def _timed(trainer: Trainer, steps: int) -> dict:
     real = torch.rand(t.batch, 3, res, res, device=trainer.device) * 2 - 1
     trainer.train_step(real)  # step 0: every phase, lazy R1 included; not timed
     flops = count_flops(lambda: trainer.train_step(real))
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(real)
-    sync()
-    sec = time.perf_counter() - t0
+    sec = steps_sec(lambda: trainer.train_step(real), steps)
     return {"batch": t.batch, "img_per_sec": round(steps * t.batch / sec, 2),
             "tflop_per_img": round(flops / t.batch / 1e12, 5),
             "peak_mem_gb": round(peak_memory_gb(trainer.device), 3),
             "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off"}
 
 
-def _measure(params: Path, method: str, resolution: int, precision: str, batch: int, steps: int) -> dict:
+def _measure(params: Path, method: str, resolution: int, precision: str, batch: int,
+             steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         return _timed(make_trainer(params, method, resolution, precision, Path(tmp), batch), steps)
 
 
 def throughput_row(params: Path, method: str, resolution: int, precision: str, steps: int,
                    peak: dict | None) -> dict:
-    """One method x resolution x precision at the method's batch, halved while it runs out of memory."""
+    """One method x resolution x precision at the method's batch, halved while out of memory."""
     row: dict[str, Any] = {"method": method, "resolution": resolution, "precision": precision,
                            "oom_batches": []}
     batch = method_train(params, method)[0].batch
@@ -169,8 +167,8 @@ def throughput_row(params: Path, method: str, resolution: int, precision: str, s
 # fp32 vs bf16 agreement
 
 
-def _g_pass(trainer: Trainer, real: torch.Tensor, amp: bool, seed: int = 0) -> tuple[torch.Tensor, float,
-                                                                                     torch.Tensor]:
+def _g_pass(trainer: Trainer, real: torch.Tensor, amp: bool,
+            seed: int = 0) -> tuple[torch.Tensor, float, torch.Tensor]:
     """G(z), the G-phase loss and G's flattened gradient, all random draws from `seed`."""
     G = trainer.nets["G"]
     G.zero_grad(set_to_none=True)
@@ -189,26 +187,28 @@ def agreement_row(params: Path, method: str, resolution: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = make_trainer(params, method, resolution, "off", Path(tmp))
         torch.manual_seed(1)
-        real = torch.rand(trainer.run.train.batch, 3, resolution, resolution, device=trainer.device) * 2 - 1
+        shape = (trainer.run.train.batch, 3, resolution, resolution)
+        real = torch.rand(*shape, device=trainer.device) * 2 - 1
         img32, loss32, grad32 = _g_pass(trainer, real, amp=False)
         img16, loss16, grad16 = _g_pass(trainer, real, amp=True)
     return {"method": method, "resolution": resolution, "loss_fp32": round(loss32, 5),
             "loss_bf16": round(loss16, 5),
             "g_out_rel_err": round(float((img16 - img32).norm() / img32.norm()), 5),
-            "g_grad_cosine": round(float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)), 5)}
+            "g_grad_cosine": round(float(F.cosine_similarity(grad16, grad32, dim=0)), 5)}
 
 
 # ----------------------------------------------------------------------------
 # Data loading against the step's demand, compile and channels_last
 
 
-def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path, n_img: int) -> dict:
+def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path,
+             n_img: int) -> dict:
     """Decode rate of the shard loader at `resolution` with train.decode_threads."""
     t = load_params(params, ["train"])["train"]
     build_builtin(tmp / f"img{resolution}", n_img, resolution, 0)
     write_shards(tmp / f"img{resolution}", tmp / f"shards{resolution}", resolution, ShardParams())
-    stream = ShardStream(shard_paths(tmp / f"shards{resolution}", "train"), resolution, 0, 64, t.decode_threads,
-                         t.xflip)
+    paths = shard_paths(tmp / f"shards{resolution}", "train")
+    stream = ShardStream(paths, resolution, 0, 64, t.decode_threads, t.xflip)
     batches = stream.batches(t.batch)
     next(batches)  # thread start-up
     n_batches = max(2, n_img // t.batch)
@@ -217,28 +217,25 @@ def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path
         next(batches)
     rate = n_batches * t.batch / (time.perf_counter() - t0)
     batches.close()
-    return {"resolution": resolution, "decode_threads": t.decode_threads, "loader_img_per_sec": round(rate, 1),
-            "train_demand_img_per_sec": demand_img_per_sec,
-            "loader_over_demand": round(rate / demand_img_per_sec, 2) if demand_img_per_sec else None}
+    ratio = round(rate / demand_img_per_sec, 2) if demand_img_per_sec else None
+    return {"resolution": resolution, "decode_threads": t.decode_threads,
+            "loader_img_per_sec": round(rate, 1), "train_demand_img_per_sec": demand_img_per_sec,
+            "loader_over_demand": ratio}
 
 
 def _variant_rate(trainer: Trainer, steps: int, memory_format: torch.memory_format) -> float:
     res, batch = trainer.run.base.resolution, trainer.run.train.batch
-    real = (torch.rand(batch, 3, res, res, device=trainer.device) * 2 - 1).contiguous(memory_format=memory_format)
-    for _ in range(2):  # warm-up (compilation happens here)
-        trainer.train_step(real)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step(real)
-    sync()
-    return steps * batch / (time.perf_counter() - t0)
+    real = torch.rand(batch, 3, res, res, device=trainer.device) * 2 - 1
+    real = real.contiguous(memory_format=memory_format)
+    steps_sec(lambda: trainer.train_step(real), 2)  # warm-up (compilation happens here)
+    return steps * batch / steps_sec(lambda: trainer.train_step(real), steps)
 
 
 def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> list[dict]:
-    """FastGAN's train_step img/s eager, with channels_last networks and inputs, and with every network
-    compiled in place (nn.Module.compile)."""
-    variants = {"eager": (torch.contiguous_format, None), "channels_last": (torch.channels_last, None),
+    """FastGAN's train_step img/s eager, with channels_last networks and inputs, and with every
+    network compiled in place (nn.Module.compile)."""
+    variants = {"eager": (torch.contiguous_format, None),
+                "channels_last": (torch.channels_last, None),
                 f"compile ({backend})": (torch.contiguous_format, backend)}
     rows = []
     for name, (memory_format, compile_backend) in variants.items():
@@ -254,7 +251,8 @@ def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> lis
                 rows.append({"variant": name, "img_per_sec": round(rate, 2),
                              "setup_sec": round(time.perf_counter() - t0, 1)})
             except Exception as e:  # a variant that fails is a finding, not a crash of the check
-                rows.append({"variant": name, "error": f"{type(e).__name__}: {e}".splitlines()[0][:160]})
+                error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
+                rows.append({"variant": name, "error": error})
     eager = rows[0].get("img_per_sec")
     for r in rows:
         r["vs_eager"] = round(r["img_per_sec"] / eager, 2) if eager and "img_per_sec" in r else None
@@ -282,17 +280,20 @@ def run(tiny: bool, sizes: list[int], steps: int, budget_sec: float, peak: dict 
                         rows.append({"method": method, "resolution": res, "precision": precision,
                                      "skipped": f"past --budget-sec {budget_sec:g}"})
                         continue
-                    rows.append(throughput_row(params, method, res, precision, steps, info["peak_tflops"]))
+                    rows.append(throughput_row(params, method, res, precision, steps,
+                                               info["peak_tflops"]))
                     print(rows[-1], flush=True)
         agreement = [agreement_row(params, m, sizes[0]) for m in METHODS]
-        patch = inr_patch.run_all(str(params), sizes, batch=2 if tiny else 8, steps=1 if tiny else 3,
-                                  device=device.type, max_gb=100.0, max_step_sec=60.0)
-        demand = {res: max([r.get("img_per_sec", 0) for r in rows if r["resolution"] == res], default=0)
-                  for res in sizes}
+        patch = inr_patch.run_all(str(params), sizes, batch=2 if tiny else 8,
+                                  steps=1 if tiny else 3, device=device.type, max_gb=100.0,
+                                  max_step_sec=60.0)
+        demand = {res: max([r.get("img_per_sec", 0) for r in rows if r["resolution"] == res],
+                           default=0) for res in sizes}
         data = [data_row(params, res, demand[res], tmp, 16 if tiny else 128) for res in sizes]
         compile_ = compile_rows(params, sizes[0], steps, compile_backend)
-    return {**info, "tiny": tiny, "timed_steps": steps, "wall_sec": round(time.perf_counter() - start, 1),
-            "throughput": rows, "agreement": agreement, "inr_patch": patch, "data": data,
+    return {**info, "tiny": tiny, "timed_steps": steps,
+            "wall_sec": round(time.perf_counter() - start, 1), "throughput": rows,
+            "agreement": agreement, "inr_patch": patch, "data": data,
             "compile": compile_}
 
 
@@ -327,12 +328,14 @@ def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/device_check.json."""
     peak = results["peak_tflops"]
     lines = ["## Device check: throughput, MFU, precision, patch memory, data, compile", "",
-             f"`python -m benchmarks.device_check{' --tiny' if results['tiny'] else ''}` — {results['machine']}; "
+             f"`python -m benchmarks.device_check{' --tiny' if results['tiny'] else ''}` — "
+             f"{results['machine']}; "
              f"device {results['device']}; peak TFLOPS {peak or 'unknown (no MFU)'}; "
              f"{results['torch_threads']} torch threads; {results['load']}; cuDNN TF32 "
              f"{results['cudnn_allow_tf32']}, matmul precision {results['matmul_precision']}; "
              f"{results['wall_sec']} s in all. Paper widths and official batches (params-gpu.yaml)"
-             + (" shrunk to CPU-test size: these rows only show the check runs." if results["tiny"] else ".")
+             + (" shrunk to CPU-test size: these rows only show the check runs."
+                if results["tiny"] else ".")
              + " `amp` is what the trainer applied (CPU runs stay fp32).", "",
              "### Training throughput and MFU (counted FLOPs of one train_step / peak)", ""]
     lines += _table(["method", "res", "precision", "amp", "batch", "img/s", "peak GB", "TFLOP/img",
@@ -340,34 +343,43 @@ def section(results: dict) -> str:
                     [[r["method"], r["resolution"], r["precision"], r.get("amp"), r.get("batch"),
                       r.get("img_per_sec"), r.get("peak_mem_gb"), r.get("tflop_per_img"),
                       r.get("achieved_tflops"), r.get("mfu"),
-                      r.get("skipped") or r.get("error") or ", ".join(map(str, r.get("oom_batches", [])))]
+                      r.get("skipped") or r.get("error")
+                      or ", ".join(map(str, r.get("oom_batches", [])))]
                      for r in results["throughput"]])
     lines += ["", "### PixelFolder vs CIPS", ""]
-    lines += _table(["res", "precision", "PixelFolder img/s", "CIPS img/s", "PF / CIPS", "PF peak GB",
-                     "CIPS peak GB"], _pf_vs_cips(results["throughput"]))
+    lines += _table(["res", "precision", "PixelFolder img/s", "CIPS img/s", "PF / CIPS",
+                     "PF peak GB", "CIPS peak GB"], _pf_vs_cips(results["throughput"]))
     lines += ["", "### fp32 vs bf16 autocast (same weights, latents and noise)", ""]
-    lines += _table(["method", "res", "G loss fp32", "G loss bf16", "G output rel. error", "G grad cosine"],
-                    [[a["method"], a["resolution"], a["loss_fp32"], a["loss_bf16"], a["g_out_rel_err"],
-                      a["g_grad_cosine"]] for a in results["agreement"]])
+    lines += _table(["method", "res", "G loss fp32", "G loss bf16", "G output rel. error",
+                     "G grad cosine"],
+                    [[a["method"], a["resolution"], a["loss_fp32"], a["loss_bf16"],
+                      a["g_out_rel_err"], a["g_grad_cosine"]] for a in results["agreement"]])
     lines += ["", inr_patch.section(results["inr_patch"]).replace("## ", "### ", 1).rstrip(), "",
               "### Data loading vs the training step's demand", ""]
-    lines += _table(["res", "decode threads", "loader img/s", "fastest train img/s", "loader / demand"],
+    lines += _table(["res", "decode threads", "loader img/s", "fastest train img/s",
+                     "loader / demand"],
                     [[d["resolution"], d["decode_threads"], d["loader_img_per_sec"],
-                      d["train_demand_img_per_sec"], d["loader_over_demand"]] for d in results["data"]])
+                      d["train_demand_img_per_sec"], d["loader_over_demand"]]
+                     for d in results["data"]])
     lines += ["", "### torch.compile and channels_last (FastGAN train_step, fp32)", ""]
     lines += _table(["variant", "img/s", "vs eager", "set-up s"],
-                    [[c["variant"], c.get("img_per_sec", c.get("error")), c.get("vs_eager"), c.get("setup_sec")]
-                     for c in results["compile"]])
+                    [[c["variant"], c.get("img_per_sec", c.get("error")), c.get("vs_eager"),
+                      c.get("setup_sec")] for c in results["compile"]])
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes (with --sizes 64)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, help=f"default {list(SIZES_PX)}; --tiny 64")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default 5; --tiny 1)")
-    parser.add_argument("--budget-sec", type=float, default=300.0, help="throughput rows after this are skipped")
-    parser.add_argument("--peak-tflops", type=float, nargs=2, default=None, metavar=("FP32", "BF16"),
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help=f"default {list(SIZES_PX)}; --tiny 64")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per row (default 5; --tiny 1)")
+    parser.add_argument("--budget-sec", type=float, default=300.0,
+                        help="throughput rows after this many seconds are skipped")
+    parser.add_argument("--peak-tflops", type=float, nargs=2, default=None,
+                        metavar=("FP32", "BF16"),
                         help="the device's peaks when PEAK_TFLOPS does not know it")
     parser.add_argument("--compile-backend", default=None, help="default inductor; --tiny eager")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/device_check.json"))

@@ -23,6 +23,16 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def steps_sec(step: StepFn, n_steps: int) -> float:
+    """Wall seconds of `n_steps` calls of `step`, queued CUDA work included."""
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    sync()
+    return time.perf_counter() - t0
+
+
 def interleaved_sec(steps: dict[str, StepFn], rounds: int, n_steps: int, warmup: int) -> dict[str, float]:
     """Median seconds of `n_steps` calls per name, the names alternating round by round (fair on a shared CPU)."""
     for fn in steps.values():

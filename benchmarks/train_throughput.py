@@ -13,12 +13,11 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import sync
+from benchmarks.harness import steps_sec
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import MethodSpec, get_method
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
@@ -41,12 +40,7 @@ def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> t
         real = torch.rand(*shape, device=trainer.device) * 2 - 1
         for _ in range(warmup):
             trainer.train_step(real)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            trainer.train_step(real)
-        sync()
-        return trainer, time.perf_counter() - t0
+        return trainer, steps_sec(lambda: trainer.train_step(real), n_steps)
 
 
 def ledger(trainer: Trainer, n_img: int, sec: float) -> dict:

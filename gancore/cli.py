@@ -51,7 +51,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace, raw: dict) -> int:
-    """Validate params.yaml with a profile applied; print the result, or the `dvc exp run -S` args."""
+    """Validate params.yaml with a profile applied; print it, or the `dvc exp run -S` args."""
     from gancore.config import to_dict, validate
     from gancore.profile import apply_profile, read_yaml, set_args
 
@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
     p = sub.add_parser("params", help="validate params.yaml and print the resolved values")
     p.add_argument("params", nargs="?", default="params.yaml")
-    p.add_argument("--profile", help="a profile of keys to change (e.g. params-gpu.yaml), validated on top")
-    p.add_argument("--as-set", action="store_true", help="with --profile: print `dvc exp run -S` arguments")
+    p.add_argument("--profile", help="keys to change (e.g. params-gpu.yaml), validated on top")
+    p.add_argument("--as-set", action="store_true",
+                   help="with --profile: print the `dvc exp run -S` arguments")
     p.set_defaults(func=_params)
     m = sub.add_parser("methods", help="list registered methods")
     m.set_defaults(func=_methods)

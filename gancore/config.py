@@ -15,8 +15,8 @@ import yaml
 
 from gancore.errors import ConfigError
 
-__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two", "TrainOverrides",
-           "with_overrides", "MethodParams"]
+__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
+           "TrainOverrides", "with_overrides", "MethodParams"]
 
 
 def is_power_of_two(n: int) -> bool:
@@ -276,7 +276,8 @@ class TrainParams:
 @dataclass(frozen=True, kw_only=True)
 class TrainOverrides:
     """A method's own values for keys of the train section (params.yaml `method.<name>.train`); null
-    keeps the train section's. The official codes differ: FastGAN batch 8, CIPS 32, PixelFolder 64."""
+    keeps the train section's. The official codes differ: FastGAN batch 8, CIPS 32, PixelFolder
+    64."""
 
     batch: int | None = None
     """train.batch for this method."""
@@ -302,7 +303,8 @@ def with_overrides(train: TrainParams, overrides: TrainOverrides, prefix: str = 
     try:
         return dataclasses.replace(train, **changes)
     except ConfigError as e:
-        raise ConfigError(f"{prefix}{e.key}" if e.key in changes else f"train.{e.key}", e.problem) from None
+        key = f"{prefix}{e.key}" if e.key in changes else f"train.{e.key}"
+        raise ConfigError(key, e.problem) from None
 
 
 @dataclass(frozen=True, kw_only=True)

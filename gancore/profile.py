@@ -44,8 +44,8 @@ def apply_profile(raw: Mapping[str, Any], profile: Any, name: str = "profile") -
     merged = copy.deepcopy(dict(raw))
     for key, value in flatten(profile).items():
         if key not in known:
-            raise ConfigError(key, f"{name} sets a key params.yaml does not have (a profile only changes "
-                                   "existing keys)")
+            raise ConfigError(key, f"{name} sets a key params.yaml does not have (a profile only "
+                                   "changes existing keys)")
         *parents, last = key.split(".")
         node = merged
         for part in parents:
@@ -56,7 +56,7 @@ def apply_profile(raw: Mapping[str, Any], profile: Any, name: str = "profile") -
 
 
 def set_args(profile: Mapping[str, Any]) -> list[str]:
-    """`dvc exp run` arguments setting every key of the profile: ["-S", "base.resolution=256", ...]."""
+    """`dvc exp run` arguments setting every key of the profile: ["-S", "base.resolution=256"]."""
     args: list[str] = []
     for key, value in flatten(profile).items():
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

@@ -80,8 +80,8 @@ def _train(args, p: dict, world: distributed.World) -> int:
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
-    run = RunConfig(args.method, p[f"method.{args.method}"], base, sampler_train(p, args.method, args.pipeline),
-                    fingerprint, world.size)
+    train = sampler_train(p, args.method, args.pipeline)
+    run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"

@@ -30,10 +30,13 @@ def test_every_part_runs_at_tiny_size(results):
         assert r["amp"] == "off" and r["mfu"] is None  # CPU: no autocast in training, no known peak
         assert r["batch"] == 4 and r["oom_batches"] == []
     assert [a["method"] for a in results["agreement"]] == list(device_check.METHODS)
-    assert all(0.9 < a["g_grad_cosine"] <= 1.0 and a["g_out_rel_err"] > 0 for a in results["agreement"])
+    assert all(0.9 < a["g_grad_cosine"] <= 1.0 and a["g_out_rel_err"] > 0
+               for a in results["agreement"])
     assert "peak_mem_gb" in results["inr_patch"]["rows"]["64"]["patch"]
-    assert results["data"][0]["loader_img_per_sec"] > 0 and results["data"][0]["loader_over_demand"] > 0
-    assert [c["variant"] for c in results["compile"]] == ["eager", "channels_last", "compile (eager)"]
+    data = results["data"][0]
+    assert data["loader_img_per_sec"] > 0 and data["loader_over_demand"] > 0
+    variants = [c["variant"] for c in results["compile"]]
+    assert variants == ["eager", "channels_last", "compile (eager)"]
     assert all(c["img_per_sec"] > 0 for c in results["compile"])
 
 
@@ -45,7 +48,7 @@ def test_report_renders_the_device_check(results, tmp_path):
     assert "### Patch INR-GAN vs full-image CIPS" in text
 
 
-def test_mfu_is_counted_flops_per_second_over_the_peak_and_oom_halves_the_batch(tmp_path, monkeypatch):
+def test_mfu_is_flops_per_second_over_the_peak_and_oom_halves_the_batch(tmp_path, monkeypatch):
     params = device_check.gpu_params(tmp_path, tiny=True)
     measure = device_check._measure
 
@@ -65,7 +68,8 @@ def test_count_flops_counts_forward_and_backward_multiply_adds_twice():
     lin = torch.nn.Linear(4, 3)
     x = torch.randn(2, 4, requires_grad=True)
     assert count_flops(lambda: lin(x)) == 2 * 2 * 4 * 3
-    assert count_flops(lambda: lin(x).sum().backward()) == 3 * 2 * 2 * 4 * 3  # + grad input, grad weight
+    # backward adds the input's and the weight's gradients: three times the forward
+    assert count_flops(lambda: lin(x).sum().backward()) == 3 * 2 * 2 * 4 * 3
 
 
 def test_the_profile_the_check_runs_is_the_gpu_profile(tmp_path):
@@ -73,4 +77,6 @@ def test_the_profile_the_check_runs_is_the_gpu_profile(tmp_path):
 
     p = load_params(device_check.gpu_params(tmp_path, tiny=False), ["base", "method.cips"])
     assert p["base"].resolution == 256 and p["method.cips"].width_mult == 1.0
-    assert device_check.method_train(device_check.gpu_params(tmp_path, tiny=False), "pixelfolder")[0].batch == 64
+    params = device_check.gpu_params(tmp_path, tiny=False)
+    train, _ = device_check.method_train(params, "pixelfolder")
+    assert train.batch == 64

@@ -342,7 +342,8 @@ class FourierFeatures(nn.Module):
         of a pixel's spacing (the official codes train in fp32). Later layers may run in bf16.
         """
         kind = coords.device.type  # "meta" (FLOP counting) has no autocast to turn off
-        with torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext():
+        available = torch.amp.is_autocast_available(kind)
+        with torch.autocast(kind, enabled=False) if available else nullcontext():
             return torch.sin(self.proj(coords.float()))
 
 

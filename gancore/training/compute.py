@@ -1,5 +1,5 @@
-"""Compute ledger pieces: parameter counts, counted FLOPs (of any call, e.g. a training step), MACs per
-generated image, peak memory."""
+"""Compute ledger pieces: parameter counts, counted FLOPs (of any call, e.g. a training step), MACs
+per generated image, peak memory."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def count_params(net: nn.Module) -> int:
 
 def count_flops(fn: Callable[[], Any]) -> int:
     """FLOPs torch counts in one call of `fn`: matrix multiplies and convolutions, forward and
-    backward (a multiply-add is 2 FLOPs); elementwise ops are not counted. E.g. one training step."""
+    backward (a multiply-add is 2 FLOPs); elementwise ops are not counted."""
     counter = FlopCounterMode(display=False)
     with counter:
         fn()

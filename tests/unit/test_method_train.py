@@ -1,4 +1,4 @@
-"""Per-method train overrides (params.yaml `method.<name>.train`) and per-method default precision."""
+"""Per-method train overrides (params.yaml `method.<name>.train`) and per-method precision."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 import yaml
 
-from gancore.config import ConfigError, TrainOverrides, TrainParams, load_params, to_dict, with_overrides
+from gancore.config import (
+    ConfigError, TrainOverrides, TrainParams, load_params, to_dict, with_overrides,
+)
 from gancore.registry import get_method, list_methods
 from gancore.training.trainer import RunConfig, autocast_dtype
 from stages.train import sampler_train
@@ -55,7 +57,8 @@ def test_unset_overrides_keep_run_identities_and_an_override_changes_them():
     assert "train" not in to_dict(plain)  # config.json, MLflow params and identities as before
     over = cfg_cls(train=TrainOverrides(batch=32))
     assert to_dict(over)["train"]["batch"] == 32
-    runs = [RunConfig("cips", c, base, with_overrides(TrainParams(), c.train), "fp") for c in (plain, over)]
+    runs = [RunConfig("cips", c, base, with_overrides(TrainParams(), c.train), "fp")
+            for c in (plain, over)]
     assert runs[0].identity_hash() != runs[1].identity_hash()
     assert runs[1].identity()["train"]["batch"] == 32
 

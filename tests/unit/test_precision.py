@@ -1,5 +1,6 @@
-"""Positions stay float32 under mixed precision: coordinates and Fourier features of CIPS, PixelFolder
-and the patch INR are computed in fp32 under bf16 autocast (bf16 keeps 768 of 1,024 columns)."""
+"""Positions stay float32 under mixed precision: coordinates and Fourier features of CIPS,
+PixelFolder and the patch INR are computed in fp32 under bf16 autocast (bf16 keeps 768 of 1,024
+columns at 1024 px)."""
 
 from __future__ import annotations
 

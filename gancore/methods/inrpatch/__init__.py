@@ -28,4 +28,5 @@ def _check_resolution(resolution: int) -> None:
 SPEC = register_method(MethodSpec(
     name="inrpatch", config_cls=InrPatchConfig, build_networks=build_networks,
     build_optimizers=_build_optimizers, build_loss=PatchLoss, phases=stylegan2_phases,
-    check_resolution=_check_resolution, precision="off"))  # CIPS's fp32 (MS-INR-GAN trains fp32 too)
+    check_resolution=_check_resolution,
+    precision="off"))  # CIPS's fp32 (MS-INR-GAN trains in fp32 too)
