@@ -544,8 +544,7 @@ def _cross_check(params: dict[str, Any]) -> None:
     resolution = params["base"].resolution
     for name, cfg in params["method"].items():
         get_method(name).check_resolution(resolution)
-        if isinstance(cfg, MethodParams):
-            with_overrides(params["train"], cfg.train, f"method.{name}.train.")
+        with_overrides(params["train"], cfg.train, f"method.{name}.train.")
     for name, pipeline in params["twostage"].items():
         code_px = resolution >> pipeline.compress.levels
         if code_px < 4:

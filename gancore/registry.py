@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import torch
 from torch import nn
+
+from gancore.config import MethodParams
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class MethodSpec:
     """(cfg) -> phases of one step, in order."""
     check_resolution: Callable[[int], None]
     """Raise ConfigError("base.resolution", ...) for resolutions the method cannot build."""
-    precision: str = "off"
+    precision: Literal["off", "bf16", "fp16"] = "off"
     """What train.mixed_precision "auto" means for this method on CUDA: "off" (fp32), "bf16" or
     "fp16", the precision its official code trains in. FastGAN, PixelFolder and CIPS: fp32."""
 
@@ -67,6 +69,9 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Add a method; called once by each method package when it is imported."""
+    if not issubclass(spec.config_cls, MethodParams):
+        raise TypeError(f"method {spec.name!r}: config_cls must derive from "
+                        "gancore.config.MethodParams (its section carries the train overrides)")
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"method {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec

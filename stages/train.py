@@ -31,7 +31,7 @@ def params_for(method: str, pipeline: str | None = None) -> list[str]:
     return ["base", "train", f"method.{method}", "track", *sampler]
 
 
-def sampler_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
+def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
     """The train section with the method's own overrides (method.<name>.train), and a two-stage
     pipeline's own sampler length when it sets one."""
     train = with_overrides(p["train"], p[f"method.{method}"].train)
@@ -80,7 +80,7 @@ def _train(args, p: dict, world: distributed.World) -> int:
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
     base = dataclasses.replace(p["base"], resolution=sample_px)
-    train = sampler_train(p, args.method, args.pipeline)
+    train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)

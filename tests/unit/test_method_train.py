@@ -11,9 +11,9 @@ import yaml
 from gancore.config import (
     ConfigError, TrainOverrides, TrainParams, load_params, to_dict, with_overrides,
 )
-from gancore.registry import get_method, list_methods
+from gancore.registry import get_method, list_methods, register_method
 from gancore.training.trainer import RunConfig, autocast_dtype
-from stages.train import sampler_train
+from stages.train import resolved_train
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ["base", "train", "method.fastgan", "method.cips"]
@@ -34,8 +34,8 @@ def test_a_method_gets_its_own_batch_and_ema_and_the_others_keep_the_train_secti
     assert cips.total_kimg == p["train"].total_kimg and cips.xflip == p["train"].xflip
     assert with_overrides(p["train"], p["method.fastgan"].train) == p["train"]
     # the train stage's own resolution of the section
-    assert sampler_train(p, "cips", None) == cips
-    assert sampler_train(p, "fastgan", None) == p["train"]
+    assert resolved_train(p, "cips", None) == cips
+    assert resolved_train(p, "fastgan", None) == p["train"]
 
 
 @pytest.mark.parametrize("train, key", [
@@ -73,3 +73,14 @@ def test_auto_precision_is_each_methods_official_fp32_and_bf16_is_an_opt_in():
     assert autocast_dtype("fp16", "off", cuda) is torch.float16
     assert autocast_dtype("auto", "bf16", cuda) is torch.bfloat16
     assert autocast_dtype("bf16", "bf16", cpu) is None
+
+
+def test_a_method_whose_params_cannot_carry_train_overrides_is_refused():
+    from dataclasses import dataclass, replace
+
+    @dataclass(frozen=True, kw_only=True)
+    class Plain:
+        width_mult: float = 1.0
+
+    with pytest.raises(TypeError, match="MethodParams"):
+        register_method(replace(get_method("fastgan"), name="plain", config_cls=Plain))
