@@ -87,6 +87,23 @@ def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
     return final
 
 
+def remove_stale_temporaries(final: str | Path) -> list[Path]:
+    """Delete the temporary folders `atomic_dir(final, ...)` left behind when killed mid-build.
+
+    Only for a `final` that one process at a time builds (a DVC stage output, a locked run folder).
+
+    Returns:
+        The folders removed.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    stale = [p for p in final.parent.glob(f".{final.name}.*.tmp") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
