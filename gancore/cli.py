@@ -36,15 +36,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from gancore.config import SECTIONS, load_params, to_dict
+    from gancore.config import SECTIONS, read_yaml, to_dict, validate
 
-    import yaml
-
-    with open(args.params) as f:
-        raw = yaml.safe_load(f) or {}
-    keys = [*SECTIONS, *(f"{group}.{name}" for group in ("method", "twostage") for name in raw.get(group) or {})]
-    params = load_params(args.params, keys)
-    print(json.dumps({k: to_dict(v) for k, v in params.items()}, indent=2))
+    params = validate(read_yaml(args.params))
+    out = {k: to_dict(params[k]) for k in SECTIONS}
+    out.update({f"{group}.{name}": to_dict(cfg) for group in ("method", "twostage")
+                for name, cfg in params[group].items()})
+    print(json.dumps(out, indent=2))
     return 0
 
 
