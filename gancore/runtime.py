@@ -16,9 +16,9 @@ import torch
 
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
-from gancore.errors import GancoreError
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
+from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 
 
@@ -48,18 +48,20 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
-    """Run a stage main(); a GancoreError prints one clear line and exits with status 2."""
+    """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
+    status 2."""
     try:
         code = main(argv)
-    except GancoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
+    except Exception as e:
+        code = exit_code_for(e)
+        if code is None:
+            raise
     sys.exit(code)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     """An argparse parser with the --params argument every stage takes."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     return parser
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from gancore.config import CompressParams, build_dataclass, to_dict
 from gancore.errors import DataError
-from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json
 
 if TYPE_CHECKING:
     from gancore.registry import MethodSpec
@@ -246,11 +246,14 @@ def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = N
 
 
 def _load_weights(codec: Codec, folder: Path, which: str) -> None:
-    file = folder / WEIGHT_FILES[which]
+    try:  # a regular file inside the folder: not a link outside it, a FIFO or a device
+        file = contained_file(folder, WEIGHT_FILES[which])
+    except ValueError as e:
+        raise DataError(str(e)) from None
     try:
         missing, unexpected = codec.load_state_dict(load_file(str(file)), strict=False)
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{file} does not load: {e}") from None
+    except Exception as e:  # safetensors' and torch's own error types (a pickle, a torn file)
+        raise DataError(f"{file} does not load: {e}"[:300]) from None
     if unexpected or set(missing) - set(_NORM):
         raise DataError(f"{file} does not fit the codec: missing {missing}, unexpected {unexpected}")
 

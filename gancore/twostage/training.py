@@ -14,7 +14,7 @@ from torch import nn
 
 from gancore.compress.codec import Codec, codec_from_config, load_codec
 from gancore.config import DecoderParams, build_dataclass, to_dict
-from gancore.generator import FORMAT, load_weights, read_config, save_networks
+from gancore.generator import FORMAT, load_network, read_config, save_networks
 from gancore.registry import MethodSpec, Phase
 from gancore.twostage.decoders import build_decoder
 
@@ -92,7 +92,8 @@ def load_decoder(path: str | Path, which: str | None = None, device: str | torch
     """Rebuild a decoder saved by save_decoder, in eval mode."""
     config = read_config(path, kind="decoder")
     cfg = DecoderRun(decoder=build_dataclass(DecoderParams, config["decoder"], "decoder"), codec=config["codec"])
-    return load_weights(_build_networks(cfg, cfg.codec["resolution"])["G"], path, which or config["main"], device)
+    return load_network(lambda: _build_networks(cfg, cfg.codec["resolution"])["G"], path,
+                        which or config["main"], device)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

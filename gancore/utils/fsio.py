@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +51,36 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically write `obj` as indented, key-sorted JSON (stable bytes for DVC)."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def contained_file(folder: str | Path, name: Any) -> Path:
+    """The regular file called `name` directly inside `folder`, for names that come from a file.
+
+    Refuses what a hostile folder could name: anything but a plain file name (path separators,
+    "..", absolute paths, NUL), a link resolving outside the folder, and anything not a regular
+    file (a FIFO would block the reader, a device never ends). Nothing is opened.
+
+    Returns:
+        The resolved path.
+
+    Raises:
+        ValueError: naming the folder, the name and what is wrong with it.
+    """
+    folder = Path(folder)
+    if (not isinstance(name, str) or name in ("", ".", "..")
+            or any(c in name for c in ("/", "\\", "\0"))):
+        raise ValueError(f"{folder}: {str(name)[:80]!r} is not a plain file name inside the folder")
+    try:
+        real = (folder / name).resolve(strict=True)
+        inside = real.is_relative_to(folder.resolve(strict=True))
+        mode = os.stat(real).st_mode
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"{folder}: {name} is missing or unreadable ({e})") from None
+    if not inside:
+        raise ValueError(f"{folder}: {name} links outside the folder")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{folder}: {name} is not a regular file")
+    return real
 
 
 def read_json(path: str | Path) -> Any:
