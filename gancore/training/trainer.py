@@ -198,7 +198,7 @@ class Trainer:
         state, path = self._state_dict(), None
         if self.world.is_main:
             path = ckpt.save_checkpoint(self.ckpt_dir, self.state.step, self._all_nets(), state, self._meta())
-            ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k)
+            ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k, self.state.step)
         distributed.barrier(self.world)
         return path
 
@@ -227,10 +227,16 @@ class Trainer:
             f"checkpoint {c.path} was made by another run; refusing to resume it with: "
             + "; ".join(changes) + f". Delete {self.ckpt_dir} to start afresh, or restore the old params.")
 
+    def _check_content(self, c: ckpt.Checkpoint) -> None:
+        """Fall back past a checkpoint of this run whose content does not fit it or is not finite
+        (another run's checkpoint is left to _check_identity, which names the difference)."""
+        if c.meta.get("identity_hash") == self.run.identity_hash():
+            ckpt.check_content(c, self._all_nets(), self.opts)
+
     def resume_or_start(self) -> bool:
         """Load the newest matching checkpoint, or save the initial state. True when resumed."""
         distributed.barrier(self.world)
-        latest = ckpt.load_latest(self.ckpt_dir)
+        latest = ckpt.load_latest(self.ckpt_dir, self._check_content)
         if latest is None:
             self.save()
             return False
@@ -355,7 +361,7 @@ class Trainer:
         if n > self.run.train.max_nan_retries:
             raise NonFiniteLoss(f"{error}; still diverging after {n - 1} rollbacks "
                                 f"(train.max_nan_retries). Lower the learning rate or check the data.")
-        latest = ckpt.load_latest(self.ckpt_dir)
+        latest = ckpt.load_latest(self.ckpt_dir, self._check_content)
         self._restore(latest)
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
