@@ -339,8 +339,9 @@ class EvalParams:
     """SWD repeats averaged."""
     prdc_k: int = 5
     """Nearest-neighbour k of precision, recall, density and coverage."""
-    inception_weights: str = "/tmp/inception-2015-12-05.pt"
-    """clean-fid's TorchScript Inception file; FID/KID on Inception are unavailable without it."""
+    inception_weights: str = "~/.cache/gancore/inception-2015-12-05.pt"
+    """clean-fid's TorchScript Inception file, checked against its published sha256; FID/KID on
+    Inception are unavailable without it. Not in /tmp: a file others can write there would run."""
     grid_n: int = 64
     """Fixed-latent samples in the grid PNG (a square number)."""
     compare_init: bool = True

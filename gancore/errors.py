@@ -28,6 +28,10 @@ class ResumeMismatch(GancoreError):
     """A checkpoint was made with another config or dataset than the run asked to resume it."""
 
 
+class RunLocked(GancoreError):
+    """Another process holds the folder (a second training on the same checkpoint folder)."""
+
+
 class CheckpointError(GancoreError):
     """No checkpoint in a folder can be loaded (all torn, corrupt or missing)."""
 

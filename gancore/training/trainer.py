@@ -18,7 +18,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,7 +36,7 @@ from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.ema import ema_beta_at, update_ema
-from gancore.utils.fsio import sha256_json
+from gancore.utils.fsio import exclusive_lock, sha256_json
 from gancore.utils.seed import RngStreams, rng_state, seed_all, set_rng_state
 
 # TrainParams keys that may change between an interrupted run and its resume (schedule and
@@ -47,8 +47,16 @@ RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_s
                   "max_nan_retries", "decode_threads", "device", "grad_accum", "nproc_per_node", "nnodes")
 
 
+LOCK_FILE = ".lock"
+"""Lock file of a checkpoint folder, held while a process trains on it."""
+
+
 class TrainingInterrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved and the run ends as KILLED."""
+
+
+class _StopWhileLoading(Exception):
+    """Raised by the SIGTERM handler into a batch that is still loading (one process only)."""
 
 
 @dataclass
@@ -163,6 +171,8 @@ class Trainer:
         self._data: list[ShardStream] = []
         self._skipped_all_ranks = 0
         self._stop = False
+        self._loading = False
+        self._locked = False
 
     # -- state ------------------------------------------------------------------
 
@@ -374,9 +384,44 @@ class Trainer:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._stop = True
+        # Loading a batch can take minutes (a huge batch, a slow disk): stop it at once. The last
+        # step is complete, so it can be saved. With several ranks all must agree (in _reduce).
+        if self._loading and self.world.size == 1:
+            raise _StopWhileLoading()
+
+    def _next_batch(self, batches: Iterator[Any]) -> Any:
+        """next(batches), with SIGTERM honoured while it loads."""
+        self._loading = True
+        try:
+            return next(batches)
+        finally:
+            self._loading = False
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock of `ckpt_dir` (rank 0; re-entrant): a second training on the same
+        checkpoint folder is refused with RunLocked instead of writing conflicting checkpoints
+        and history rows."""
+        if self._locked or not self.world.is_main:
+            yield
+            return
+        with exclusive_lock(self.ckpt_dir / LOCK_FILE, f"checkpoint folder {self.ckpt_dir}"):
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
 
     def fit(self) -> dict[str, Any]:
-        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger)."""
+        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger).
+
+        Raises:
+            RunLocked: another process is training on `ckpt_dir`.
+        """
+        with self.locked():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         resumed = self.resume_or_start()
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
@@ -400,7 +445,13 @@ class Trainer:
         batches, window, tick = self._stream(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
-            real = next(batches)
+            try:
+                real = self._next_batch(batches)
+            except _StopWhileLoading:
+                self.save()
+                bar.close()
+                raise TrainingInterrupted(f"SIGTERM while loading data after step {self.state.step}; "
+                                          "checkpoint saved") from None
             t0 = time.perf_counter()
             try:
                 window.append(self.train_step(real))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -9,7 +11,9 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from gancore.errors import RunLocked
 
 
 def fsync_dir(path: Path) -> None:
@@ -81,6 +85,30 @@ def contained_file(folder: str | Path, name: Any) -> Path:
     if not stat.S_ISREG(mode):
         raise ValueError(f"{folder}: {name} is not a regular file")
     return real
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if absent) while the block runs.
+
+    An advisory flock: the kernel drops it when the holder exits, even on kill -9, so a crashed
+    run never leaves a stale lock behind.
+
+    Raises:
+        RunLocked: another process holds it; `what` names the locked thing in the message.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{what} is in use by another process (lock {path}); wait for it to "
+                            "finish or stop it, then rerun") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def read_json(path: str | Path) -> Any:
