@@ -67,10 +67,11 @@ def device_name(text: str) -> str:
 
 
 def exit_code_for(error: BaseException) -> int | None:
-    """Print a one-line message for an error a user can act on; return the exit status (2), or
-    None for anything else (a bug: let its traceback show)."""
+    """Print a one-line message for an error a user can act on (line breaks in it, e.g. YAML's
+    error marks, become spaces); return the exit status (2), or None for anything else (a bug:
+    let its traceback show)."""
     if isinstance(error, GancoreError):
-        print(f"error: {error}", file=sys.stderr)
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)  # one line, always
         return 2
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {error.filename}" if error.filename else ""
