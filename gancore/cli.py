@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int_in(1, 4096), default=50, help="latents per forward pass")
     g.add_argument("--resolution", type=int_in(1, 2**15), default=None,
                    help="INR generators (cips, inrpatch): render at this side, e.g. 2048 (default: trained side)")
-    g.add_argument("--extent", type=float_in(0.0, 1e3), default=1.0,
+    g.add_argument("--extent", type=float_in(1e-6, 1e3), default=1.0,
                    help="INR generators: render [-extent, extent]^2; > 1 outpaints beyond the training frame")
     g.add_argument("--tile-px", type=int_in(1, 4096), default=256,
                    help="coordinate tile side when rendering (memory bound)")

@@ -30,7 +30,7 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from tiny import one_thread, smooth_image_shards
+from tiny import closed_port, one_thread, smooth_image_shards
 from tiny import ROOT, tiny_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
@@ -277,17 +277,9 @@ def test_a_locked_mlflow_store_is_caught_up_once_released(shards, tmp_path):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_mlflow_store_leaves_a_local_record_that_replays_later(shards, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    tracker = MlflowTracker("faults", f"http://127.0.0.1:{_closed_port()}", pending_dir=tmp_path / "pending",
+    tracker = MlflowTracker("faults", f"http://127.0.0.1:{closed_port()}", pending_dir=tmp_path / "pending",
                             retry_sec=3600)
     with pytest.warns(UserWarning, match="records are kept"):
         assert tracker.start("offline", {"a": "b"}) is None

@@ -35,6 +35,15 @@ def local_mlflow(tmp: Path) -> Iterator[None]:
         yield
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): an unreachable server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float) -> list[Path]:
     """Train shards of `n_img` smooth random colour images (4x4 noise, bilinearly upsampled)."""
     import numpy as np

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from gancore.errors import GancoreError
 
@@ -20,34 +19,29 @@ class ArgParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def int_in(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse type: an integer in [lo, hi]."""
-    def parse(text: str) -> int:
+def _ranged(kind: type, lo: float, hi: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` (int or float) in [lo, hi]."""
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
-        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {what}") from None
+        if not lo <= value <= hi:  # NaN fails every comparison
             raise argparse.ArgumentTypeError(f"{value} is outside [{lo}, {hi}]")
         return value
 
-    parse.__name__ = f"integer in [{lo}, {hi}]"
+    parse.__name__ = f"{what} in [{lo}, {hi}]"
     return parse
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi]."""
+    return _ranged(int, lo, hi, "an integer")
 
 
 def float_in(lo: float, hi: float) -> Callable[[str], float]:
-    """An argparse type: a finite number in (lo, hi]."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
-        if not math.isfinite(value) or not lo < value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside ({lo:g}, {hi:g}]")
-        return value
-
-    parse.__name__ = f"number in ({lo:g}, {hi:g}]"
-    return parse
+    """An argparse type: a finite number in [lo, hi]."""
+    return _ranged(float, lo, hi, "a number")
 
 
 def device_name(text: str) -> str:

@@ -24,7 +24,7 @@ from gancore.runtime import tracked_fit
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import LOCK_FILE, RunConfig, Trainer, TrainingInterrupted
 from gancore.utils.fsio import sha256_file
-from tiny import ROOT, smooth_image_shards
+from tiny import ROOT, closed_port, smooth_image_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -173,19 +173,11 @@ def test_sigterm_while_a_batch_loads_stops_at_once_and_saves(shards, tmp_path):
     assert ckpt.checkpoint_step(ckpt.list_checkpoints(tmp_path / "ckpt")[0]) == 2
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_mlflow_outage_never_overwrites_the_run_link(shards, tmp_path, monkeypatch):
     from gancore.tracking.mlflow_tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    offline = MlflowTracker("hostile", f"http://127.0.0.1:{_closed_port()}",
+    offline = MlflowTracker("hostile", f"http://127.0.0.1:{closed_port()}",
                             pending_dir=tmp_path / "pending", retry_sec=3600)
     trainer = _trainer(shards, tmp_path / "ckpt", n_steps=1, tracker=offline)
     link = tmp_path / "ckpt" / "mlflow_run.json"
