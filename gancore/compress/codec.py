@@ -234,7 +234,12 @@ def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = N
         which: "G_ema" (trained, checked against the config's sha256) or "G_init".
     """
     if config.get("format") != FORMAT:
-        raise DataError(f"unsupported codec format {config.get('format')!r}")
+        raise DataError(f"unsupported codec format {str(config.get('format'))[:80]!r}")
+    norm = config.get("norm")
+    if (not isinstance(config.get("compress"), dict) or not isinstance(norm, dict)
+            or not isinstance(config.get("resolution"), int)
+            or not all(isinstance(norm.get(k), list) for k in ("lo", "hi"))):
+        raise DataError("codec config lacks compress, resolution or norm.lo/hi of the right types")
     params = build_dataclass(CompressParams, config["compress"], "compress")
     codec = build_codec(params, config["resolution"], config["norm"]["lo"], config["norm"]["hi"])
     if weights_dir is not None and "weights_sha256" in config:
@@ -260,7 +265,15 @@ def _load_weights(codec: Codec, folder: Path, which: str) -> None:
 
 def load_codec(path: str | Path, which: str = "G_ema") -> Codec:
     """The codec saved in folder `path` by save_codec (trainable codecs: trained or initial weights)."""
-    file = Path(path) / "codec.json"
-    if not file.is_file():
-        raise DataError(f"{path} is not a codec folder (no codec.json): run the compress stage")
-    return codec_from_config(read_json(file), path, which)
+    try:  # a regular file inside the folder: not a link outside it, a FIFO or a device
+        file = contained_file(path, "codec.json")
+    except ValueError:
+        raise DataError(f"{path} is not a codec folder (no codec.json): "
+                        "run the compress stage") from None
+    try:
+        config = read_json(file)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{file} is not readable JSON: {e}"[:300]) from None
+    if not isinstance(config, dict):
+        raise DataError(f"{file} is not a JSON object")
+    return codec_from_config(config, path, which)

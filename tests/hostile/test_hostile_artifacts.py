@@ -156,3 +156,21 @@ def test_codec_weights_linking_outside_are_refused(tmp_path):
     (folder / WEIGHT_FILES["G_ema"]).symlink_to(outside)
     with pytest.raises(DataError, match="links outside the folder"):
         _load_weights(codec, folder, "G_ema")
+
+
+@pytest.mark.parametrize("plant, words", [
+    (lambda f, out: f.symlink_to(out), "not a codec folder"),
+    (lambda f, out: os.mkfifo(f), "not a codec folder"),
+    (lambda f, out: f.write_text("{broken"), "not readable JSON"),
+    (lambda f, out: f.write_text('{"format": "gancore.codec/1"}'), "codec"),
+], ids=["link_outside", "fifo", "broken_json", "missing_fields"])
+def test_codec_json_that_escapes_blocks_or_breaks_is_refused(tmp_path, plant, words):
+    from gancore.compress.codec import FORMAT, load_codec
+
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"format": FORMAT}))
+    folder = tmp_path / "codec"
+    folder.mkdir()
+    plant(folder / "codec.json", outside)
+    with pytest.raises(DataError, match=words):
+        load_codec(folder)

@@ -164,3 +164,52 @@ def test_shard_manifest_records_too_large_and_removes_stale_temporaries(tmp_path
     assert str(2 * 2**30) in manifest["skipped"][0]["detail"]
     assert not stale.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """An 8 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere)."""
+    import subprocess
+
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
+        tmp_path, tiny_tmpfs, capsys):
+    import yaml
+
+    from gancore.runtime import run_main
+    from stages import shard
+    from tiny import tiny_params
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(6):
+        (source / f"{i}.png").write_bytes(_png(i))
+    params = tiny_params(tmp_path)
+    p = yaml.safe_load(params.read_text())
+    p["data"]["source"], p["track"]["enabled"] = str(source), False
+    params.write_text(yaml.safe_dump(p))
+    argv = ["--params", str(params), "--out", str(tiny_tmpfs / "shards"),
+            "--metrics", str(tmp_path / "shard.json")]
+    assert shard.main(argv) == 0
+    before = (tiny_tmpfs / "shards" / "manifest.json").read_bytes()
+    with open(tiny_tmpfs / "filler", "wb") as f:  # fill the disk to the last block
+        try:
+            while True:
+                f.write(bytes(2**16))
+                f.flush()
+        except OSError:
+            pass
+    with pytest.raises(SystemExit) as info:
+        run_main(shard.main, argv)
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "no space left" in err, err
+    assert (tiny_tmpfs / "shards" / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler", "shards"]  # no temporaries
