@@ -16,7 +16,8 @@ import yaml
 
 from gancore.errors import ConfigError
 
-__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two", "read_yaml"]
+__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
+           "read_yaml"]
 
 
 def is_power_of_two(n: int) -> bool:
@@ -123,7 +124,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(key, f"must be a number, got {value!r}")
         # abs() first: isfinite(10**400) would overflow; NaN fails only isfinite.
         if abs(value) > FLOAT_LIMIT or not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number within +-{FLOAT_LIMIT:g}, got {value!r}")
+            raise ConfigError(key, f"must be a finite number within +-{FLOAT_LIMIT:g}, "
+                                   f"got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

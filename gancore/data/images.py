@@ -172,7 +172,7 @@ def _list_folder(root: Path, on_error: OnError | None) -> list[str]:
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
-    """A regular file's bytes, size-checked first; a FIFO or device is refused, never opened."""
+    """A regular file's bytes, size-checked first; a FIFO or device is refused (never read)."""
     # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:

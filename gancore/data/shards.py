@@ -58,14 +58,16 @@ def write_shards(
 
     Files are read in name order and decoded with `decode_rgb`; unusable ones are skipped with a
     reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read,
-    "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate": same bytes as an earlier usable file). Usable images sorted
-    by the sha256 of their bytes give the split: the first max(1, round(eval_fraction * n)) (at most
-    n - 1) go to eval, the rest to train. Each split is written in name order to
+    "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate":
+    same bytes as an earlier usable file). Usable images sorted by the sha256 of their bytes give
+    the split: the first max(1, round(eval_fraction * n)) (at most n - 1) go to eval, the rest to
+    train. Each split is written in name order to
     `{split}-%06d.tar` shards of params.max_per_shard samples with webdataset's TarWriter (mtime 0),
     each sample `{key}.png` (RGB, resolution x resolution, after `square_resize`) and `{key}.json`
     ({"source", "sha256", "orig_size": [w, h] after EXIF rotation}), key = f"{index:08d}" within the
     split. Everything is built in a temporary folder renamed to `out_dir` once complete; an earlier
-    `out_dir` is replaced only then, and temporary folders a killed earlier run left are removed. Same input and params -> byte-identical files.
+    `out_dir` is replaced only then, and temporary folders a killed earlier run left are removed.
+    Same input and params -> byte-identical files.
 
     Args:
         source: folder (recursive), .zip or .tar(.gz) of images.
