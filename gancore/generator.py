@@ -167,7 +167,8 @@ def load_network(build: Callable[[], nn.Module], path: str | Path, name: str,
     return load_weights(build(), path, name, device)
 
 
-def _require(config: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+def require_field(config: dict[str, Any], key: str, kind: type, path: str | Path) -> Any:
+    """config[key] of a folder's config.json, checked to be a `kind` (DataError otherwise)."""
     value = config.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):
         raise DataError(f"{path}/config.json: {key} must be a {kind.__name__}, "
@@ -177,17 +178,17 @@ def _require(config: dict[str, Any], key: str, kind: type, path: Path) -> Any:
 
 def _load_single(path: Path, config: dict[str, Any], which: str | None,
                  device: str | torch.device) -> nn.Module:
-    method = _require(config, "method", str, path)
+    method = require_field(config, "method", str, path)
     if method not in list_methods():
         raise DataError(f"{path}/config.json: unknown method {method[:80]!r}; "
                         f"known: {', '.join(list_methods())}")
     spec = get_method(method)
-    cfg = build_dataclass(spec.config_cls, _require(config, "method_config", dict, path),
+    cfg = build_dataclass(spec.config_cls, require_field(config, "method_config", dict, path),
                           f"method.{method}")
-    resolution = _require(config, "resolution", int, path)
+    resolution = require_field(config, "resolution", int, path)
     if not 4 <= resolution <= 2**15:
         raise DataError(f"{path}/config.json: resolution {resolution} is outside [4, 32768]")
-    name = which or _require(config, "main", str, path)
+    name = which or require_field(config, "main", str, path)
     return load_network(lambda: spec.build_networks(cfg, resolution)["G"], path, name, device)
 
 

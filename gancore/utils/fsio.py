@@ -57,8 +57,9 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
-def contained_file(folder: str | Path, name: Any) -> Path:
-    """The regular file called `name` directly inside `folder`, for names that come from a file.
+def contained_file(folder: str | Path, name: Any, directory: bool = False) -> Path:
+    """The regular file (or, with `directory`, the folder) called `name` directly inside `folder`,
+    for names that come from a file or may be links.
 
     Refuses what a hostile folder could name: anything but a plain file name (path separators,
     "..", absolute paths, NUL), a link resolving outside the folder, and anything not a regular
@@ -82,7 +83,9 @@ def contained_file(folder: str | Path, name: Any) -> Path:
         raise ValueError(f"{folder}: {name} is missing or unreadable ({e})") from None
     if not inside:
         raise ValueError(f"{folder}: {name} links outside the folder")
-    if not stat.S_ISREG(mode):
+    if directory and not stat.S_ISDIR(mode):
+        raise ValueError(f"{folder}: {name} is not a folder")
+    if not directory and not stat.S_ISREG(mode):
         raise ValueError(f"{folder}: {name} is not a regular file")
     return real
 

@@ -174,3 +174,15 @@ def test_codec_json_that_escapes_blocks_or_breaks_is_refused(tmp_path, plant, wo
     plant(folder / "codec.json", outside)
     with pytest.raises(DataError, match=words):
         load_codec(folder)
+
+
+def test_a_two_stage_part_linking_outside_is_refused(gen, tmp_path):
+    from gancore.generator import FORMAT
+
+    folder = tmp_path / "assembled"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"format": FORMAT, "kind": "twostage",
+                                                    "main": "G_ema"}))
+    (folder / "sampler").symlink_to(gen, target_is_directory=True)
+    with pytest.raises(DataError, match="sampler links outside the folder"):
+        load_generator(folder)
