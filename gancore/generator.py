@@ -25,7 +25,7 @@ from torch import nn
 
 import gancore
 from gancore.config import build_dataclass, to_dict
-from gancore.errors import DataError
+from gancore.errors import ConfigError, DataError
 from gancore.registry import get_method, list_methods
 from gancore.training.ema import recalibrate_batchnorm
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json
@@ -183,8 +183,11 @@ def _load_single(path: Path, config: dict[str, Any], which: str | None,
         raise DataError(f"{path}/config.json: unknown method {method[:80]!r}; "
                         f"known: {', '.join(list_methods())}")
     spec = get_method(method)
-    cfg = build_dataclass(spec.config_cls, require_field(config, "method_config", dict, path),
-                          f"method.{method}")
+    try:
+        cfg = build_dataclass(spec.config_cls, require_field(config, "method_config", dict, path),
+                              "method_config")
+    except ConfigError as e:  # the same checks as params.yaml, reported as this folder's fault
+        raise DataError(f"{path}/config.json: {e.key}: {e.problem}") from None
     resolution = require_field(config, "resolution", int, path)
     if not 4 <= resolution <= 2**15:
         raise DataError(f"{path}/config.json: resolution {resolution} is outside [4, 32768]")
