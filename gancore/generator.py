@@ -28,7 +28,7 @@ from gancore.config import build_dataclass, to_dict
 from gancore.errors import ConfigError, DataError
 from gancore.registry import get_method, list_methods
 from gancore.training.ema import recalibrate_batchnorm
-from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
 FORMAT = "gancore.generator/1"
 
@@ -108,13 +108,7 @@ def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     path = Path(path)
     if not (path / "config.json").exists():
         raise DataError(f"{path} is not a gancore generator folder (no config.json)")
-    file = generator_file(path, "config.json", MAX_CONFIG_BYTES)
-    try:
-        config = read_json(file)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{file} is not readable JSON: {e}"[:300]) from None
-    if not isinstance(config, dict):
-        raise DataError(f"{file} is not a JSON object")
+    config = read_json_object(generator_file(path, "config.json", MAX_CONFIG_BYTES))
     if config.get("format") != FORMAT:
         raise DataError(f"{path}: unsupported generator format {str(config.get('format'))[:80]!r}")
     if kind is not None and config.get("kind") != kind:

@@ -30,7 +30,7 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from tiny import closed_port, one_thread, smooth_image_shards
+from tiny import closed_port, mounted_tmpfs, one_thread, smooth_image_shards
 from tiny import ROOT, tiny_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
@@ -181,13 +181,8 @@ def _fill(path: Path) -> None:
 def small_tmpfs(tmp_path):
     """A 64 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere, where
     tests/unit/test_checkpoint.py still injects ENOSPC from the writer)."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    with mounted_tmpfs(tmp_path / "tmpfs", 64) as mnt:
+        yield mnt
 
 
 def _assert_full_disk_is_reported_and_previous_kept(trainer: Trainer, ckpt_dir: Path) -> None:

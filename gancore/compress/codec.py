@@ -24,7 +24,7 @@ from torch import nn
 
 from gancore.config import CompressParams, build_dataclass, to_dict
 from gancore.errors import DataError
-from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
 if TYPE_CHECKING:
     from gancore.registry import MethodSpec
@@ -270,10 +270,4 @@ def load_codec(path: str | Path, which: str = "G_ema") -> Codec:
     except ValueError:
         raise DataError(f"{path} is not a codec folder (no codec.json): "
                         "run the compress stage") from None
-    try:
-        config = read_json(file)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{file} is not readable JSON: {e}"[:300]) from None
-    if not isinstance(config, dict):
-        raise DataError(f"{file} is not a JSON object")
-    return codec_from_config(config, path, which)
+    return codec_from_config(read_json_object(file), path, which)

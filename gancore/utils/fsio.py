@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from gancore.errors import RunLocked
+from gancore.errors import DataError, RunLocked
 
 
 def fsync_dir(path: Path) -> None:
@@ -118,6 +118,21 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     with open(path) as f:
         return json.load(f)
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (the config of a folder that came from elsewhere).
+
+    Raises:
+        DataError: the file is unreadable, not JSON, or not an object.
+    """
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not readable JSON: {e}"[:300]) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a JSON object")
+    return obj
 
 
 def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:

@@ -169,15 +169,10 @@ def test_shard_manifest_records_too_large_and_removes_stale_temporaries(tmp_path
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
     """An 8 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere)."""
-    import subprocess
+    from tiny import mounted_tmpfs
 
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    with mounted_tmpfs(tmp_path / "tmpfs", 8) as mnt:
+        yield mnt
 
 
 def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
