@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from gancore.errors import GancoreError
+from gancore.errors import DataError
+from gancore.utils.args import ArgParser, device_name, exit_code_for, float_in, int_in
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -23,37 +24,41 @@ def _generate(args: argparse.Namespace) -> int:
         forward = renderer(G, args.resolution or G.resolution, args.extent, args.tile_px)
     images = sample(G, args.n, seed=args.seed, batch=args.batch, forward=forward)
     out = Path(args.out)
-    if out.suffix.lower() == ".png":
-        save_grid(images, out)
-    else:
-        from PIL import Image
+    try:
+        if out.suffix.lower() == ".png":
+            save_grid(images, out)
+        else:
+            from PIL import Image
 
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
-            Image.fromarray(img).save(out / f"seed{args.seed:04d}_{i:06d}.png")
+            out.mkdir(parents=True, exist_ok=True)
+            for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+                Image.fromarray(img).save(out / f"seed{args.seed:04d}_{i:06d}.png")
+    except OSError as e:
+        if exit_code_for(e) is None:  # not a full disk: a bad --out
+            raise DataError(f"cannot write --out {out}: {e}") from None
+        raise
     print(f"wrote {len(images)} images to {out}")
     return 0
 
 
 def _params(args: argparse.Namespace) -> int:
-    from gancore.config import SECTIONS, load_params, to_dict
+    from gancore.config import SECTIONS, read_yaml, to_dict, validate
 
-    import yaml
-
-    with open(args.params) as f:
-        raw = yaml.safe_load(f) or {}
+    raw = read_yaml(args.params)
     if args.profile:
         return _profile(args, raw)
-    keys = [*SECTIONS, *(f"{group}.{name}" for group in ("method", "twostage") for name in raw.get(group) or {})]
-    params = load_params(args.params, keys)
-    print(json.dumps({k: to_dict(v) for k, v in params.items()}, indent=2))
+    params = validate(raw)
+    out = {k: to_dict(params[k]) for k in SECTIONS}
+    out.update({f"{group}.{name}": to_dict(cfg) for group in ("method", "twostage")
+                for name, cfg in params[group].items()})
+    print(json.dumps(out, indent=2))
     return 0
 
 
 def _profile(args: argparse.Namespace, raw: dict) -> int:
     """Validate params.yaml with a profile applied; print it, or the `dvc exp run -S` args."""
-    from gancore.config import to_dict, validate
-    from gancore.profile import apply_profile, read_yaml, set_args
+    from gancore.config import read_yaml, to_dict, validate
+    from gancore.profile import apply_profile, set_args
 
     profile = read_yaml(args.profile)
     merged = apply_profile(raw, profile, args.profile)
@@ -95,20 +100,21 @@ def _compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="gancore", description=__doc__)
+    parser = ArgParser(prog="gancore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="sample images from a generator folder")
     g.add_argument("--generator", required=True, help="e.g. runs/fastgan/generator")
-    g.add_argument("--n", type=int, default=64)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--n", type=int_in(1, 10**6), default=64)
+    g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     g.add_argument("--which", default=None, help="weights: G_ema (default) or G_init")
-    g.add_argument("--device", default="cpu")
-    g.add_argument("--batch", type=int, default=50, help="latents per forward pass")
-    g.add_argument("--resolution", type=int, default=None,
+    g.add_argument("--device", type=device_name, default="cpu")
+    g.add_argument("--batch", type=int_in(1, 4096), default=50, help="latents per forward pass")
+    g.add_argument("--resolution", type=int_in(1, 2**15), default=None,
                    help="INR generators (cips, inrpatch): render at this side, e.g. 2048 (default: trained side)")
-    g.add_argument("--extent", type=float, default=1.0,
+    g.add_argument("--extent", type=float_in(1e-6, 1e3), default=1.0,
                    help="INR generators: render [-extent, extent]^2; > 1 outpaints beyond the training frame")
-    g.add_argument("--tile-px", type=int, default=256, help="coordinate tile side when rendering (memory bound)")
+    g.add_argument("--tile-px", type=int_in(1, 4096), default=256,
+                   help="coordinate tile side when rendering (memory bound)")
     g.add_argument("--out", required=True, help="a folder for PNG files, or a .png path for one grid")
     g.set_defaults(func=_generate)
     p = sub.add_parser("params", help="validate params.yaml and print the resolved values")
@@ -122,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="open the MLflow UI on this project's store")
     u.add_argument("--project", default=".")
     u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--port", type=int_in(1, 65535), default=5000)
     u.set_defaults(func=_ui)
     c = sub.add_parser("compare", help="compare the pipelines of an MLflow experiment (markdown + PNG report)")
     c.add_argument("--project", default=".", help="project whose mlflow.db to read (unless --tracking-uri)")
@@ -140,9 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except GancoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        code = exit_code_for(e)
+        if code is None:
+            raise
+        return code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -16,12 +17,66 @@ import yaml
 from gancore.errors import ConfigError
 
 __all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
-           "TrainOverrides", "with_overrides", "MethodParams"]
+           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml"]
 
 
 def is_power_of_two(n: int) -> bool:
     """True for 1, 2, 4, 8, ..."""
     return n > 0 and n & (n - 1) == 0
+
+
+# ----------------------------------------------------------------------------
+# Numeric ranges: one table for every section (new fields of these names get them too)
+
+INT_LIMIT = 2**32 - 1
+"""Any integer field: |value| <= this (seeds are 32-bit), unless NUMERIC_RANGES says narrower."""
+FLOAT_LIMIT = 1e9
+"""Any number field: finite and |value| <= this, unless NUMERIC_RANGES says narrower."""
+
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    # field name: (lowest, highest) allowed, both included, in whichever section holds the field;
+    # each section's own checks then narrow it (e.g. total_kimg > 0).
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "batch": (1, 2**16),
+    "total_kimg": (0, 1e6),
+    "stage_kimg": (0, 1e6),
+    "ckpt_every_kimg": (0, 1e6),
+    "lr": (0, 1),
+    "mapping_lr_mult": (0, 1),
+    "width_mult": (0, 8),  # 8x the paper's widths
+    "d_width_mult": (0, 8),
+    "width": (1, 4096),
+    "z_dim": (1, 4096),
+    "style_dim": (1, 4096),
+    "channels": (1, 4096),
+    "blocks": (0, 256),
+    "mapping_layers": (0, 64),
+    "n_stages": (1, 16),
+    "patch_px": (1, 2**15),
+    "side_px": (1, 2**15),
+    "min_side_px": (0, 2**15),
+    "n_img": (1, 10**8),
+    "n_gen": (1, 10**7),
+    "grid_n": (1, 4096),
+    "max_per_shard": (1, 10**6),
+    "shuffle_buffer": (1, 10**6),
+    "decode_threads": (1, 256),
+    "keep_latest_k": (1, 10**4),
+    "max_nan_retries": (0, 100),
+    "grad_accum": (1, 2**16),
+    "nproc_per_node": (1, 1024),
+    "nnodes": (1, 10**5),
+}
+"""Documented range of every numeric field by name (the README's reliability section links here)."""
+
+
+def _check_range(name: str, value: Any, key: str) -> None:
+    """Raise ConfigError when a checked int or float is outside NUMERIC_RANGES[name]."""
+    if name not in NUMERIC_RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi = NUMERIC_RANGES[name]
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"must be in [{lo:g}, {hi:g}], got {value!r}")
 
 
 # ----------------------------------------------------------------------------
@@ -61,10 +116,16 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"must be an integer, got {value!r}")
+        if abs(value) > INT_LIMIT:
+            raise ConfigError(key, f"must be within +-{INT_LIMIT}, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"must be a number, got {value!r}")
+        # abs() first: isfinite(10**400) would overflow; NaN fails only isfinite.
+        if abs(value) > FLOAT_LIMIT or not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number within +-{FLOAT_LIMIT:g}, "
+                                   f"got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -104,6 +165,7 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _check_value(data[name], hints[name], f"{dot}{name}")
+            _check_range(name, kwargs[name], f"{dot}{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{dot}{name}", "is required")
     try:
@@ -333,8 +395,9 @@ class EvalParams:
     """SWD repeats averaged."""
     prdc_k: int = 5
     """Nearest-neighbour k of precision, recall, density and coverage."""
-    inception_weights: str = "/tmp/inception-2015-12-05.pt"
-    """clean-fid's TorchScript Inception file; FID/KID on Inception are unavailable without it."""
+    inception_weights: str = "~/.cache/gancore/inception-2015-12-05.pt"
+    """clean-fid's TorchScript Inception file, checked against its published sha256; FID/KID on
+    Inception are unavailable without it. Not in /tmp: a file others can write there would run."""
     grid_n: int = 64
     """Fixed-latent samples in the grid PNG (a square number)."""
     compare_init: bool = True
@@ -553,6 +616,56 @@ def _cross_check(params: dict[str, Any]) -> None:
                               f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4")
 
 
+MAX_PARAMS_BYTES = 2**20
+"""Largest params file read (1 MiB; params.yaml is ~5 KB)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (a "billion laughs" bomb expands them exponentially) and
+    without duplicate keys (YAML keeps the last one silently)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases (*{event.anchor}) are not allowed in params; "
+                "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                break  # the safe loader's own error names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a params file strictly: at most MAX_PARAMS_BYTES, UTF-8, no aliases, no duplicate keys.
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, too large, or not such YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "params file not found (or not a regular file)")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(str(path), f"params file of {path.stat().st_size} bytes is over the "
+                                     f"{MAX_PARAMS_BYTES}-byte limit")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)  # noqa: S506
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), f"not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"cannot read: {e}") from None
+
+
 def _get(value: Any, part: str) -> Any:
     if isinstance(value, Mapping):
         return value.get(part, dataclasses.MISSING)
@@ -575,15 +688,7 @@ def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
     Raises:
         ConfigError: naming the first bad key anywhere in the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "params file not found")
-    with open(path) as f:
-        try:
-            raw = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(str(path), f"not valid YAML: {e}") from None
-    params = validate(raw)
+    params = validate(read_yaml(path))
     out = {}
     for key in keys:
         value: Any = params

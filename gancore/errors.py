@@ -5,10 +5,16 @@ class GancoreError(Exception):
     """Base class of the errors a user can fix (bad params, bad data, a mismatched resume)."""
 
 
+MAX_PROBLEM_CHARS = 500
+"""Longest problem text of a ConfigError: a huge value is cut, not printed whole."""
+
+
 class ConfigError(GancoreError):
     """A params key has an unknown name, a wrong type or an impossible value."""
 
     def __init__(self, key: str, problem: str):
+        if len(problem) > MAX_PROBLEM_CHARS:
+            problem = problem[:MAX_PROBLEM_CHARS] + f"... ({len(problem)} characters, cut)"
         super().__init__(f"params: {key}: {problem}")
         self.key = key
         self.problem = problem
@@ -20,6 +26,10 @@ class DataError(GancoreError):
 
 class ResumeMismatch(GancoreError):
     """A checkpoint was made with another config or dataset than the run asked to resume it."""
+
+
+class RunLocked(GancoreError):
+    """Another process holds the folder (a second training on the same checkpoint folder)."""
 
 
 class CheckpointError(GancoreError):

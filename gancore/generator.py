@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 import gancore
 from gancore.config import build_dataclass, to_dict
-from gancore.errors import DataError
-from gancore.registry import get_method
+from gancore.errors import ConfigError, DataError
+from gancore.registry import get_method, list_methods
 from gancore.training.ema import recalibrate_batchnorm
-from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
 FORMAT = "gancore.generator/1"
 
@@ -72,38 +73,120 @@ def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution
     return save_networks(out_dir, config, weights, bn_batches, seed)
 
 
+MAX_CONFIG_BYTES = 2**20
+"""Largest config.json read from a generator or decoder folder (1 MiB)."""
+MAX_WEIGHTS_BYTES = 4 * 2**30
+"""Largest weights file loaded (4 GiB; FastGAN at the paper's widths and 1024 px is ~0.2 GB)."""
+
+
+def generator_file(folder: str | Path, name: Any, max_bytes: int) -> Path:
+    """The regular file `name` directly inside a generator (or decoder) folder, at most `max_bytes`.
+
+    The one check every loader of a folder that came from elsewhere goes through (stages, `gancore
+    generate`, MLflow models): names from config.json or the command line may not leave the folder
+    ("../x", absolute paths, links outside) nor name a FIFO or device.
+
+    Raises:
+        DataError: the name is not such a file, or the file is larger than `max_bytes`.
+    """
+    try:
+        path = contained_file(folder, name)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    if path.stat().st_size > max_bytes:
+        raise DataError(f"{folder}/{name}: {path.stat().st_size} bytes is over the "
+                        f"{max_bytes}-byte limit")
+    return path
+
+
 def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     """config.json of a network folder, checked for format (and kind when given).
 
     Raises:
-        DataError: not such a folder.
+        DataError: not such a folder, or its config.json is not a readable JSON object.
     """
     path = Path(path)
-    if not (path / "config.json").is_file():
+    if not (path / "config.json").exists():
         raise DataError(f"{path} is not a gancore generator folder (no config.json)")
-    config = read_json(path / "config.json")
+    config = read_json_object(generator_file(path, "config.json", MAX_CONFIG_BYTES))
     if config.get("format") != FORMAT:
-        raise DataError(f"{path}: unsupported generator format {config.get('format')!r}")
+        raise DataError(f"{path}: unsupported generator format {str(config.get('format'))[:80]!r}")
     if kind is not None and config.get("kind") != kind:
-        raise DataError(f"{path} holds a {config.get('kind')!r} folder, expected {kind!r}")
+        raise DataError(f"{path} holds a {str(config.get('kind'))[:80]!r} folder, expected {kind!r}")
     return config
 
 
-def load_weights(net: nn.Module, path: str | Path, name: str, device: str | torch.device) -> nn.Module:
-    """Load `<path>/<name>.safetensors` into `net`; return it on `device`, eval mode, frozen."""
+def _file_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, without reading the tensors."""
     try:
-        net.load_state_dict(load_file(str(Path(path) / f"{name}.safetensors")))
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}/{name}.safetensors does not load: {e}") from None
+        with safe_open(str(file), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # a pickle, a torn or hand-made file: safetensors' own error types
+        raise DataError(f"{file} is not a safetensors file ({type(e).__name__}: {e})"[:300]) from None
+
+
+def _check_shapes(net: nn.Module, file: Path) -> None:
+    """Raise DataError unless `file` holds exactly the tensors of `net`'s state dict, same shapes."""
+    want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    have = _file_shapes(file)
+    if want != have:
+        wrong = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise DataError(f"{file} does not fit the network its config.json describes: "
+                        f"{len(wrong)} tensors missing, extra or of another shape ({wrong[:3]}...)")
+
+
+def load_weights(net: nn.Module, path: str | Path, name: str, device: str | torch.device) -> nn.Module:
+    """Load `<path>/<name>.safetensors` into `net`; return it on `device`, eval mode, frozen.
+
+    Raises:
+        DataError: the file is not a regular safetensors file inside `path`, or does not fit `net`.
+    """
+    file = generator_file(path, f"{name}.safetensors", MAX_WEIGHTS_BYTES)
+    _check_shapes(net, file)
+    try:
+        net.load_state_dict(load_file(str(file)))
+    except Exception as e:  # safetensors' and torch's own error types
+        raise DataError(f"{file} does not load: {e}"[:300]) from None
     return net.to(device).eval().requires_grad_(False)
+
+
+def load_network(build: Callable[[], nn.Module], path: str | Path, name: str,
+                 device: str | torch.device) -> nn.Module:
+    """`load_weights(build(), ...)`, with the weights' shapes checked against the network built on
+    the meta device first: a config.json asking for a huge network fails before any allocation."""
+    file = generator_file(path, f"{name}.safetensors", MAX_WEIGHTS_BYTES)
+    with torch.device("meta"):
+        probe = build()
+    _check_shapes(probe, file)
+    return load_weights(build(), path, name, device)
+
+
+def require_field(config: dict[str, Any], key: str, kind: type, path: str | Path) -> Any:
+    """config[key] of a folder's config.json, checked to be a `kind` (DataError otherwise)."""
+    value = config.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise DataError(f"{path}/config.json: {key} must be a {kind.__name__}, "
+                        f"got {str(value)[:80]!r}")
+    return value
 
 
 def _load_single(path: Path, config: dict[str, Any], which: str | None,
                  device: str | torch.device) -> nn.Module:
-    spec = get_method(config["method"])
-    cfg = build_dataclass(spec.config_cls, config["method_config"], f"method.{config['method']}")
-    G = spec.build_networks(cfg, config["resolution"])["G"]
-    return load_weights(G, path, which or config["main"], device)
+    method = require_field(config, "method", str, path)
+    if method not in list_methods():
+        raise DataError(f"{path}/config.json: unknown method {method[:80]!r}; "
+                        f"known: {', '.join(list_methods())}")
+    spec = get_method(method)
+    try:
+        cfg = build_dataclass(spec.config_cls, require_field(config, "method_config", dict, path),
+                              "method_config")
+    except ConfigError as e:  # the same checks as params.yaml, reported as this folder's fault
+        raise DataError(f"{path}/config.json: {e.key}: {e.problem}") from None
+    resolution = require_field(config, "resolution", int, path)
+    if not 4 <= resolution <= 2**15:
+        raise DataError(f"{path}/config.json: resolution {resolution} is outside [4, 32768]")
+    name = which or require_field(config, "main", str, path)
+    return load_network(lambda: spec.build_networks(cfg, resolution)["G"], path, name, device)
 
 
 def load_generator(path: str | Path, which: str | None = None,

@@ -11,25 +11,11 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any, Mapping
-
-import yaml
 
 from gancore.config import ConfigError, flatten, validate
 
-__all__ = ["read_yaml", "apply_profile", "set_args"]
-
-
-def read_yaml(path: str | Path) -> Any:
-    """The mapping in a YAML file; ConfigError naming the file when it is missing or not YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(str(path), f"not valid YAML: {e}") from None
+__all__ = ["apply_profile", "set_args"]
 
 
 def apply_profile(raw: Mapping[str, Any], profile: Any, name: str = "profile") -> dict[str, Any]:

@@ -16,9 +16,9 @@ import torch
 
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
-from gancore.errors import GancoreError
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
+from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 
 
@@ -48,18 +48,20 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
-    """Run a stage main(); a GancoreError prints one clear line and exits with status 2."""
+    """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
+    status 2."""
     try:
         code = main(argv)
-    except GancoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
+    except Exception as e:
+        code = exit_code_for(e)
+        if code is None:
+            raise
     sys.exit(code)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
     """An argparse parser with the --params argument every stage takes."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     return parser
 
@@ -134,21 +136,40 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
 
 def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
                 export: Callable[[dict[str, Any], str | None], None], **tags: str) -> int:
-    """Train with an MLflow run that a resumed stage continues; export on success.
+    """Train with an MLflow run that a resumed stage continues; export on success. The checkpoint
+    folder is locked throughout (RunLocked when another process trains on it).
 
     Returns:
         0 when finished, 143 after SIGTERM (checkpoint saved, the run closed as KILLED).
     """
+    with trainer.locked():
+        return _tracked_fit(trainer, stage, params, params_path, export, **tags)
+
+
+def read_run_link(path: Path) -> str | None:
+    """The MLflow run id recorded in a `mlflow_run.json`; None when absent, null or unreadable."""
+    try:
+        run_id = read_json(path).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def _tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
+                 export: Callable[[dict[str, Any], str | None], None], **tags: str) -> int:
     run = trainer.run
     run_file = trainer.ckpt_dir / "mlflow_run.json"
-    old_id = read_json(run_file)["run_id"] if run_file.is_file() else None
+    old_id = read_run_link(run_file)
     tags = run_tags(stage, params, params_path, dataset_fingerprint=run.dataset_fingerprint,
                     identity_hash=run.identity_hash(), **tags)
     run_id = trainer.tracker.start(f"{stage.replace('@', '-')}-{run.identity_hash()[:8]}", tags, old_id)
     if run_id != old_id:
         trainer.tracker.log_params(flatten({**run.identity(), "resolved": trainer.loss_info()}))
     main = trainer.world.is_main  # other ranks train only
-    if main:
+    # During a store outage start() returns None: keep the link, so the replayed records and later
+    # resumes reach the same run.
+    run_id = run_id or old_id
+    if main and run_id is not None:
         atomic_write_json(run_file, {"run_id": run_id})
     status = "FAILED"
     try:

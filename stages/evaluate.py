@@ -11,8 +11,8 @@ from gancore.config import load_params, to_dict
 from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
 from gancore.eval.features import EL0Features
 from gancore.generator import load_generator, sample, to_uint8
-from gancore.runtime import record_stage, run_main, stage_parser
-from gancore.utils.fsio import atomic_write_json, read_json
+from gancore.runtime import read_run_link, record_stage, run_main, stage_parser
+from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
 PARAMS = ["eval", "track"]
@@ -65,7 +65,7 @@ def _score_sampler(G, real_eval, ep, el0) -> dict:
 def _track(p: dict, args, metrics: dict, out: Path) -> None:
     run_dir = Path(args.generator).parent
     train_run = run_dir / "mlflow_run.json"
-    train_run_id = read_json(train_run)["run_id"] if train_run.is_file() else None
+    train_run_id = read_run_link(train_run)
     pipeline = run_dir.name
     unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
     low = {f"sampler/{k}": v for k, v in _numeric(metrics.get("sampler_low_res", {})).items()}

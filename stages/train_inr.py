@@ -17,13 +17,15 @@ from gancore.methods.inrpatch.stage import export_stage, stage_config
 from gancore.registry import get_method
 from gancore.runtime import make_tracker, record_training, run_main, tracked_fit, training_parser
 from gancore.training.trainer import RunConfig, Trainer
+from gancore.utils.args import int_in
 
 PARAMS = ["base", "train", "method.inrpatch", "track"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = training_parser(__doc__)
-    parser.add_argument("--stage", type=int, required=True, help="1 .. method.inrpatch.n_stages")
+    parser.add_argument("--stage", type=int_in(1, 16), required=True,
+                        help="1 .. method.inrpatch.n_stages")
     parser.add_argument("--teacher", default=None, help="previous stage's generator folder (stage > 1)")
     parser.add_argument("--shards", default="data/shards")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from tiny import one_thread, smooth_image_shards
+from tiny import closed_port, mounted_tmpfs, one_thread, smooth_image_shards
 from tiny import ROOT, tiny_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
@@ -181,13 +181,8 @@ def _fill(path: Path) -> None:
 def small_tmpfs(tmp_path):
     """A 64 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere, where
     tests/unit/test_checkpoint.py still injects ENOSPC from the writer)."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    with mounted_tmpfs(tmp_path / "tmpfs", 64) as mnt:
+        yield mnt
 
 
 def _assert_full_disk_is_reported_and_previous_kept(trainer: Trainer, ckpt_dir: Path) -> None:
@@ -277,17 +272,9 @@ def test_a_locked_mlflow_store_is_caught_up_once_released(shards, tmp_path):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_unreachable_mlflow_store_leaves_a_local_record_that_replays_later(shards, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    tracker = MlflowTracker("faults", f"http://127.0.0.1:{_closed_port()}", pending_dir=tmp_path / "pending",
+    tracker = MlflowTracker("faults", f"http://127.0.0.1:{closed_port()}", pending_dir=tmp_path / "pending",
                             retry_sec=3600)
     with pytest.warns(UserWarning, match="records are kept"):
         assert tracker.start("offline", {"a": "b"}) is None

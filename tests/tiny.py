@@ -35,6 +35,33 @@ def local_mlflow(tmp: Path) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(mnt: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of `size_mb` MiB at `mnt` inside the block, for full-disk tests (needs root or
+    CAP_SYS_ADMIN; the test is skipped elsewhere)."""
+    import subprocess
+
+    import pytest
+
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): an unreachable server."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float) -> list[Path]:
     """Train shards of `n_img` smooth random colour images (4x4 noise, bilinearly upsampled)."""
     import numpy as np

@@ -24,7 +24,7 @@ from torch import nn
 
 from gancore.config import CompressParams, build_dataclass, to_dict
 from gancore.errors import DataError
-from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
 if TYPE_CHECKING:
     from gancore.registry import MethodSpec
@@ -234,7 +234,12 @@ def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = N
         which: "G_ema" (trained, checked against the config's sha256) or "G_init".
     """
     if config.get("format") != FORMAT:
-        raise DataError(f"unsupported codec format {config.get('format')!r}")
+        raise DataError(f"unsupported codec format {str(config.get('format'))[:80]!r}")
+    norm = config.get("norm")
+    if (not isinstance(config.get("compress"), dict) or not isinstance(norm, dict)
+            or not isinstance(config.get("resolution"), int)
+            or not all(isinstance(norm.get(k), list) for k in ("lo", "hi"))):
+        raise DataError("codec config lacks compress, resolution or norm.lo/hi of the right types")
     params = build_dataclass(CompressParams, config["compress"], "compress")
     codec = build_codec(params, config["resolution"], config["norm"]["lo"], config["norm"]["hi"])
     if weights_dir is not None and "weights_sha256" in config:
@@ -246,18 +251,23 @@ def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = N
 
 
 def _load_weights(codec: Codec, folder: Path, which: str) -> None:
-    file = folder / WEIGHT_FILES[which]
+    try:  # a regular file inside the folder: not a link outside it, a FIFO or a device
+        file = contained_file(folder, WEIGHT_FILES[which])
+    except ValueError as e:
+        raise DataError(str(e)) from None
     try:
         missing, unexpected = codec.load_state_dict(load_file(str(file)), strict=False)
-    except (OSError, RuntimeError) as e:
-        raise DataError(f"{file} does not load: {e}") from None
+    except Exception as e:  # safetensors' and torch's own error types (a pickle, a torn file)
+        raise DataError(f"{file} does not load: {e}"[:300]) from None
     if unexpected or set(missing) - set(_NORM):
         raise DataError(f"{file} does not fit the codec: missing {missing}, unexpected {unexpected}")
 
 
 def load_codec(path: str | Path, which: str = "G_ema") -> Codec:
     """The codec saved in folder `path` by save_codec (trainable codecs: trained or initial weights)."""
-    file = Path(path) / "codec.json"
-    if not file.is_file():
-        raise DataError(f"{path} is not a codec folder (no codec.json): run the compress stage")
-    return codec_from_config(read_json(file), path, which)
+    try:  # a regular file inside the folder: not a link outside it, a FIFO or a device
+        file = contained_file(path, "codec.json")
+    except ValueError:
+        raise DataError(f"{path} is not a codec folder (no codec.json): "
+                        "run the compress stage") from None
+    return codec_from_config(read_json_object(file), path, which)

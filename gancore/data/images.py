@@ -7,13 +7,13 @@ import gzip
 import io
 import lzma
 import os
-import shutil
+import stat
 import tarfile
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from gancore.errors import ConfigError, DataError
 
 __all__ = [
     "CROPS",
+    "MAX_FILE_BYTES",
     "REASONS",
     "RESIZE_FILTERS",
     "ImageDecodeError",
@@ -51,8 +52,13 @@ _ARCHIVE_ERRORS = (
     tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError,
 )
 
-OnError = Callable[[str, str], None]
-"""Called as on_error(name, detail) for a file or member that cannot be read."""
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest image file or archive member read (256 MiB, ~10x a 100-megapixel JPEG): anything bigger
+is skipped as too_large before a byte of it is read, and decompression stops at this many bytes."""
+
+OnError = Callable[[str, str, str], None]
+"""Called as on_error(name, reason, detail) for a file or member that cannot be read; reason is
+"unreadable" or "too_large"."""
 
 
 class ImageDecodeError(DataError):
@@ -69,7 +75,7 @@ class ImageDecodeError(DataError):
 
 
 def iter_sources(
-    source: str | Path, on_error: OnError | None = None
+    source: str | Path, on_error: OnError | None = None, max_file_bytes: int = MAX_FILE_BYTES
 ) -> Iterator[tuple[str, bytes]]:
     """The files of a folder or an archive as (relative name, raw bytes), sorted by name.
 
@@ -78,10 +84,17 @@ def iter_sources(
     members left out). Names are labels only: nothing is ever extracted or written, so absolute or
     `..` member names are harmless and yielded as they are (a leading "./" is dropped).
 
+    Memory is bounded: a file or member is size-checked (file size, archive header) before it is
+    read, and read with a cap of `max_file_bytes`, so a small archive whose member decompresses to
+    gigabytes, or a sparse file, costs at most `max_file_bytes` of RAM. A compressed tar out of
+    name order is spooled to a temporary file holding only the members within the cap.
+
     Args:
         source: a folder, a `.zip`, or a `.tar` / `.tar.gz` / `.tgz` / `.tar.bz2` / `.tar.xz`.
-        on_error: called as on_error(name, detail) for a file or member that cannot be read, which
-            is then left out; None raises DataError instead.
+        on_error: called as on_error(name, reason, detail) for a file or member that cannot be
+            read ("unreadable") or is larger than `max_file_bytes` ("too_large"), which is then
+            left out; None raises DataError instead.
+        max_file_bytes: the largest file or member read, in bytes.
 
     Returns:
         An iterator of (name, data); name is a POSIX path relative to the source.
@@ -93,20 +106,43 @@ def iter_sources(
     if not path.exists():
         raise DataError(f"image source not found: {path}")
     if path.is_dir():
-        return _iter_folder(path, on_error)
+        return _iter_folder(path, on_error, max_file_bytes)
     lower = path.name.lower()
     if lower.endswith(".zip"):
-        return _iter_zip(path, on_error)
+        return _iter_zip(path, on_error, max_file_bytes)
     if lower.endswith(TAR_SUFFIXES):
-        return _iter_tar(path, on_error)
+        return _iter_tar(path, on_error, max_file_bytes)
     raise DataError(f"image source {path} is not a folder, .zip or .tar(.gz/.tgz/.bz2/.xz)")
 
 
+class _TooLarge(Exception):
+    """A file or member is larger than the cap; its size (or a lower bound of it) in bytes."""
+
+    def __init__(self, n_bytes: int, max_bytes: int):
+        super().__init__(f"{n_bytes} bytes > the {max_bytes}-byte cap (MAX_FILE_BYTES)")
+
+
 def _report(on_error: OnError | None, name: str, err: BaseException) -> None:
-    detail = f"cannot read: {type(err).__name__}: {err}"[:300]
+    reason = "too_large" if isinstance(err, _TooLarge) else "unreadable"
+    detail = str(err) if isinstance(err, _TooLarge) else f"cannot read: {type(err).__name__}: {err}"
+    detail = detail[:300]
     if on_error is None:
-        raise DataError(f"{name}: {detail}")
-    on_error(name, detail)
+        raise DataError(f"{name}: {reason}: {detail}")
+    on_error(name, reason, detail)
+
+
+def _read_capped(f: IO[bytes], declared_bytes: int, max_bytes: int) -> bytes:
+    """Read a whole stream that declares `declared_bytes`, never more than `max_bytes` + 1 bytes.
+
+    Raises:
+        _TooLarge: the declared size or the bytes actually there exceed `max_bytes`.
+    """
+    if declared_bytes > max_bytes:
+        raise _TooLarge(declared_bytes, max_bytes)
+    data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _TooLarge(len(data), max_bytes)
+    return data
 
 
 def _is_hidden(name: str) -> bool:
@@ -135,17 +171,29 @@ def _list_folder(root: Path, on_error: OnError | None) -> list[str]:
     return sorted(names)
 
 
-def _iter_folder(root: Path, on_error: OnError | None) -> Iterator[tuple[str, bytes]]:
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes, size-checked first; a FIFO or device is refused (never read)."""
+    # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        return _read_capped(f, info.st_size, max_bytes)
+
+
+def _iter_folder(root: Path, on_error: OnError | None,
+                 max_bytes: int) -> Iterator[tuple[str, bytes]]:
     for name in _list_folder(root, on_error):
         try:
-            data = (root / name).read_bytes()
-        except OSError as err:
+            data = _read_file(root / name, max_bytes)
+        except (OSError, _TooLarge) as err:
             _report(on_error, name, err)
             continue
         yield name, data
 
 
-def _iter_zip(path: Path, on_error: OnError | None) -> Iterator[tuple[str, bytes]]:
+def _iter_zip(path: Path, on_error: OnError | None, max_bytes: int) -> Iterator[tuple[str, bytes]]:
     try:
         archive = zipfile.ZipFile(path)
     except _ARCHIVE_ERRORS as err:
@@ -154,47 +202,78 @@ def _iter_zip(path: Path, on_error: OnError | None) -> Iterator[tuple[str, bytes
         infos = [i for i in archive.infolist() if not i.is_dir() and not _is_hidden(i.filename)]
         for info in sorted(infos, key=lambda i: _label(i.filename)):
             try:
-                data = archive.read(info)
-            except (*_ARCHIVE_ERRORS, RuntimeError, NotImplementedError) as err:
+                with archive.open(info) as member:
+                    data = _read_capped(member, info.file_size, max_bytes)
+            except (*_ARCHIVE_ERRORS, RuntimeError, NotImplementedError, _TooLarge) as err:
                 _report(on_error, _label(info.filename), err)
                 continue
             yield _label(info.filename), data
 
 
-def _open_tar(path: Path) -> tuple[tarfile.TarFile, list[tarfile.TarInfo]]:
-    """Open a tar and list its regular members in name order.
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> bytes:
+    f = archive.extractfile(member)
+    if f is None:
+        raise OSError(f"{member.name} is not a regular file")
+    with f:
+        return _read_capped(f, member.size, max_bytes)
 
-    A compressed tar whose members are not already in name order is first decompressed to an
-    anonymous temporary file: reading it in name order would otherwise rewind the stream each time.
+
+def _spool(archive: tarfile.TarFile, members: list[tarfile.TarInfo], spool: IO[bytes],
+           max_bytes: int) -> dict[tarfile.TarInfo, tuple[int, int] | BaseException]:
+    """Copy the members within the cap to `spool` in stream order (one pass, no rewinds).
+
+    Returns:
+        {member: (offset, n_bytes) in the spool, or the error reading it}; oversized members
+        are neither read nor listed.
     """
-    archive = tarfile.open(path, "r:*")
-    members = [m for m in archive.getmembers() if m.isfile() and not _is_hidden(m.name)]
-    ordered = sorted(members, key=lambda m: _label(m.name))
-    if ordered == members or not isinstance(archive.fileobj, _COMPRESSED):
-        return archive, ordered
-    spool = tempfile.TemporaryFile()
-    archive.fileobj.seek(0)
-    shutil.copyfileobj(archive.fileobj, spool)
-    archive.close()
-    spool.seek(0)
-    archive = tarfile.open(fileobj=spool, mode="r:")
-    members = [m for m in archive.getmembers() if m.isfile() and not _is_hidden(m.name)]
-    return archive, sorted(members, key=lambda m: _label(m.name))
+    where: dict[tarfile.TarInfo, tuple[int, int] | BaseException] = {}
+    for member in members:
+        if member.size > max_bytes:
+            continue
+        try:
+            data = _read_member(archive, member, max_bytes)
+        except (*_ARCHIVE_ERRORS, _TooLarge) as err:
+            where[member] = err
+            continue
+        where[member] = (spool.tell(), len(data))
+        spool.write(data)
+    return where
 
 
-def _iter_tar(path: Path, on_error: OnError | None) -> Iterator[tuple[str, bytes]]:
+def _iter_tar(path: Path, on_error: OnError | None, max_bytes: int) -> Iterator[tuple[str, bytes]]:
+    """Members in name order. A compressed tar out of name order is read once in stream order into
+    a spool of only the members within the cap: seeking back in a compressed stream would restart
+    the decompression for every member."""
     try:
-        archive, members = _open_tar(path)
+        archive = tarfile.open(path, "r:*")
+        members = [m for m in archive.getmembers() if m.isfile() and not _is_hidden(m.name)]
     except _ARCHIVE_ERRORS as err:
         raise DataError(f"cannot read tar archive {path} (truncated or corrupt?): {err}") from None
-    with archive:
-        for member in members:
+    ordered = sorted(members, key=lambda m: _label(m.name))
+    with archive, tempfile.TemporaryFile() as spool:
+        spooled = None
+        if ordered != members and isinstance(archive.fileobj, _COMPRESSED):
+            spooled = _spool(archive, members, spool, max_bytes)
+        for member in ordered:
             try:
-                data = archive.extractfile(member).read()  # type: ignore[union-attr]
-            except _ARCHIVE_ERRORS as err:
+                if member.size > max_bytes:
+                    raise _TooLarge(member.size, max_bytes)
+                if spooled is None:
+                    data = _read_member(archive, member, max_bytes)
+                else:
+                    data = _from_spool(spool, spooled[member])
+            except (*_ARCHIVE_ERRORS, _TooLarge) as err:
                 _report(on_error, _label(member.name), err)
                 continue
             yield _label(member.name), data
+
+
+def _from_spool(spool: IO[bytes], where: tuple[int, int] | BaseException) -> bytes:
+    if isinstance(where, BaseException):
+        raise where
+    offset, n_bytes = where
+    spool.seek(offset)
+    return spool.read(n_bytes)
 
 
 # ----------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from gancore.data.images import (
     square_resize,
 )
 from gancore.errors import ConfigError, DataError
-from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json, sha256_file, sha256_json
+from gancore.utils.fsio import (
+    atomic_dir,
+    atomic_write_json,
+    read_json,
+    remove_stale_temporaries,
+    sha256_file,
+    sha256_json,
+)
 
 __all__ = ["MANIFEST", "SPLITS", "read_manifest", "shard_paths", "write_shards"]
 
@@ -50,15 +57,17 @@ def write_shards(
     """Validate every image of `source` once and write deterministic webdataset shards.
 
     Files are read in name order and decoded with `decode_rgb`; unusable ones are skipped with a
-    reason (decode reasons, "unreadable", "too_small": shorter side < params.min_side_px, 0 meaning
-    resolution // 2, and "duplicate": same bytes as an earlier usable file). Usable images sorted
-    by the sha256 of their bytes give the split: the first max(1, round(eval_fraction * n)) (at most
-    n - 1) go to eval, the rest to train. Each split is written in name order to
+    reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read,
+    "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate":
+    same bytes as an earlier usable file). Usable images sorted by the sha256 of their bytes give
+    the split: the first max(1, round(eval_fraction * n)) (at most n - 1) go to eval, the rest to
+    train. Each split is written in name order to
     `{split}-%06d.tar` shards of params.max_per_shard samples with webdataset's TarWriter (mtime 0),
     each sample `{key}.png` (RGB, resolution x resolution, after `square_resize`) and `{key}.json`
     ({"source", "sha256", "orig_size": [w, h] after EXIF rotation}), key = f"{index:08d}" within the
     split. Everything is built in a temporary folder renamed to `out_dir` once complete; an earlier
-    `out_dir` is replaced only then. Same input and params -> byte-identical files.
+    `out_dir` is replaced only then, and temporary folders a killed earlier run left are removed.
+    Same input and params -> byte-identical files.
 
     Args:
         source: folder (recursive), .zip or .tar(.gz) of images.
@@ -79,6 +88,7 @@ def write_shards(
     if Path(source).is_dir() and Path(out_dir).resolve().is_relative_to(Path(source).resolve()):
         raise DataError(f"shard folder {out_dir} must not lie inside the image folder {source}")
     manifest: dict = {}
+    remove_stale_temporaries(out_dir)
 
     def fill(tmp: Path) -> None:
         manifest.update(_build(source, tmp, resolution, params))
@@ -112,7 +122,7 @@ def _scan(source: str | Path, spill: IO[bytes], resolution: int, params: ShardPa
     def skip(name: str, reason: str, detail: str) -> None:
         scan.skipped.append({"name": name, "reason": reason, "detail": detail})
 
-    for name, data in iter_sources(source, on_error=lambda n, d: skip(n, "unreadable", d)):
+    for name, data in iter_sources(source, on_error=skip):
         try:
             img = decode_rgb(data)
         except ImageDecodeError as err:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +24,10 @@ INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = (
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/" + INCEPTION_FILE
 )
+INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
+"""sha256 of the file at INCEPTION_URL (95,607,719 bytes), as published by the projects that pin
+it (k-diffusion's FID extractor, among others): any other file is refused before TorchScript runs."""
+INCEPTION_BYTES = 95_607_719
 
 
 def as_uint8_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -132,6 +138,23 @@ class EL0Features:
         return self.model._fc(feats).argmax(dim=1).cpu().numpy()
 
 
+def _verified_copy(path: Path, dest: Path) -> None:
+    """Copy `path` to `dest` if it is the published Inception file (size and sha256).
+
+    Raises:
+        MetricUnavailable: the file is another one (corrupt, truncated, replaced).
+    """
+    with open(path, "rb") as f:
+        data = f.read(INCEPTION_BYTES + 1)
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != INCEPTION_BYTES or digest != INCEPTION_SHA256:
+        raise MetricUnavailable(
+            f"{path} is not the published Inception file (sha256 {digest[:16]}..., "
+            f"{len(data)} bytes; expected {INCEPTION_SHA256[:16]}..., {INCEPTION_BYTES} bytes): "
+            f"download it again from {INCEPTION_URL}")
+    dest.write_bytes(data)
+
+
 class InceptionFeatures:
     """clean-fid's Inception-v3 pool features (2048-d) in its "clean" mode, for real FID/KID.
 
@@ -172,7 +195,7 @@ class InceptionFeatures:
         Raises:
             MetricUnavailable: the file is missing or has another name.
         """
-        path = Path(path)
+        path = Path(path).expanduser()
         if not path.is_file():
             raise MetricUnavailable(
                 f"Inception weights not found at {path}; clean-fid downloads them on a machine with "
@@ -185,7 +208,11 @@ class InceptionFeatures:
             )
         from cleanfid.inception_torchscript import InceptionV3W
 
-        return cls(InceptionV3W(path=str(path.parent), download=False), device, batch)
+        # TorchScript runs code: load only the published file, from a private copy of the bytes
+        # that were hashed (the path's folder may be writable by others).
+        with tempfile.TemporaryDirectory(prefix="gancore-inception-") as private:
+            _verified_copy(path, Path(private) / INCEPTION_FILE)
+            return cls(InceptionV3W(path=private, download=False), device, batch)
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 `(B, 3, H, W)` -> float32 `(B, 3, 299, 299)` in [0, 255] via clean-fid's resizer."""

@@ -5,7 +5,8 @@ Layout of one checkpoint `ckpt_dir/step_000001234/` (built under a temporary nam
   state.pt               optimizers, grad scalers, train state, RNG states (tensors and numbers only)
   meta.json              config, run identity, dataset fingerprint, versions, sha256 of both files
 A checkpoint whose files do not match their recorded sha256 is torn: loading falls back to the
-previous one and says so.
+previous one and says so. So does one whose content does not fit the run (`check_content`: a network
+or optimizer missing, another shape, a NaN/inf) or whose meta.json names another step than its folder.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import errno
 import io
 import json
+import re
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save
@@ -80,13 +82,19 @@ def _write(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step of a checkpoint folder name (`step_000001234` -> 1234), None for other names."""
+    match = re.fullmatch(rf"{PREFIX}(\d{{9,}})", Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders (not temporaries), newest first."""
+    """Complete checkpoint folders (not temporaries), newest (highest step) first."""
     ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
-    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
-    return sorted(found, key=lambda p: p.name, reverse=True)
+    found = [p for p in ckpt_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    return sorted(found, key=checkpoint_step, reverse=True)
 
 
 def _verify(path: Path) -> dict[str, Any]:
@@ -97,6 +105,8 @@ def _verify(path: Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: meta.json unreadable ({e})") from None
+    if not isinstance(meta, dict) or meta.get("step") != checkpoint_step(path):
+        raise CheckpointError(f"{path}: meta.json does not record the step of its folder name")
     for name, digest in meta.get("sha256", {}).items():
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: {name} missing")
@@ -125,8 +135,64 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=path, networks=networks, state=state, meta=meta)
 
 
-def load_latest(ckpt_dir: str | Path) -> Checkpoint | None:
-    """The newest checkpoint that verifies; torn ones are skipped with a warning.
+def _finite(name: str, value: torch.Tensor) -> None:
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise CheckpointError(f"{name} holds NaN or inf")
+
+
+def _check_optimizer(name: str, saved: Any, opt: torch.optim.Optimizer) -> None:
+    """Same parameter groups as `opt`, per-parameter state shaped like its parameter, finite."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
+        raise CheckpointError(f"optimizer {name}: parameter groups differ")
+    params = {}
+    for group, live in zip(groups, opt.param_groups):
+        if len(group.get("params", [])) != len(live["params"]):
+            raise CheckpointError(f"optimizer {name}: parameter counts differ")
+        params.update(zip(group["params"], live["params"]))
+    for index, entry in saved.get("state", {}).items():
+        for key, value in entry.items():
+            if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                continue
+            if index not in params or value.shape != params[index].shape:
+                raise CheckpointError(f"optimizer {name}: state {key} of parameter {index} "
+                                      "has another shape than the parameter")
+            _finite(f"optimizer {name} state {key}", value)
+
+
+def check_content(c: Checkpoint, networks: dict[str, nn.Module],
+                  optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Check that a loaded checkpoint fits a run, beyond its sha256: every network present with
+    exactly the run's tensor names and shapes, every optimizer present and shaped like its
+    parameters, and every float tensor finite (a checkpoint saved after divergence is skipped).
+
+    Raises:
+        CheckpointError: naming the first problem.
+    """
+    for name, net in networks.items():
+        saved = c.networks.get(name)
+        want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        if saved is None or {k: tuple(v.shape) for k, v in saved.items()} != want:
+            raise CheckpointError(f"{c.path}: network {name} missing or of other shapes")
+        for key, value in saved.items():
+            _finite(f"{c.path}: {name}.{key}", value)
+    saved_opts = c.state.get("optimizers") if isinstance(c.state, dict) else None
+    if not isinstance(saved_opts, dict) or set(saved_opts) != set(optimizers):
+        raise CheckpointError(f"{c.path}: optimizers missing (expected {sorted(optimizers)})")
+    for name, opt in optimizers.items():
+        try:
+            _check_optimizer(name, saved_opts[name], opt)
+        except CheckpointError as e:
+            raise CheckpointError(f"{c.path}: {e}") from None
+    for key in ("train_state", "rng"):
+        if key not in c.state:
+            raise CheckpointError(f"{c.path}: state.pt lacks {key}")
+
+
+def load_latest(ckpt_dir: str | Path,
+                check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
+    """The newest checkpoint that verifies (and passes `check`, e.g. `check_content`); torn and
+    failing ones are skipped with a warning.
 
     Returns:
         None when the folder holds no checkpoint at all.
@@ -138,7 +204,10 @@ def load_latest(ckpt_dir: str | Path) -> Checkpoint | None:
     problems = []
     for path in paths:
         try:
-            return load_checkpoint(path)
+            c = load_checkpoint(path)
+            if check is not None:
+                check(c)
+            return c
         except CheckpointError as e:
             problems.append(str(e))
             warnings.warn(f"skipping checkpoint: {e}; falling back to the previous one", stacklevel=2)
@@ -147,9 +216,22 @@ def load_latest(ckpt_dir: str | Path) -> Checkpoint | None:
     return None
 
 
-def prune_checkpoints(ckpt_dir: str | Path, keep_latest_k: int) -> None:
-    """Delete all but the newest `keep_latest_k` checkpoints, and stale temporaries."""
-    for path in list_checkpoints(ckpt_dir)[keep_latest_k:]:
+def prune_checkpoints(ckpt_dir: str | Path, keep_latest_k: int, step: int | None = None) -> None:
+    """Delete all but the newest `keep_latest_k` checkpoints, and stale temporaries.
+
+    Args:
+        step: the run's current step. Checkpoints are kept by the run's own step sequence: any
+            folder of a later step is not this run's present (a bogus or planted name, or the future
+            of a rolled-back run that a resume would jump to) and is deleted, never kept in place
+            of the run's own.
+    """
+    paths = list_checkpoints(ckpt_dir)
+    if step is not None:
+        later = [p for p in paths if checkpoint_step(p) > step]
+        paths = [p for p in paths if checkpoint_step(p) <= step]
+        for path in later:
+            shutil.rmtree(path, ignore_errors=True)
+    for path in paths[keep_latest_k:]:
         shutil.rmtree(path, ignore_errors=True)
     for tmp in Path(ckpt_dir).glob(f".{PREFIX}*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)

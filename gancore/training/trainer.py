@@ -18,7 +18,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,7 +36,7 @@ from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.ema import ema_beta_at, update_ema
-from gancore.utils.fsio import sha256_json
+from gancore.utils.fsio import exclusive_lock, sha256_json
 from gancore.utils.seed import RngStreams, rng_state, seed_all, set_rng_state
 
 # TrainParams keys that may change between an interrupted run and its resume (schedule and
@@ -47,8 +47,16 @@ RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_s
                   "max_nan_retries", "decode_threads", "device", "grad_accum", "nproc_per_node", "nnodes")
 
 
+LOCK_FILE = ".lock"
+"""Lock file of a checkpoint folder, held while a process trains on it."""
+
+
 class TrainingInterrupted(Exception):
     """SIGTERM arrived; a checkpoint was saved and the run ends as KILLED."""
+
+
+class _StopWhileLoading(Exception):
+    """Raised by the SIGTERM handler into a batch that is still loading (one process only)."""
 
 
 @dataclass
@@ -165,6 +173,8 @@ class Trainer:
         self._data: list[ShardStream] = []
         self._skipped_all_ranks = 0
         self._stop = False
+        self._loading = False
+        self._locked = False
 
     # -- state ------------------------------------------------------------------
 
@@ -200,7 +210,7 @@ class Trainer:
         state, path = self._state_dict(), None
         if self.world.is_main:
             path = ckpt.save_checkpoint(self.ckpt_dir, self.state.step, self._all_nets(), state, self._meta())
-            ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k)
+            ckpt.prune_checkpoints(self.ckpt_dir, self.run.train.keep_latest_k, self.state.step)
         distributed.barrier(self.world)
         return path
 
@@ -229,10 +239,16 @@ class Trainer:
             f"checkpoint {c.path} was made by another run; refusing to resume it with: "
             + "; ".join(changes) + f". Delete {self.ckpt_dir} to start afresh, or restore the old params.")
 
+    def _check_content(self, c: ckpt.Checkpoint) -> None:
+        """Fall back past a checkpoint of this run whose content does not fit it or is not finite
+        (another run's checkpoint is left to _check_identity, which names the difference)."""
+        if c.meta.get("identity_hash") == self.run.identity_hash():
+            ckpt.check_content(c, self._all_nets(), self.opts)
+
     def resume_or_start(self) -> bool:
         """Load the newest matching checkpoint, or save the initial state. True when resumed."""
         distributed.barrier(self.world)
-        latest = ckpt.load_latest(self.ckpt_dir)
+        latest = ckpt.load_latest(self.ckpt_dir, self._check_content)
         if latest is None:
             self.save()
             return False
@@ -357,7 +373,7 @@ class Trainer:
         if n > self.run.train.max_nan_retries:
             raise NonFiniteLoss(f"{error}; still diverging after {n - 1} rollbacks "
                                 f"(train.max_nan_retries). Lower the learning rate or check the data.")
-        latest = ckpt.load_latest(self.ckpt_dir)
+        latest = ckpt.load_latest(self.ckpt_dir, self._check_content)
         self._restore(latest)
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
@@ -370,9 +386,44 @@ class Trainer:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._stop = True
+        # Loading a batch can take minutes (a huge batch, a slow disk): stop it at once. The last
+        # step is complete, so it can be saved. With several ranks all must agree (in _reduce).
+        if self._loading and self.world.size == 1:
+            raise _StopWhileLoading()
+
+    def _next_batch(self, batches: Iterator[Any]) -> Any:
+        """next(batches), with SIGTERM honoured while it loads."""
+        self._loading = True
+        try:
+            return next(batches)
+        finally:
+            self._loading = False
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock of `ckpt_dir` (rank 0; re-entrant): a second training on the same
+        checkpoint folder is refused with RunLocked instead of writing conflicting checkpoints
+        and history rows."""
+        if self._locked or not self.world.is_main:
+            yield
+            return
+        with exclusive_lock(self.ckpt_dir / LOCK_FILE, f"checkpoint folder {self.ckpt_dir}"):
+            self._locked = True
+            try:
+                yield
+            finally:
+                self._locked = False
 
     def fit(self) -> dict[str, Any]:
-        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger)."""
+        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger).
+
+        Raises:
+            RunLocked: another process is training on `ckpt_dir`.
+        """
+        with self.locked():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         resumed = self.resume_or_start()
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
@@ -396,7 +447,13 @@ class Trainer:
         batches, window, tick = self._stream(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
-            real = next(batches)
+            try:
+                real = self._next_batch(batches)
+            except _StopWhileLoading:
+                self.save()
+                bar.close()
+                raise TrainingInterrupted(f"SIGTERM while loading data after step {self.state.step}; "
+                                          "checkpoint saved") from None
             t0 = time.perf_counter()
             try:
                 window.append(self.train_step(real))

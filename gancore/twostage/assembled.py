@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from gancore.errors import DataError
-from gancore.generator import FORMAT, load_generator, read_config
+from gancore.generator import FORMAT, load_generator, read_config, require_field
 from gancore.twostage.training import load_decoder
-from gancore.utils.fsio import atomic_dir, atomic_write_json
+from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file
 
 __all__ = ["TwoStageGenerator", "assemble", "load_twostage"]
 
@@ -79,10 +79,18 @@ def assemble(sampler_dir: str | Path, decoder_dir: str | Path, codes_manifest: d
     return atomic_dir(out_dir, fill)
 
 
+def _part(path: Path, name: str) -> Path:
+    """A part's folder, inside the assembled folder (not a link elsewhere)."""
+    try:
+        return contained_file(path, name, directory=True)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+
+
 def load_twostage(path: Path, config: dict[str, Any], which: str | None,
                   device: str | torch.device) -> TwoStageGenerator:
     """Both parts with the same weights choice (G_ema or G_init), in eval mode."""
-    which = which or config["main"]
-    sampler = load_generator(path / "sampler", which, device)
-    decoder = load_decoder(path / "decoder", which, device)
+    which = which or require_field(config, "main", str, path)
+    sampler = load_generator(_part(path, "sampler"), which, device)
+    decoder = load_decoder(_part(path, "decoder"), which, device)
     return TwoStageGenerator(sampler, decoder).eval().requires_grad_(False)

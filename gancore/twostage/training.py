@@ -14,7 +14,7 @@ from torch import nn
 
 from gancore.compress.codec import Codec, codec_from_config, load_codec
 from gancore.config import DecoderParams, build_dataclass, to_dict
-from gancore.generator import FORMAT, load_weights, read_config, save_networks
+from gancore.generator import FORMAT, load_network, read_config, require_field, save_networks
 from gancore.registry import MethodSpec, Phase
 from gancore.twostage.decoders import build_decoder
 
@@ -91,8 +91,12 @@ def save_decoder(out_dir: str | Path, cfg: DecoderRun, weights: dict[str, nn.Mod
 def load_decoder(path: str | Path, which: str | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a decoder saved by save_decoder, in eval mode."""
     config = read_config(path, kind="decoder")
-    cfg = DecoderRun(decoder=build_dataclass(DecoderParams, config["decoder"], "decoder"), codec=config["codec"])
-    return load_weights(_build_networks(cfg, cfg.codec["resolution"])["G"], path, which or config["main"], device)
+    codec = require_field(config, "codec", dict, path)
+    require_field(codec, "resolution", int, path)
+    decoder = build_dataclass(DecoderParams, require_field(config, "decoder", dict, path), "decoder")
+    cfg = DecoderRun(decoder=decoder, codec=codec)
+    return load_network(lambda: _build_networks(cfg, cfg.codec["resolution"])["G"], path,
+                        which or require_field(config, "main", str, path), device)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

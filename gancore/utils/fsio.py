@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+from gancore.errors import DataError, RunLocked
 
 
 def fsync_dir(path: Path) -> None:
@@ -52,10 +57,82 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 
+def contained_file(folder: str | Path, name: Any, directory: bool = False) -> Path:
+    """The regular file (or, with `directory`, the folder) called `name` directly inside `folder`,
+    for names that come from a file or may be links.
+
+    Refuses what a hostile folder could name: anything but a plain file name (path separators,
+    "..", absolute paths, NUL), a link resolving outside the folder, and anything not a regular
+    file (a FIFO would block the reader, a device never ends). Nothing is opened.
+
+    Returns:
+        The resolved path.
+
+    Raises:
+        ValueError: naming the folder, the name and what is wrong with it.
+    """
+    folder = Path(folder)
+    if (not isinstance(name, str) or name in ("", ".", "..")
+            or any(c in name for c in ("/", "\\", "\0"))):
+        raise ValueError(f"{folder}: {str(name)[:80]!r} is not a plain file name inside the folder")
+    try:
+        real = (folder / name).resolve(strict=True)
+        inside = real.is_relative_to(folder.resolve(strict=True))
+        mode = os.stat(real).st_mode
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"{folder}: {name} is missing or unreadable ({e})") from None
+    if not inside:
+        raise ValueError(f"{folder}: {name} links outside the folder")
+    if directory and not stat.S_ISDIR(mode):
+        raise ValueError(f"{folder}: {name} is not a folder")
+    if not directory and not stat.S_ISREG(mode):
+        raise ValueError(f"{folder}: {name} is not a regular file")
+    return real
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if absent) while the block runs.
+
+    An advisory flock: the kernel drops it when the holder exits, even on kill -9, so a crashed
+    run never leaves a stale lock behind.
+
+    Raises:
+        RunLocked: another process holds it; `what` names the locked thing in the message.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{what} is in use by another process (lock {path}); wait for it to "
+                            "finish or stop it, then rerun") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     with open(path) as f:
         return json.load(f)
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (the config of a folder that came from elsewhere).
+
+    Raises:
+        DataError: the file is unreadable, not JSON, or not an object.
+    """
+    try:
+        obj = read_json(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not readable JSON: {e}"[:300]) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a JSON object")
+    return obj
 
 
 def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
@@ -85,6 +162,23 @@ def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def remove_stale_temporaries(final: str | Path) -> list[Path]:
+    """Delete the temporary folders `atomic_dir(final, ...)` left behind when killed mid-build.
+
+    Only for a `final` that one process at a time builds (a DVC stage output, a locked run folder).
+
+    Returns:
+        The folders removed.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    stale = [p for p in final.parent.glob(f".{final.name}.*.tmp") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

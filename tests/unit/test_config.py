@@ -24,7 +24,7 @@ def _write(tmp_path, raw):
     ({"train": {"bach": 8}}, "train.bach", "did you mean train.batch"),
     ({"trian": {}}, "trian", "did you mean train"),
     ({"train": {"batch": "8"}}, "train.batch", "must be an integer"),
-    ({"train": {"batch": 0}}, "train.batch", "impossible value"),
+    ({"train": {"batch": 0}}, "train.batch", "must be in [1, 65536]"),
     ({"train": {"batch": True}}, "train.batch", "must be an integer"),
     ({"base": {"resolution": 100}}, "base.resolution", "power of two"),
     ({"train": {"ema_beta": 1.5}}, "train.ema_beta", "impossible value"),

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from gancore.cli import main as cli
-from gancore.config import ConfigError, validate, with_overrides
-from gancore.profile import apply_profile, read_yaml, set_args
+from gancore.config import ConfigError, read_yaml, validate, with_overrides
+from gancore.profile import apply_profile, set_args
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFICIAL = {"fastgan": (8, 0.999), "pixelfolder": (64, 0.997784), "cips": (32, 0.997784),
