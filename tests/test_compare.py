@@ -30,7 +30,7 @@ def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gm
 def _evaluate(uri: str, tmp: Path, pipeline: str, kid: float) -> None:
     tracker = MlflowTracker("exp", uri)
     tracker.start(f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline})
-    tracker.log_metrics({"kid_el0": kid, "init/kid_el0": 0.5, "swd_mean": 100.0}, step=0)
+    tracker.log_metrics({"kid_el0": kid, "init.kid_el0": 0.5, "swd_mean": 100.0}, step=0)
     path = tmp / pipeline / "eval.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"kid_el0": kid, "protocol": PROTOCOL}))
@@ -97,7 +97,7 @@ def test_cli_and_stage(store: str, tmp_path: Path, monkeypatch):
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("exp").experiment_id],
                              filter_string="tags.dvc_stage = 'compare'", order_by=["attributes.start_time DESC"])[0]
-    assert run.data.tags["git_commit"] and run.data.tags["params_hash"]
+    assert run.data.tags["mlflow.source.git.commit"] and run.data.tags["params_hash"]
 
 
 def test_missing_experiment_or_evaluation_is_a_clear_error(store: str, tmp_path: Path):

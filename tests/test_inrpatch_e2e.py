@@ -78,9 +78,12 @@ def test_stages_log_their_runs_and_grids_to_mlflow(pipeline):
     runs = {r.data.tags["dvc_stage"]: r for r in client.search_runs([experiment])}
     assert {"train_inr@1", "train_inr@2", "evaluate@stage2"} <= set(runs)
     params = runs["train_inr@2"].data.params
-    assert params["method_cfg.stage"] == "2" and len(params["method_cfg.teacher_sha256"]) == 64
+    assert params["resolved.stage"] == "2" and len(params["resolved.teacher_sha256"]) == 64
+    assert params["method.inrpatch.patch_px"] == "32" and "train.total_kimg" in params
     artifacts = {a.path for a in client.list_artifacts(runs["train_inr@2"].info.run_id)}
-    assert {"grid_2x.png", "grid_4x.png", "generator"} <= artifacts
+    assert {"grid_2x.png", "grid_4x.png"} <= artifacts
+    models = client.search_logged_models([experiment], filter_string=f"source_run_id = '{runs['train_inr@2'].info.run_id}'")
+    assert [m.name for m in models] == ["generator"]
 
 
 def test_rerunning_a_finished_stage_resumes_it(pipeline):
