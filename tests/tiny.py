@@ -152,8 +152,9 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
         value = raw
         for part in section.split("."):
             value = value[part]
-        for key, v in flatten({section: value}).items():
-            assert row.data.params[key] == str(v), key
+        for key, v in flatten({section: value}).items():  # numbers as their dataclass field types them
+            logged = row.data.params[key]
+            assert (float(logged) == v) if isinstance(v, (int, float)) and not isinstance(v, bool) else logged == str(v), key
     eval_json = json.loads((eval_json or tmp / "metrics" / pipeline / "eval.json").read_text())
     scores = {k: v for k, v in flatten(eval_json).items() if not k.startswith("protocol.")
               and isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -169,4 +170,6 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     assert digest == json.loads((tmp / "shards/manifest.json").read_text())["fingerprint"]["eval"][:36]
     versions = client.search_model_versions(f"name = '{pipeline}'")
     assert row.info.run_id in {v.run_id for v in versions}
+    [model] = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'")
+    assert model.name == "generator" and {m.key for m in model.metrics} >= {"kid_el0", "init.kid_el0"}
 

@@ -96,7 +96,12 @@ def log_generator(tracking_uri: str, run_id: str, folder: str | Path,
     config = read_config(check_folder(folder))
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id,
+    # Made here, in the run's experiment: Model.log alone would file it under the active (Default) one.
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.get_run(run_id)
+    model = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                       params=run.data.params, model_type="generator")
+    return Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
                      loader_module=LOADER, data_path=str(folder), signature=signature(config["resolution"]),
                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors"],
                      registered_model_name=registered_name, await_registration_for=0,
