@@ -108,3 +108,18 @@ def test_missing_experiment_or_evaluation_is_a_clear_error(store: str, tmp_path:
         pipeline_rows(MlflowClient(store), "trained-only")
     assert cli_main(["compare", "--tracking-uri", store, "--experiment", "nope", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "report.md").exists()
+
+
+def test_best_alias_names_the_version_with_the_best_score(store: str):
+    from gancore.compare import set_best_alias
+
+    client = MlflowClient(store, registry_uri=store)
+    runs = {r.data.tags["dvc_stage"]: r.info.run_id for r in client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], filter_string="tags.dvc_stage LIKE 'evaluate@%'")}
+    client.create_registered_model("g")
+    for stage in ("evaluate@b", "evaluate@a", "evaluate@b"):  # kid 0.3, then 0.2 (best: version 2), 0.3
+        client.create_model_version("g", source="unused", run_id=runs[stage])
+    assert set_best_alias(store, ["g"], "kid_el0", "best") == {"g": "2"}
+    assert str(client.get_model_version_by_alias("g", "best").version) == "2"
+    with pytest.raises(CompareError, match="not a score"):
+        set_best_alias(store, ["g"], "loss")

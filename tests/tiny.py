@@ -140,6 +140,7 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     from mlflow.tracking import MlflowClient
 
     from gancore.config import flatten
+    from gancore.runtime import process_start_ms
 
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}")
     exp = client.get_experiment_by_name("e2e")
@@ -163,6 +164,8 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     assert row.data.metrics["compute.device_hours"] > 0 and row.data.metrics["compute.kimg_shown"] > 0
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == row.info.run_id]
     assert children and {r.data.tags["pipeline"] for r in children} == {pipeline}
+    # Opened when the stage (here: the test process) started, not when it logged: true durations.
+    assert {r.info.start_time for r in [row, *children]} == {process_start_ms()}
     for run in [row, *children]:
         contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
         assert contexts == ({"evaluation"} if run is row else {"training"}), run.info.run_name
