@@ -1,7 +1,11 @@
 """The MLflow UI in a real browser: start `mlflow ui` on 127.0.0.1:<free port> over a project's store,
 open the experiment's runs table in headless Chromium (Debian's `chromium`), check that the rendered
-page lists each pipeline's row (`evaluate@<pipeline>`) with its dataset and logged model, that the
-store behind it holds the rows' params under params.yaml keys and their scores, and save a screenshot.
+page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml keys),
+scores, dataset and registered model, and save a screenshot.
+
+The table's columns come from a shared view (MLflow's "share view": the experiment tag
+`mlflow.sharedViewState.pipelines`, opened by `?viewStateShareKey=pipelines`) that this script saves:
+the evaluate rows sorted by --score, with the --columns chosen. Open the same URL in your browser.
 
     .venv/bin/python scripts/mlflow_browser_check.py --store mlflow.db --experiment gancore \
         --pipelines fastgan wavelet --screenshot docs/mlflow_runs.png
@@ -23,8 +27,10 @@ import urllib.request
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-WINDOW_PX = (1800, 1000)
+WINDOW_PX = (2600, 900)
 """Browser window (width, height): wide enough for the runs table's Dataset and Models columns."""
+VIEW = "pipelines"
+"""The shared view's key."""
 RENDER_MS = 20000
 """Virtual time Chromium gives the page's scripts before it dumps or shoots (the UI loads lazily)."""
 
@@ -88,13 +94,30 @@ def store_checks(store: Path, experiment: str, pipelines: list[str]) -> tuple[st
     return exp.experiment_id, failed
 
 
-def page_checks(dom: str, pipelines: list[str]) -> list[str]:
-    """Failed checks of the rendered runs table: each row, a dataset and a logged model shown."""
+def save_view(store: Path, exp_id: str, score: str, columns: list[str]) -> None:
+    """The shared view VIEW: evaluate rows sorted by `score`, showing duration, dataset, models,
+    `score`, `init.<score>`, the compute and `columns` (params.yaml keys)."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    shown = [f"attributes.`{a}`" for a in ("Duration", "Dataset", "Models")]
+    shown += [f"metrics.`{m}`" for m in (score, f"init.{score}", "compute.device_hours")]
+    state = {"selectedColumns": [*shown, *(f"params.`{c}`" for c in columns)],
+             "searchFilter": "tags.dvc_stage LIKE 'evaluate@%'", "orderByKey": f"metrics.`{score}`",
+             "orderByAsc": True}
+    MlflowClient(f"sqlite:///{store.resolve()}").set_experiment_tag(
+        exp_id, f"mlflow.sharedViewState.{VIEW}", json.dumps(state))
+
+
+def page_checks(dom: str, pipelines: list[str], score: str, columns: list[str]) -> list[str]:
+    """Failed checks of the rendered runs table: each row, the score and param columns, a dataset and
+    each pipeline's registered model shown."""
     failed = [f"evaluate@{name} not in the runs table" for name in pipelines if f"evaluate@{name}" not in dom]
-    if "Dataset" not in dom or "data/shards" not in dom and "shards" not in dom:
+    failed += [f"column {c} not shown" for c in [score, *columns] if c not in dom]
+    if "shards (" not in dom:
         failed.append("no dataset shown in the runs table")
-    if "generator" not in dom:
-        failed.append("no logged model (generator) shown in the runs table")
+    failed += [f"registered model {name} not shown" for name in pipelines if f"/models/{name}/" not in dom]
     return failed
 
 
@@ -104,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="gancore")
     parser.add_argument("--pipelines", nargs="+", required=True, help="pipelines whose rows must show")
     parser.add_argument("--screenshot", required=True, help="PNG path")
+    parser.add_argument("--score", default="kid_el0", help="score column the rows are sorted by")
+    parser.add_argument("--columns", nargs="*", default=["method.fastgan.width_mult", "train.total_kimg"],
+                        help="params (params.yaml keys) shown as columns")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).is_file():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
@@ -112,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     if not exp_id:
         print("\n".join(failed), file=sys.stderr)
         return 1
+    save_view(Path(args.store), exp_id, args.score, args.columns)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="mlflow-ui-")) / "ui.log"
     proc = start_ui(Path(args.store), port, log)
     try:
-        url = f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
-        failed += page_checks(chromium(url, "--dump-dom"), args.pipelines)
+        url = f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs?viewStateShareKey={VIEW}"
+        failed += page_checks(chromium(url, "--dump-dom"), args.pipelines, args.score, args.columns)
         Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
         chromium(url, f"--screenshot={Path(args.screenshot).resolve()}")
     finally:
