@@ -86,11 +86,9 @@ def _compare(args: argparse.Namespace) -> int:
     tags = None if args.no_log else {"gancore_command": "compare"}
     print(f"wrote {write_report(uri, args.experiment, args.out, args.suite, log_tags=tags)}")
     if args.alias:
-        from gancore.compare import pipeline_rows, set_best_alias
-        from mlflow.tracking import MlflowClient
+        from gancore.compare import alias_reported
 
-        names = [r.pipeline for r in pipeline_rows(MlflowClient(uri), args.experiment)]
-        for name, version in set_best_alias(uri, names, args.score, args.alias).items():
+        for name, version in alias_reported(uri, args.out, args.score, args.alias).items():
             print(f"models:/{name}@{args.alias} -> version {version} (best {args.score})")
     return 0
 

@@ -302,6 +302,13 @@ def set_best_alias(tracking_uri: str, names: list[str], score: str = "kid_el0", 
     return chosen
 
 
+def alias_reported(tracking_uri: str, out_dir: str | Path, score: str = "kid_el0",
+                   alias: str = "best") -> dict[str, str]:
+    """set_best_alias on the pipelines of the report written to `out_dir` (its rows.json)."""
+    rows = json.loads((Path(out_dir) / "rows.json").read_text())
+    return set_best_alias(tracking_uri, [r["pipeline"] for r in rows], score, alias)
+
+
 def _log(tracking_uri: str, experiment: str, out: Path, tags: dict[str, str]) -> None:
     from gancore.tracking.mlflow_tracker import MlflowTracker
 
