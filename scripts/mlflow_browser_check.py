@@ -1,10 +1,11 @@
-"""The MLflow UI in a real browser: start `mlflow ui` on 127.0.0.1:<free port> over a project's store,
-open the experiment's runs table in headless Chromium (Debian's `chromium`), check that the rendered
-page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml keys),
+"""The MLflow UI in a real browser: start `mlflow ui` on 127.0.0.1:<free port> over a project's
+store, open the experiment's runs table in headless Chromium (Debian's `chromium`), check that the
+rendered page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml keys),
 scores, dataset and registered model, and save a screenshot.
 
 The table's columns come from a shared view (MLflow's "share view": the experiment tag
-`mlflow.sharedViewState.pipelines`, opened by `?viewStateShareKey=pipelines`) that this script saves:
+`mlflow.sharedViewState.pipelines`, opened by `?viewStateShareKey=pipelines`) that this script
+saves:
 the evaluate rows sorted by --score, with the --columns chosen. Open the same URL in your browser.
 
     .venv/bin/python scripts/mlflow_browser_check.py --store mlflow.db --experiment gancore \
@@ -32,7 +33,8 @@ WINDOW_PX = (2600, 900)
 VIEW = "pipelines"
 """The shared view's key."""
 RENDER_MS = 20000
-"""Virtual time Chromium gives the page's scripts before it dumps or shoots (the UI loads lazily)."""
+"""Virtual time Chromium gives the page's scripts before it dumps or shoots (the UI loads
+lazily)."""
 
 
 def free_port() -> int:
@@ -43,9 +45,11 @@ def free_port() -> int:
 
 
 def start_ui(store: Path, port: int, log: Path) -> subprocess.Popen:
-    """`mlflow ui` over `store` on 127.0.0.1:`port` (one worker, no job runner); waits until it answers."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{store.resolve()}",
+    """`mlflow ui` over `store` on 127.0.0.1:`port` (one worker, no job runner), once it answers."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+           f"sqlite:///{store.resolve()}",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -82,12 +86,14 @@ def store_checks(store: Path, experiment: str, pipelines: list[str]) -> tuple[st
     if exp.tags.get("mlflow.experimentKind") != "custom_model_development":
         failed.append("the experiment does not open in the model-training view")
     for name in pipelines:
-        rows = client.search_runs([exp.experiment_id], f"tags.dvc_stage = 'evaluate@{name}'", max_results=1)
+        rows = client.search_runs([exp.experiment_id], f"tags.dvc_stage = 'evaluate@{name}'",
+                                  max_results=1)
         if not rows:
             failed.append(f"no evaluate@{name} run")
             continue
         row = rows[0].data
-        if "kid_el0" not in row.metrics or not any(k.startswith(("method.", "twostage.")) for k in row.params):
+        keyed = any(k.startswith(("method.", "twostage.")) for k in row.params)
+        if "kid_el0" not in row.metrics or not keyed:
             failed.append(f"evaluate@{name} lacks kid_el0 or params under params.yaml keys")
         if not client.search_model_versions(f"name = '{name}'"):
             failed.append(f"no registered model {name!r}")
@@ -111,24 +117,29 @@ def save_view(store: Path, exp_id: str, score: str, columns: list[str]) -> None:
 
 
 def page_checks(dom: str, pipelines: list[str], score: str, columns: list[str]) -> list[str]:
-    """Failed checks of the rendered runs table: each row, the score and param columns, a dataset and
-    each pipeline's registered model shown."""
-    failed = [f"evaluate@{name} not in the runs table" for name in pipelines if f"evaluate@{name}" not in dom]
+    """Failed checks of the rendered runs table: each row, the score and param columns, a dataset
+    and each pipeline's registered model shown."""
+    failed = [f"evaluate@{name} not in the runs table" for name in pipelines
+              if f"evaluate@{name}" not in dom]
     failed += [f"column {c} not shown" for c in [score, *columns] if c not in dom]
     if "shards (" not in dom:
         failed.append("no dataset shown in the runs table")
-    failed += [f"registered model {name} not shown" for name in pipelines if f"/models/{name}/" not in dom]
+    failed += [f"registered model {name} not shown" for name in pipelines
+               if f"/models/{name}/" not in dom]
     return failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True, help="the project's mlflow.db")
     parser.add_argument("--experiment", default="gancore")
-    parser.add_argument("--pipelines", nargs="+", required=True, help="pipelines whose rows must show")
+    parser.add_argument("--pipelines", nargs="+", required=True,
+                        help="pipelines whose rows must show")
     parser.add_argument("--screenshot", required=True, help="PNG path")
     parser.add_argument("--score", default="kid_el0", help="score column the rows are sorted by")
-    parser.add_argument("--columns", nargs="*", default=["method.fastgan.width_mult", "train.total_kimg"],
+    parser.add_argument("--columns", nargs="*",
+                        default=["method.fastgan.width_mult", "train.total_kimg"],
                         help="params (params.yaml keys) shown as columns")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).is_file():
@@ -152,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     for line in failed:
         print(f"FAILED: {line}", file=sys.stderr)
-    print(f"{len(args.pipelines)} pipelines checked, {len(failed)} failed; screenshot {args.screenshot}")
+    print(f"{len(args.pipelines)} pipelines checked, {len(failed)} failed; "
+          f"screenshot {args.screenshot}")
     return 1 if failed else 0
 
 

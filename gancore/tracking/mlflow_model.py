@@ -33,8 +33,9 @@ def check_folder(path: str | Path) -> Path:
     path = Path(path)
     for item in sorted(path.rglob("*")):
         if item.is_symlink() or (item.is_file() and item.suffix not in SAFE_SUFFIXES):
-            raise DataError(f"{item} is not allowed in a generator folder (only {', '.join(SAFE_SUFFIXES)} "
-                            "files; pickles and links are refused)")
+            allowed = ", ".join(SAFE_SUFFIXES)
+            raise DataError(f"{item} is not allowed in a generator folder (only {allowed} files; "
+                            "pickles and links are refused)")
     return path
 
 
@@ -74,8 +75,8 @@ def signature(resolution: int) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    return ModelSignature(inputs=Schema([ColSpec("long", "seed")]),
-                          outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, resolution, resolution, 3))]))
+    images = TensorSpec(np.dtype(np.uint8), (-1, resolution, resolution, 3))
+    return ModelSignature(inputs=Schema([ColSpec("long", "seed")]), outputs=Schema([images]))
 
 
 def log_generator(tracking_uri: str, run_id: str, folder: str | Path,
@@ -96,16 +97,19 @@ def log_generator(tracking_uri: str, run_id: str, folder: str | Path,
     config = read_config(check_folder(folder))
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    # Made here, in the run's experiment: Model.log alone would file it under the active (Default) one.
+    # Made here, in the run's experiment: Model.log alone files it under the active (Default) one.
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(run_id)
-    model = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
-                                       params=run.data.params, model_type="generator")
-    return Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
-                     loader_module=LOADER, data_path=str(folder), signature=signature(config["resolution"]),
-                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors"],
-                     registered_model_name=registered_name, await_registration_for=0,
-                     metadata={"gancore_version": gancore.__version__, "kind": config.get("kind", "single")})
+    model = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME,
+                                       source_run_id=run_id, params=run.data.params,
+                                       model_type="generator")
+    torch_pin = f"torch=={torch.__version__.split('+')[0]}"
+    metadata = {"gancore_version": gancore.__version__, "kind": config.get("kind", "single")}
+    return Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id,
+                     model_id=model.model_id, loader_module=LOADER, data_path=str(folder),
+                     signature=signature(config["resolution"]),
+                     pip_requirements=[torch_pin, "safetensors"], metadata=metadata,
+                     registered_model_name=registered_name, await_registration_for=0)
 
 
 def is_model_uri(uri: str) -> bool:
@@ -113,12 +117,14 @@ def is_model_uri(uri: str) -> bool:
     return uri.startswith(("models:/", "runs:/"))
 
 
-def generator_folder(uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:
-    """The generator folder inside a logged model (downloaded to `dst`, default a temp folder), checked.
+def generator_folder(uri: str, dst: str | Path | None = None,
+                     tracking_uri: str | None = None) -> Path:
+    """The generator folder inside a logged model (downloaded to `dst`, default a temp folder),
+    checked.
 
     Raises:
-        DataError: the model is not a gancore generator (another loader, a python_model pickle) or its
-            folder holds files other than JSON and safetensors.
+        DataError: the model is not a gancore generator (another loader, a python_model pickle)
+            or its folder holds files other than JSON and safetensors.
     """
     import mlflow
     import yaml
@@ -135,6 +141,6 @@ def generator_folder(uri: str, dst: str | Path | None = None, tracking_uri: str 
     flavor = (yaml.safe_load(mlmodel.read_text()) if mlmodel.is_file() else {}) or {}
     pyfunc = flavor.get("flavors", {}).get("python_function", {})
     if pyfunc.get("loader_module") != LOADER or "data" not in pyfunc:
-        raise DataError(f"{uri} is not a gancore generator model (its MLmodel does not load through "
-                        f"{LOADER}); refused without loading it")
+        raise DataError(f"{uri} is not a gancore generator model (its MLmodel does not load "
+                        f"through {LOADER}); refused without loading it")
     return check_folder(local / pyfunc["data"])
