@@ -1,7 +1,7 @@
 """The MLflow UI in a real browser: start `mlflow ui` on 127.0.0.1:<free port> over a project's
 store, open the experiment's runs table in headless Chromium (Debian's `chromium`), check that the
-rendered page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml keys),
-scores, dataset and registered model, and save a screenshot.
+rendered page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml
+keys), scores, dataset and registered model, and save a screenshot.
 
 The table's columns come from a shared view (MLflow's "share view": the experiment tag
 `mlflow.sharedViewState.pipelines`, opened by `?viewStateShareKey=pipelines`) that this script
