@@ -18,7 +18,7 @@ def _generate(args: argparse.Namespace) -> int:
     from gancore.generator import load_generator, renderer, sample
     from gancore.utils.grid import save_grid
 
-    G = load_generator(args.generator, which=args.which, device=args.device)
+    G = load_generator(_generator_folder(args.generator), which=args.which, device=args.device)
     forward = None
     if args.resolution is not None or args.extent != 1.0:
         forward = renderer(G, args.resolution or G.resolution, args.extent, args.tile_px)
@@ -39,6 +39,17 @@ def _generate(args: argparse.Namespace) -> int:
         raise
     print(f"wrote {len(images)} images to {out}")
     return 0
+
+
+def _generator_folder(generator: str) -> str | Path:
+    """A folder as it is; an MLflow model URI (`models:/fastgan@best`) as the folder inside the logged
+    model, from the store of MLFLOW_TRACKING_URI, else this folder's mlflow.db."""
+    from gancore.tracking.mlflow_model import generator_folder, is_model_uri
+    from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+    if not is_model_uri(generator):
+        return generator
+    return generator_folder(generator, tracking_uri=default_tracking_uri(Path.cwd()))
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -95,6 +106,11 @@ def _compare(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or default_tracking_uri(Path(args.project).resolve())
     tags = None if args.no_log else {"gancore_command": "compare"}
     print(f"wrote {write_report(uri, args.experiment, args.out, args.suite, log_tags=tags)}")
+    if args.alias:
+        from gancore.compare import alias_reported
+
+        for name, version in alias_reported(uri, args.out, args.score, args.alias).items():
+            print(f"models:/{name}@{args.alias} -> version {version} (best {args.score})")
     return 0
 
 
@@ -103,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgParser(prog="gancore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="sample images from a generator folder")
-    g.add_argument("--generator", required=True, help="e.g. runs/fastgan/generator")
+    g.add_argument("--generator", required=True,
+                   help="a folder (runs/fastgan/generator) or a registered model (models:/fastgan@best)")
     g.add_argument("--n", type=int_in(1, 10**6), default=64)
     g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     g.add_argument("--which", default=None, help="weights: G_ema (default) or G_init")
@@ -137,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="reports/compare", help="report folder")
     c.add_argument("--suite", default="benchmarks/results/suite.json", help="benchmark JSON for memory plots")
     c.add_argument("--no-log", action="store_true", help="do not log the report as an MLflow run")
+    c.add_argument("--alias", default="best",
+                   help="set this alias on each pipeline's registered generator version with the best --score "
+                        "('' to set none)")
+    c.add_argument("--score", default="kid_el0", help="score that picks the --alias version")
     c.set_defaults(func=_compare)
     return parser
 

@@ -60,9 +60,13 @@ def latest_finished(client, experiment: str) -> dict[str, Any]:
     return {r.data.tags["dvc_stage"]: r for r in runs if "dvc_stage" in r.data.tags}
 
 
+COMPUTE = ("params_g", "gmacs_per_img", "device_hours", "gpu_hours", "kimg_shown", "peak_mem_gb")
+"""A pipeline's compute, summed over its training parts (PipelineRow fields; MLflow `compute.<name>`)."""
+
+
 def _ledger(run) -> dict[str, float]:
-    m = run.data.metrics
-    return {k.removeprefix("ledger/"): v for k, v in m.items() if k.startswith("ledger/")}
+    """A training run's compute ledger (runs logged before the ledger lost its `ledger/` prefix too)."""
+    return {k.removeprefix("ledger/"): v for k, v in run.data.metrics.items()}
 
 
 def _add_part(row: PipelineRow, kind: str, run) -> None:
@@ -95,6 +99,34 @@ def _protocol(client, run) -> dict[str, Any]:
             return {"n_gen": p.get("eval.n_gen"), "seed": p.get("eval.seed")}
 
 
+def training_parts(latest: dict[str, Any], pipeline: str) -> dict[str, Any]:
+    """{dvc_stage: run} of the training parts of `pipeline` among `latest` (see latest_finished), in
+    stage order."""
+    return {name: run for name, run in sorted(latest.items()) if name.split("@", 1)[0] in TRAIN_PARTS
+            and run.data.tags.get("pipeline", name.split("@", 1)[-1]) == pipeline}
+
+
+def compute_row(pipeline: str, parts: dict[str, Any]) -> PipelineRow:
+    """A row of `pipeline` holding the compute of its training `parts` (see training_parts)."""
+    row = PipelineRow(pipeline=pipeline, parts={})
+    for name, run in parts.items():
+        _add_part(row, name.split("@", 1)[0], run)
+    return row
+
+
+def pipeline_parts(tracking_uri: str, experiment: str, pipeline: str) -> tuple[dict[str, Any], dict[str, float]]:
+    """The latest finished training runs of `pipeline` ({dvc_stage: run}) and their summed compute as
+    metrics `compute.<COMPUTE name>`; ({}, {}) while the experiment does not exist."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    if client.get_experiment_by_name(experiment) is None:
+        return {}, {}
+    parts = training_parts(latest_finished(client, experiment), pipeline)
+    row = compute_row(pipeline, parts)
+    return parts, {f"compute.{k}": float(getattr(row, k)) for k in COMPUTE}
+
+
 def pipeline_rows(client, experiment: str) -> list[PipelineRow]:
     """One row per pipeline with a finished evaluate run, in the order they were evaluated."""
     latest = latest_finished(client, experiment)
@@ -102,15 +134,11 @@ def pipeline_rows(client, experiment: str) -> list[PipelineRow]:
     for stage, ev in latest.items():
         if not stage.startswith("evaluate@"):
             continue
-        row = PipelineRow(pipeline=stage.split("@", 1)[1], parts={})
-        for name, run in sorted(latest.items()):
-            kind = name.split("@", 1)[0]
-            if kind in TRAIN_PARTS and run.data.tags.get("pipeline", name.split("@", 1)[-1]) == row.pipeline:
-                _add_part(row, kind, run)
+        row = compute_row(stage.split("@", 1)[1], training_parts(latest, stage.split("@", 1)[1]))
         row.parts[stage] = ev.info.run_id
         m = ev.data.metrics
         row.scores = {k: m[k] for k in QUALITY if k in m}
-        row.scores_init = {k: m[f"init/{k}"] for k in QUALITY if f"init/{k}" in m}
+        row.scores_init = {k: m[f"init.{k}"] for k in QUALITY if f"init.{k}" in m}
         row.protocol = _protocol(client, ev)
         rows.append(row)
     if not rows:
@@ -245,6 +273,40 @@ def write_report(tracking_uri: str, experiment: str, out_dir: str | Path, suite_
     if log_tags is not None:
         _log(tracking_uri, experiment, out, {**log_tags, "pipelines": ",".join(r.pipeline for r in rows)})
     return report
+
+
+def set_best_alias(tracking_uri: str, names: list[str], score: str = "kid_el0", alias: str = "best") -> dict[str, str]:
+    """Point `alias` of each registered model in `names` (a pipeline's generators, registered by its
+    evaluate stage) at the version whose evaluate run has the best `score`; versions without it are
+    skipped, models without versions too.
+
+    Returns:
+        {model name: version the alias now names}.
+
+    Raises:
+        CompareError: `score` is not one of QUALITY (its better direction is unknown).
+    """
+    from mlflow.tracking import MlflowClient
+
+    if score not in QUALITY:
+        raise CompareError(f"--score: {score!r} is not a score ({', '.join(QUALITY)})")
+    client, chosen = MlflowClient(tracking_uri, registry_uri=tracking_uri), {}
+    sign = 1.0 if QUALITY[score] == "lower" else -1.0
+    for name in names:
+        scored = [(sign * m[score], int(v.version)) for v in client.search_model_versions(f"name = '{name}'")
+                  if v.run_id and score in (m := client.get_run(v.run_id).data.metrics)]
+        if scored:
+            best = str(min(scored)[1])  # ties: the older version
+            client.set_registered_model_alias(name, alias, best)
+            chosen[name] = best
+    return chosen
+
+
+def alias_reported(tracking_uri: str, out_dir: str | Path, score: str = "kid_el0",
+                   alias: str = "best") -> dict[str, str]:
+    """set_best_alias on the pipelines of the report written to `out_dir` (its rows.json)."""
+    rows = json.loads((Path(out_dir) / "rows.json").read_text())
+    return set_best_alias(tracking_uri, [r["pipeline"] for r in rows], score, alias)
 
 
 def _log(tracking_uri: str, experiment: str, out: Path, tags: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -77,16 +78,16 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def git_commit(root: Path) -> str:
-    """HEAD commit of the project (suffix '+dirty' when the work tree differs), or 'unknown'."""
+def git_commit(root: Path) -> tuple[str, bool]:
+    """HEAD commit of the project and whether the work tree differs from it (('unknown', False) without git)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               timeout=10).stdout.strip()
     try:
         sha = git("rev-parse", "HEAD")
-        return f"{sha}+dirty" if sha and git("status", "--porcelain", "--untracked-files=no") else sha or "unknown"
+        return (sha, bool(git("status", "--porcelain", "--untracked-files=no"))) if sha else ("unknown", False)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return "unknown", False
 
 
 def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
@@ -99,31 +100,110 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     return MlflowTracker(track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending")
 
 
-def process_age_sec() -> float:
-    """Seconds since this process started: a stage's wall time when it logs at its end."""
+def process_start_ms() -> int:
+    """When this process started (epoch ms): a stage run's start, so its MLflow duration is the stage's."""
     import psutil
 
-    return time.time() - psutil.Process().create_time()
+    return int(psutil.Process().create_time() * 1000)
+
+
+def process_age_sec() -> float:
+    """Seconds since this process started: a stage's wall time when it logs at its end."""
+    return time.time() - process_start_ms() / 1000
+
+
+def declared_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The params a stage read, flat under their params.yaml keys (the names `dvc exp run -S` takes)."""
+    return flatten({key: to_dict(value) for key, value in params.items()})
+
+
+def log_shards(tracker: Tracker, shard_dir: str | Path, params_path: str | Path, context: str) -> None:
+    """Record a shard folder as an MLflow dataset input of the run: named by its path in the project,
+    digest = the fingerprint of the split read (train for training, eval for evaluation), source = the
+    images it was made from (`data.source`; the image shards, for code shards)."""
+    from gancore.data.shards import read_manifest
+
+    manifest, root = read_manifest(shard_dir), Path(params_path).resolve().parent
+    path = Path(shard_dir).resolve()
+    name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+    split = "train" if context == "training" else "eval"
+    tracker.log_dataset(name, manifest["fingerprint"][split], str(manifest.get("source", path)), context)
 
 
 def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
-                 metrics: dict[str, float], artifacts: Sequence[str | Path], **tags: str) -> None:
-    """One finished MLflow run for a stage without steps: params, metrics (plus `stage_wall_sec`, the
-    process's age), artifacts and run tags."""
-    wall_sec = process_age_sec()
+                 metrics: dict[str, float], artifacts: Sequence[str | Path],
+                 shards: tuple[str | Path, str] | None = None, **tags: str) -> None:
+    """One finished MLflow run for a stage without steps, started when the stage process started:
+    the declared params (plus `logged`), metrics (plus `stage_wall_sec`), artifacts, run tags and the
+    `shards` (folder, context) it read as a dataset input."""
     tracker = make_tracker(params["track"], params_path)
-    tracker.start(stage, run_tags(stage, params, params_path, **tags))
-    tracker.log_params(flatten(logged))
-    tracker.log_metrics({**metrics, "stage_wall_sec": wall_sec}, step=0)
+    tracker.start(stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms())
+    tracker.log_params({**declared_params(params), **flatten(logged)})
+    if shards is not None:
+        log_shards(tracker, shards[0], params_path, shards[1])
+    tracker.log_metrics({**metrics, "stage_wall_sec": process_age_sec()}, step=0)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.close()
 
 
+def record_evaluation(stage: str, pipeline: str, params: dict[str, Any], params_path: str | Path,
+                      scores: dict[str, float], artifacts: Sequence[str | Path], generator: str | Path,
+                      shards: str | Path, **tags: str) -> None:
+    """The pipeline's comparable MLflow run: `evaluate@<pipeline>`, started with the stage, holding the
+    params of every training part of the pipeline and its own under their params.yaml keys, the scores
+    (names as in the eval JSON, flattened with dots), the summed compute (`compute.*`), the evaluation
+    shards as a dataset, and the generator as a model registered under the pipeline's name. The
+    training runs are then nested beneath it (`mlflow.parentRunId`), so the runs table shows one
+    row per pipeline."""
+    if not params["track"].enabled:
+        return
+    from gancore.compare import pipeline_parts
+    from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = default_tracking_uri(Path(params_path).resolve().parent)
+    try:
+        parts, compute = pipeline_parts(uri, params["track"].experiment, pipeline)
+    except Exception as e:  # the store is optional: the scores are in the metrics JSON either way
+        warnings.warn(f"MLflow store {uri}: the training runs of {pipeline} not found ({e})", stacklevel=2)
+        parts, compute = {}, {}
+    part_params = {k: v for run in parts.values() for k, v in run.data.params.items()
+                   if not k.startswith("resolved.")}
+    tracker = make_tracker(params["track"], params_path)
+    run_id = tracker.start(stage, run_tags(stage, params, params_path, pipeline=pipeline,
+                                           parts=",".join(parts), **tags), start_ms=process_start_ms())
+    tracker.log_params({**part_params, **declared_params(params)})
+    log_shards(tracker, shards, params_path, "evaluation")
+    tracker.log_metrics({**scores, **compute, "stage_wall_sec": process_age_sec()}, step=0)
+    for path in artifacts:
+        tracker.log_artifact(path)
+    tracker.log_model(generator, registered_name=pipeline)
+    _nest(uri, parts, run_id)
+    tracker.close()
+
+
+def _nest(uri: str, parts: dict[str, Any], parent_id: str | None) -> None:
+    """Make `parts` (runs) children of `parent_id` in the runs table."""
+    if parent_id is None:
+        return
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(uri)
+        for run in parts.values():
+            client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_id)
+    except Exception as e:  # the store is optional
+        warnings.warn(f"MLflow store {uri}: training runs not nested under {parent_id} ({e})", stacklevel=2)
+
+
 def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extra: str) -> dict[str, str]:
-    """Tags of a stage run: git commit, DVC stage, params hash, versions, device."""
+    """Tags of a stage run: MLflow's source and commit tags, DVC stage, params hash, versions, device."""
     root = Path(params_path).resolve().parent
-    tags = {"git_commit": git_commit(root), "dvc_stage": stage,
+    commit, dirty = git_commit(root)
+    script = Path(sys.argv[0]).resolve()
+    tags = {"mlflow.source.git.commit": commit, "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": str(script.relative_to(root)) if script.is_relative_to(root) else script.name,
+            "git_dirty": str(dirty).lower(), "dvc_stage": stage,
             "params_hash": sha256_json({k: to_dict(v) for k, v in params.items()})[:16],
             "gancore_version": gancore.__version__, "torch_version": torch.__version__,
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
@@ -135,15 +215,18 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
 
 
 def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
-                export: Callable[[dict[str, Any], str | None], None], **tags: str) -> int:
-    """Train with an MLflow run that a resumed stage continues; export on success. The checkpoint
-    folder is locked throughout (RunLocked when another process trains on it).
+                export: Callable[[dict[str, Any], str | None], None], shards: str | Path, **tags: str) -> int:
+    """Train with an MLflow run that a resumed stage continues (its tags updated); export on success.
+    The checkpoint folder is locked throughout (RunLocked when another process trains on it).
+
+    A new run gets the declared params under their params.yaml keys, `resolved.*` (what the loss
+    resolved, method config fields that differ from the declared ones) and `shards` as its dataset.
 
     Returns:
         0 when finished, 143 after SIGTERM (checkpoint saved, the run closed as KILLED).
     """
     with trainer.locked():
-        return _tracked_fit(trainer, stage, params, params_path, export, **tags)
+        return _tracked_fit(trainer, stage, params, params_path, export, shards, **tags)
 
 
 def read_run_link(path: Path) -> str | None:
@@ -156,15 +239,20 @@ def read_run_link(path: Path) -> str | None:
 
 
 def _tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
-                 export: Callable[[dict[str, Any], str | None], None], **tags: str) -> int:
+                 export: Callable[[dict[str, Any], str | None], None], shards: str | Path,
+                 **tags: str) -> int:
     run = trainer.run
     run_file = trainer.ckpt_dir / "mlflow_run.json"
     old_id = read_run_link(run_file)
     tags = run_tags(stage, params, params_path, dataset_fingerprint=run.dataset_fingerprint,
                     identity_hash=run.identity_hash(), **tags)
-    run_id = trainer.tracker.start(f"{stage.replace('@', '-')}-{run.identity_hash()[:8]}", tags, old_id)
+    run_id = trainer.tracker.start(stage, tags, old_id, start_ms=process_start_ms())
     if run_id != old_id:
-        trainer.tracker.log_params(flatten({**run.identity(), "resolved": trainer.loss_info()}))
+        declared = declared_params(params)
+        derived = {k: v for k, v in flatten(to_dict(run.method_cfg)).items()
+                   if declared.get(f"method.{run.method}.{k}") != v}
+        trainer.tracker.log_params({**declared, **flatten({"resolved": {**trainer.loss_info(), **derived}})})
+        log_shards(trainer.tracker, shards, params_path, "training")
     main = trainer.world.is_main  # other ranks train only
     # During a store outage start() returns None: keep the link, so the replayed records and later
     # resumes reach the same run.
@@ -203,23 +291,24 @@ def write_curve(history_path: Path | None, csv_path: str | Path) -> None:
 def record_training(trainer: Trainer, summary: dict[str, Any], run_id: str | None, args: argparse.Namespace,
                     gen_dir: Path, grids: Sequence[Path], label: str) -> None:
     """A training stage's records of a finished run: its MLflow run id beside the outputs, the ledger
-    as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids and generator as artifacts."""
+    as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids as artifacts and the
+    generator as an MLflow model."""
     atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
     atomic_write_json(args.metrics, summary)
     write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
     log_ledger(trainer.tracker, summary)
     for grid in grids:
         trainer.tracker.log_artifact(grid)
-    trainer.tracker.log_artifact(gen_dir, "generator")
+    trainer.tracker.log_model(gen_dir)
     print(f"[{label}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
           f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}")
 
 
 def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
-    """The numeric compute-ledger entries of a training summary as MLflow metrics, plus `gpu_hours` (the
-    device-hours of a CUDA run, else 0) and `stage_wall_sec` (the stage process's age: set-up, training,
-    export)."""
+    """The numeric compute-ledger entries of a training summary as MLflow metrics under their names in
+    the `--metrics` JSON (`kimg`, `params.G`), plus `gpu_hours` (the device-hours of a CUDA run, else 0)
+    and `stage_wall_sec` (the stage process's age: set-up, training, export)."""
     extra = {"gpu_hours": summary.get("device_hours", 0.0) if str(summary.get("device", "")).startswith("cuda")
              else 0.0, "stage_wall_sec": process_age_sec()}
-    tracker.log_metrics({f"ledger/{k}": v for k, v in flatten({**summary, **extra}).items()
+    tracker.log_metrics({k: v for k, v in flatten({**summary, **extra}).items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=summary["n_img"])

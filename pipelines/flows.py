@@ -113,7 +113,7 @@ def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: d
     if not track.enabled:
         return None
     tracker = MlflowTracker(track.experiment, default_tracking_uri(project))
-    tracker.start(f"flow-{'+'.join(pipelines)}", {"dvc_stage": "flow", "pipelines": ",".join(pipelines),
+    tracker.start(f"flow@{'+'.join(pipelines)}", {"dvc_stage": "flow", "pipelines": ",".join(pipelines),
                                                   "prefect_flow_run_id": flow_run_id})
     tracker.log_params(flatten(logged))
     return tracker

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import load_params, to_dict
+from gancore.config import load_params
 from gancore.data.builtin import SOURCES_FILE, build_builtin
 from gancore.runtime import record_stage, run_main, stage_parser
 
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = build_builtin(args.out, n_img=p["builtin"].n_img, side_px=p["builtin"].side_px,
                             seed=p["base.seed"])
     print(f"[builtin] {summary}")
-    record_stage("builtin", p, args.params, {"seed": p["base.seed"], "builtin": to_dict(p["builtin"])},
+    record_stage("builtin", p, args.params, {},
                  {"n_img": summary["n_img"]}, [Path(args.out) / SOURCES_FILE],
                  builtin_fingerprint=summary["fingerprint"])
     return 0

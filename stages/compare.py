@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.compare import write_report
+from gancore.compare import alias_reported, write_report
 from gancore.config import load_params
 from gancore.runtime import run_main, run_tags, stage_parser
 from gancore.tracking.mlflow_tracker import default_tracking_uri
@@ -25,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tags = run_tags("compare", p, args.params) if p["track"].enabled else None
     report = write_report(uri, p["track"].experiment, args.out, args.suite, log_tags=tags)
     print(f"[compare] {report}")
+    for name, version in alias_reported(uri, args.out).items():
+        print(f"[compare] models:/{name}@best -> version {version} (best kid_el0)")
     return 0
 
 

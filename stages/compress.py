@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
-from gancore.config import load_params, to_dict
+from gancore.config import load_params
 from gancore.data.shards import train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import (log_ledger, make_tracker, own_train_params, record_stage, run_main, stage_parser,
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics, fingerprint, files = _finish(codec, None, {}, args, p)
         if args.curve:
             write_curve(None, args.curve)
-        record_stage(stage, p, args.params, {"compress": to_dict(params)}, _scalars(metrics), files,
+        record_stage(stage, p, args.params, {}, _scalars(metrics), files, (args.shards, "training"),
                      pipeline=args.pipeline, dataset_fingerprint=fingerprint)
         return 0
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for f in files:
             trainer.tracker.log_artifact(f)
 
-    return tracked_fit(trainer, stage, p, args.params, export, pipeline=args.pipeline)
+    return tracked_fit(trainer, stage, p, args.params, export, shards=args.shards, pipeline=args.pipeline)
 
 
 def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: dict

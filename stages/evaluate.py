@@ -7,19 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import load_params, to_dict
+from gancore.config import flatten, load_params
 from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
 from gancore.eval.features import EL0Features
 from gancore.generator import load_generator, sample, to_uint8
-from gancore.runtime import read_run_link, record_stage, run_main, stage_parser
+from gancore.runtime import record_evaluation, run_main, stage_parser
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
 PARAMS = ["eval", "track"]
 
 
-def _numeric(metrics: dict, prefix: str = "") -> dict[str, float]:
-    return {f"{prefix}{k}": float(v) for k, v in metrics.items()
+def _numeric(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -63,16 +63,13 @@ def _score_sampler(G, real_eval, ep, el0) -> dict:
 
 
 def _track(p: dict, args, metrics: dict, out: Path) -> None:
-    run_dir = Path(args.generator).parent
-    train_run = run_dir / "mlflow_run.json"
-    train_run_id = read_run_link(train_run)
-    pipeline = run_dir.name
+    """The pipeline's row in MLflow: scores under their names in the metrics JSON (`init.kid_el0`)."""
+    pipeline = Path(args.generator).parent.name
     unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
-    low = {f"sampler/{k}": v for k, v in _numeric(metrics.get("sampler_low_res", {})).items()}
-    record_stage(f"evaluate@{pipeline}", p, args.params, {"eval": to_dict(p["eval"])},
-                 {**_numeric(metrics), **_numeric(metrics.get("init", {}), "init/"), **low},
-                 [*sorted(out.glob("grid_*.png")), args.metrics],
-                 method=pipeline, pipeline=pipeline, train_run_id=str(train_run_id), **unavailable)
+    scores = _numeric(flatten({k: v for k, v in metrics.items() if k != "protocol"}))
+    record_evaluation(f"evaluate@{pipeline}", pipeline, p, args.params, scores,
+                      [*sorted(out.glob("grid_*.png")), args.metrics], args.generator, args.shards,
+                      method=pipeline, **unavailable)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = build_reference(args.shards, args.out, p["eval.inception_weights"])
     print(f"[ref_stats] {meta['n_eval']} eval + {meta['n_train']} train images; "
           f"inception: {meta['features']['inception']}")
-    record_stage("ref_stats", p, args.params, {"inception_weights": p["eval.inception_weights"]},
-                 {"n_eval": meta["n_eval"], "n_train": meta["n_train"]}, [Path(args.out) / "meta.json"],
+    record_stage("ref_stats", p, args.params, {},
+                 {"n_eval": meta["n_eval"], "n_train": meta["n_train"]}, [Path(args.out) / "meta.json"], (args.shards, "evaluation"),
                  dataset_fingerprint=meta["fingerprint"]["train"], inception=meta["features"]["inception"][:250])
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from gancore.config import load_params, to_dict
+from gancore.config import load_params
 from gancore.data.shards import write_shards
 from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.utils.fsio import atomic_write_json
@@ -24,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(args.metrics, {**counts, "fingerprint_train": manifest["fingerprint"]["train"]})
     print(f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
           f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}")
-    record_stage("shard", p, args.params,
-                 {"resolution": p["base.resolution"], "data": to_dict(p["data"]), "shard": to_dict(p["shard"])},
+    record_stage("shard", p, args.params, {},
                  {k: v for k, v in counts.items() if isinstance(v, (int, float))},
                  [Path(args.out) / "manifest.json"], dataset_fingerprint=manifest["fingerprint"]["train"])
     return 0

@@ -86,7 +86,7 @@ def _train(args, p: dict, world: distributed.World) -> int:
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
     return tracked_fit(trainer, stage, p, args.params, lambda s, rid: _export(trainer, s, args, rid),
-                       method=args.method, pipeline=pipeline)
+                       shards=args.shards, method=args.method, pipeline=pipeline)
 
 
 def _export(trainer: Trainer, summary: dict, args, run_id: str | None) -> None:

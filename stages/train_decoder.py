@@ -14,11 +14,12 @@ from typing import Sequence
 import torch
 
 from gancore.compress.codec import codec_config, load_codec
-from gancore.config import flatten, load_params, to_dict
+from gancore.config import flatten, load_params
 from gancore.data.shards import train_shards
 from gancore.eval.evaluate import read_split
-from gancore.runtime import (TRAIN_KEYS, log_ledger, make_tracker, own_train_params, run_main, run_tags,
-                             tracked_fit, train_keys, training_parser, write_curve)
+from gancore.runtime import (TRAIN_KEYS, declared_params, log_ledger, log_shards, make_tracker, own_train_params,
+                             process_start_ms, run_main, run_tags, tracked_fit, train_keys, training_parser,
+                             write_curve)
 from gancore.training.compute import count_params, gmacs_per_image
 from gancore.tracking.base import Tracker
 from gancore.training.trainer import RunConfig, Trainer
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return tracked_fit(trainer, stage, p, args.params,
                        lambda s, rid: _export(trainer.G_ema, trainer.G_init, trainer.tracker, cfg, s, args, rid,
                                               trainer.ckpt_dir / "history.jsonl"),
-                       pipeline=args.pipeline)
+                       shards=args.shards, pipeline=args.pipeline)
 
 
 def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
@@ -65,8 +66,10 @@ def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
                "fine_tuned": False, "params": {"G": count_params(decoder)},
                "g_gmacs_per_img": gmacs_per_image(decoder)}
     tracker = make_tracker(p["track"], args.params)
-    run_id = tracker.start(stage.replace("@", "-"), run_tags(stage, p, args.params, pipeline=args.pipeline))
-    tracker.log_params(flatten({"decoder": to_dict(cfg.decoder), "codec": cfg.codec}))
+    run_id = tracker.start(stage, run_tags(stage, p, args.params, pipeline=args.pipeline),
+                           start_ms=process_start_ms())
+    tracker.log_params({**declared_params(p), **flatten({"resolved": {"codec": cfg.codec}})})
+    log_shards(tracker, args.shards, args.params, "training")
     status = "FAILED"
     try:
         _export(decoder, decoder, tracker, cfg, summary, args, run_id, None)

@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
                       make_tracker(p["track"], args.params), progress=not args.no_progress)
     return tracked_fit(trainer, f"train_inr@{args.stage}", p, args.params,
-                       lambda s, rid: _export(trainer, s, args, rid), method="inrpatch", pipeline="inrpatch")
+                       lambda s, rid: _export(trainer, s, args, rid), shards=args.shards, method="inrpatch", pipeline="inrpatch")
 
 
 def _export(trainer: Trainer, summary: dict, args, run_id: str | None) -> None:

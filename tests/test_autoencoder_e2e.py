@@ -21,7 +21,7 @@ from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import load_decoder
 from stages import compress, train, train_decoder
 from tiny import stage_argv as _argv
-from tiny import local_mlflow, prepare_data, run_twostage, tiny_params
+from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
 
 NAME = "autoencoder"
 
@@ -112,6 +112,11 @@ def test_stage_runs_are_tracked_by_pipeline(pipeline):
     ae = next(r for r in runs if r.data.tags["dvc_stage"] == f"compress@{NAME}")
     assert "reconstruction/psnr_db" in ae.data.metrics and "loss/rec" in ae.data.metrics
     assert ae.data.params["resolved.ae_perceptual"] == "off (perceptual_weight 0)"
+
+
+def test_mlflow_row_of_the_pipeline(pipeline):
+    tmp, params = pipeline
+    check_pipeline_row(tmp, params, NAME, ["base", "method.fastgan", f"twostage.{NAME}", "eval"])
 
 
 def test_codes_of_other_than_three_channels_are_refused_by_the_sampler(pipeline, tmp_path):

@@ -30,7 +30,7 @@ def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gm
 def _evaluate(uri: str, tmp: Path, pipeline: str, kid: float) -> None:
     tracker = MlflowTracker("exp", uri)
     tracker.start(f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline})
-    tracker.log_metrics({"kid_el0": kid, "init/kid_el0": 0.5, "swd_mean": 100.0}, step=0)
+    tracker.log_metrics({"kid_el0": kid, "init.kid_el0": 0.5, "swd_mean": 100.0}, step=0)
     path = tmp / pipeline / "eval.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"kid_el0": kid, "protocol": PROTOCOL}))
@@ -97,7 +97,7 @@ def test_cli_and_stage(store: str, tmp_path: Path, monkeypatch):
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("exp").experiment_id],
                              filter_string="tags.dvc_stage = 'compare'", order_by=["attributes.start_time DESC"])[0]
-    assert run.data.tags["git_commit"] and run.data.tags["params_hash"]
+    assert run.data.tags["mlflow.source.git.commit"] and run.data.tags["params_hash"]
 
 
 def test_missing_experiment_or_evaluation_is_a_clear_error(store: str, tmp_path: Path):
@@ -108,3 +108,18 @@ def test_missing_experiment_or_evaluation_is_a_clear_error(store: str, tmp_path:
         pipeline_rows(MlflowClient(store), "trained-only")
     assert cli_main(["compare", "--tracking-uri", store, "--experiment", "nope", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "report.md").exists()
+
+
+def test_best_alias_names_the_version_with_the_best_score(store: str):
+    from gancore.compare import set_best_alias
+
+    client = MlflowClient(store, registry_uri=store)
+    runs = {r.data.tags["dvc_stage"]: r.info.run_id for r in client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id], filter_string="tags.dvc_stage LIKE 'evaluate@%'")}
+    client.create_registered_model("g")
+    for stage in ("evaluate@b", "evaluate@a", "evaluate@b"):  # kid 0.3, then 0.2 (best: version 2), 0.3
+        client.create_model_version("g", source="unused", run_id=runs[stage])
+    assert set_best_alias(store, ["g"], "kid_el0", "best") == {"g": "2"}
+    assert str(client.get_model_version_by_alias("g", "best").version) == "2"
+    with pytest.raises(CompareError, match="not a score"):
+        set_best_alias(store, ["g"], "loss")

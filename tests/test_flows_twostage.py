@@ -84,6 +84,10 @@ def test_mlflow_has_one_parent_run_per_flow_run_with_the_stage_runs_under_it(pro
     assert len(set(flow_ids)) == 2
     first, again = ([r for r in everything if r.data.tags.get("mlflow.parentRunId") == p.info.run_id]
                     for p in parents)
+    row = next(r for r in first if r.data.tags["dvc_stage"].startswith("evaluate@"))
+    parts = [r for r in everything if r.data.tags.get("mlflow.parentRunId") == row.info.run_id]
+    assert {r.data.tags["dvc_stage"].split("@")[0] for r in parts} == {"compress", "train_sampler", "train_decoder"}
+    first += parts  # the training runs nest under the pipeline's evaluate run, it under the flow's
     assert sorted(r.data.tags["dvc_stage"] for r in first) == sorted(STAGES)
     assert {r.data.tags["prefect_flow_run_id"] for r in first} == {flow_ids[0]}
     assert again == []  # every stage skipped: no stage ran, so no stage run

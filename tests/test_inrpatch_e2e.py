@@ -14,7 +14,7 @@ from PIL import Image
 from gancore import cli
 from gancore.errors import ConfigError
 from stages import evaluate, train_inr
-from tiny import local_mlflow, prepare_data, tiny_params
+from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 RES = 64
 
@@ -28,10 +28,15 @@ def _params(tmp: Path) -> Path:
     return path
 
 
+def _out(tmp: Path, stage: int) -> Path:
+    """A stage's output folder; the last one is the pipeline's, as in dvc.yaml (runs/inrpatch)."""
+    return tmp / ("runs/inrpatch" if stage == 2 else f"runs/stage{stage}")
+
+
 def _stage_argv(params: Path, tmp: Path, stage: int) -> list[str]:
     teacher = ["--teacher", str(tmp / "runs/stage1/generator")] if stage > 1 else []
     return ["--params", str(params), "--stage", str(stage), *teacher, "--shards", str(tmp / "shards"),
-            "--out", str(tmp / f"runs/stage{stage}"), "--ckpt-root", str(tmp / f"ckpt/stage{stage}"),
+            "--out", str(_out(tmp, stage)), "--ckpt-root", str(tmp / f"ckpt/stage{stage}"),
             "--metrics", str(tmp / f"metrics/stage{stage}.json"),
             "--curve", str(tmp / f"metrics/stage{stage}.csv"), "--no-progress"]
 
@@ -44,7 +49,7 @@ def pipeline(tmp_path_factory):
         prepare_data(params, tmp)
         for stage in (1, 2):
             assert train_inr.main(_stage_argv(params, tmp, stage)) == 0
-        assert evaluate.main(["--params", str(params), "--generator", str(tmp / "runs/stage2/generator"),
+        assert evaluate.main(["--params", str(params), "--generator", str(tmp / "runs/inrpatch/generator"),
                               "--shards", str(tmp / "shards"), "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
                               "--metrics", str(tmp / "metrics/eval.json")]) == 0
         yield tmp, params
@@ -53,13 +58,13 @@ def pipeline(tmp_path_factory):
 def test_each_stage_exports_a_generator_and_grids_beyond_its_side(pipeline):
     tmp, _ = pipeline
     for stage, side in ((1, 32), (2, 64)):
-        out = tmp / f"runs/stage{stage}"
+        out = _out(tmp, stage)
         config = json.loads((out / "generator/config.json").read_text())
         assert config["method_config"]["stage"] == stage and config["stage_px"] == side
         assert config["method_config"]["teacher"] == "" and config["train"]["n_img"] == 16
         for name, scale in (("grid.png", 1), ("grid_2x.png", 2), ("grid_4x.png", 4)):
             assert Image.open(out / name).size[0] > scale * side, name
-    teacher = json.loads((tmp / "runs/stage2/generator/config.json").read_text())["teacher"]
+    teacher = json.loads((tmp / "runs/inrpatch/generator/config.json").read_text())["teacher"]
     assert teacher["path"].endswith("stage1/generator") and len(teacher["sha256"]) == 64
 
 
@@ -76,11 +81,19 @@ def test_stages_log_their_runs_and_grids_to_mlflow(pipeline):
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("e2e").experiment_id
     runs = {r.data.tags["dvc_stage"]: r for r in client.search_runs([experiment])}
-    assert {"train_inr@1", "train_inr@2", "evaluate@stage2"} <= set(runs)
+    assert {"train_inr@1", "train_inr@2", "evaluate@inrpatch"} <= set(runs)
     params = runs["train_inr@2"].data.params
-    assert params["method_cfg.stage"] == "2" and len(params["method_cfg.teacher_sha256"]) == 64
+    assert params["resolved.stage"] == "2" and len(params["resolved.teacher_sha256"]) == 64
+    assert params["method.inrpatch.patch_px"] == "32" and "train.total_kimg" in params
     artifacts = {a.path for a in client.list_artifacts(runs["train_inr@2"].info.run_id)}
-    assert {"grid_2x.png", "grid_4x.png", "generator"} <= artifacts
+    assert {"grid_2x.png", "grid_4x.png"} <= artifacts
+    models = client.search_logged_models([experiment], filter_string=f"source_run_id = '{runs['train_inr@2'].info.run_id}'")
+    assert [m.name for m in models] == ["generator"]
+
+
+def test_mlflow_row_of_the_pipeline(pipeline):
+    tmp, params = pipeline
+    check_pipeline_row(tmp, params, "inrpatch", ["base", "train", "method.inrpatch", "eval"], tmp / "metrics/eval.json")
 
 
 def test_rerunning_a_finished_stage_resumes_it(pipeline):
@@ -91,7 +104,7 @@ def test_rerunning_a_finished_stage_resumes_it(pipeline):
 
 def test_generate_renders_at_any_resolution_and_outpaints(pipeline, tmp_path):
     tmp, _ = pipeline
-    gen = str(tmp / "runs/stage2/generator")
+    gen = str(tmp / "runs/inrpatch/generator")
     assert cli.main(["generate", "--generator", gen, "--n", "2", "--resolution", str(2 * RES),
                      "--tile-px", "48", "--out", str(tmp_path / "big")]) == 0
     assert [Image.open(f).size for f in sorted((tmp_path / "big").iterdir())] == [(128, 128)] * 2

@@ -14,9 +14,9 @@ import yaml
 from PIL import Image
 
 from gancore import cli
-from gancore.errors import ConfigError
+from gancore.errors import ConfigError, DataError
 from stages import evaluate, train
-from tiny import local_mlflow, prepare_data, tiny_params
+from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 
 def _tiny_params(tmp: Path) -> Path:
@@ -81,28 +81,13 @@ def test_mlflow_has_one_tagged_run_per_stage(pipeline):
     runs, client = _runs(pipeline)
     assert set(runs) == {"builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"}
     tr = runs["train@fastgan"]
-    for tag in ("git_commit", "params_hash", "dataset_fingerprint"):
+    for tag in ("mlflow.source.git.commit", "params_hash", "dataset_fingerprint"):
         assert tr.data.tags[tag]
     assert tr.info.status == "FINISHED" and "loss/D" in tr.data.metrics
-    assert tr.data.params["method_cfg.lr"] == "0.0002"
-    names = {a.path for a in client.list_artifacts(tr.info.run_id)}
-    assert {"grid.png", "generator"} <= names
+    assert tr.data.params["method.fastgan.lr"] == "0.0002"
+    assert {a.path for a in client.list_artifacts(tr.info.run_id)} >= {"grid.png"}
     assert (pipeline / "mlartifacts").is_dir()
     assert runs["evaluate@fastgan"].data.tags["fid_unavailable"]
-
-
-def test_rerun_with_more_kimg_resumes_the_same_mlflow_run(pipeline):
-    params = pipeline / "params.yaml"
-    p = yaml.safe_load(params.read_text())
-    p["train"]["total_kimg"] = 0.024
-    longer = pipeline / "params_longer.yaml"
-    longer.write_text(yaml.safe_dump(p))
-    before = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())["run_id"]
-    assert train.main(_train_argv(longer, pipeline)) == 0
-    after = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())
-    assert after["run_id"] == before
-    summary = json.loads((pipeline / "metrics/train.json").read_text())
-    assert summary["resumed"] and summary["n_img"] == 24
 
 
 def test_generate_cli_writes_pngs(pipeline, tmp_path):
@@ -120,3 +105,100 @@ def test_bad_param_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="train.batch"):
         train.main(_train_argv(params, tmp_path))
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_mlflow_row_of_the_pipeline(pipeline):
+    check_pipeline_row(pipeline, pipeline / "params.yaml", "fastgan", ["base", "train", "method.fastgan", "eval"],
+                       pipeline / "metrics/eval.json")
+
+
+def _model_uri(pipeline: Path, version: str = "1") -> str:
+    import mlflow
+
+    uri = f"sqlite:///{pipeline / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return f"models:/fastgan/{version}"
+
+
+def test_logged_generator_predicts_the_images_of_the_folder(pipeline):
+    import mlflow
+    import pandas as pd
+
+    from gancore.generator import load_generator, sample
+
+    model = mlflow.pyfunc.load_model(_model_uri(pipeline))
+    images = model.predict(pd.DataFrame({"seed": [0, 3]}))
+    G = load_generator(pipeline / "runs/fastgan/generator")
+    for seed, image in zip([0, 3], images):
+        assert (image == sample(G, 1, seed)[0].permute(1, 2, 0).numpy()).all()
+    assert model.metadata.signature.inputs.input_names() == ["seed"]
+
+
+def test_compare_sets_best_alias_and_generate_reads_it(pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pipeline / 'mlflow.db'}")
+    assert cli.main(["compare", "--experiment", "e2e", "--out", str(tmp_path / "report"), "--no-log",
+                     "--suite", str(tmp_path / "none.json")]) == 0
+    for source, out in [("models:/fastgan@best", "alias"), (str(pipeline / "runs/fastgan/generator"), "folder")]:
+        assert cli.main(["generate", "--generator", source, "--n", "3", "--out", str(tmp_path / out)]) == 0
+    alias, folder = (sorted((tmp_path / d).glob("*.png")) for d in ("alias", "folder"))
+    assert len(alias) == 3 and [p.read_bytes() for p in alias] == [p.read_bytes() for p in folder]
+
+
+def test_a_model_with_a_pickle_payload_is_refused_unread(pipeline, tmp_path):
+    import pickle
+    import shutil
+
+    import mlflow
+
+    from gancore.tracking.mlflow_model import generator_folder, log_generator
+
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(_Touch(marker))
+    uri = f"sqlite:///{pipeline / 'mlflow.db'}"
+    bad = tmp_path / "bad"
+    shutil.copytree(pipeline / "runs/fastgan/generator", bad)
+    (bad / "extra.pkl").write_bytes(payload)
+    run_id = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())["run_id"]
+    with pytest.raises(DataError, match="extra.pkl"):  # not logged in the first place
+        log_generator(uri, run_id, bad)
+    info = log_generator(uri, run_id, pipeline / "runs/fastgan/generator")
+    model_dir = Path(mlflow.MlflowClient(uri).get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
+    (model_dir / "data/generator/G_ema.safetensors").write_bytes(payload)  # tampered in the store
+    (model_dir / "data/generator/extra.pkl").write_bytes(payload)
+    with pytest.raises(DataError, match="extra.pkl"):
+        generator_folder(info.model_uri, tmp_path / "dl1", tracking_uri=uri)
+    with pytest.raises(DataError, match="extra.pkl"):
+        mlflow.pyfunc.load_model(info.model_uri)
+    (model_dir / "data/generator/extra.pkl").unlink()
+    mlmodel = model_dir / "MLmodel"  # a cloudpickled python_model instead of our loader
+    mlmodel.write_text(mlmodel.read_text().replace("loader_module: gancore.tracking.mlflow_model",
+                                                   "python_model: python_model.pkl"))
+    (model_dir / "python_model.pkl").write_bytes(payload)
+    with pytest.raises(DataError, match="not a gancore generator model"):
+        generator_folder(info.model_uri, tmp_path / "dl2", tracking_uri=uri)
+    assert not marker.exists()
+
+
+class _Touch:
+    """Unpickling this creates `path`: the proof that a payload was (not) executed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
+def test_rerun_with_more_kimg_resumes_the_same_mlflow_run(pipeline):
+    params = pipeline / "params.yaml"
+    p = yaml.safe_load(params.read_text())
+    p["train"]["total_kimg"] = 0.024
+    longer = pipeline / "params_longer.yaml"
+    longer.write_text(yaml.safe_dump(p))
+    before = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())["run_id"]
+    assert train.main(_train_argv(longer, pipeline)) == 0
+    after = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())
+    assert after["run_id"] == before
+    summary = json.loads((pipeline / "metrics/train.json").read_text())
+    assert summary["resumed"] and summary["n_img"] == 24

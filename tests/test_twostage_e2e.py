@@ -21,7 +21,7 @@ from gancore.generator import load_generator, sample
 from gancore.twostage.assembled import TwoStageGenerator, assemble
 from gancore.twostage.training import load_decoder
 from gancore.data.shards import read_manifest, shard_paths
-from tiny import local_mlflow, prepare_data, run_twostage, tiny_params
+from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
 
 PIPELINES = ("wavelet", "pixel")
 
@@ -118,6 +118,11 @@ def test_mlflow_groups_the_stage_runs_by_pipeline(pipeline):
                       "assemble@wavelet", "evaluate@wavelet"}
     decoder = next(r for r in runs if r.data.tags["dvc_stage"] == "train_decoder@wavelet")
     assert "reconstruction/psnr_db" in decoder.data.metrics and decoder.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_mlflow_row_of_the_pipeline(pipeline, name):
+    check_pipeline_row(pipeline, pipeline / "params.yaml", name, ["base", "method.fastgan", f"twostage.{name}", "eval"])
 
 
 def test_assembly_refuses_parts_made_with_different_codecs(pipeline, tmp_path):

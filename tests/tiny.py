@@ -148,3 +148,58 @@ def prepare_data(params: Path, tmp: Path) -> None:
     assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
     assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
 
+
+
+def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[str],
+                       eval_json: Path | None = None) -> None:
+    """The acceptance of a pipeline in the MLflow store under `tmp` (experiment e2e): its
+    `evaluate@<pipeline>` run is one comparable row holding the `sections` of `params` under their
+    params.yaml keys, the scores under their names in the eval JSON, the summed compute, the evaluation
+    shards as a dataset and a registered model version; its training runs (each with its training
+    shards as a dataset) are nested beneath it; every run is named by its DVC stage.
+
+    Args:
+        eval_json: the evaluate stage's metrics JSON (default tmp/metrics/<pipeline>/eval.json).
+    """
+    import json
+
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from gancore.config import flatten
+    from gancore.runtime import process_start_ms
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
+    runs = client.search_runs([exp.experiment_id])
+    assert all(r.info.run_name == r.data.tags["dvc_stage"] for r in runs)
+    row = next(r for r in runs if r.data.tags["dvc_stage"] == f"evaluate@{pipeline}")
+    raw = yaml.safe_load(params.read_text())
+    for section in sections:
+        value = raw
+        for part in section.split("."):
+            value = value[part]
+        for key, v in flatten({section: value}).items():  # numbers as their dataclass field types them
+            logged = row.data.params[key]
+            assert (float(logged) == v) if isinstance(v, (int, float)) and not isinstance(v, bool) else logged == str(v), key
+    eval_json = json.loads((eval_json or tmp / "metrics" / pipeline / "eval.json").read_text())
+    scores = {k: v for k, v in flatten(eval_json).items() if not k.startswith("protocol.")
+              and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert "kid_el0" in scores and "init.kid_el0" in scores
+    assert {k: row.data.metrics[k] for k in scores} == pytest.approx(scores)
+    assert row.data.metrics["compute.device_hours"] > 0 and row.data.metrics["compute.kimg_shown"] > 0
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == row.info.run_id]
+    assert children and {r.data.tags["pipeline"] for r in children} == {pipeline}
+    # Opened when the stage (here: the test process) started, not when it logged: true durations.
+    assert {r.info.start_time for r in [row, *children]} == {process_start_ms()}
+    for run in [row, *children]:
+        contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+        assert contexts == ({"evaluation"} if run is row else {"training"}), run.info.run_name
+    digest = row.inputs.dataset_inputs[0].dataset.digest
+    assert digest == json.loads((tmp / "shards/manifest.json").read_text())["fingerprint"]["eval"][:36]
+    versions = client.search_model_versions(f"name = '{pipeline}'")
+    assert row.info.run_id in {v.run_id for v in versions}
+    [model] = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'")
+    assert model.name == "generator" and {m.key for m in model.metrics} >= {"kid_el0", "init.kid_el0"}
+

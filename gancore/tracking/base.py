@@ -11,8 +11,14 @@ class Tracker(Protocol):
 
     run_id: str | None
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str | None:
-        """Open a run (or reopen `resume_run_id`); return its id."""
+    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
+              start_ms: int | None = None) -> str | None:
+        """Open a run started at `start_ms` (epoch ms, default now), or reopen `resume_run_id` and
+        update its tags; return its id."""
+        ...
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        """Record a dataset the run reads (context "training" or "evaluation")."""
         ...
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -31,6 +37,11 @@ class Tracker(Protocol):
         """Add or update run tags."""
         ...
 
+    def log_model(self, folder: str | Path, registered_name: str | None = None) -> str | None:
+        """Log a generator folder as the run's MLflow model (registered under `registered_name` when
+        given); return its `models:/` URI, or None when nothing was logged."""
+        ...
+
     def close(self, status: str = "FINISHED") -> None:
         """End the run as FINISHED, FAILED or KILLED."""
         ...
@@ -41,8 +52,12 @@ class NullTracker:
 
     run_id: str | None = None
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None) -> None:
+    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
+              start_ms: int | None = None) -> None:
         return None
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        pass
 
     def log_params(self, params: dict[str, Any]) -> None:
         pass
@@ -55,6 +70,9 @@ class NullTracker:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         pass
+
+    def log_model(self, folder: str | Path, registered_name: str | None = None) -> None:
+        return None
 
     def close(self, status: str = "FINISHED") -> None:
         pass

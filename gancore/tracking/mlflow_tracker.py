@@ -18,7 +18,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from gancore.errors import GancoreError
+
 PARENT_ENV = "GANCORE_PARENT_RUN_ID"
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""The experiment tag that opens it in the MLflow UI's model-training view (not its GenAI view)."""
 
 
 def default_tracking_uri(project_root: str | Path) -> str:
@@ -142,7 +146,7 @@ class MlflowTracker:
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
         kind, run_id = op["op"], op.get("run_id") or self.run_id
         if kind == "start":
-            self.run_id = self._open_run(op["run_name"], op["tags"], op["resume_run_id"])
+            self.run_id = self._open_run(op["run_name"], op["tags"], op["resume_run_id"], op.get("start_ms"))
         elif run_id is None:
             return  # only reachable when a start was never submitted
         elif kind == "params":
@@ -157,23 +161,35 @@ class MlflowTracker:
         elif kind == "artifact":
             log = self.client.log_artifacts if Path(op["path"]).is_dir() else self.client.log_artifact
             log(run_id, op["path"], op["artifact_path"])
+        elif kind == "dataset":
+            self.client.log_inputs(run_id, datasets=[_dataset_input(**op["dataset"])])
         elif kind == "close":
             self.client.set_terminated(run_id, status=op["status"])
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
-        if exp:
-            return exp.experiment_id
-        return self.client.create_experiment(self.experiment, artifact_location=artifact_root(self.tracking_uri))
+        if exp is None:
+            return self.client.create_experiment(self.experiment, artifact_location=artifact_root(self.tracking_uri),
+                                                 tags=EXPERIMENT_KIND)
+        for key, value in EXPERIMENT_KIND.items():  # an experiment made before the tag existed
+            if exp.tags.get(key) != value:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
 
-    def _open_run(self, run_name: str, tags: dict[str, str], resume_run_id: str | None) -> str:
-        if resume_run_id and self._run_exists(resume_run_id):
-            self.client.update_run(resume_run_id, status="RUNNING")
-            return resume_run_id
+    def _open_run(self, run_name: str, tags: dict[str, str], resume_run_id: str | None,
+                  start_ms: int | None = None) -> str:
+        from mlflow.entities import RunTag
+
         all_tags = dict(tags)
         if os.environ.get(PARENT_ENV):
             all_tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
-        return self.client.create_run(self._experiment_id(), run_name=run_name, tags=all_tags).info.run_id
+        if resume_run_id and self._run_exists(resume_run_id):
+            self.client.update_run(resume_run_id, status="RUNNING")
+            # A resumed run is this execution's: its DVC experiment, flow run and commit replace the old.
+            self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+            return resume_run_id
+        return self.client.create_run(self._experiment_id(), start_time=start_ms, run_name=run_name,
+                                      tags=all_tags).info.run_id
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -183,10 +199,16 @@ class MlflowTracker:
 
     # -- the Tracker interface --------------------------------------------------------------------
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None) -> str | None:
+    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
+              start_ms: int | None = None) -> str | None:
         self._submit({"op": "start", "experiment": self.experiment, "run_name": run_name,
-                      "tags": {k: str(v) for k, v in tags.items()}, "resume_run_id": resume_run_id})
+                      "tags": {k: str(v) for k, v in tags.items()}, "resume_run_id": resume_run_id,
+                      "start_ms": start_ms})
         return self.run_id
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        self._submit({"op": "dataset", "dataset": {"name": name, "digest": digest, "source": source,
+                                                   "context": context}})
 
     def log_params(self, params: dict[str, Any]) -> None:
         self._submit({"op": "params", "params": {k: str(v)[:6000] for k, v in sorted(params.items())}})
@@ -201,12 +223,40 @@ class MlflowTracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
 
+    def log_model(self, folder: str | Path, registered_name: str | None = None) -> str | None:
+        """Logged at once, not queued: a model needs the run in the store (warned about and skipped
+        while the store fails; the folder stays a DVC output either way)."""
+        from gancore.tracking.mlflow_model import log_generator
+
+        if not self.flush() or self.run_id is None:
+            warnings.warn(f"MLflow store {self.tracking_uri} failing: generator {folder} not logged as a model",
+                          stacklevel=2)
+            return None
+        try:
+            return log_generator(self.tracking_uri, self.run_id, folder, registered_name).model_uri
+        except Exception as e:  # the store is optional for training; never let it kill a run
+            if isinstance(e, GancoreError):
+                raise
+            warnings.warn(f"logging {folder} as an MLflow model failed ({type(e).__name__}: {e})", stacklevel=2)
+            return None
+
     def close(self, status: str = "FINISHED") -> None:
         self._submit({"op": "close", "status": status})
         if not self.flush():
             where = f"; they are kept in {self.pending_file} (replay_pending sends them)" if self.pending_file else ""
             warnings.warn(f"MLflow store {self.tracking_uri} still failing at the end of the run: "
                           f"{len(self.pending)} records not sent{where}", stacklevel=2)
+
+
+def _dataset_input(name: str, digest: str, source: str, context: str) -> Any:
+    """An MLflow dataset input: a local folder by `source` path, `context` training or evaluation.
+
+    MLflow keeps 36 characters of a digest: the shard fingerprint's (sha256) first 36 hex digits.
+    """
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(name=name, digest=digest[:36], source_type="local", source=json.dumps({"uri": source}))
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
 
 
 def replay_pending(path: str | Path, tracking_uri: str) -> bool:

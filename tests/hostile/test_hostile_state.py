@@ -188,7 +188,7 @@ def test_an_mlflow_outage_never_overwrites_the_run_link(shards, tmp_path, monkey
     params = {"track": None}
     with pytest.warns(UserWarning, match="records are kept"):
         code = tracked_fit(trainer, "train@fastgan", params, ROOT / "params.yaml",
-                           lambda summary, run_id: exported.append(run_id))
+                           lambda summary, run_id: exported.append(run_id), shards=shards[0].parent)
     assert code == 0
     assert json.loads(link.read_text()) == {"run_id": "run-before-the-outage"}
     assert exported == ["run-before-the-outage"]

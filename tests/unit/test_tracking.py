@@ -32,3 +32,20 @@ def test_an_unusable_store_warns_and_keeps_the_records(tmp_path):
         assert bad.start("run", {}) is None
     bad.log_metrics({"a": 1.0}, step=0)
     bad.close()
+
+
+def test_a_resumed_run_takes_the_new_tags_and_a_new_run_its_start(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = MlflowTracker("x", uri)
+    run_id = first.start("train@a", {"dvc_exp_name": "failed-exp", "keep": "1"}, start_ms=1_000_000)
+    first.close("FAILED")
+    again = MlflowTracker("x", uri)
+    assert again.start("train@a", {"dvc_exp_name": "retry-exp"}, resume_run_id=run_id) == run_id
+    again.close()
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["dvc_exp_name"] == "retry-exp" and run.data.tags["keep"] == "1"
+    assert run.info.start_time == 1_000_000 and run.info.status == "FINISHED"
+    exp = MlflowClient(uri).get_experiment_by_name("x")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
