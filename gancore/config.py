@@ -184,15 +184,20 @@ def _omitted(obj: Any, f: dataclasses.Field) -> bool:
         and getattr(obj, f.name) == f.default_factory()
 
 
-def to_dict(obj: Any) -> Any:
-    """A dataclass (or nest of them) as plain JSON-able dicts and lists."""
+def to_dict(obj: Any, omit_defaults: bool = True) -> Any:
+    """A dataclass (or nest of them) as plain JSON-able dicts and lists.
+
+    Args:
+        omit_defaults: leave out OMIT_DEFAULT fields that hold their default (as run identities and
+            config.json do); False keeps every field, as params.yaml lists them.
+    """
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not _omitted(obj, f)}
+        return {f.name: to_dict(getattr(obj, f.name), omit_defaults) for f in dataclasses.fields(obj)
+                if not (omit_defaults and _omitted(obj, f))}
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, omit_defaults) for v in obj]
     if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
+        return {k: to_dict(v, omit_defaults) for k, v in obj.items()}
     return obj
 
 

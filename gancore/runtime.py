@@ -113,8 +113,9 @@ def process_age_sec() -> float:
 
 
 def declared_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The params a stage read, flat under their params.yaml keys (the names `dvc exp run -S` takes)."""
-    return flatten({key: to_dict(value) for key, value in params.items()})
+    """The params a stage read, flat under their params.yaml keys (the names `dvc exp run -S` takes),
+    unset overrides (null in params.yaml) included."""
+    return flatten({key: to_dict(value, omit_defaults=False) for key, value in params.items()})
 
 
 def log_shards(tracker: Tracker, shard_dir: str | Path, params_path: str | Path, context: str) -> None:
