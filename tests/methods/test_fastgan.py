@@ -142,17 +142,29 @@ def test_d_phase_leaves_g_untouched_and_g_phase_leaves_d_untouched():
     assert changed_params(G, g_before)
 
 
-def test_g_phase_reuses_the_d_phase_fakes_once():
-    _, _, _, loss_fn = _tiny_setup()
-    real = random_real(2, 64)
-    loss_fn("D", real)
-    cached = loss_fn._fakes
-    assert cached is not None and cached[0].requires_grad
-    loss_fn("G", real)
-    assert loss_fn._fakes is None
-    # Without a preceding D phase, G draws fresh fakes.
-    loss, stats = loss_fn("G", real)
-    assert math.isfinite(loss.item()) and set(stats) == {"g_adv"}
+def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
+    # grad_accum 2: D on micro-batches 0 and 1, then G on 0 and 1 (the trainer's order). Micro-batch
+    # k's G loss must depend on the fakes D's phase made for k, and G must run no extra forward.
+    _, nets, _, loss_fn = _tiny_setup()
+    G, made = nets["G"], []
+    forward_pair = G.forward_pair
+    G.forward_pair = lambda z: made.append(forward_pair(z)) or made[-1]
+    micro = [random_real(2, 64, seed=k) for k in range(2)]
+    for real in micro:
+        loss_fn("D", real)
+    for k, real in enumerate(micro):
+        loss, _ = loss_fn("G", real)
+        grads = torch.autograd.grad(loss, [made[0][0], made[1][0]], allow_unused=True, retain_graph=True)
+        assert [g is not None for g in grads] == [k == 0, k == 1], f"micro-batch {k}"
+    assert len(made) == 2
+    # Used once: a second G phase on the same batch, or one on an equal copy, draws fresh fakes.
+    loss_fn("G", micro[0])
+    loss_fn("G", micro[1].clone())
+    assert len(made) == 4
+    # The next step's D phase starts afresh: nothing of the previous step is reused.
+    loss_fn("D", micro[0])
+    loss_fn("G", micro[1])
+    assert len(made) == 6
 
 
 def test_d_phase_stats():
