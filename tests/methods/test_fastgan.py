@@ -167,6 +167,52 @@ def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
     assert len(made) == 6
 
 
+def test_every_sle_gate_shapes_g_output():
+    # Each SLE gate (a low-resolution map re-weighting the channels of a high-resolution one) must be
+    # in G's forward: G's output has a gradient for every SLE parameter, and changing a gate's
+    # weights changes the images.
+    _, nets, _, _ = _tiny_setup(resolution=128)
+    G = nets["G"]
+    assert set(G.sle) == {"64", "128"}
+    z = torch.randn(2, G.z_dim)
+    big, small = G.forward_pair(z)
+    (big.square().sum() + small.square().sum()).backward()
+    for name, p in G.sle.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"sle.{name} does not reach G's output"
+    with torch.no_grad():
+        before = G(z)
+        for p in G.sle["64"].parameters():
+            p.mul_(3.0)
+        assert not torch.allclose(G(z), before, atol=1e-4)
+
+
+def test_d_sees_augmented_reals_and_augmented_fakes():
+    # DiffAugment must reach both of D's inputs (augmenting only one lets D tell them apart by the
+    # augmentation). With the translation policy D's real input is a shifted copy of the real batch
+    # and its fake input a shifted copy of G's output.
+    _, nets, _, loss_fn = _tiny_setup(diffaugment="translation")
+    G, D, seen = nets["G"], nets["D"], {}
+
+    def spy(name, method):  # records the first argument of every call under `name`
+        return lambda first, *rest: (seen.__setitem__(name, first), method(first, *rest))[1]
+
+    D.forward_real, D.forward = spy("real", D.forward_real), spy("fake", D.forward)
+    forward_pair = G.forward_pair
+
+    def pair(z):
+        big, small = forward_pair(z)
+        seen["G"] = big
+        return big, small
+
+    G.forward_pair = pair
+    real = random_real(4, 64)
+    torch.manual_seed(0)
+    loss_fn("D", real)
+    for name, clean in (("real", real), ("fake", seen["G"])):
+        changed = (seen[name] - clean).abs().flatten(1).amax(dim=1) > 1e-3
+        assert changed.all(), f"D's {name} input is not augmented: {changed.tolist()}"
+
+
 def test_d_phase_stats():
     _, _, _, loss_fn = _tiny_setup()
     loss, stats = loss_fn("D", random_real(2, 64))
