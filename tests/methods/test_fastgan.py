@@ -213,6 +213,19 @@ def test_d_sees_augmented_reals_and_augmented_fakes():
         assert changed.all(), f"D's {name} input is not augmented: {changed.tolist()}"
 
 
+@pytest.mark.parametrize("part", [0, 1, 2, 3])
+def test_the_part_decoder_sees_the_quadrant_it_must_reconstruct(part):
+    # D's "part" decoder must reconstruct the crop reconstruction_targets names for `part`, so it must
+    # decode the features of that quadrant of the image: its output's gradient lies mostly there.
+    _, nets, _, _ = _tiny_setup()
+    D = nets["D"]
+    big = random_real(2, 64).requires_grad_(True)
+    _, recs = D.forward_real(big, torch.nn.functional.interpolate(big, size=D.small_px), part)
+    recs["part"].square().sum().backward()
+    energy = torch.stack([crop_quadrant(big.grad.square().sum(dim=(0, 1)), q).sum() for q in range(4)])
+    assert energy.argmax() == part and energy[part] > 0.5 * energy.sum(), energy.tolist()
+
+
 def test_d_phase_stats():
     _, _, _, loss_fn = _tiny_setup()
     loss, stats = loss_fn("D", random_real(2, 64))
