@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.learnability import KIMG, TWOSTAGE, learn, learn_twostage
+from benchmarks.learnability import TWOSTAGE, learn, learn_twostage
 from gancore.registry import list_methods
 from tiny import one_thread
 
@@ -26,7 +26,7 @@ def _check(result: dict) -> None:
 @pytest.mark.parametrize("method", list_methods())
 def test_every_method_learns_the_colour_modes(method, tmp_path):
     with one_thread():
-        _check(learn(method, KIMG, tmp_path))
+        _check(learn(method, tmp_path))
 
 
 @pytest.mark.parametrize("pipeline", TWOSTAGE)

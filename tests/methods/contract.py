@@ -2,7 +2,8 @@
 
 Method-agnostic: a method's config is built the way params.yaml builds it
 (`gancore.config.build_dataclass` over `spec.config_cls`), from TINY_OVERRIDES[name] or {} (the
-method's defaults) for methods not listed here.
+method's defaults) for methods not listed there (benchmarks/learnability.py, which trains the same
+tiny networks).
 """
 
 from __future__ import annotations
@@ -10,19 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import build_dataclass
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec
-
-TINY_OVERRIDES: dict[str, dict] = {
-    "fastgan": {"width_mult": 1 / 16},
-    "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
-    "inrpatch": {"width_mult": 1 / 32, "d_width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2,
-                 "patch_px": 32, "n_stages": 2, "stage": 2},
-}
-"""params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests."""
 
 CANDIDATE_RESOLUTIONS = tuple(2**k for k in range(2, 11))  # 4 .. 1024
 
