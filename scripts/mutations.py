@@ -1,6 +1,6 @@
-"""Apply each known-bad change (a mutation) to a scratch copy of the tree, run the chosen tests there,
-and write which tests fail into docs/testing.md: proof that the suite tells a learning GAN from a
-broken one.
+"""Apply each known-bad change (a mutation) to a scratch copy of the tree, run the chosen tests
+there, and write which tests fail into docs/testing.md: proof that the suite tells a learning GAN
+from a broken one.
 
 Each mutation is data (file, exact old text, new text): when a file moves, edit MUTATIONS. A
 mutation whose old text is not found exactly once stops the script with an error (it never
@@ -42,9 +42,11 @@ MUTATIONS = (
     Mutation("fastgan_g_sign", "FastGAN: G's loss sign flipped (+D(G(z)))",
              "gancore/methods/fastgan/loss.py",
              "loss = -logits.float().mean()", "loss = logits.float().mean()"),
-    Mutation("stylegan2_g_sign", "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
+    Mutation("stylegan2_g_sign",
+             "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
              "gancore/nn/stylegan2.py",
-             "return F.softplus(-fake_logits.float()).mean()", "return F.softplus(fake_logits.float()).mean()"),
+             "return F.softplus(-fake_logits.float()).mean()",
+             "return F.softplus(fake_logits.float()).mean()"),
     Mutation("fastgan_d_fake_sign", "FastGAN: the fake term's sign flipped in D's hinge loss",
              "gancore/methods/fastgan/loss.py",
              "_margin_hinge(-logits_fake)", "_margin_hinge(logits_fake)"),
@@ -54,7 +56,8 @@ MUTATIONS = (
     Mutation("fastgan_clean_reals", "FastGAN: DiffAugment dropped on the real images only",
              "gancore/methods/fastgan/loss.py",
              "real_big = diff_augment(real, self.policy)", "real_big = real"),
-    Mutation("inrpatch_mirrored_teacher", "patch INR: teacher rendered at mirrored coordinates in the structure loss",
+    Mutation("inrpatch_mirrored_teacher",
+             "patch INR: teacher rendered at mirrored coordinates in the structure loss",
              "gancore/methods/inrpatch/loss.py",
              "target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))",
              "target = self.teacher.synthesize(z, F.avg_pool2d(coords.flip(-1), 2))"),
@@ -76,22 +79,24 @@ def patched(mutation: Mutation, tree: Path) -> str:
     """The mutated text of the file in `tree`; the old text must occur exactly once."""
     path = tree / mutation.file
     if not path.is_file():
-        raise SystemExit(f"mutation {mutation.name}: {mutation.file} does not exist (moved? edit MUTATIONS)")
+        raise SystemExit(f"mutation {mutation.name}: {mutation.file} does not exist "
+                         f"(moved? edit MUTATIONS)")
     text = path.read_text()
     count = text.count(mutation.old)
     if count != 1:
-        raise SystemExit(f"mutation {mutation.name}: old text found {count} times in {mutation.file}, "
-                         f"expected once (edit MUTATIONS): {mutation.old!r}")
+        raise SystemExit(f"mutation {mutation.name}: old text found {count} times in "
+                         f"{mutation.file}, expected once (edit MUTATIONS): {mutation.old!r}")
     return text.replace(mutation.old, mutation.new)
 
 
 def failing_tests(tree: Path, tests: tuple[str, ...]) -> list[str]:
     """Node ids of the tests that fail (or error) in `tree`."""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests],
-                          cwd=tree, env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
+    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"pytest could not run in {tree} (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+        raise SystemExit(f"pytest could not run in {tree} (exit {proc.returncode}):\n"
+                         f"{proc.stdout[-3000:]}")
     return sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)))
 
 
@@ -117,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="mutation names (default: all)")
     ap.add_argument("--tests", nargs="*", default=list(TESTS), help="test paths to run")
-    ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/testing.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the table, leave docs/testing.md as it is")
     args = ap.parse_args(argv)
     names = {m.name for m in MUTATIONS}
     unknown = set(args.only or ()) - names

@@ -52,8 +52,8 @@ def _worker(rank: int, world_size: int, port: int, shards, ckpt_root: str) -> No
     with distributed.joined(torch.device("cpu")) as world:
         assert world.size == world_size
         for method in list_methods():
-            Trainer(get_method(method), _run(world_size, 1, method), shards, f"{ckpt_root}/{method}",
-                    progress=False).fit()
+            run = _run(world_size, 1, method)
+            Trainer(get_method(method), run, shards, f"{ckpt_root}/{method}", progress=False).fit()
 
 
 def _free_port() -> int:
@@ -77,7 +77,8 @@ def one_process(shards, tmp_path_factory):
 
     def train(method: str):
         if method not in done:
-            single = Trainer(get_method(method), _run(1, 2, method), shards, root / method, progress=False)
+            run = _run(1, 2, method)
+            single = Trainer(get_method(method), run, shards, root / method, progress=False)
             with one_thread():  # as the ranks run
                 single.fit()
             done[method] = single, root / method
@@ -86,13 +87,16 @@ def one_process(shards, tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two_ranks, one_process):
+def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two_ranks,
+                                                                     one_process):
     single, one_dir = one_process(method)
     ddp_dir = two_ranks / method
-    ddp_rows, one_rows = read_history(ddp_dir / "history.jsonl"), read_history(one_dir / "history.jsonl")
+    ddp_rows = read_history(ddp_dir / "history.jsonl")
+    one_rows = read_history(one_dir / "history.jsonl")
     assert [r["n_img"] for r in ddp_rows] == [r["n_img"] for r in one_rows] == [4, 8, 12, 16]
     for phase in single.phases:  # a lazy phase is logged on its steps only
-        assert [f"loss/{phase.name}" in r for r in one_rows] == [s % phase.interval == 0 for s in range(4)]
+        logged = [f"loss/{phase.name}" in r for r in one_rows]
+        assert logged == [s % phase.interval == 0 for s in range(4)], phase.name
     for ddp, one in zip(ddp_rows, one_rows):
         losses = {k: v for k, v in one.items() if k.startswith("loss/")}
         assert {k: ddp[k] for k in losses} == pytest.approx(losses, rel=1e-5, abs=1e-6), ddp["n_img"]
@@ -106,7 +110,8 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two
     assert ckpt.load_latest(ddp_dir).meta["identity_hash"] == single.run.identity_hash()
 
 
-def test_a_one_process_or_two_rank_checkpoint_resumes_in_one_process(two_ranks, one_process, shards, tmp_path):
+def test_a_one_process_or_two_rank_checkpoint_resumes_in_one_process(two_ranks, one_process, shards,
+                                                                     tmp_path):
     # Resume from the step-2 checkpoints in one process with grad_accum 2: from its own checkpoint
     # bit for bit (RNG streams and data cursors restored), from the 2-rank one within float tolerance.
     single, one_dir = one_process("pixelfolder")

@@ -1,20 +1,16 @@
-"""Learnability: every registered method, and the two-stage pipelines end to end (sampler + decoder,
-scored as the assembled generator), trained briefly on K = 4 flat colours (benchmarks/learnability.py)
-put a stated share of their samples in a mode and clearly beat their initialisation. An inverted
-objective or a mis-wired network does not. Numbers and timings: docs/benchmarks.md ("Learnability")."""
+"""Learnability: every registered method, and the two-stage pipelines end to end (sampler +
+decoder, scored as the assembled generator), trained briefly on K = 4 flat colours
+(benchmarks/learnability.py), put a stated share of their samples in a mode and clearly beat their
+initialisation. An inverted objective or a mis-wired network does not. Numbers and timings:
+docs/benchmarks.md ("Learnability")."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.learnability import TWOSTAGE, learn, learn_twostage
+from benchmarks.learnability import MIN_GAIN, MIN_IN_MODE, TWOSTAGE, learn, learn_twostage
 from gancore.registry import list_methods
 from tiny import one_thread
-
-MIN_IN_MODE = 0.3
-"""Share of samples within TOLERANCE of a mode colour that a trained G must reach (right answer 1)."""
-MIN_GAIN = 0.25
-"""By how much the trained share must exceed G's at initialisation."""
 
 
 def _check(result: dict) -> None:

@@ -1,10 +1,11 @@
 """Per-stream network buffers: micro-batch k of one process runs with the buffers rank k would hold.
 
 Buffers change in forward passes (BatchNorm running statistics, spectral norm's power-iteration
-vectors u and v), so with train.grad_accum n, micro-batch 1 would otherwise see the buffers micro-batch
-0's forwards left, which rank 1 of n processes never sees. Within a step each stream keeps its own
-copy, starting from the step's buffers; after the step the networks keep stream `ids[0]`'s, as the
-ranks keep rank 0's (broadcast after every step, gancore/training/distributed.py).
+vectors u and v), so with train.grad_accum n, micro-batch 1 would otherwise see the buffers
+micro-batch 0's forwards left, which rank 1 of n processes never sees. Within a step each stream
+keeps its own copy, starting from the step's buffers; after the step the networks keep stream
+`ids[0]`'s, as the ranks keep rank 0's (broadcast after every step,
+gancore/training/distributed.py).
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class StreamBuffers:
     def start_step(self) -> None:
         """Every stream starts the step from the networks' current buffers (the first uses them)."""
         live = self._live()
-        self.states = {k: live if i == 0 else [b.clone() for b in live] for i, k in enumerate(self.ids)}
+        self.states = {k: live if i == 0 else [b.clone() for b in live]
+                       for i, k in enumerate(self.ids)}
 
     @contextmanager
     def use(self, k: int) -> Iterator[None]:
-        """The networks hold stream `k`'s buffers inside the block; what the block changes is kept."""
+        """The networks hold stream `k`'s buffers inside the block; what it changes is kept."""
         self._swap_in(self.states[k])
         try:
             yield
@@ -57,5 +59,5 @@ class StreamBuffers:
             self.states[k] = self._live()
 
     def end_step(self) -> None:
-        """The networks keep the first stream's buffers (rank 0's, which every rank then receives)."""
+        """The networks keep the first stream's buffers (rank 0's, which every rank receives)."""
         self._swap_in(self.states[self.ids[0]])

@@ -154,7 +154,8 @@ class Trainer:
         self.rngs = RngStreams(run.base.seed, self.stream_ids, self.device) if run.n_streams > 1 else None
         self.stream_cursors = {k: Cursor() for k in self.stream_ids}
         # Buffers a forward changes (BatchNorm statistics, spectral norm) kept per stream in a step.
-        self.stream_buffers = StreamBuffers(self.nets.values(), self.stream_ids) if self.rngs is not None else None
+        self.stream_buffers = (StreamBuffers(self.nets.values(), self.stream_ids)
+                               if self.rngs is not None else None)
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)

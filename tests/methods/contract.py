@@ -84,15 +84,15 @@ def d_losses_of_short_training(spec: MethodSpec, cfg, resolution: int, n_steps: 
 
 
 def seeded(loss_fn, phase: str, real: torch.Tensor, seed: int):
-    """(loss, stats) of `phase` with torch's RNG at `seed`: the same latents, augmentations and crops
-    each call. A copy of `real` is passed, so no state a loss keeps per batch (FastGAN's fakes) is
-    reused."""
+    """(loss, stats) of `phase` with torch's RNG at `seed`: the same latents, augmentations and
+    crops each call. A copy of `real` is passed, so no state a loss keeps per batch (FastGAN's
+    fakes) is reused."""
     torch.manual_seed(seed)
     return loss_fn(phase, real.clone())
 
 
 def d_scores(loss_fn, real: torch.Tensor, seed: int) -> tuple[float, float]:
-    """D's (mean score of `real`, mean score of the fakes of the latents drawn at `seed`), from the D
-    phase's stats (no step is taken)."""
+    """D's (mean score of `real`, mean score of the fakes of the latents drawn at `seed`), from
+    the D phase's stats (no step is taken)."""
     _, stats = seeded(loss_fn, "D", real, seed)
     return stats["real_score"].item(), stats["fake_score"].item()

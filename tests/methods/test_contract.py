@@ -136,7 +136,8 @@ def _step(spec, cfg, nets, opts, loss_fn, name: str, real: torch.Tensor) -> None
 def trained_pieces(spec, built):
     cfg, resolution, nets = built
     opts = spec.build_optimizers(cfg, nets)
-    return cfg, nets, opts, spec.build_loss(cfg, nets, resolution), random_real(4, resolution, seed=1)
+    loss_fn = spec.build_loss(cfg, nets, resolution)
+    return cfg, nets, opts, loss_fn, random_real(4, resolution, seed=1)
 
 
 def test_d_phase_reports_the_scores_of_reals_and_fakes(spec, trained_pieces):

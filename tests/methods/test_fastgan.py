@@ -154,7 +154,8 @@ def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
         loss_fn("D", real)
     for k, real in enumerate(micro):
         loss, _ = loss_fn("G", real)
-        grads = torch.autograd.grad(loss, [made[0][0], made[1][0]], allow_unused=True, retain_graph=True)
+        grads = torch.autograd.grad(loss, [made[0][0], made[1][0]], allow_unused=True,
+                                    retain_graph=True)
         assert [g is not None for g in grads] == [k == 0, k == 1], f"micro-batch {k}"
     assert len(made) == 2
     # Used once: a second G phase on the same batch, or one on an equal copy, draws fresh fakes.
@@ -168,8 +169,8 @@ def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
 
 
 def test_every_sle_gate_shapes_g_output():
-    # Each SLE gate (a low-resolution map re-weighting the channels of a high-resolution one) must be
-    # in G's forward: G's output has a gradient for every SLE parameter, and changing a gate's
+    # Each SLE gate (a low-resolution map re-weighting the channels of a high-resolution one) must
+    # be in G's forward: G's output has a gradient for every SLE parameter, and changing a gate's
     # weights changes the images.
     _, nets, _, _ = _tiny_setup(resolution=128)
     G = nets["G"]
@@ -178,7 +179,7 @@ def test_every_sle_gate_shapes_g_output():
     big, small = G.forward_pair(z)
     (big.square().sum() + small.square().sum()).backward()
     for name, p in G.sle.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"sle.{name} does not reach G's output"
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"sle.{name} misses G's output"
     with torch.no_grad():
         before = G(z)
         for p in G.sle["64"].parameters():
@@ -215,14 +216,16 @@ def test_d_sees_augmented_reals_and_augmented_fakes():
 
 @pytest.mark.parametrize("part", [0, 1, 2, 3])
 def test_the_part_decoder_sees_the_quadrant_it_must_reconstruct(part):
-    # D's "part" decoder must reconstruct the crop reconstruction_targets names for `part`, so it must
-    # decode the features of that quadrant of the image: its output's gradient lies mostly there.
+    # D's "part" decoder must reconstruct the crop reconstruction_targets names for `part`, so it
+    # must decode the features of that quadrant of the image: its output's gradient lies mostly
+    # there.
     _, nets, _, _ = _tiny_setup()
     D = nets["D"]
     big = random_real(2, 64).requires_grad_(True)
     _, recs = D.forward_real(big, torch.nn.functional.interpolate(big, size=D.small_px), part)
     recs["part"].square().sum().backward()
-    energy = torch.stack([crop_quadrant(big.grad.square().sum(dim=(0, 1)), q).sum() for q in range(4)])
+    per_pixel = big.grad.square().sum(dim=(0, 1))
+    energy = torch.stack([crop_quadrant(per_pixel, q).sum() for q in range(4)])
     assert energy.argmax() == part and energy[part] > 0.5 * energy.sum(), energy.tolist()
 
 

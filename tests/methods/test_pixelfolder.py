@@ -126,5 +126,5 @@ def test_every_stage_reaches_the_image_through_its_features_and_its_rgb():
     G.synthesize(torch.randn(2, G.z_dim)).square().sum().backward()
     assert len(outputs) == len(G.stages) - 1 == 2
     for k, (features, rgb) in enumerate(outputs):
-        assert features.grad is not None and features.grad.abs().sum() > 0, f"stage {k} features unused"
+        assert features.grad is not None and features.grad.abs().sum() > 0, f"stage {k} features"
         assert rgb.grad is not None and rgb.grad.abs().sum() > 0, f"stage {k} RGB skip unused"

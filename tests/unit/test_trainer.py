@@ -166,7 +166,8 @@ def test_g_ema_tracks_g_during_training(shards, tmp_path):
     trainer.fit()
 
     def distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
-        return sum((p - q).square().sum().item() for p, q in zip(a.parameters(), b.parameters())) ** 0.5
+        pairs = zip(a.parameters(), b.parameters())
+        return sum((p - q).square().sum().item() for p, q in pairs) ** 0.5
 
     G, ema, init = trainer.nets["G"], trainer.G_ema, trainer.G_init
     assert 0 < distance(ema, G) < distance(init, G)
