@@ -4,15 +4,16 @@ from a broken one.
 
 Each mutation is data (file, exact old text, new text): when a file moves, edit MUTATIONS. A
 mutation whose old text is not found exactly once stops the script with an error (it never
-silently "survives"). The unmutated copy is run first: a test failing there fails the script.
+silently "survives"). The unmutated copy is run too: a test failing there fails the script.
 
-Run: `python -m scripts.mutations` (all mutations, several minutes on one core), or
+Run: `python -m scripts.mutations --jobs 2` (all mutations; about an hour of CPU), or
 `python -m scripts.mutations --only fastgan_g_sign --no-write` to check one.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import shutil
@@ -25,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "testing.md"
 BEGIN, END = "<!-- mutations:begin -->", "<!-- mutations:end -->"
-TESTS = ("tests/methods", "tests/unit/test_ema.py", "tests/test_learnability.py")
+TESTS = ("tests/methods", "tests/unit/test_ema.py", "tests/compress/test_dwt.py",
+         "tests/compress/test_codec.py", "tests/test_learnability.py")
 """Test paths run against every mutation (the method, component and learnability tests)."""
 
 
@@ -61,6 +63,9 @@ MUTATIONS = (
              "gancore/methods/inrpatch/loss.py",
              "target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))",
              "target = self.teacher.synthesize(z, F.avg_pool2d(coords.flip(-1), 2))"),
+    Mutation("dwt_synthesis_filters", "wavelet codec: synthesis with the analysis filters",
+             "gancore/compress/dwt.py",
+             "_, _, lo, hi = _bank(wavelet, low)", "lo, hi, _, _ = _bank(wavelet, low)"),
 )
 
 
@@ -100,6 +105,17 @@ def failing_tests(tree: Path, tests: tuple[str, ...]) -> list[str]:
     return sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)))
 
 
+def mutated_failures(m: Mutation, clean: Path, tests: tuple[str, ...]) -> list[str]:
+    """The tests that fail in a copy of the `clean` tree with `m` applied (the copy is removed)."""
+    tree = clean.parent / m.name
+    shutil.copytree(clean, tree)
+    (tree / m.file).write_text(patched(m, tree))
+    failed = failing_tests(tree, tests)
+    print(f"{m.name}: {len(failed)} failing", flush=True)
+    shutil.rmtree(tree)
+    return failed
+
+
 def table(rows: list[tuple[Mutation, list[str]]], tests: tuple[str, ...]) -> str:
     lines = [f"Tests run: `{' '.join(tests)}` (`python -m scripts.mutations`).", "",
              "| mutation | file | tests that fail |", "|---|---|---|"]
@@ -122,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="mutation names (default: all)")
     ap.add_argument("--tests", nargs="*", default=list(TESTS), help="test paths to run")
+    ap.add_argument("--jobs", type=int, default=1, help="mutations tested at once")
     ap.add_argument("--no-write", action="store_true",
                     help="print the table, leave docs/testing.md as it is")
     args = ap.parse_args(argv)
@@ -136,17 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         scratch_copy(clean)
         for m in chosen:  # every patch must apply before anything runs
             patched(m, clean)
-        baseline = failing_tests(clean, tests)
-        if baseline:
-            raise SystemExit(f"these tests fail without any mutation: {baseline}")
-        rows = []
-        for m in chosen:
-            tree = Path(tmp) / m.name
-            shutil.copytree(clean, tree)
-            (tree / m.file).write_text(patched(m, tree))
-            rows.append((m, failing_tests(tree, tests)))
-            print(f"{m.name}: {len(rows[-1][1])} failing", flush=True)
-            shutil.rmtree(tree)
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            baseline = pool.submit(failing_tests, clean, tests)
+            results = list(pool.map(lambda m: mutated_failures(m, clean, tests), chosen))
+        if baseline.result():
+            raise SystemExit(f"these tests fail without any mutation: {baseline.result()}")
+        rows = list(zip(chosen, results))
     body = table(rows, tests)
     print(body)
     if not args.no_write:

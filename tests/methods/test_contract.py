@@ -121,7 +121,8 @@ def test_check_resolution_rejects_non_powers_of_two(spec):
 # ----------------------------------------------------------------------------
 # Direction: one step of each phase moves that phase's own objective the right way, measured by D's
 # scores on the same reals and the same latents' fakes (not by the phase's own loss, which a sign
-# flip would still lower). Seeded, so deterministic on CPU.
+# flip would still lower). Seeded, so deterministic on CPU; the smallest move measured is 0.04
+# (FastGAN, D step), the threshold 0.01.
 
 SEED = 3
 
@@ -151,8 +152,8 @@ def test_a_d_step_separates_the_same_reals_and_fakes_better(spec, trained_pieces
     real_0, fake_0 = d_scores(loss_fn, real, SEED)
     _step(spec, cfg, nets, opts, loss_fn, "D", real)
     real_1, fake_1 = d_scores(loss_fn, real, SEED)
-    assert fake_1 < fake_0 - 1e-4, f"D step raised the fakes' score: {fake_0} -> {fake_1}"
-    assert real_1 - fake_1 > real_0 - fake_0 + 1e-4, (real_0, fake_0, real_1, fake_1)
+    assert fake_1 < fake_0 - 1e-2, f"D step raised the fakes' score: {fake_0} -> {fake_1}"
+    assert real_1 - fake_1 > real_0 - fake_0 + 1e-2, (real_0, fake_0, real_1, fake_1)
 
 
 def test_a_g_step_makes_d_score_the_same_latents_fakes_as_more_real(spec, trained_pieces):
@@ -160,7 +161,7 @@ def test_a_g_step_makes_d_score_the_same_latents_fakes_as_more_real(spec, traine
     _, fake_0 = d_scores(loss_fn, real, SEED)
     _step(spec, cfg, nets, opts, loss_fn, "G", real)
     _, fake_1 = d_scores(loss_fn, real, SEED)
-    assert fake_1 > fake_0 + 1e-4, f"G step lowered its fakes' score: {fake_0} -> {fake_1}"
+    assert fake_1 > fake_0 + 1e-2, f"G step lowered its fakes' score: {fake_0} -> {fake_1}"
 
 
 def test_a_regularisation_phase_lowers_its_own_objective(spec, trained_pieces):
