@@ -29,6 +29,8 @@ BEGIN, END = "<!-- mutations:begin -->", "<!-- mutations:end -->"
 TESTS = ("tests/methods", "tests/unit/test_ema.py", "tests/compress/test_dwt.py",
          "tests/compress/test_codec.py", "tests/test_learnability.py")
 """Test paths run against every mutation (the method, component and learnability tests)."""
+MAX_LISTED = 8
+"""Failing tests named per mutation in the table; the rest are counted."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ def table(rows: list[tuple[Mutation, list[str]]], tests: tuple[str, ...]) -> str
     lines = [f"Tests run: `{' '.join(tests)}` (`python -m scripts.mutations`).", "",
              "| mutation | file | tests that fail |", "|---|---|---|"]
     for m, failed in rows:
-        cell = "<br>".join(f"`{t}`" for t in failed) if failed else "**none (survives)**"
+        cell = "<br>".join(f"`{t}`" for t in failed[:MAX_LISTED]) or "**none (survives)**"
+        if len(failed) > MAX_LISTED:
+            cell += f"<br>and {len(failed) - MAX_LISTED} more"
         lines.append(f"| {m.what} | `{m.file}` | {cell} |")
     return "\n".join(lines)
 
