@@ -1,7 +1,7 @@
 """Regenerate docs/benchmarks.md from the stored benchmark results (and re-measure first with --run).
 
     python -m benchmarks.report            # render benchmarks/results/*.json + benchmarks/snippets/*.md
-    python -m benchmarks.report --run      # run the benchmark scripts first (about 15 min on 2 shared cores)
+    python -m benchmarks.report --run      # run the benchmark scripts first (about 20 min on 2 shared cores)
 
 Plug-in interface: a module `benchmarks/<name>.py` that defines
 
@@ -36,6 +36,7 @@ RUN_COMMANDS = (
     ["benchmarks.twostage_cost", "--decoder-width", "16"],
     ["benchmarks.method_cost", "--bench-steps", "0"],
     ["benchmarks.quality_table"],
+    ["benchmarks.learnability"],
 )
 """What --run re-measures (the rest come from a pipeline run or take long: pipeline_timings reads the
 MLflow store, method_cost's training comparison and ema_schedules train for many minutes)."""

@@ -1,8 +1,10 @@
-"""Data parallel training: 2 gloo processes follow the loss trajectory of 1 process with the same
-global batch (grad_accum 2), and end on the same weights; launch command lines; rank layout."""
+"""Data parallel training: for every registered method, 2 gloo processes follow the loss trajectory
+of 1 process with the same global batch (grad_accum 2) and end on the same weights; launch command
+lines; rank layout."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -14,11 +16,11 @@ import torch.multiprocessing as mp
 
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import ConfigError
-from gancore.methods.pixelfolder import PixelFolderConfig
-from gancore.registry import get_method
+from gancore.registry import get_method, list_methods
 from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from methods.contract import tiny_config
 from tiny import one_thread, smooth_image_shards
 
 RES_PX = 64
@@ -31,22 +33,27 @@ def shards(tmp_path_factory):
     return smooth_image_shards(tmp_path_factory, 14, RES_PX, seed=1, eval_fraction=0.15)
 
 
-def _run(world_size: int, grad_accum: int) -> RunConfig:
-    # r1_interval 2: the lazy R1 phase runs on some steps and not on others.
+def _run(world_size: int, grad_accum: int, method: str = "pixelfolder") -> RunConfig:
     train = TrainParams(batch=BATCH, total_kimg=N_STEPS * BATCH / 1000, ckpt_every_kimg=2 * BATCH / 1000,
                         log_every_steps=1, device="cpu", shuffle_buffer=5, decode_threads=1,
                         grad_accum=grad_accum)
-    cfg = PixelFolderConfig(width_mult=1 / 32, style_dim=16, mapping_layers=2, r1_interval=2)
-    return RunConfig("pixelfolder", cfg, BaseParams(seed=5, resolution=RES_PX), train, "data", world_size)
+    cfg = tiny_config(get_method(method))
+    if any(f.name == "r1_interval" for f in dataclasses.fields(cfg)):
+        # r1_interval 2: the lazy R1 phase runs on some steps and not on others.
+        cfg = dataclasses.replace(cfg, r1_interval=2)
+    return RunConfig(method, cfg, BaseParams(seed=5, resolution=RES_PX), train, "data", world_size)
 
 
-def _worker(rank: int, world_size: int, port: int, shards, ckpt_dir: str) -> None:
+def _worker(rank: int, world_size: int, port: int, shards, ckpt_root: str) -> None:
+    """One rank: trains every registered method (one process start for all of them)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     with distributed.joined(torch.device("cpu")) as world:
         assert world.size == world_size
-        Trainer(get_method("pixelfolder"), _run(world_size, 1), shards, ckpt_dir, progress=False).fit()
+        for method in list_methods():
+            run = _run(world_size, 1, method)
+            Trainer(get_method(method), run, shards, f"{ckpt_root}/{method}", progress=False).fit()
 
 
 def _free_port() -> int:
@@ -55,33 +62,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(shards, tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), shards, str(tmp_path / "ddp")), nprocs=2, join=True)
-    single = Trainer(get_method("pixelfolder"), _run(1, 2), shards, tmp_path / "one", progress=False)
-    with one_thread():  # as the ranks run
-        single.fit()
+@pytest.fixture(scope="module")
+def two_ranks(shards, tmp_path_factory):
+    """Checkpoint folder root of a 2-rank gloo run of every registered method (one folder each)."""
+    root = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, _free_port(), shards, str(root)), nprocs=2, join=True)
+    return root
 
-    ddp_rows, one_rows = read_history(tmp_path / "ddp/history.jsonl"), read_history(tmp_path / "one/history.jsonl")
+
+@pytest.fixture(scope="module")
+def one_process(shards, tmp_path_factory):
+    """method -> (its Trainer, checkpoint folder) after 1 process with grad_accum 2, on demand."""
+    root, done = tmp_path_factory.mktemp("one"), {}
+
+    def train(method: str):
+        if method not in done:
+            run = _run(1, 2, method)
+            single = Trainer(get_method(method), run, shards, root / method, progress=False)
+            with one_thread():  # as the ranks run
+                single.fit()
+            done[method] = single, root / method
+        return done[method]
+    return train
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two_ranks,
+                                                                     one_process):
+    single, one_dir = one_process(method)
+    ddp_dir = two_ranks / method
+    ddp_rows = read_history(ddp_dir / "history.jsonl")
+    one_rows = read_history(one_dir / "history.jsonl")
     assert [r["n_img"] for r in ddp_rows] == [r["n_img"] for r in one_rows] == [4, 8, 12, 16]
-    assert "loss/Dreg" in one_rows[0] and "loss/Dreg" not in one_rows[1]
+    for phase in single.phases:  # a lazy phase is logged on its steps only
+        logged = [f"loss/{phase.name}" in r for r in one_rows]
+        assert logged == [s % phase.interval == 0 for s in range(4)], phase.name
     for ddp, one in zip(ddp_rows, one_rows):
         losses = {k: v for k, v in one.items() if k.startswith("loss/")}
         assert {k: ddp[k] for k in losses} == pytest.approx(losses, rel=1e-5, abs=1e-6), ddp["n_img"]
-    # Rank 0 alone wrote checkpoints; its final networks equal the single process's.
-    ddp_nets = ckpt.load_latest(tmp_path / "ddp").networks
+    # Rank 0 alone wrote checkpoints; its final networks equal the single process's, buffers too
+    # (BatchNorm statistics, spectral norm vectors: micro-batch k runs with rank k's).
+    ddp_nets = ckpt.load_latest(ddp_dir).networks
     for name, net in single._all_nets().items():
         for key, value in net.state_dict().items():
             torch.testing.assert_close(ddp_nets[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
     # Same streams, so the same run: a 2-rank checkpoint has the 1-process run's identity.
-    assert ckpt.load_latest(tmp_path / "ddp").meta["identity_hash"] == single.run.identity_hash()
+    assert ckpt.load_latest(ddp_dir).meta["identity_hash"] == single.run.identity_hash()
 
+
+def test_a_one_process_or_two_rank_checkpoint_resumes_in_one_process(two_ranks, one_process, shards,
+                                                                     tmp_path):
     # Resume from the step-2 checkpoints in one process with grad_accum 2: from its own checkpoint
     # bit for bit (RNG streams and data cursors restored), from the 2-rank one within float tolerance.
-    for source, exact in (("one", True), ("ddp", False)):
-        shutil.copytree(tmp_path / source, tmp_path / f"resume-{source}")
-        shutil.rmtree(tmp_path / f"resume-{source}/step_000000004")
-        resumed = Trainer(get_method("pixelfolder"), _run(1, 2), shards, tmp_path / f"resume-{source}",
-                          progress=False)
+    single, one_dir = one_process("pixelfolder")
+    for source, exact in ((one_dir, True), (two_ranks / "pixelfolder", False)):
+        copy = tmp_path / f"resume-{'exact' if exact else 'ddp'}"
+        shutil.copytree(source, copy)
+        shutil.rmtree(copy / "step_000000004")
+        resumed = Trainer(get_method("pixelfolder"), _run(1, 2), shards, copy, progress=False)
         with one_thread():
             assert resumed.fit()["resumed"]
         for name, net in single._all_nets().items():

@@ -82,6 +82,8 @@ def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, ev
 
 def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> Path:
     """The project's params.yaml shrunk to seconds of CPU work; written to `tmp/name`."""
+    from benchmarks.learnability import tiny_twostage
+
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["base"]["resolution"] = resolution
     p["builtin"].update(n_img=40, side_px=resolution)
@@ -89,12 +91,7 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
                       bn_recalibration_batches=2, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
-    for pipeline in p["twostage"].values():
-        pipeline["sampler"] = {"total_kimg": None}  # train.total_kimg
-        decoder = pipeline["decoder"]
-        decoder.update(width=8, blocks=1, batch=4, total_kimg=0.016 if decoder.get("total_kimg") != 0 else 0)
-        if "autoencoder" in pipeline["compress"]:
-            pipeline["compress"]["autoencoder"].update(width=4, blocks=1, batch=4, total_kimg=0.016)
+    tiny_twostage(p, batch=4, kimg=0.016)
     p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
                      swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
     p["track"]["experiment"] = "e2e"

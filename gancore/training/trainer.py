@@ -36,6 +36,7 @@ from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.ema import ema_beta_at, update_ema
+from gancore.training.streams import StreamBuffers
 from gancore.utils.fsio import exclusive_lock, sha256_json
 from gancore.utils.seed import RngStreams, rng_state, seed_all, set_rng_state
 
@@ -162,6 +163,9 @@ class Trainer:
         self.stream_ids = list(range(first, first + run.train.grad_accum))
         self.rngs = RngStreams(run.base.seed, self.stream_ids, self.device) if run.n_streams > 1 else None
         self.stream_cursors = {k: Cursor() for k in self.stream_ids}
+        # Buffers a forward changes (BatchNorm statistics, spectral norm) kept per stream in a step.
+        self.stream_buffers = (StreamBuffers(self.nets.values(), self.stream_ids)
+                               if self.rngs is not None else None)
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)
@@ -271,6 +275,8 @@ class Trainer:
             FloatingPointError: a phase loss was NaN/inf on any rank (handled by `fit` with a rollback).
         """
         stats: dict[str, torch.Tensor] = {}
+        if self.stream_buffers is not None:
+            self.stream_buffers.start_step()
         for phase in self.phases:
             if self.state.step % phase.interval:
                 continue
@@ -282,6 +288,8 @@ class Trainer:
             scaler.update()
             stats[f"loss/{phase.name}"] = loss
             stats.update({f"{phase.name}/{k}": v for k, v in phase_stats.items()})
+        if self.stream_buffers is not None:
+            self.stream_buffers.end_step()
         stats = self._reduce(stats)
         losses = [v for k, v in stats.items() if k.startswith("loss/")]
         if not bool(torch.isfinite(torch.stack(losses)).all()):
@@ -309,7 +317,7 @@ class Trainer:
         n = self.run.n_streams
         total: dict[str, torch.Tensor] = {}
         for k, micro in zip(self.stream_ids, real):
-            with self.rngs.use(k), self._autocast():
+            with self.rngs.use(k), self.stream_buffers.use(k), self._autocast():
                 loss, stats = self.loss(phase, micro)
             scaler.scale(loss / n).backward()
             for key, v in {"": loss, **stats}.items():

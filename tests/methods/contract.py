@@ -2,7 +2,8 @@
 
 Method-agnostic: a method's config is built the way params.yaml builds it
 (`gancore.config.build_dataclass` over `spec.config_cls`), from TINY_OVERRIDES[name] or {} (the
-method's defaults) for methods not listed here.
+method's defaults) for methods not listed there (benchmarks/learnability.py, which trains the same
+tiny networks).
 """
 
 from __future__ import annotations
@@ -10,19 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import build_dataclass
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec
-
-TINY_OVERRIDES: dict[str, dict] = {
-    "fastgan": {"width_mult": 1 / 16},
-    "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
-    "inrpatch": {"width_mult": 1 / 32, "d_width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2,
-                 "patch_px": 32, "n_stages": 2, "stage": 2},
-}
-"""params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests."""
 
 CANDIDATE_RESOLUTIONS = tuple(2**k for k in range(2, 11))  # 4 .. 1024
 
@@ -89,3 +81,18 @@ def d_losses_of_short_training(spec: MethodSpec, cfg, resolution: int, n_steps: 
                 d_losses += [loss] if phase.name == "D" else []
     return d_losses
 
+
+
+def seeded(loss_fn, phase: str, real: torch.Tensor, seed: int):
+    """(loss, stats) of `phase` with torch's RNG at `seed`: the same latents, augmentations and
+    crops each call. A copy of `real` is passed, so no state a loss keeps per batch (FastGAN's
+    fakes) is reused."""
+    torch.manual_seed(seed)
+    return loss_fn(phase, real.clone())
+
+
+def d_scores(loss_fn, real: torch.Tensor, seed: int) -> tuple[float, float]:
+    """D's (mean score of `real`, mean score of the fakes of the latents drawn at `seed`), from
+    the D phase's stats (no step is taken)."""
+    _, stats = seeded(loss_fn, "D", real, seed)
+    return stats["real_score"].item(), stats["fake_score"].item()

@@ -89,3 +89,15 @@ def test_short_training_moves_the_discriminator_loss():
     d_losses = d_losses_of_short_training(SPEC, CIPSConfig(**TINY), 64)
     assert all(torch.isfinite(torch.tensor(d_losses)))
     assert min(d_losses[1:]) < d_losses[0] - 0.05, d_losses
+
+
+def test_each_pixel_reads_the_embedding_at_its_own_position():
+    # CIPS is per pixel: pixel (y, x) of the image depends on the learned embedding at (y, x) and
+    # nowhere else (a mirrored or shifted read of the embedding moves that gradient).
+    torch.manual_seed(0)
+    G = Generator(64, **TINY).eval()
+    for y, x in ((0, 0), (3, 41), (63, 4)):
+        G.zero_grad()
+        G.synthesize(torch.randn(2, G.z_dim))[:, :, y, x].sum().backward()
+        touched = G.embedding.grad.abs().sum(dim=(0, 1)).nonzero().tolist()
+        assert touched == [[y, x]], (y, x, touched)

@@ -1,7 +1,7 @@
 """The contract every registered method must meet so the generic trainer can train it.
 
 Parametrised over list_methods(): a new method package gets these tests for free (add a tiny config
-to contract.TINY_OVERRIDES if its defaults are too big for CPU tests).
+to benchmarks/learnability.py TINY_OVERRIDES if its defaults are too big for CPU tests).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from contract import (
-    changed_params, owned_networks, param_snapshot, random_real, run_phase, smallest_resolution, tiny_config,
+    changed_params, d_scores, owned_networks, param_snapshot, random_real, run_phase, seeded,
+    smallest_resolution, tiny_config,
 )
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec, Phase, get_method, list_methods
@@ -115,3 +116,60 @@ def test_check_resolution_rejects_non_powers_of_two(spec):
         with pytest.raises(ConfigError) as info:
             spec.check_resolution(resolution)
         assert info.value.key == "base.resolution"
+
+
+# ----------------------------------------------------------------------------
+# Direction: one step of each phase moves that phase's own objective the right way, measured by D's
+# scores on the same reals and the same latents' fakes (not by the phase's own loss, which a sign
+# flip would still lower). Seeded, so deterministic on CPU; the smallest move measured is 0.04
+# (FastGAN, D step), the threshold 0.01.
+
+SEED = 3
+
+
+def _step(spec, cfg, nets, opts, loss_fn, name: str, real: torch.Tensor) -> None:
+    phase = next(p for p in spec.phases(cfg) if p.name == name)
+    torch.manual_seed(SEED)  # the latents the measurement draws
+    run_phase(loss_fn, phase, opts, real.clone())
+
+
+@pytest.fixture
+def trained_pieces(spec, built):
+    cfg, resolution, nets = built
+    opts = spec.build_optimizers(cfg, nets)
+    loss_fn = spec.build_loss(cfg, nets, resolution)
+    return cfg, nets, opts, loss_fn, random_real(4, resolution, seed=1)
+
+
+def test_d_phase_reports_the_scores_of_reals_and_fakes(spec, trained_pieces):
+    _, _, _, loss_fn, real = trained_pieces
+    assert {"real_score", "fake_score"} <= set(seeded(loss_fn, "D", real, SEED)[1])
+    assert {p.name for p in spec.phases(trained_pieces[0])} >= {"D", "G"}
+
+
+def test_a_d_step_separates_the_same_reals_and_fakes_better(spec, trained_pieces):
+    cfg, nets, opts, loss_fn, real = trained_pieces
+    real_0, fake_0 = d_scores(loss_fn, real, SEED)
+    _step(spec, cfg, nets, opts, loss_fn, "D", real)
+    real_1, fake_1 = d_scores(loss_fn, real, SEED)
+    assert fake_1 < fake_0 - 1e-2, f"D step raised the fakes' score: {fake_0} -> {fake_1}"
+    assert real_1 - fake_1 > real_0 - fake_0 + 1e-2, (real_0, fake_0, real_1, fake_1)
+
+
+def test_a_g_step_makes_d_score_the_same_latents_fakes_as_more_real(spec, trained_pieces):
+    cfg, nets, opts, loss_fn, real = trained_pieces
+    _, fake_0 = d_scores(loss_fn, real, SEED)
+    _step(spec, cfg, nets, opts, loss_fn, "G", real)
+    _, fake_1 = d_scores(loss_fn, real, SEED)
+    assert fake_1 > fake_0 + 1e-2, f"G step lowered its fakes' score: {fake_0} -> {fake_1}"
+
+
+def test_a_regularisation_phase_lowers_its_own_objective(spec, trained_pieces):
+    cfg, nets, opts, loss_fn, real = trained_pieces
+    for phase in spec.phases(cfg):
+        if phase.name in ("D", "G"):
+            continue
+        before = seeded(loss_fn, phase.name, real, SEED)[0].item()
+        _step(spec, cfg, nets, opts, loss_fn, phase.name, real)
+        after = seeded(loss_fn, phase.name, real, SEED)[0].item()
+        assert after < before, f"phase {phase.name}: {before} -> {after}"

@@ -142,17 +142,91 @@ def test_d_phase_leaves_g_untouched_and_g_phase_leaves_d_untouched():
     assert changed_params(G, g_before)
 
 
-def test_g_phase_reuses_the_d_phase_fakes_once():
-    _, _, _, loss_fn = _tiny_setup()
-    real = random_real(2, 64)
+def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
+    # grad_accum 2: D on micro-batches 0 and 1, then G on 0 and 1 (the trainer's order). Micro-batch
+    # k's G loss must depend on the fakes D's phase made for k, and G must run no extra forward.
+    _, nets, _, loss_fn = _tiny_setup()
+    G, made = nets["G"], []
+    forward_pair = G.forward_pair
+    G.forward_pair = lambda z: made.append(forward_pair(z)) or made[-1]
+    micro = [random_real(2, 64, seed=k) for k in range(2)]
+    for real in micro:
+        loss_fn("D", real)
+    for k, real in enumerate(micro):
+        loss, _ = loss_fn("G", real)
+        grads = torch.autograd.grad(loss, [made[0][0], made[1][0]], allow_unused=True,
+                                    retain_graph=True)
+        assert [g is not None for g in grads] == [k == 0, k == 1], f"micro-batch {k}"
+    assert len(made) == 2
+    # Used once: a second G phase on the same batch, or one on an equal copy, draws fresh fakes.
+    loss_fn("G", micro[0])
+    loss_fn("G", micro[1].clone())
+    assert len(made) == 4
+    # The next step's D phase starts afresh: nothing of the previous step is reused.
+    loss_fn("D", micro[0])
+    loss_fn("G", micro[1])
+    assert len(made) == 6
+
+
+def test_every_sle_gate_shapes_g_output():
+    # Each SLE gate (a low-resolution map re-weighting the channels of a high-resolution one) must
+    # be in G's forward: G's output has a gradient for every SLE parameter, and changing a gate's
+    # weights changes the images.
+    _, nets, _, _ = _tiny_setup(resolution=128)
+    G = nets["G"]
+    assert set(G.sle) == {"64", "128"}
+    z = torch.randn(2, G.z_dim)
+    big, small = G.forward_pair(z)
+    (big.square().sum() + small.square().sum()).backward()
+    for name, p in G.sle.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"sle.{name} misses G's output"
+    with torch.no_grad():
+        before = G(z)
+        for p in G.sle["64"].parameters():
+            p.mul_(3.0)
+        assert not torch.allclose(G(z), before, atol=1e-4)
+
+
+def test_d_sees_augmented_reals_and_augmented_fakes():
+    # DiffAugment must reach both of D's inputs (augmenting only one lets D tell them apart by the
+    # augmentation). With the translation policy D's real input is a shifted copy of the real batch
+    # and its fake input a shifted copy of G's output.
+    _, nets, _, loss_fn = _tiny_setup(diffaugment="translation")
+    G, D, seen = nets["G"], nets["D"], {}
+
+    def spy(name, method):  # records the first argument of every call under `name`
+        return lambda first, *rest: (seen.__setitem__(name, first), method(first, *rest))[1]
+
+    D.forward_real, D.forward = spy("real", D.forward_real), spy("fake", D.forward)
+    forward_pair = G.forward_pair
+
+    def pair(z):
+        big, small = forward_pair(z)
+        seen["G"] = big
+        return big, small
+
+    G.forward_pair = pair
+    real = random_real(4, 64)
+    torch.manual_seed(0)
     loss_fn("D", real)
-    cached = loss_fn._fakes
-    assert cached is not None and cached[0].requires_grad
-    loss_fn("G", real)
-    assert loss_fn._fakes is None
-    # Without a preceding D phase, G draws fresh fakes.
-    loss, stats = loss_fn("G", real)
-    assert math.isfinite(loss.item()) and set(stats) == {"g_adv"}
+    for name, clean in (("real", real), ("fake", seen["G"])):
+        changed = (seen[name] - clean).abs().flatten(1).amax(dim=1) > 1e-3
+        assert changed.all(), f"D's {name} input is not augmented: {changed.tolist()}"
+
+
+@pytest.mark.parametrize("part", [0, 1, 2, 3])
+def test_the_part_decoder_sees_the_quadrant_it_must_reconstruct(part):
+    # D's "part" decoder must reconstruct the crop reconstruction_targets names for `part`, so it
+    # must decode the features of that quadrant of the image: its output's gradient lies mostly
+    # there.
+    _, nets, _, _ = _tiny_setup()
+    D = nets["D"]
+    big = random_real(2, 64).requires_grad_(True)
+    _, recs = D.forward_real(big, torch.nn.functional.interpolate(big, size=D.small_px), part)
+    recs["part"].square().sum().backward()
+    per_pixel = big.grad.square().sum(dim=(0, 1))
+    energy = torch.stack([crop_quadrant(per_pixel, q).sum() for q in range(4)])
+    assert energy.argmax() == part and energy[part] > 0.5 * energy.sum(), energy.tolist()
 
 
 def test_d_phase_stats():

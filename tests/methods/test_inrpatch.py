@@ -173,3 +173,22 @@ def test_render_refuses_generators_without_coordinates():
     G = FASTGAN.build_networks(FastGANConfig(width_mult=1 / 16), 64)["G"]
     with pytest.raises(DataError, match="synthesize"):
         render(G, torch.randn(1, G.z_dim), 128)
+
+
+def test_structure_loss_is_near_zero_at_the_hand_over_and_large_at_mismatched_coordinates(tmp_path):
+    # Right after the hand-over the student renders the teacher's function at twice the density, so
+    # its x2-pooled patch nearly equals the teacher's render of the same region: the structure loss
+    # starts near zero. Rendered at the mirrored region (a coordinate mix-up), it is far larger.
+    cfg = stage_config(_cfg(), 2, str(_teacher_folder(tmp_path)), RES)
+    torch.manual_seed(0)
+    nets = SPEC.build_networks(cfg, RES)
+    nets["G"].eval()  # no per-pixel noise: the teacher renders without it too
+    loss = SPEC.build_loss(cfg, nets, RES)
+    z = torch.randn(4, nets["G"].z_dim)
+    with torch.no_grad():
+        fake, coords = loss.fake_patches(z)
+        aligned = loss.structure_loss(z, fake, coords).item()
+        mirrored = loss.structure_loss(z, fake.flip(-1), coords).item()
+        scale = fake.float().var().item()
+    assert aligned < 0.05 * scale, (aligned, scale)
+    assert mirrored > 10 * aligned, (aligned, mirrored)

@@ -107,3 +107,24 @@ def test_short_training_moves_the_discriminator_loss():
     d_losses = d_losses_of_short_training(SPEC, PixelFolderConfig(**TINY), 64)
     assert all(torch.isfinite(torch.tensor(d_losses)))
     assert min(d_losses[1:]) < d_losses[0] - 0.05, d_losses
+
+
+def test_every_stage_reaches_the_image_through_its_features_and_its_rgb():
+    # Cross-stage connections: stage k's features feed stage k+1's positional fold (merge) and its
+    # RGB is upsampled into the next stage's skip sum; the final image has a gradient for both.
+    torch.manual_seed(0)
+    G = Generator(256, **TINY).eval()
+    outputs = []
+
+    def keep(module, args, out):
+        for t in out:
+            t.retain_grad()
+        outputs.append(out)
+
+    for stage in G.stages[:-1]:
+        stage.register_forward_hook(keep)
+    G.synthesize(torch.randn(2, G.z_dim)).square().sum().backward()
+    assert len(outputs) == len(G.stages) - 1 == 2
+    for k, (features, rgb) in enumerate(outputs):
+        assert features.grad is not None and features.grad.abs().sum() > 0, f"stage {k} features"
+        assert rgb.grad is not None and rgb.grad.abs().sum() > 0, f"stage {k} RGB skip unused"

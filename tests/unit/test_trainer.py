@@ -157,3 +157,18 @@ def test_persistent_nan_stops_after_bounded_retries(shards, tmp_path):
     with pytest.raises(NonFiniteLoss, match="max_nan_retries"):
         trainer.fit()
     assert len(hits) == trainer.run.train.max_nan_retries + 1
+
+
+def test_g_ema_tracks_g_during_training(shards, tmp_path):
+    # After some steps G_ema has left G's initial weights and lies between them and G's: closer to
+    # G than G at initialisation is, and not equal to G (it averages).
+    trainer = _trainer(_run(), shards, tmp_path)
+    trainer.fit()
+
+    def distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
+        pairs = zip(a.parameters(), b.parameters())
+        return sum((p - q).square().sum().item() for p, q in pairs) ** 0.5
+
+    G, ema, init = trainer.nets["G"], trainer.G_ema, trainer.G_init
+    assert 0 < distance(ema, G) < distance(init, G)
+    assert distance(ema, init) > 0.1 * distance(init, G)

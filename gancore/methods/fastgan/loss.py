@@ -2,6 +2,11 @@
 random-margin hinge for D, reconstruction of real images by D's decoders, -D(G(z)) for G, DiffAugment
 on everything D sees, and one G forward per iteration shared by the D and G phases.
 
+The shared fakes are kept per real batch (the tensor object the phase is called with): with
+`train.grad_accum` n the trainer runs the D phase on micro-batches 0..n-1, then the G phase on the
+same n tensors, and micro-batch k's G phase must reuse micro-batch k's fakes, as rank k of n
+processes does.
+
 The paper's reconstruction loss is LPIPS(VGG). LPIPS-VGG needs ImageNet VGG16 weights, which cannot
 be downloaded here; without the file (`lpips_vgg_weights`) recon_loss "auto" uses MSE, what
 lucidrains/lightweight-gan uses for its FastGAN-style decoders.
@@ -87,22 +92,30 @@ class FastGANLoss:
         self._lpips = None
         if self.recon_kind == "lpips":
             self._lpips = build_lpips_vgg(cfg.lpips_vgg_weights, LPIPS_KEY)
-        self._fakes: tuple[torch.Tensor, torch.Tensor] | None = None
+        # id(real) -> (real, its fakes) of the D phases since the last G phase; cleared when a D
+        # phase follows a G phase (a new step), so nothing outlives the step that made it.
+        self._fakes: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._last_phase = ""
 
     def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one phase.
 
         Args:
-            phase: "D" (D's hinge + reconstruction; also makes and caches this step's fakes) or
-                "G" (-D on the cached fakes, or on fresh ones when no D phase preceded).
+            phase: "D" (D's hinge + reconstruction; also makes this step's fakes and keeps them for
+                `real`) or "G" (-D on the fakes a D phase of this step made for the same `real`
+                tensor, or on fresh ones when there are none).
             real: (N, 3, R, R) real images in [-1, 1].
 
         Returns:
             (scalar loss, {name: detached scalar}).
         """
         if phase == "D":
+            if self._last_phase != "D":
+                self._fakes.clear()
+            self._last_phase = phase
             return self._d_loss(real)
         if phase == "G":
+            self._last_phase = phase
             return self._g_loss(real)
         raise ValueError(f"unknown phase {phase!r}; FastGAN has 'D' and 'G'")
 
@@ -115,7 +128,7 @@ class FastGANLoss:
     def _d_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One G forward per step, with grad: D trains on it detached, the G phase reuses it.
         fakes = self._augmented_fakes(real.shape[0], real.device)
-        self._fakes = fakes
+        self._fakes[id(real)] = (real, fakes)
         # The real small view is the augmented real resized, so it shares the big view's draw; the
         # decoders reconstruct the augmented real too (official train.py).
         real_big = diff_augment(real, self.policy)
@@ -131,13 +144,13 @@ class FastGANLoss:
         stats = {
             "d_real": d_real, "d_fake": d_fake, "recon": recon_total,
             **{f"recon_{name}": value for name, value in recon.items()},
-            "logits_real": logits_real.float().mean(), "logits_fake": logits_fake.float().mean(),
+            "real_score": logits_real.float().mean(), "fake_score": logits_fake.float().mean(),
         }
         return loss, {k: v.detach() for k, v in stats.items()}
 
     def _g_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        fakes, self._fakes = self._fakes, None
-        if fakes is None:
+        kept_real, fakes = self._fakes.pop(id(real), (None, None))
+        if kept_real is not real:  # no D phase on this batch this step (or a reused id)
             fakes = self._augmented_fakes(real.shape[0], real.device)
         # D's weights need no gradient here; skipping them saves a third of D's backward.
         with _no_param_grads(self.D):

@@ -1,0 +1,174 @@
+"""Apply each known-bad change (a mutation) to a scratch copy of the tree, run the chosen tests
+there, and write which tests fail into docs/testing.md: proof that the suite tells a learning GAN
+from a broken one.
+
+Each mutation is data (file, exact old text, new text): when a file moves, edit MUTATIONS. A
+mutation whose old text is not found exactly once stops the script with an error (it never
+silently "survives"). The unmutated copy is run too: a test failing there fails the script.
+
+Run: `python -m scripts.mutations --jobs 2` (all mutations; about an hour of CPU), or
+`python -m scripts.mutations --only fastgan_g_sign --no-write` to check one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "testing.md"
+BEGIN, END = "<!-- mutations:begin -->", "<!-- mutations:end -->"
+TESTS = ("tests/methods", "tests/unit/test_ema.py", "tests/compress/test_dwt.py",
+         "tests/compress/test_codec.py", "tests/test_learnability.py")
+"""Test paths run against every mutation (the method, component and learnability tests)."""
+MAX_LISTED = 8
+"""Failing tests named per mutation in the table; the rest are counted."""
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    file: str
+    old: str
+    new: str
+
+
+MUTATIONS = (
+    Mutation("fastgan_g_sign", "FastGAN: G's loss sign flipped (+D(G(z)))",
+             "gancore/methods/fastgan/loss.py",
+             "loss = -logits.float().mean()", "loss = logits.float().mean()"),
+    Mutation("stylegan2_g_sign",
+             "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
+             "gancore/nn/stylegan2.py",
+             "return F.softplus(-fake_logits.float()).mean()",
+             "return F.softplus(fake_logits.float()).mean()"),
+    Mutation("fastgan_d_fake_sign", "FastGAN: the fake term's sign flipped in D's hinge loss",
+             "gancore/methods/fastgan/loss.py",
+             "_margin_hinge(-logits_fake)", "_margin_hinge(logits_fake)"),
+    Mutation("fastgan_no_sle", "FastGAN: SLE removed from G's forward pass",
+             "gancore/methods/fastgan/networks.py",
+             "x = self.sle[str(s)](feats[s // 16], x)", "x = x"),
+    Mutation("fastgan_clean_reals", "FastGAN: DiffAugment dropped on the real images only",
+             "gancore/methods/fastgan/loss.py",
+             "real_big = diff_augment(real, self.policy)", "real_big = real"),
+    Mutation("inrpatch_mirrored_teacher",
+             "patch INR: teacher rendered at mirrored coordinates in the structure loss",
+             "gancore/methods/inrpatch/loss.py",
+             "target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))",
+             "target = self.teacher.synthesize(z, F.avg_pool2d(coords.flip(-1), 2))"),
+    Mutation("dwt_synthesis_filters", "wavelet codec: synthesis with the analysis filters",
+             "gancore/compress/dwt.py",
+             "_, _, lo, hi = _bank(wavelet, low)", "lo, hi, _, _ = _bank(wavelet, low)"),
+)
+
+
+def scratch_copy(dest: Path) -> None:
+    """The working tree's tracked and untracked-but-not-ignored files, copied under `dest`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def patched(mutation: Mutation, tree: Path) -> str:
+    """The mutated text of the file in `tree`; the old text must occur exactly once."""
+    path = tree / mutation.file
+    if not path.is_file():
+        raise SystemExit(f"mutation {mutation.name}: {mutation.file} does not exist "
+                         f"(moved? edit MUTATIONS)")
+    text = path.read_text()
+    count = text.count(mutation.old)
+    if count != 1:
+        raise SystemExit(f"mutation {mutation.name}: old text found {count} times in "
+                         f"{mutation.file}, expected once (edit MUTATIONS): {mutation.old!r}")
+    return text.replace(mutation.old, mutation.new)
+
+
+def failing_tests(tree: Path, tests: tuple[str, ...]) -> list[str]:
+    """Node ids of the tests that fail (or error) in `tree`."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
+    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"pytest could not run in {tree} (exit {proc.returncode}):\n"
+                         f"{proc.stdout[-3000:]}")
+    return sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)))
+
+
+def mutated_failures(m: Mutation, clean: Path, tests: tuple[str, ...]) -> list[str]:
+    """The tests that fail in a copy of the `clean` tree with `m` applied (the copy is removed)."""
+    tree = clean.parent / m.name
+    shutil.copytree(clean, tree)
+    (tree / m.file).write_text(patched(m, tree))
+    failed = failing_tests(tree, tests)
+    print(f"{m.name}: {len(failed)} failing", flush=True)
+    shutil.rmtree(tree)
+    return failed
+
+
+def table(rows: list[tuple[Mutation, list[str]]], tests: tuple[str, ...]) -> str:
+    lines = [f"Tests run: `{' '.join(tests)}` (`python -m scripts.mutations`).", "",
+             "| mutation | file | tests that fail |", "|---|---|---|"]
+    for m, failed in rows:
+        cell = "<br>".join(f"`{t}`" for t in failed[:MAX_LISTED]) or "**none (survives)**"
+        if len(failed) > MAX_LISTED:
+            cell += f"<br>and {len(failed) - MAX_LISTED} more"
+        lines.append(f"| {m.what} | `{m.file}` | {cell} |")
+    return "\n".join(lines)
+
+
+def write_doc(body: str) -> None:
+    """Replace the text between the markers in docs/testing.md (the markers must be there)."""
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOC} lacks the markers {BEGIN} / {END}")
+    head, rest = text.split(BEGIN, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{body}\n{END}{rest.split(END, 1)[1]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", help="mutation names (default: all)")
+    ap.add_argument("--tests", nargs="*", default=list(TESTS), help="test paths to run")
+    ap.add_argument("--jobs", type=int, default=1, help="mutations tested at once")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the table, leave docs/testing.md as it is")
+    args = ap.parse_args(argv)
+    names = {m.name for m in MUTATIONS}
+    unknown = set(args.only or ()) - names
+    if unknown:
+        raise SystemExit(f"unknown mutations {sorted(unknown)}; known: {sorted(names)}")
+    chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    tests = tuple(args.tests)
+    with tempfile.TemporaryDirectory(prefix="gancore-mutations-") as tmp:
+        clean = Path(tmp) / "clean"
+        scratch_copy(clean)
+        for m in chosen:  # every patch must apply before anything runs
+            patched(m, clean)
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            baseline = pool.submit(failing_tests, clean, tests)
+            results = list(pool.map(lambda m: mutated_failures(m, clean, tests), chosen))
+        if baseline.result():
+            raise SystemExit(f"these tests fail without any mutation: {baseline.result()}")
+        rows = list(zip(chosen, results))
+    body = table(rows, tests)
+    print(body)
+    if not args.no_write:
+        write_doc(body)
+    return 0 if all(failed for _, failed in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
