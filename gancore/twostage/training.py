@@ -1,5 +1,6 @@
 """Training a two-stage decoder with the generic trainer: real images in, their codes encoded on the
-fly, one reconstruction phase; plus its export folder and held-out reconstruction quality."""
+fly; a reconstruction phase, then optionally ESRGAN-W's adversarial fine-tuning (phases "G" and "D"
+against a patch D, from decoder.pretrain_kimg); plus its export folder and held-out quality."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.codec import Codec, codec_from_config, load_codec
 from gancore.config import DecoderParams, build_dataclass, to_dict
 from gancore.generator import FORMAT, load_weights, read_config, save_networks
+from gancore.losses.lpips import optional_lpips
+from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
+from gancore.nn.patchgan import PatchDiscriminator
 from gancore.registry import MethodSpec, Phase
 from gancore.twostage.decoders import build_decoder
 
@@ -50,23 +55,76 @@ def initial_decoder(cfg: DecoderRun, decoder: nn.Module) -> nn.Module:
 
 
 def _build_networks(cfg: DecoderRun, resolution: int) -> dict[str, nn.Module]:
-    return {"G": build_decoder_run(cfg)}
+    nets: dict[str, nn.Module] = {"G": build_decoder_run(cfg)}
+    if cfg.decoder.pretrain_kimg is not None:
+        nets["D"] = PatchDiscriminator(cfg.decoder.d_width)
+    return nets
 
 
 def _build_optimizers(cfg: DecoderRun, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    """Adam "G" for pre-training; with fine-tuning also "G_adv" over the same parameters (ESRGAN
+    fine-tunes with a fresh optimizer) and "D"."""
+    d = cfg.decoder
     params = [p for p in nets["G"].parameters() if p.requires_grad]
-    return {"G": torch.optim.Adam(params, lr=cfg.decoder.lr, betas=cfg.decoder.betas)}
+    opts = {"G": torch.optim.Adam(params, lr=d.lr, betas=d.betas)}
+    if "D" in nets:
+        opts["G_adv"] = torch.optim.Adam(params, lr=d.lr, betas=d.betas)
+        opts["D"] = torch.optim.Adam(nets["D"].parameters(), lr=d.lr, betas=d.betas)
+    return opts
 
 
-class _ReconstructionLoss:
-    """The decoder's own training loss on real images (phase "rec")."""
+def _phases(cfg: DecoderRun) -> list[Phase]:
+    """"rec" throughout, or "rec" up to pretrain_kimg, then "G" and "D" (ESRGAN's order)."""
+    start = cfg.decoder.pretrain_kimg
+    if start is None:
+        return [Phase("rec", opt="G")]
+    return [Phase("rec", opt="G", end_kimg=start), Phase("G", opt="G_adv", start_kimg=start),
+            Phase("D", opt="D", start_kimg=start)]
+
+
+class _DecoderLoss:
+    """Phase "rec": the decoder's own reconstruction loss; "G" (fine-tuning): pixel L1 + LPIPS +
+    RaGAN of the decoded real codes; "D": RaGAN of real images vs decoded real codes.
+
+    Only real images and their codes ever enter: the decoder stays independent of the sampler.
+    """
 
     def __init__(self, cfg: DecoderRun, nets: dict[str, nn.Module], resolution: int):
-        self.decoder, self.kind = nets["G"], cfg.decoder.loss
-        self.info = {"decoder_arch": cfg.decoder.arch, "decoder_loss": cfg.decoder.loss}
+        d = cfg.decoder
+        self.decoder, self.D, self.d = nets["G"], nets.get("D"), d
+        self.info, self.lpips = {"decoder_arch": d.arch, "decoder_loss": d.loss}, None
+        if self.D is not None:
+            device = next(self.D.parameters()).device
+            self.lpips, perceptual = optional_lpips(
+                d.lpips_vgg_weights, d.perceptual_weight,
+                "twostage.<pipeline>.decoder.lpips_vgg_weights", device)
+            self.info.update({"decoder_finetune": f"RaGAN patch D x {d.adv_weight:g} + l1 x "
+                                                  f"{d.pixel_weight:g} from {d.pretrain_kimg:g} kimg",
+                              "decoder_perceptual": perceptual})
+
+    def _decoded(self, real: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            code = self.decoder.codec.encode(real)
+        return self.decoder(code)
 
     def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return self.decoder.training_loss(real, self.kind)
+        if phase == "rec":
+            return self.decoder.training_loss(real, self.d.loss)
+        if phase == "D":
+            with torch.no_grad():
+                fake = self._decoded(real)
+            d_real, d_fake = self.D(real), self.D(fake)
+            loss = ragan_d_loss(d_real, d_fake)
+            return loss, {"real": d_real.mean().detach(), "fake": d_fake.mean().detach()}
+        fake = self._decoded(real)
+        pixel, adv = F.l1_loss(fake, real), ragan_g_loss(self.D(real), self.D(fake))
+        loss = self.d.pixel_weight * pixel + self.d.adv_weight * adv
+        stats = {"pixel": pixel.detach(), "adv": adv.detach()}
+        if self.lpips is not None:
+            perceptual = self.lpips(fake, real).mean()
+            loss = loss + self.d.perceptual_weight * perceptual
+            stats["lpips"] = perceptual.detach()
+        return loss, stats
 
 
 def _check_resolution(resolution: int) -> None:
@@ -75,8 +133,8 @@ def _check_resolution(resolution: int) -> None:
 
 DECODER_SPEC = MethodSpec(
     name="decoder", config_cls=DecoderRun, build_networks=_build_networks,
-    build_optimizers=_build_optimizers, build_loss=_ReconstructionLoss,
-    phases=lambda cfg: [Phase("rec", opt="G")], check_resolution=_check_resolution)
+    build_optimizers=_build_optimizers, build_loss=_DecoderLoss,
+    phases=_phases, check_resolution=_check_resolution)
 """Not a registered method (it generates nothing from latents): the trainer's contract, reused."""
 
 
@@ -92,7 +150,7 @@ def load_decoder(path: str | Path, which: str | None = None, device: str | torch
     """Rebuild a decoder saved by save_decoder, in eval mode."""
     config = read_config(path, kind="decoder")
     cfg = DecoderRun(decoder=build_dataclass(DecoderParams, config["decoder"], "decoder"), codec=config["codec"])
-    return load_weights(_build_networks(cfg, cfg.codec["resolution"])["G"], path, which or config["main"], device)
+    return load_weights(build_decoder_run(cfg), path, which or config["main"], device)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
