@@ -408,6 +408,9 @@ class CompressParams:
     """Code channels C (autoencoder only; the fixed codecs keep the image's 3)."""
     wavelet: str = "bior2.2"
     """PyWavelets name of an orthogonal or biorthogonal wavelet (method wavelet only)."""
+    boundary: Literal["periodization", "zero"] = "periodization"
+    """DWT boundary mode (method wavelet only): periodization (exactly invertible) or zero (the
+    official nsb-GAN code's zero padding; the border loses what the codes cannot restore)."""
     autoencoder: AutoencoderParams = dataclasses.field(default_factory=AutoencoderParams)
     """The autoencoder and its training (method autoencoder only)."""
 
@@ -419,6 +422,9 @@ class CompressParams:
         if self.method != "autoencoder" and self.channels != 3:
             raise ConfigError("channels", f"method {self.method} keeps the image's 3 channels; "
                                           "only autoencoder codes have C channels")
+        if self.method != "wavelet" and self.boundary != "periodization":
+            raise ConfigError("boundary", f"method {self.method} has no wavelet boundary; only "
+                                          "method wavelet takes boundary zero")
         if self.method == "wavelet":
             from gancore.compress.dwt import check_wavelet
 
