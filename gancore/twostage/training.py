@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.codec import Codec, codec_from_config, load_codec
-from gancore.config import DecoderParams, build_dataclass, to_dict
+from gancore.config import DecoderParams, EvalParams, build_dataclass, to_dict
+from gancore.eval.features import EL0Features
 from gancore.generator import FORMAT, load_weights, read_config, save_networks
 from gancore.losses.lpips import optional_lpips
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
@@ -24,7 +25,7 @@ from gancore.registry import MethodSpec, Phase
 from gancore.twostage.decoders import build_decoder
 
 __all__ = ["DecoderRun", "DECODER_SPEC", "build_decoder_run", "initial_decoder", "save_decoder",
-           "load_decoder", "reconstruction_quality"]
+           "load_decoder", "reconstruction_quality", "decoder_only_score"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +169,14 @@ def _psnr_ssim(pred: np.ndarray, real: np.ndarray) -> tuple[list[float], list[fl
 
 
 @torch.no_grad()
+def _decode_real(forward, codec: Codec, real: torch.Tensor, batch: int) -> torch.Tensor:
+    """(N, 3, R, R) uint8 images -> `forward` of their codes as (N, 3, R, R) uint8 (on the CPU)."""
+    device = codec.lo.device
+    out = [_to_uint8(forward(codec.encode(real[i:i + batch].to(device).float() / 127.5 - 1)).cpu())
+           for i in range(0, len(real), batch)]
+    return torch.from_numpy(np.concatenate(out)).permute(0, 3, 1, 2).contiguous()
+
+
 def reconstruction_quality(decoder: nn.Module, codec: Codec, real: torch.Tensor, batch: int = 32) -> dict[str, float]:
     """PSNR (dB) and SSIM of real images decoded from their real codes, and of the coarse image alone.
 
@@ -177,13 +186,40 @@ def reconstruction_quality(decoder: nn.Module, codec: Codec, real: torch.Tensor,
     Returns:
         Means over images of 8-bit outputs: psnr_db, ssim, coarse_psnr_db, coarse_ssim.
     """
-    scores: dict[str, list[float]] = {"psnr_db": [], "ssim": [], "coarse_psnr_db": [], "coarse_ssim": []}
-    device = next(iter(decoder.buffers())).device
-    for start in range(0, len(real), batch):
-        target = real[start:start + batch]
-        code = codec.to(device).encode(target.to(device).float() / 127.5 - 1)
-        for prefix, out in (("", decoder(code)), ("coarse_", codec.coarse(code))):
-            psnr, ssim = _psnr_ssim(_to_uint8(out.cpu()), target.permute(0, 2, 3, 1).numpy())
-            scores[f"{prefix}psnr_db"] += psnr
-            scores[f"{prefix}ssim"] += ssim
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+    codec = codec.to(next(iter(decoder.buffers())).device)
+    target = real.permute(0, 2, 3, 1).numpy()
+    scores = {}
+    for prefix, forward in (("", decoder), ("coarse_", codec.coarse)):
+        decoded = _decode_real(forward, codec, real, batch).permute(0, 2, 3, 1).numpy()
+        psnr, ssim = _psnr_ssim(decoded, target)
+        scores.update({f"{prefix}psnr_db": float(np.mean(psnr)), f"{prefix}ssim": float(np.mean(ssim))})
+    return scores
+
+
+def decoder_only_score(decoder: nn.Module, real: torch.Tensor, ep: EvalParams,
+                       el0: EL0Features) -> dict[str, Any]:
+    """The decoder alone: held-out real images' own codes decoded, scored against those images.
+
+    Separates "the decoder blurs" from "the sampler is weak": the sampler plays no part. KID/FD on
+    EL0 features and SWD per pyramid level (the finest level measures blur) of the decoded set
+    against the held-out set, plus paired PSNR/SSIM; `coarse` holds the same for the codec's coarse
+    image (no decoder), the floor a decoder must beat.
+
+    Args:
+        decoder: a decoder with its `codec` (a TwoStageGenerator's `decoder`).
+        real: (N, 3, R, R) uint8 held-out images.
+
+    Returns:
+        kid_el0, kid_el0_std, fd_el0_<N>, swd_<S>px..., swd_mean, psnr_db, ssim, and `coarse`
+        with the same keys.
+    """
+    from gancore.eval.evaluate import score_low_res
+
+    codec, out = decoder.codec, {}
+    quality = reconstruction_quality(decoder, codec, real, ep.batch)
+    for prefix, forward in (("", decoder), ("coarse_", codec.coarse)):
+        decoded = _decode_real(forward, codec, real, ep.batch)
+        scores = {**score_low_res(decoded, real, ep, el0), "psnr_db": quality[f"{prefix}psnr_db"],
+                  "ssim": quality[f"{prefix}ssim"]}
+        out.update(scores if not prefix else {"coarse": scores})
+    return {**out, "n_real": len(real)}
