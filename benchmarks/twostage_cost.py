@@ -7,7 +7,7 @@ shared machine.
 Rows: FastGAN at R (the one-stage baseline); the same FastGAN as the sampler at R / 2^levels (it
 trains on codes of that side); the residual (ESRGAN-W) and UNet decoders at R; the autoencoder of
 the autoencoder pipeline at R (its training step in the compress stage; its decoder is the
-pipeline's decoder). Each timed over Trainer.train_step on random inputs after warm-up, the data
+pipeline's decoder); the residual decoder's adversarial fine-tuning step (ESRGAN-W's second phase). Each timed over Trainer.train_step on random inputs after warm-up, the data
 loader left out. Writes JSON and prints a Markdown table with the ratios per image and the
 compression ratio (image values / code values) each part works at.
 """
@@ -35,12 +35,14 @@ def _fastgan(resolution: int, width_mult: float, batch: int, steps: int, warmup:
     return ledger(trainer, steps * batch, sec)
 
 
-def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int
-                ) -> tuple[MethodSpec, RunConfig]:
-    """The decoder part's spec and run config over a wavelet codec of `levels`."""
+def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
+                adversarial: bool = False) -> tuple[MethodSpec, RunConfig]:
+    """The decoder part's spec and run config over a wavelet codec of `levels`; `adversarial`:
+    ESRGAN-W fine-tuning from the first step (phases G and D, patch D of width 32), no pre-training."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
-    cfg = DecoderRun(decoder=DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch),
-                     codec=codec_config(codec))
+    params = DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch,
+                           pretrain_kimg=0.0 if adversarial else None)
+    cfg = DecoderRun(decoder=params, codec=codec_config(codec))
     return DECODER_SPEC, RunConfig("decoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
 
 
@@ -65,7 +67,7 @@ def compression_ratio(resolution: int, levels: int, channels: int = 3) -> float:
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    """The five rows, in one process."""
+    """The six rows, in one process."""
     code_px = args.resolution >> args.levels
     fixed = compression_ratio(args.resolution, args.levels)
     rows = [
@@ -79,6 +81,11 @@ def measure(args: argparse.Namespace) -> list[dict]:
                      "batch": args.decoder_batch, "compression": fixed,
                      **_timed(decoder_run(arch, args.resolution, args.levels, args.decoder_width, blocks,
                                           args.decoder_batch), args.steps, args.warmup)})
+    rows.append({"part": "decoder: residual, adversarial fine-tuning step (RaGAN, patch D)",
+                 "batch": args.decoder_batch, "compression": fixed,
+                 **_timed(decoder_run("residual", args.resolution, args.levels, args.decoder_width,
+                                      args.blocks, args.decoder_batch, adversarial=True),
+                          args.steps, args.warmup)})
     rows.append({"part": f"autoencoder (C {args.channels}, width {args.ae_width}, blocks {args.ae_blocks}): "
                          "compress-stage training; its decoder is the pipeline's",
                  "batch": args.ae_batch, "compression": compression_ratio(args.resolution, args.levels, args.channels),
