@@ -10,7 +10,8 @@ the autoencoder pipeline at R (its training step in the compress stage; its deco
 pipeline's decoder); the residual decoder's adversarial fine-tuning step (ESRGAN-W's second phase).
 Each timed over Trainer.train_step on random inputs after warm-up, the data loader left out, the
 parts interleaved round by round (median of --rounds). At 256 px (`--resolution 256 --levels 2`,
-64 px codes) it is the paper's regime. Writes JSON and prints a Markdown table with the ratios per image and the
+64 px codes) it is the paper's regime.
+Writes JSON and prints a Markdown table with the ratios per image and the
 compression ratio (image values / code values) each part works at.
 """
 
@@ -36,14 +37,14 @@ from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 def _fastgan_run(resolution: int, width_mult: float, batch: int) -> tuple[MethodSpec, RunConfig]:
     spec = get_method("fastgan")
-    return spec, RunConfig("fastgan", spec.config_cls(width_mult=width_mult), BaseParams(resolution=resolution),
-                           TrainParams(batch=batch), "bench")
+    return spec, RunConfig("fastgan", spec.config_cls(width_mult=width_mult),
+                           BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
 
 
 def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
                 adversarial: bool = False) -> tuple[MethodSpec, RunConfig]:
     """The decoder part's spec and run config over a wavelet codec of `levels`; `adversarial`:
-    ESRGAN-W fine-tuning from the first step (phases G and D, patch D of width 32), no pre-training."""
+    ESRGAN-W fine-tuning from the first step (phases G and D, default patch D), no pre-training."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
     params = DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch,
                            pretrain_kimg=0.0 if adversarial else None)
@@ -86,25 +87,25 @@ def measure(args: argparse.Namespace) -> list[dict]:
     code_px = args.resolution >> args.levels
     fixed = compression_ratio(args.resolution, args.levels)
     ae = compression_ratio(args.resolution, args.levels, args.channels)
-    dec = (args.resolution, args.levels, args.decoder_width)
+    dec, d_batch = (args.resolution, args.levels, args.decoder_width), args.decoder_batch
     parts = {  # part: (spec and run, batch, compression)
         f"FastGAN at {args.resolution}px (one-stage)":
             (_fastgan_run(args.resolution, args.width_mult, args.batch), args.batch, 1.0),
         f"sampler: FastGAN at {code_px}px codes":
             (_fastgan_run(code_px, args.width_mult, args.batch), args.batch, fixed),
         f"decoder: residual (width {args.decoder_width}, blocks {args.blocks})":
-            (decoder_run("residual", *dec, args.blocks, args.decoder_batch), args.decoder_batch, fixed),
+            (decoder_run("residual", *dec, args.blocks, d_batch), d_batch, fixed),
         f"decoder: unet (width {args.decoder_width}, blocks {min(args.blocks, 3)})":
-            (decoder_run("unet", *dec, min(args.blocks, 3), args.decoder_batch), args.decoder_batch, fixed),
+            (decoder_run("unet", *dec, min(args.blocks, 3), d_batch), d_batch, fixed),
         "decoder: residual, adversarial fine-tuning step (RaGAN, patch D)":
-            (decoder_run("residual", *dec, args.blocks, args.decoder_batch, adversarial=True),
-             args.decoder_batch, fixed),
+            (decoder_run("residual", *dec, args.blocks, d_batch, adversarial=True), d_batch, fixed),
         f"autoencoder (C {args.channels}, width {args.ae_width}, blocks {args.ae_blocks}): "
         "compress-stage training; its decoder is the pipeline's":
-            (autoencoder_run(args.resolution, args.levels, args.channels, args.ae_width, args.ae_blocks,
-                             args.ae_batch), args.ae_batch, ae),
+            (autoencoder_run(args.resolution, args.levels, args.channels, args.ae_width,
+                             args.ae_blocks, args.ae_batch), args.ae_batch, ae),
     }
-    ledgers = _timed_interleaved({k: v[0] for k, v in parts.items()}, args.steps, args.warmup, args.rounds)
+    ledgers = _timed_interleaved({k: v[0] for k, v in parts.items()}, args.steps, args.warmup,
+                                 args.rounds)
     rows = [{"part": k, "batch": batch, "compression": ratio, **ledgers[k]}
             for k, (_, batch, ratio) in parts.items()]
     base = rows[0]["sec_per_kimg"]
@@ -130,12 +131,12 @@ def section(results: dict) -> str:
     how = (f"interleaved, median of {a['rounds']} rounds of {a['steps']} steps"
            if "rounds" in a else f"{a['steps']} steps in turn")
     load = f", {results['load']}" if "load" in results else ""
+    command = (f"python -m benchmarks.twostage_cost --resolution {a['resolution']} "
+               f"--levels {a['levels']} --decoder-width {a['decoder_width']} --steps {a['steps']}")
     return (f"## Two-stage parts: cost per image against FastGAN at the full resolution\n\n"
-            f"`python -m benchmarks.twostage_cost --resolution {a['resolution']} --levels {a['levels']} "
-            f"--decoder-width {a['decoder_width']} --steps {a['steps']}` — "
-            f"{results['machine']}{load}; one process, {a['resolution']} px images, {a['levels']} level(s), "
-            f"every row timed over `Trainer.train_step` on random inputs after {a['warmup']} warm-up steps "
-            f"({how}).\n\n{table(results['rows'])}\n")
+            f"`{command}` — {results['machine']}{load}; one process, {a['resolution']} px images, "
+            f"{a['levels']} level(s), every row timed over `Trainer.train_step` on random inputs "
+            f"after {a['warmup']} warm-up steps ({how}).\n\n{table(results['rows'])}\n")
 
 
 def main() -> None:
@@ -158,8 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = measure(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine(), "load": load_note(), "args": vars(args),
-                                          "rows": rows}, indent=2))
+    results = {"machine": machine(), "load": load_note(), "args": vars(args), "rows": rows}
+    Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), {machine()}\n\n{table(rows)}")
     code_px = args.resolution >> args.levels
     print(f"\ncompression ratios at {args.resolution}px: wavelet / pixel codes 3x{code_px}^2 = "

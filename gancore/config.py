@@ -475,7 +475,8 @@ class DecoderParams:
         fine_tuned = self.pretrain_kimg is not None
         checks = {"width": self.width >= 4, "blocks": self.blocks >= 1, "lr": self.lr > 0,
                   "batch": self.batch >= 1,
-                  "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0),
+                  "total_kimg": self.total_kimg > 0
+                  or (self.arch == "codec" and self.total_kimg == 0),
                   "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
                   "adv_weight": self.adv_weight >= 0, "pixel_weight": self.pixel_weight >= 0,
                   "perceptual_weight": self.perceptual_weight >= 0, "d_width": self.d_width >= 1}

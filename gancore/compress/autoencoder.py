@@ -156,9 +156,9 @@ class AutoencoderLoss:
         self.G, self.D = nets["G"], nets.get("D")
         self.distance, self.adv_weight = pixel_distance(a.loss), a.adv_weight
         self.perceptual_weight = a.perceptual_weight
-        self.lpips, perceptual = optional_lpips(
-            a.lpips_vgg_weights, a.perceptual_weight,
-            "twostage.<pipeline>.compress.autoencoder.lpips_vgg_weights", next(self.G.parameters()).device)
+        key = "twostage.<pipeline>.compress.autoencoder.lpips_vgg_weights"
+        self.lpips, perceptual = optional_lpips(a.lpips_vgg_weights, a.perceptual_weight, key,
+                                                next(self.G.parameters()).device)
         self.info = {"ae_pixel_loss": a.loss, "ae_perceptual": perceptual,
                      "ae_adversarial": f"hinge patch D x {a.adv_weight:g}" if self.D is not None else "off"}
 

@@ -97,7 +97,8 @@ def _analysis(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pad_fn=_wrap)
     return y.view(n, c, 4, h // 2, w // 2)
 
 
-def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pad_fn=_wrap) -> torch.Tensor:
+def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+               pad_fn=_wrap) -> torch.Tensor:
     """Inverse of `_analysis`: (N, C, 4, h, w) -> (N, C, 2h, 2w).
 
     x[m] = sum_o r[(m - 2o + F/2 - 1) mod 2n] * a[o]: a stride-2 transposed convolution of the

@@ -1,5 +1,6 @@
-"""The relativistic average GAN loss (Jolicoeur-Martineau 2018) as ESRGAN (Wang et al. 2018) uses it;
-matches BasicSR's ESRGANModel: a logistic loss on D(x) minus the mean D of the other set, halved."""
+"""The relativistic average GAN loss (Jolicoeur-Martineau 2018) as ESRGAN (Wang et al. 2018) uses
+it; matches BasicSR's ESRGANModel: a logistic loss on D(x) minus the mean D of the other set,
+halved."""
 
 from __future__ import annotations
 

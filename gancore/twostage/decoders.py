@@ -155,8 +155,8 @@ class WaveletUNetDecoder(nn.Module):
         return low
 
     def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Coefficient loss of every level (the paper's: kind "mse"), each UNet fed the real low band
-        of its level; predicted and true detail bands both divided by the level's DC gain."""
+        """Coefficient loss of every level (the paper's: kind "mse"), each UNet fed the real low
+        band of its level; predicted and true detail bands both divided by the level's DC gain."""
         from gancore.compress.dwt import dwt2, idwt2
 
         distance = pixel_distance(kind)

@@ -99,9 +99,9 @@ class _DecoderLoss:
             self.lpips, perceptual = optional_lpips(
                 d.lpips_vgg_weights, d.perceptual_weight,
                 "twostage.<pipeline>.decoder.lpips_vgg_weights", device)
-            self.info.update({"decoder_finetune": f"RaGAN patch D x {d.adv_weight:g} + l1 x "
-                                                  f"{d.pixel_weight:g} from {d.pretrain_kimg:g} kimg",
-                              "decoder_perceptual": perceptual})
+            finetune = (f"RaGAN patch D x {d.adv_weight:g} + l1 x {d.pixel_weight:g} "
+                        f"from {d.pretrain_kimg:g} kimg")
+            self.info.update({"decoder_finetune": finetune, "decoder_perceptual": perceptual})
 
     def _decoded(self, real: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -192,7 +192,8 @@ def reconstruction_quality(decoder: nn.Module, codec: Codec, real: torch.Tensor,
     for prefix, forward in (("", decoder), ("coarse_", codec.coarse)):
         decoded = _decode_real(forward, codec, real, batch).permute(0, 2, 3, 1).numpy()
         psnr, ssim = _psnr_ssim(decoded, target)
-        scores.update({f"{prefix}psnr_db": float(np.mean(psnr)), f"{prefix}ssim": float(np.mean(ssim))})
+        scores[f"{prefix}psnr_db"] = float(np.mean(psnr))
+        scores[f"{prefix}ssim"] = float(np.mean(ssim))
     return scores
 
 

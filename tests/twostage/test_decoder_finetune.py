@@ -31,9 +31,11 @@ def _cfg(**decoder) -> DecoderRun:
 
 
 def _real(n: int = 4, seed: int = 0) -> torch.Tensor:
-    """Smooth images plus a one-pixel checkerboard: detail the code loses (the coarse image blurs)."""
+    """Smooth images plus a one-pixel checkerboard: detail the code loses (the coarse image
+    blurs)."""
     g = torch.Generator().manual_seed(seed)
-    smooth = F.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=RES_PX, mode="bilinear") * 2 - 1
+    smooth = F.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=RES_PX, mode="bilinear")
+    smooth = smooth * 2 - 1
     checker = (torch.arange(RES_PX)[:, None] + torch.arange(RES_PX)[None]) % 2 * 0.6 - 0.3
     return (smooth * 0.6 + checker).clamp(-1, 1)
 
@@ -50,10 +52,12 @@ def test_ragan_losses_reward_the_right_side():
 
 def test_phase_window_runs_pretraining_then_finetuning():
     phases = DECODER_SPEC.phases(_cfg(pretrain_kimg=0.004))
-    due = {n_img: [p.name for p in phases if p.due(n_img // BATCH, n_img)] for n_img in (0, 2, 4, 6)}
+    due = {n_img: [p.name for p in phases if p.due(n_img // BATCH, n_img)]
+           for n_img in (0, 2, 4, 6)}
     assert due == {0: ["rec"], 2: ["rec"], 4: ["G", "D"], 6: ["G", "D"]}
     assert [p.name for p in DECODER_SPEC.phases(_cfg(pretrain_kimg=None))] == ["rec"]
-    assert not Phase("Dreg", "D", interval=4).due(3, 100) and Phase("Dreg", "D", interval=4).due(4, 0)
+    lazy = Phase("Dreg", "D", interval=4)
+    assert not lazy.due(3, 100) and lazy.due(4, 0)
 
 
 @pytest.mark.parametrize("kimg", [0.012, 0.02, -0.001])
@@ -87,7 +91,7 @@ def test_finetuning_loss_is_the_weighted_sum_and_sees_only_real_images_and_their
     with torch.no_grad():
         decoded = nets["G"](nets["G"].codec.encode(real))
     loss_fn("D", real)
-    # G phase and D phase: D is shown the real batch and the decoder's output of its real codes only.
+    # G phase and D phase: D is shown the real batch and the decoder's output of its codes only.
     assert len(nets["D"].seen) == 4
     for seen, expected in zip(nets["D"].seen, [real, decoded, real, decoded]):
         assert torch.allclose(seen, expected, atol=1e-6)
@@ -156,7 +160,8 @@ def _same_state(a: Trainer, b: Trainer) -> None:
         for idx in sa:
             for key in sa[idx]:
                 assert torch.equal(sa[idx][key], sb[idx][key]), f"opt {name} {idx}.{key}"
-    assert dataclasses.replace(a.state, train_sec=0.0) == dataclasses.replace(b.state, train_sec=0.0)
+    assert dataclasses.replace(a.state, train_sec=0.0) == \
+        dataclasses.replace(b.state, train_sec=0.0)
 
 
 def test_finetuning_runs_through_the_trainer_and_resumes_exactly(shards, tmp_path):

@@ -22,8 +22,8 @@ def setup():
     smooth = F.interpolate(torch.rand(12, 3, 4, 4, generator=g), size=RES_PX, mode="bilinear")
     checker = (torch.arange(RES_PX)[:, None] + torch.arange(RES_PX)[None]) % 2 * 0.4
     real = ((smooth * 0.6 + checker).clamp(0, 1) * 255).round().to(torch.uint8)
-    ep = EvalParams(batch=5, kid_subsets=4, kid_subset_size=6, swd_descriptors=16, swd_directions=16,
-                    swd_repeats=1)
+    ep = EvalParams(batch=5, kid_subsets=4, kid_subset_size=6, swd_descriptors=16,
+                    swd_directions=16, swd_repeats=1)
     return real, ep, EL0Features(batch=6)
 
 
@@ -35,7 +35,8 @@ def test_untrained_decoder_scores_as_its_coarse_image_and_psnr_is_paired(setup):
     scores = decoder_only_score(decoder, real, ep, el0)
     assert scores["n_real"] == 12 and {"kid_el0", "swd_32px", "swd_16px", "ssim"} <= set(scores)
     coarse = scores["coarse"]
-    for key in ("kid_el0", "swd_32px", "psnr_db", "ssim"):  # zero-initialised residual: the coarse image
+    # A zero-initialised residual decoder is the coarse image.
+    for key in ("kid_el0", "swd_32px", "psnr_db", "ssim"):
         assert scores[key] == pytest.approx(coarse[key], abs=1e-9)
     with torch.no_grad():
         decoded = codec.coarse(codec.encode(real.float() / 127.5 - 1))

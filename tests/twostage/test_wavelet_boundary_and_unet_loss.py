@@ -19,7 +19,8 @@ from gancore.twostage.decoders import build_decoder
 
 
 def _rand(shape, seed=0):
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1
 
 
 @pytest.mark.parametrize("wavelet, offset", [("bior2.2", 1), ("haar", 0)])
@@ -33,7 +34,8 @@ def test_zero_boundary_is_pywt_zero_mode_cropped_to_half_size(wavelet, offset):
     crop = (..., slice(offset, offset + 8), slice(offset, offset + 8))
     np.testing.assert_allclose(low.numpy(), ref_low[crop], rtol=0, atol=1e-12)
     for k in range(3):
-        np.testing.assert_allclose(details[:, :, k].numpy(), ref_details[k][crop], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(details[:, :, k].numpy(), ref_details[k][crop], rtol=0,
+                                   atol=1e-12)
 
 
 def test_zero_boundary_inverts_inside_and_differs_from_periodization_at_the_border():
