@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import load_note
+from benchmarks.harness import load_note, markdown_table
 from benchmarks.train_throughput import machine
 from gancore.config import EvalParams, load_params
 from gancore.eval.evaluate import read_split
@@ -65,14 +65,12 @@ def measure(shards: str, decoders: dict[str, str], ep: EvalParams) -> list[dict]
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
-    lines = ["| decoder | training | PSNR dB | SSIM | KID-EL0 | FD-EL0 | SWD finest (x1e3) "
-             "| SWD mean |",
-             "|" + "---|" * 8]
-    for r in rows:
-        lines.append(f"| {r['decoder']} | {r['training']} | {r['psnr_db']:.2f} | {r['ssim']:.4f} | "
-                     f"{r['kid_el0']:.4f} | {r['fd_el0']:.2f} | {r['swd_finest']:.1f} "
-                     f"({r['swd_finest_level']}) | {r['swd_mean']:.1f} |")
-    return "\n".join(lines)
+    head = ["decoder", "training", "PSNR dB", "SSIM", "KID-EL0", "FD-EL0", "SWD finest (x1e3)",
+            "SWD mean"]
+    return markdown_table(head, [[r["decoder"], r["training"], f"{r['psnr_db']:.2f}", f"{r['ssim']:.4f}",
+                                  f"{r['kid_el0']:.4f}", f"{r['fd_el0']:.2f}",
+                                  f"{r['swd_finest']:.1f} ({r['swd_finest_level']})",
+                                  f"{r['swd_mean']:.1f}"] for r in rows])
 
 
 def section(results: dict) -> str:
