@@ -128,3 +128,9 @@ def load_note() -> str:
     """The machine's load when the numbers were taken (1-minute load average over the core count)."""
     return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
 
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of already formatted cells."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])

@@ -28,7 +28,8 @@ from pathlib import Path
 import benchmarks
 
 ROOT = Path(__file__).resolve().parent
-ORDER = ("header", "suite", "lightweight_gan", "pipeline_timings", "quality_table", "twostage_cost", "method_cost",
+ORDER = ("header", "suite", "lightweight_gan", "pipeline_timings", "quality_table", "twostage_cost",
+         "decoder_only", "method_cost",
          "train_throughput", "ema_schedules", "tests", "prefect")
 RUN_COMMANDS = (
     ["benchmarks.suite"],

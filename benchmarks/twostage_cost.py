@@ -7,8 +7,11 @@ shared machine.
 Rows: FastGAN at R (the one-stage baseline); the same FastGAN as the sampler at R / 2^levels (it
 trains on codes of that side); the residual (ESRGAN-W) and UNet decoders at R; the autoencoder of
 the autoencoder pipeline at R (its training step in the compress stage; its decoder is the
-pipeline's decoder). Each timed over Trainer.train_step on random inputs after warm-up, the data
-loader left out. Writes JSON and prints a Markdown table with the ratios per image and the
+pipeline's decoder); the residual decoder's adversarial fine-tuning step (ESRGAN-W's second phase).
+Each timed over Trainer.train_step on random inputs after warm-up, the data loader left out, the
+parts interleaved round by round (median of --rounds). At 256 px (`--resolution 256 --levels 2`,
+64 px codes) it is the paper's regime.
+Writes JSON and prints a Markdown table with the ratios per image and the
 compression ratio (image values / code values) each part works at.
 """
 
@@ -16,31 +19,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from functools import partial
 from pathlib import Path
 
-from benchmarks.train_throughput import ledger, machine, time_steps
+import torch
+
+from benchmarks.harness import interleaved_sec, load_note
+from benchmarks.train_throughput import ledger, machine
 from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
 from gancore.config import AutoencoderParams, BaseParams, CompressParams, DecoderParams, TrainParams
 from gancore.registry import MethodSpec, get_method
-from gancore.training.trainer import RunConfig
+from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 
-def _fastgan(resolution: int, width_mult: float, batch: int, steps: int, warmup: int) -> dict:
+def _fastgan_run(resolution: int, width_mult: float, batch: int) -> tuple[MethodSpec, RunConfig]:
     spec = get_method("fastgan")
-    run = RunConfig("fastgan", spec.config_cls(width_mult=width_mult), BaseParams(resolution=resolution),
-                    TrainParams(batch=batch), "bench")
-    trainer, sec = time_steps(spec, run, steps, warmup)
-    return ledger(trainer, steps * batch, sec)
+    return spec, RunConfig("fastgan", spec.config_cls(width_mult=width_mult),
+                           BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
 
 
-def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int
-                ) -> tuple[MethodSpec, RunConfig]:
-    """The decoder part's spec and run config over a wavelet codec of `levels`."""
+def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
+                adversarial: bool = False) -> tuple[MethodSpec, RunConfig]:
+    """The decoder part's spec and run config over a wavelet codec of `levels`; `adversarial`:
+    ESRGAN-W fine-tuning from the first step (phases G and D, default patch D), no pre-training."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
-    cfg = DecoderRun(decoder=DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch),
-                     codec=codec_config(codec))
+    params = DecoderParams(arch=arch, width=width, blocks=blocks, batch=batch,
+                           pretrain_kimg=0.0 if adversarial else None)
+    cfg = DecoderRun(decoder=params, codec=codec_config(codec))
     return DECODER_SPEC, RunConfig("decoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench")
 
 
@@ -53,10 +61,20 @@ def autoencoder_run(resolution: int, levels: int, channels: int, width: int, blo
                                        TrainParams(batch=batch), "bench")
 
 
-def _timed(spec_run: tuple[MethodSpec, RunConfig], steps: int, warmup: int) -> dict:
-    spec, run = spec_run
-    trainer, sec = time_steps(spec, run, steps, warmup)
-    return ledger(trainer, steps * run.train.batch, sec)
+def _timed_interleaved(parts: dict[str, tuple[MethodSpec, RunConfig]], steps: int, warmup: int,
+                       rounds: int) -> dict[str, dict]:
+    """Ledger per part: every part's Trainer built first, then timed round by round in turn
+    (benchmarks.harness.interleaved_sec: the median of `rounds`), so load changes hit all parts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers, step_fns = {}, {}
+        for i, (name, (spec, run)) in enumerate(parts.items()):
+            trainer = Trainer(spec, run, [Path("unused.tar")], Path(tmp) / str(i), progress=False)
+            side = run.base.resolution
+            real = torch.rand(run.train.batch, 3, side, side, device=trainer.device) * 2 - 1
+            trainers[name], step_fns[name] = trainer, partial(trainer.train_step, real)
+        sec = interleaved_sec(step_fns, rounds, steps, warmup)
+    return {name: ledger(trainers[name], steps * run.train.batch, sec[name])
+            for name, (_, run) in parts.items()}
 
 
 def compression_ratio(resolution: int, levels: int, channels: int = 3) -> float:
@@ -65,25 +83,31 @@ def compression_ratio(resolution: int, levels: int, channels: int = 3) -> float:
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
-    """The five rows, in one process."""
+    """The six rows, in one process, timed interleaved."""
     code_px = args.resolution >> args.levels
     fixed = compression_ratio(args.resolution, args.levels)
-    rows = [
-        {"part": f"FastGAN at {args.resolution}px (one-stage)", "batch": args.batch, "compression": 1.0,
-         **_fastgan(args.resolution, args.width_mult, args.batch, args.steps, args.warmup)},
-        {"part": f"sampler: FastGAN at {code_px}px codes", "batch": args.batch, "compression": fixed,
-         **_fastgan(code_px, args.width_mult, args.batch, args.steps, args.warmup)},
-    ]
-    for arch, blocks in (("residual", args.blocks), ("unet", min(args.blocks, 3))):
-        rows.append({"part": f"decoder: {arch} (width {args.decoder_width}, blocks {blocks})",
-                     "batch": args.decoder_batch, "compression": fixed,
-                     **_timed(decoder_run(arch, args.resolution, args.levels, args.decoder_width, blocks,
-                                          args.decoder_batch), args.steps, args.warmup)})
-    rows.append({"part": f"autoencoder (C {args.channels}, width {args.ae_width}, blocks {args.ae_blocks}): "
-                         "compress-stage training; its decoder is the pipeline's",
-                 "batch": args.ae_batch, "compression": compression_ratio(args.resolution, args.levels, args.channels),
-                 **_timed(autoencoder_run(args.resolution, args.levels, args.channels, args.ae_width,
-                                          args.ae_blocks, args.ae_batch), args.steps, args.warmup)})
+    ae = compression_ratio(args.resolution, args.levels, args.channels)
+    dec, d_batch = (args.resolution, args.levels, args.decoder_width), args.decoder_batch
+    parts = {  # part: (spec and run, batch, compression)
+        f"FastGAN at {args.resolution}px (one-stage)":
+            (_fastgan_run(args.resolution, args.width_mult, args.batch), args.batch, 1.0),
+        f"sampler: FastGAN at {code_px}px codes":
+            (_fastgan_run(code_px, args.width_mult, args.batch), args.batch, fixed),
+        f"decoder: residual (width {args.decoder_width}, blocks {args.blocks})":
+            (decoder_run("residual", *dec, args.blocks, d_batch), d_batch, fixed),
+        f"decoder: unet (width {args.decoder_width}, blocks {min(args.blocks, 3)})":
+            (decoder_run("unet", *dec, min(args.blocks, 3), d_batch), d_batch, fixed),
+        "decoder: residual, adversarial fine-tuning step (RaGAN, patch D)":
+            (decoder_run("residual", *dec, args.blocks, d_batch, adversarial=True), d_batch, fixed),
+        f"autoencoder (C {args.channels}, width {args.ae_width}, blocks {args.ae_blocks}): "
+        "compress-stage training; its decoder is the pipeline's":
+            (autoencoder_run(args.resolution, args.levels, args.channels, args.ae_width,
+                             args.ae_blocks, args.ae_batch), args.ae_batch, ae),
+    }
+    ledgers = _timed_interleaved({k: v[0] for k, v in parts.items()}, args.steps, args.warmup,
+                                 args.rounds)
+    rows = [{"part": k, "batch": batch, "compression": ratio, **ledgers[k]}
+            for k, (_, batch, ratio) in parts.items()]
     base = rows[0]["sec_per_kimg"]
     for r in rows:
         r["cost_vs_fastgan"] = round(r["sec_per_kimg"] / base, 3)
@@ -104,11 +128,15 @@ def table(rows: list[dict]) -> str:
 def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/twostage_cost.json."""
     a = results["args"]
+    how = (f"interleaved, median of {a['rounds']} rounds of {a['steps']} steps"
+           if "rounds" in a else f"{a['steps']} steps in turn")
+    load = f", {results['load']}" if "load" in results else ""
+    command = (f"python -m benchmarks.twostage_cost --resolution {a['resolution']} "
+               f"--levels {a['levels']} --decoder-width {a['decoder_width']} --steps {a['steps']}")
     return (f"## Two-stage parts: cost per image against FastGAN at the full resolution\n\n"
-            f"`python -m benchmarks.twostage_cost --decoder-width {a['decoder_width']} --steps {a['steps']}` — "
-            f"{results['machine']}; one process, {a['resolution']} px images, {a['levels']} level(s), every row "
-            f"timed over `Trainer.train_step` on random inputs after {a['warmup']} warm-up steps.\n\n"
-            f"{table(results['rows'])}\n")
+            f"`{command}` — {results['machine']}{load}; one process, {a['resolution']} px images, "
+            f"{a['levels']} level(s), every row timed over `Trainer.train_step` on random inputs "
+            f"after {a['warmup']} warm-up steps ({how}).\n\n{table(results['rows'])}\n")
 
 
 def main() -> None:
@@ -126,11 +154,13 @@ def main() -> None:
     parser.add_argument("--ae-batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     parser.add_argument("--out", default="benchmarks/results/twostage_cost.json")
     args = parser.parse_args()
     rows = measure(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine(), "args": vars(args), "rows": rows}, indent=2))
+    results = {"machine": machine(), "load": load_note(), "args": vars(args), "rows": rows}
+    Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), {machine()}\n\n{table(rows)}")
     code_px = args.resolution >> args.levels
     print(f"\ncompression ratios at {args.resolution}px: wavelet / pixel codes 3x{code_px}^2 = "

@@ -476,6 +476,9 @@ class CompressParams:
     """Code channels C (autoencoder only; the fixed codecs keep the image's 3)."""
     wavelet: str = "bior2.2"
     """PyWavelets name of an orthogonal or biorthogonal wavelet (method wavelet only)."""
+    boundary: Literal["periodization", "zero"] = "periodization"
+    """DWT boundary mode (method wavelet only): periodization (exactly invertible) or zero (the
+    official nsb-GAN code's zero padding; the border loses what the codes cannot restore)."""
     autoencoder: AutoencoderParams = dataclasses.field(default_factory=AutoencoderParams)
     """The autoencoder and its training (method autoencoder only)."""
 
@@ -487,6 +490,9 @@ class CompressParams:
         if self.method != "autoencoder" and self.channels != 3:
             raise ConfigError("channels", f"method {self.method} keeps the image's 3 channels; "
                                           "only autoencoder codes have C channels")
+        if self.method != "wavelet" and self.boundary != "periodization":
+            raise ConfigError("boundary", f"method {self.method} has no wavelet boundary; only "
+                                          "method wavelet takes boundary zero")
         if self.method == "wavelet":
             from gancore.compress.dwt import check_wavelet
 
@@ -507,7 +513,8 @@ class DecoderParams:
     blocks: int = 4
     """Residual blocks (residual; paper 16) or down/up levels per UNet (unet; paper 3)."""
     loss: Literal["l1", "mse"] = "l1"
-    """Pixel loss (residual: ESRGAN-W pre-training uses L1); unet adds MSE on the coefficients."""
+    """Reconstruction loss. residual/codec: on pixels (ESRGAN-W pre-training: L1); unet: on the
+    predicted detail coefficients of every level (the paper's UNets: mse)."""
     lr: float = 2e-4
     """Adam learning rate."""
     betas: tuple[float, float] = (0.9, 0.99)
@@ -516,11 +523,31 @@ class DecoderParams:
     """Real images per step (ESRGAN-W: 16 per GPU)."""
     total_kimg: float = 8.0
     """Training length in thousands of real images; 0 (arch codec only) = use it as it is."""
+    pretrain_kimg: float | None = None
+    """ESRGAN-W's two phases: `loss` alone up to here (pre-training), then adversarial fine-tuning
+    up to total_kimg against a patch D on real images vs decoded real codes (relativistic average
+    GAN loss, as ESRGAN), with its own Adam. null = the pixel loss throughout, no D."""
+    adv_weight: float = 5e-3
+    """Fine-tuning: weight of the adversarial term (ESRGAN: 5e-3)."""
+    pixel_weight: float = 1e-2
+    """Fine-tuning: weight of the pixel L1 of the decoded image (ESRGAN: 1e-2)."""
+    perceptual_weight: float = 1.0
+    """Fine-tuning: weight of LPIPS(VGG16), used only when lpips_vgg_weights exists (ESRGAN: 1.0 on
+    VGG19 conv5_4 features)."""
+    lpips_vgg_weights: str = ""
+    """Local torchvision vgg16 state dict for the perceptual term; never downloaded."""
+    d_width: int = 32
+    """Channels of the patch D's first layer (doubled per layer, 3 layers)."""
 
     def __post_init__(self) -> None:
+        fine_tuned = self.pretrain_kimg is not None
         checks = {"width": self.width >= 4, "blocks": self.blocks >= 1, "lr": self.lr > 0,
                   "batch": self.batch >= 1,
-                  "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0)}
+                  "total_kimg": self.total_kimg > 0
+                  or (self.arch == "codec" and self.total_kimg == 0),
+                  "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
+                  "adv_weight": self.adv_weight >= 0, "pixel_weight": self.pixel_weight >= 0,
+                  "perceptual_weight": self.perceptual_weight >= 0, "d_width": self.d_width >= 1}
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")

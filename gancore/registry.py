@@ -23,6 +23,16 @@ class Phase:
     """Key of the optimizer this phase steps."""
     interval: int = 1
     """Run every `interval` steps (lazy regularisation)."""
+    start_kimg: float = 0.0
+    """Run once this many thousand images were shown (a later training phase, e.g. fine-tuning)."""
+    end_kimg: float | None = None
+    """Stop running once this many thousand images were shown (None: never; e.g. pre-training)."""
+
+    def due(self, step: int, n_img: int) -> bool:
+        """Whether the phase runs at `step`, after `n_img` images (its interval and kimg window)."""
+        in_window = n_img >= self.start_kimg * 1000 and (self.end_kimg is None
+                                                          or n_img < self.end_kimg * 1000)
+        return in_window and step % self.interval == 0
 
 
 class GANLoss(Protocol):

@@ -1,6 +1,7 @@
 """Stage `evaluate@<pipeline>`: score a generator (and its initialisation) on held-out reals; for a
-two-stage generator whose codes are low-resolution images (wavelet, pixel; not learned codes), also
-its sampler alone at the codes' resolution."""
+two-stage generator, also its decoder alone (the held-out images' own codes decoded) and, when its
+codes are low-resolution images (wavelet, pixel; not learned codes), its sampler alone at the
+codes' resolution."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from gancore.eval.evaluate import load_inception, load_reference, protocol, read
 from gancore.eval.features import EL0Features
 from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation, run_main, stage_parser
+from gancore.twostage.training import decoder_only_score
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(G, "previewable", False):  # a two-stage generator: its sampler alone, at low resolution
             results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
             save_grid(sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png")
+        if name == "G_ema" and hasattr(G, "decoder"):  # a two-stage generator: its decoder alone
+            results[name]["decoder_only"] = decoder_only_score(G.decoder, real_eval, ep, el0)
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
     if ep.compare_init:
         metrics["init"] = results["G_init"]

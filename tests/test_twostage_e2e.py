@@ -1,6 +1,7 @@
 """The two-stage (not-so-BigGAN) stages end to end on a tiny config: compress -> train_sampler ||
 train_decoder -> assemble -> evaluate, for the wavelet pipeline (UNet decoder) and the pixel
-ablation (residual decoder). Real shards, codecs, training, MLflow store and EL0 features."""
+ablation (residual decoder, adversarially fine-tuned). Real shards, codecs, training, MLflow store
+and EL0 features."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ def pipeline(tmp_path_factory):
         params = tiny_params(tmp, resolution=128)
         p = yaml.safe_load(params.read_text())
         p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
+        # ESRGAN-W: half L1 pre-training, half adversarial fine-tuning
+        p["twostage"]["pixel"]["decoder"].update(pretrain_kimg=0.008, d_width=4)
         params.write_text(yaml.safe_dump(p))
         prepare_data(params, tmp)
         for name in PIPELINES:
@@ -107,6 +110,21 @@ def test_evaluate_scores_the_full_image_and_the_sampler_alone(pipeline, name):
     assert {"grid_G_ema.png", "grid_G_ema_sampler.png", "grid_G_init.png"} <= names
 
 
+@pytest.mark.parametrize("name", PIPELINES)
+def test_evaluate_scores_the_decoder_alone_on_the_held_out_codes(pipeline, name):
+    """Same codes, same held-out images as the decoder stage's PSNR: the two must agree."""
+    m = _metrics(pipeline, name, "eval")["decoder_only"]
+    assert isinstance(m["kid_el0"], float) and "swd_128px" in m and "swd_128px" in m["coarse"]
+    decoder = _metrics(pipeline, name, "decoder")["reconstruction"]
+    assert m["psnr_db"] == pytest.approx(decoder["psnr_db"], abs=1e-9)
+    assert m["coarse"]["psnr_db"] == pytest.approx(decoder["coarse_psnr_db"], abs=1e-9)
+
+
+def test_fine_tuned_decoder_ran_both_phases(pipeline):
+    rows = (pipeline / "metrics" / "pixel" / "decoder.csv").read_text().splitlines()
+    assert {"loss/rec", "loss/G", "loss/D"} <= set(rows[0].split(","))
+
+
 def test_mlflow_groups_the_stage_runs_by_pipeline(pipeline):
     from mlflow.tracking import MlflowClient
 
@@ -118,6 +136,9 @@ def test_mlflow_groups_the_stage_runs_by_pipeline(pipeline):
                       "assemble@wavelet", "evaluate@wavelet"}
     decoder = next(r for r in runs if r.data.tags["dvc_stage"] == "train_decoder@wavelet")
     assert "reconstruction/psnr_db" in decoder.data.metrics and decoder.info.status == "FINISHED"
+    evaluate = next(r for r in runs if r.data.tags["dvc_stage"] == "evaluate@wavelet")
+    expected = {"decoder_only.kid_el0", "decoder_only.psnr_db", "decoder_only.coarse.swd_128px"}
+    assert expected <= set(evaluate.data.metrics)
 
 
 @pytest.mark.parametrize("name", PIPELINES)

@@ -18,7 +18,6 @@ Codec base class like any other.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,8 @@ from torch import nn
 
 from gancore.compress.codec import CODECS, Codec
 from gancore.config import CompressParams
+from gancore.losses.lpips import optional_lpips
+from gancore.nn.patchgan import PatchDiscriminator
 from gancore.registry import MethodSpec, Phase
 
 __all__ = ["AutoencoderCodec", "PatchDiscriminator", "AUTOENCODER_SPEC"]
@@ -122,25 +123,6 @@ class AutoencoderCodec(Codec):
         return self.synthesise(self.analyse(x))
 
 
-class PatchDiscriminator(nn.Module):
-    """A small PatchGAN: stride-2 4x4 convs with spectral norm, one logit per patch (~22 px field)."""
-
-    def __init__(self, width: int, layers: int = 3):
-        super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm
-        mods: list[nn.Module] = []
-        c_in = 3
-        for i in range(layers):
-            c_out = width * 2**i
-            mods += [sn(_conv(c_in, c_out, 4, 2)), _act()]
-            c_in = c_out
-        mods.append(sn(_conv(c_in, 1)))
-        self.net = nn.Sequential(*mods)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 # ----------------------------------------------------------------------------
 # Training through the generic trainer
 
@@ -173,19 +155,10 @@ class AutoencoderLoss:
         a = cfg.autoencoder
         self.G, self.D = nets["G"], nets.get("D")
         self.distance, self.adv_weight = pixel_distance(a.loss), a.adv_weight
-        self.lpips, self.perceptual_weight = None, a.perceptual_weight
-        if a.perceptual_weight > 0 and a.lpips_vgg_weights and Path(a.lpips_vgg_weights).is_file():
-            from gancore.losses.lpips import build_lpips_vgg
-
-            device = next(self.G.parameters()).device
-            self.lpips = build_lpips_vgg(a.lpips_vgg_weights, "twostage.<pipeline>.compress.autoencoder."
-                                                              "lpips_vgg_weights").to(device)
-        if self.lpips is not None:
-            perceptual = f"lpips_vgg x {a.perceptual_weight:g}"
-        elif a.perceptual_weight > 0:
-            perceptual = f"off (lpips_vgg_weights {a.lpips_vgg_weights!r} not found)"
-        else:
-            perceptual = "off (perceptual_weight 0)"
+        self.perceptual_weight = a.perceptual_weight
+        key = "twostage.<pipeline>.compress.autoencoder.lpips_vgg_weights"
+        self.lpips, perceptual = optional_lpips(a.lpips_vgg_weights, a.perceptual_weight, key,
+                                                next(self.G.parameters()).device)
         self.info = {"ae_pixel_loss": a.loss, "ae_perceptual": perceptual,
                      "ae_adversarial": f"hinge patch D x {a.adv_weight:g}" if self.D is not None else "off"}
 

@@ -129,9 +129,9 @@ class Codec(nn.Module):
 
 
 class WaveletCodec(Codec):
-    """The level-L low band of a 2-D DWT (periodization), nsb-GAN's sampler target."""
+    """The level-L low band of a 2-D DWT (`params.boundary` mode), nsb-GAN's sampler target."""
 
-    config_fields = ("method", "levels", "wavelet")
+    config_fields = ("method", "levels", "wavelet", "boundary")
 
     def __init__(self, params: CompressParams, resolution: int,
                  lo: list[float] | None = None, hi: list[float] | None = None):
@@ -141,12 +141,12 @@ class WaveletCodec(Codec):
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         from gancore.compress.dwt import dwt2
 
-        return dwt2(x, self.params.wavelet, self.params.levels)[0]
+        return dwt2(x, self.params.wavelet, self.params.levels, self.params.boundary)[0]
 
     def synthesise(self, raw: torch.Tensor) -> torch.Tensor:
         from gancore.compress.dwt import idwt2
 
-        return idwt2(raw, [None] * self.params.levels, self.params.wavelet)
+        return idwt2(raw, [None] * self.params.levels, self.params.wavelet, self.params.boundary)
 
 
 class PixelCodec(Codec):

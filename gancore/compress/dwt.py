@@ -1,4 +1,6 @@
-"""2-D DWT of not-so-BigGAN (Sinha et al., "Not-so-BigGAN"), periodization, matching PyWavelets."""
+"""2-D DWT of not-so-BigGAN (Sinha et al., "Not-so-BigGAN"), R -> R/2 per level, with periodization
+boundaries (exactly invertible, matching PyWavelets) or zero padding (the official code's stride-2
+conv on a zero-padded image; not invertible within a filter's reach of the border)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 _FAMILIES = ("haar", "db", "sym", "coif", "bior", "rbio", "dmey")
+BOUNDARIES = ("periodization", "zero")
+"""Boundary modes of dwt2/idwt2."""
 
 
 @lru_cache(maxsize=1)
@@ -64,24 +68,37 @@ def _wrap(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
     return x.index_select(dim, torch.arange(-left, n + right, device=x.device) % n)
 
 
-def _analysis(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def _zero(x: torch.Tensor, dim: int, left: int, right: int) -> torch.Tensor:
+    """Zero padding of `x` along `dim` (2 = H, 3 = W)."""
+    return F.pad(x, (left, right) if dim == 3 else (0, 0, left, right))
+
+
+def _padding(mode: str):
+    if mode not in BOUNDARIES:
+        raise ValueError(f"unknown boundary mode {mode!r}; one of {', '.join(BOUNDARIES)}")
+    return _wrap if mode == "periodization" else _zero
+
+
+def _analysis(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pad_fn=_wrap) -> torch.Tensor:
     """One level: (N, C, H, W) -> (N, C, 4, H/2, W/2) holding (cA, cH, cV, cD).
 
     PyWavelets' periodization computes out[o] = sum_j f[j] * x[(2o + F/2 - j) mod n]: a strided
-    cross-correlation with the flipped filter after wrapping F/2 - 1 samples on each side.
+    cross-correlation with the flipped filter after wrapping F/2 - 1 samples on each side
+    (`pad_fn` _zero: zeros instead, as the official code's padded stride-2 conv).
     """
     n, c, h, w = x.shape
     size = lo.numel()
     pad = size // 2 - 1
     bank = torch.stack([lo, hi]).flip(-1)
     rows = bank.repeat(c, 1).view(2 * c, 1, 1, size)  # channel 2c + k: filter k along W
-    y = F.conv2d(_wrap(x, 3, pad, pad), rows, stride=(1, 2), groups=c)
+    y = F.conv2d(pad_fn(x, 3, pad, pad), rows, stride=(1, 2), groups=c)
     cols = bank.repeat(2 * c, 1).view(4 * c, 1, size, 1)  # channel 4c + 2k + j: filter j along H
-    y = F.conv2d(_wrap(y, 2, pad, pad), cols, stride=(2, 1), groups=2 * c)
+    y = F.conv2d(pad_fn(y, 2, pad, pad), cols, stride=(2, 1), groups=2 * c)
     return y.view(n, c, 4, h // 2, w // 2)
 
 
-def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+               pad_fn=_wrap) -> torch.Tensor:
     """Inverse of `_analysis`: (N, C, 4, h, w) -> (N, C, 2h, 2w).
 
     x[m] = sum_o r[(m - 2o + F/2 - 1) mod 2n] * a[o]: a stride-2 transposed convolution of the
@@ -92,10 +109,10 @@ def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch
     pad, start = size // 4, size // 2 - 1 + 2 * (size // 4)
     bank = torch.stack([lo, hi])
     cols = bank.repeat(2 * c, 1).view(4 * c, 1, size, 1)
-    y = _wrap(bands.reshape(n, 4 * c, h, w), 2, pad, pad)
+    y = pad_fn(bands.reshape(n, 4 * c, h, w), 2, pad, pad)
     y = F.conv_transpose2d(y, cols, stride=(2, 1), groups=2 * c)[:, :, start:start + 2 * h]
     rows = bank.repeat(c, 1).view(2 * c, 1, 1, size)
-    y = F.conv_transpose2d(_wrap(y, 3, pad, pad), rows, stride=(1, 2), groups=c)
+    y = F.conv_transpose2d(pad_fn(y, 3, pad, pad), rows, stride=(1, 2), groups=c)
     return y[..., start:start + 2 * w]
 
 
@@ -105,13 +122,17 @@ def _check_tensor(x: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} must be a floating-point (N, C, H, W) tensor, got {got}")
 
 
-def dwt2(x: torch.Tensor, wavelet: str, levels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Multi-level 2-D DWT with periodization boundaries, like pywt.wavedec2(mode="periodization").
+def dwt2(x: torch.Tensor, wavelet: str, levels: int, mode: str = "periodization"
+         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Multi-level 2-D DWT, like pywt.wavedec2(mode="periodization") in the default mode.
 
     Args:
         x: (N, C, H, W) float tensor; H and W divisible by 2**levels.
         wavelet: a name from supported_wavelets().
         levels: number of decomposition levels L >= 1.
+        mode: a name from BOUNDARIES: "periodization" (exactly invertible) or "zero" (the official
+            nsb-GAN code's zero padding, keeping R/2 outputs per level; for bior2.2 these are
+            pywt's mode="zero" coefficients 1 .. R/2).
 
     Returns:
         (low, details): low is the level-L approximation (N, C, H/2^L, W/2^L); details[i] is
@@ -122,6 +143,7 @@ def dwt2(x: torch.Tensor, wavelet: str, levels: int) -> tuple[torch.Tensor, list
         ValueError: unsupported wavelet, bad levels, or a size not divisible by 2**levels.
     """
     check_wavelet(wavelet)
+    pad_fn = _padding(mode)
     _check_tensor(x, "x")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ValueError(f"levels must be an int >= 1, got {levels!r}")
@@ -132,23 +154,27 @@ def dwt2(x: torch.Tensor, wavelet: str, levels: int) -> tuple[torch.Tensor, list
     lo, hi, _, _ = _bank(wavelet, x)
     low, details = x, []
     for _ in range(levels):
-        bands = _analysis(low, lo, hi)
+        bands = _analysis(low, lo, hi, pad_fn)
         low, details = bands[:, :, 0], [bands[:, :, 1:], *details]
     return low, details
 
 
-def idwt2(low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str) -> torch.Tensor:
-    """Exact inverse of dwt2 (like pywt.waverec2(mode="periodization")).
+def idwt2(low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str,
+          mode: str = "periodization") -> torch.Tensor:
+    """Inverse of dwt2: exact with periodization (like pywt.waverec2(mode="periodization")); with
+    "zero", the official code's transposed conv, exact away from the border.
 
     Args:
         low: (N, C, h, w) level-L approximation.
         details: coarsest first, as returned by dwt2; an entry may be None meaning zeros.
         wavelet: the wavelet used by dwt2.
+        mode: the boundary mode used by dwt2.
 
     Returns:
         The (N, C, h * 2^L, w * 2^L) reconstruction, with the dtype and device of `low`.
     """
     check_wavelet(wavelet)
+    pad_fn = _padding(mode)
     _check_tensor(low, "low")
     if not details:
         raise ValueError("details must hold at least one level (coarsest first)")
@@ -160,5 +186,5 @@ def idwt2(low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str) -
         elif tuple(band.shape) != (n, c, 3, h, w):
             raise ValueError(f"details[{i}] has shape {tuple(band.shape)}, "
                              f"expected {(n, c, 3, h, w)}")
-        low = _synthesis(torch.cat([low.unsqueeze(2), band], dim=2), lo, hi)
+        low = _synthesis(torch.cat([low.unsqueeze(2), band], dim=2), lo, hi, pad_fn)
     return low

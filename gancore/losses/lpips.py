@@ -12,7 +12,7 @@ from torch import nn
 
 from gancore.errors import ConfigError
 
-__all__ = ["LPIPSDistance", "build_lpips_vgg"]
+__all__ = ["LPIPSDistance", "build_lpips_vgg", "optional_lpips"]
 
 
 class LPIPSDistance(nn.Module):
@@ -93,3 +93,23 @@ def _load_vgg_features(net: nn.Module, state: dict[str, torch.Tensor], path: Pat
             slice_.load_state_dict({k: state[f"features.{k}"] for k in wanted})
         except RuntimeError as e:
             raise ConfigError(key, f"{str(path)!r} is not a VGG16 state dict: {e}") from None
+
+
+def optional_lpips(vgg_weights_path: str, weight: float, key: str,
+                   device: torch.device) -> tuple[LPIPSDistance | None, str]:
+    """LPIPS(VGG) for a perceptual term that is on only when its weight is > 0 and its file exists.
+
+    Args:
+        vgg_weights_path: the configured VGG16 state dict ("" = none).
+        weight: the term's weight.
+        key: the params key of the path, named in errors.
+        device: where the distance runs.
+
+    Returns:
+        (the distance or None, what was used: "lpips_vgg x w" or why it is off), to log as a param.
+    """
+    if weight > 0 and vgg_weights_path and Path(vgg_weights_path).is_file():
+        return build_lpips_vgg(vgg_weights_path, key).to(device), f"lpips_vgg x {weight:g}"
+    if weight > 0:
+        return None, f"off ({key.rsplit('.', 1)[-1]} {vgg_weights_path!r} not found)"
+    return None, "off (perceptual_weight 0)"

@@ -278,7 +278,7 @@ class Trainer:
         if self.stream_buffers is not None:
             self.stream_buffers.start_step()
         for phase in self.phases:
-            if self.state.step % phase.interval:
+            if not phase.due(self.state.step, self.state.n_img):
                 continue
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
@@ -489,7 +489,7 @@ class Trainer:
         bar.close()
 
     def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm) -> dict[str, float]:
-        keys = window[0].keys() if window else []
+        keys = dict.fromkeys(k for w in window for k in w)  # phases may start or stop in a window
         row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
         n_img = len(window) * self.run.train.batch
         row["perf/img_per_sec"] = n_img / max(wall_sec, 1e-9)

@@ -4,11 +4,13 @@
   code (residual blocks without BatchNorm, LeakyReLU 0.1, one pixel-shuffle x2 per level) whose output
   is added to the codec's coarse image (inverse DWT of the zero-padded low band, or bicubic
   upsampling). Its last conv starts at zero, so the untrained decoder is exactly the coarse image.
-  Trained with the pixel L1 of ESRGAN-W's pre-training ("ResNet-W"); the later VGG19 + GAN
-  fine-tuning is left out (VGG19 weights cannot be downloaded here).
+  Trained with the pixel L1 of ESRGAN-W's pre-training ("ResNet-W"), then optionally ESRGAN's
+  adversarial fine-tuning (`gancore/twostage/training.py`: RaGAN patch D, LPIPS(VGG16) in place of
+  VGG19 features when a local weights file is configured).
 - `WaveletUNetDecoder` (the paper's UNet decoders): per wavelet level, coarsest first, a UNet maps
   the low band to its three detail bands, then one inverse DWT level; trained level by level on the
-  real low bands (teacher forcing, as the paper's separately trained UNets), loss on coefficients.
+  real low bands (teacher forcing, as the paper's separately trained UNets), loss on coefficients
+  (the paper's MSE with `decoder.loss: mse`); the DWT's boundary mode is the codec's.
 
 - `CodecDecoder` (arch codec; the Acceleration Framework's decoder): the codec's own synthesis, i.e.
   the autoencoder's decoder trained in the compress stage (for a fixed codec, its coarse image).
@@ -128,7 +130,8 @@ class WaveletUNetDecoder(nn.Module):
         if code_px >> depth < 2:
             raise ConfigError("decoder.blocks", f"a UNet of depth {depth} cannot pool a {code_px}px code "
                                                 f"{depth} times; use at most {int(math.log2(code_px)) - 1}")
-        self.codec, self.resolution, self.wavelet = codec, codec.resolution, codec.params.wavelet
+        self.codec, self.resolution = codec, codec.resolution
+        self.wavelet, self.boundary = codec.params.wavelet, codec.params.boundary
         self.input_shape = codec.code_shape
         channels = codec.code_shape[0]
         self.unets = nn.ModuleList([_UNet(channels, 3 * channels, width, depth) for _ in range(levels)])
@@ -148,21 +151,22 @@ class WaveletUNetDecoder(nn.Module):
 
         low = self.codec.denormalise(code)
         for step in range(len(self.unets)):
-            low = idwt2(low, [self._details(step, low)], self.wavelet)
+            low = idwt2(low, [self._details(step, low)], self.wavelet, self.boundary)
         return low
 
     def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Coefficient loss of every level, each fed the real low band of its level."""
+        """Coefficient loss of every level (the paper's: kind "mse"), each UNet fed the real low
+        band of its level; predicted and true detail bands both divided by the level's DC gain."""
         from gancore.compress.dwt import dwt2, idwt2
 
         distance = pixel_distance(kind)
         with torch.no_grad():
-            low, details = dwt2(real, self.wavelet, len(self.unets))
+            low, details = dwt2(real, self.wavelet, len(self.unets), self.boundary)
         losses = []
         for step, target in enumerate(details):
             gain = self._gain(step)
             losses.append(distance(self._details(step, low) / gain, target / gain))
-            low = idwt2(low, [target], self.wavelet)
+            low = idwt2(low, [target], self.wavelet, self.boundary)
         stats = {f"level{len(self.unets) - i}": v.detach() for i, v in enumerate(losses)}
         return torch.stack(losses).sum(), stats
 
