@@ -5,73 +5,32 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from gancore.artifacts import load_single, require_field
 from gancore.config import MethodParams
+from gancore.errors import DataError
+from gancore.training.spec import GANLoss, Phase, TrainingSpec
+
+__all__ = ["GANLoss", "MethodSpec", "Phase", "get_method", "list_methods", "load_method_generator",
+           "register_method"]
 
 
-@dataclass(frozen=True)
-class Phase:
-    """One optimisation phase of a training step (stylegan3's Gmain/Dmain/Dreg pattern)."""
+@dataclass(frozen=True, kw_only=True)
+class MethodSpec(TrainingSpec):
+    """A registered method: what the trainer needs, plus its params.yaml section and resolutions.
 
-    name: str
-    """Name passed to the loss, e.g. "D", "G", "Dreg"."""
-    opt: str
-    """Key of the optimizer this phase steps."""
-    interval: int = 1
-    """Run every `interval` steps (lazy regularisation)."""
-    start_kimg: float = 0.0
-    """Run once this many thousand images were shown (a later training phase, e.g. fine-tuning)."""
-    end_kimg: float | None = None
-    """Stop running once this many thousand images were shown (None: never; e.g. pre-training)."""
-
-    def due(self, step: int, n_img: int) -> bool:
-        """Whether the phase runs at `step`, after `n_img` images (its interval and kimg window)."""
-        in_window = n_img >= self.start_kimg * 1000 and (self.end_kimg is None
-                                                          or n_img < self.end_kimg * 1000)
-        return in_window and step % self.interval == 0
-
-
-class GANLoss(Protocol):
-    """The method's math: one call per phase, the trainer does backward and step.
-
-    A loss may also expose `info: dict[str, str]`, choices it resolved at build time (e.g. which
-    reconstruction loss "auto" picked); the trainer logs them as run params.
+    `build_networks` returns at least "G", with G(z) -> (N, 3, R, R) in [-1, 1] and G.z_dim.
     """
 
-    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return (loss to minimise, detached scalars to log) for `phase`.
-
-        Args:
-            phase: a Phase.name of this method.
-            real: (N, 3, H, W) float in [-1, 1], on the training device.
-        """
-        ...
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What the generic trainer needs to train a method, and nothing method-specific."""
-
-    name: str
     config_cls: type
     """Frozen dataclass of the method's params (params.yaml `method.<name>`)."""
-    build_networks: Callable[[Any, int], dict[str, nn.Module]]
-    """(cfg, resolution) -> {"G": ..., "D": ..., ...}; G(z) -> (N, 3, R, R) in [-1, 1], G.z_dim."""
-    build_optimizers: Callable[[Any, dict[str, nn.Module]], dict[str, torch.optim.Optimizer]]
-    """(cfg, networks) -> {optimizer key: optimizer}."""
-    build_loss: Callable[[Any, dict[str, nn.Module], int], GANLoss]
-    """(cfg, networks, resolution) -> loss callable."""
-    phases: Callable[[Any], list[Phase]]
-    """(cfg) -> phases of one step, in order."""
     check_resolution: Callable[[int], None]
     """Raise ConfigError("base.resolution", ...) for resolutions the method cannot build."""
-    precision: Literal["off", "bf16", "fp16"] = "off"
-    """What train.mixed_precision "auto" means for this method on CUDA: "off" (fp32), "bf16" or
-    "fp16", the precision its official code trains in. FastGAN, PixelFolder and CIPS: fp32."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -109,3 +68,18 @@ def get_method(name: str) -> MethodSpec:
     """
     _discover()
     return _REGISTRY[name]
+
+
+def load_method_generator(path: str | Path, config: dict[str, Any], which: str | None = None,
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """A registered method's generator from a kind "single" folder whose config.json is `config`.
+
+    Raises:
+        DataError: an unknown method, or a config or weights that do not fit it.
+    """
+    method = require_field(config, "method", str, path)
+    if method not in list_methods():
+        raise DataError(f"{path}/config.json: unknown method {method[:80]!r}; "
+                        f"known: {', '.join(list_methods())}")
+    spec = get_method(method)
+    return load_single(path, config, spec.config_cls, spec.build_networks, which, device)

@@ -23,11 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.compress.codec import CODECS, Codec
+from gancore.compress.base import Codec
 from gancore.config import CompressParams
 from gancore.losses.lpips import optional_lpips
+from gancore.losses.pixel import pixel_distance
 from gancore.nn.patchgan import PatchDiscriminator
-from gancore.registry import MethodSpec, Phase
+from gancore.training.spec import Phase, TrainingSpec
 
 __all__ = ["AutoencoderCodec", "PatchDiscriminator", "AUTOENCODER_SPEC"]
 
@@ -150,8 +151,6 @@ class AutoencoderLoss:
     """
 
     def __init__(self, cfg: CompressParams, nets: dict[str, nn.Module], resolution: int):
-        from gancore.twostage.decoders import pixel_distance
-
         a = cfg.autoencoder
         self.G, self.D = nets["G"], nets.get("D")
         self.distance, self.adv_weight = pixel_distance(a.loss), a.adv_weight
@@ -183,15 +182,10 @@ class AutoencoderLoss:
         return loss, stats
 
 
-def _check_resolution(resolution: int) -> None:
-    """The codec checks its resolution when built."""
-
-
-AUTOENCODER_SPEC = MethodSpec(
-    name="autoencoder", config_cls=CompressParams, build_networks=_build_networks,
-    build_optimizers=_build_optimizers, build_loss=AutoencoderLoss, phases=_phases,
-    check_resolution=_check_resolution)
-"""Not a registered method (it generates nothing from latents): the trainer's contract, reused."""
+AUTOENCODER_SPEC = TrainingSpec(
+    name="autoencoder", build_networks=_build_networks, build_optimizers=_build_optimizers,
+    build_loss=AutoencoderLoss, phases=_phases)
+"""Not a registered method (it generates nothing from latents): a training spec of its own; the
+codec checks its resolution when built."""
 
 AutoencoderCodec.training_spec = AUTOENCODER_SPEC
-CODECS["autoencoder"] = AutoencoderCodec

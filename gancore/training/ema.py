@@ -13,6 +13,10 @@ import math
 import torch
 from torch import nn
 
+from gancore.nn.batchnorm import recalibrate_batchnorm
+
+__all__ = ["ema_beta_at", "update_ema", "recalibrate_batchnorm"]
+
 
 def ema_beta_at(beta: float, batch: int, n_img: int, rampup: float) -> float:
     """The per-step decay after `n_img` images: `beta`, with its half-life capped at rampup * n_img.
@@ -33,43 +37,3 @@ def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
         p_ema.lerp_(p.detach(), 1.0 - beta)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
-
-
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, n_batches: int, batch: int, seed: int) -> int:
-    """Recompute G's BatchNorm running statistics from `n_batches` of N(0, I) latents.
-
-    Args:
-        G: a generator with `z_dim`; left in eval mode.
-        n_batches: batches to average (0 leaves the statistics as they are).
-        batch: latents per batch.
-        seed: seed of the latents (a private generator; global RNG untouched).
-
-    Returns:
-        Number of BatchNorm layers recalibrated.
-    """
-    norms = _batchnorms(G)
-    if not norms or n_batches == 0:
-        G.eval()
-        return 0
-    device = next(G.parameters()).device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    G.train()
-    # Train-mode layers (noise injection, spectral-norm power iterations) draw from the global
-    # RNG; forking it keeps a training run's random stream identical with or without this call.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for _ in range(n_batches):
-            G(torch.randn(batch, G.z_dim, generator=gen).to(device))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    G.eval()
-    return len(norms)

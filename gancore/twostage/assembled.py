@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from gancore.errors import DataError
-from gancore.generator import FORMAT, load_generator, read_config, require_field
+from gancore.artifacts import FORMAT, read_config, require_field
+from gancore.registry import load_method_generator
 from gancore.twostage.training import load_decoder
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file
 
@@ -91,6 +92,7 @@ def load_twostage(path: Path, config: dict[str, Any], which: str | None,
                   device: str | torch.device) -> TwoStageGenerator:
     """Both parts with the same weights choice (G_ema or G_init), in eval mode."""
     which = which or require_field(config, "main", str, path)
-    sampler = load_generator(_part(path, "sampler"), which, device)
+    sampler_dir = _part(path, "sampler")
+    sampler = load_method_generator(sampler_dir, read_config(sampler_dir), which, device)
     decoder = load_decoder(_part(path, "decoder"), which, device)
     return TwoStageGenerator(sampler, decoder).eval().requires_grad_(False)

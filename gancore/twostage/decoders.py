@@ -34,13 +34,9 @@ from torch import nn
 from gancore.compress.codec import Codec
 from gancore.config import DecoderParams
 from gancore.errors import ConfigError
+from gancore.losses.pixel import pixel_distance
 
 __all__ = ["ResidualDecoder", "WaveletUNetDecoder", "CodecDecoder", "build_decoder", "pixel_distance"]
-
-
-def pixel_distance(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The mean L1 or squared error."""
-    return {"l1": F.l1_loss, "mse": F.mse_loss}[kind]
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:

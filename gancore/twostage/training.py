@@ -17,11 +17,11 @@ from torch import nn
 from gancore.compress.codec import Codec, codec_from_config, load_codec
 from gancore.config import DecoderParams, EvalParams, build_dataclass, to_dict
 from gancore.eval.features import EL0Features
-from gancore.generator import FORMAT, load_network, read_config, require_field, save_networks
+from gancore.artifacts import FORMAT, load_network, read_config, require_field, save_networks
 from gancore.losses.lpips import optional_lpips
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.nn.patchgan import PatchDiscriminator
-from gancore.registry import MethodSpec, Phase
+from gancore.training.spec import Phase, TrainingSpec
 from gancore.twostage.decoders import build_decoder
 
 __all__ = ["DecoderRun", "DECODER_SPEC", "build_decoder_run", "initial_decoder", "save_decoder",
@@ -128,15 +128,11 @@ class _DecoderLoss:
         return loss, stats
 
 
-def _check_resolution(resolution: int) -> None:
-    """The codec already checked the resolution."""
-
-
-DECODER_SPEC = MethodSpec(
-    name="decoder", config_cls=DecoderRun, build_networks=_build_networks,
-    build_optimizers=_build_optimizers, build_loss=_DecoderLoss,
-    phases=_phases, check_resolution=_check_resolution)
-"""Not a registered method (it generates nothing from latents): the trainer's contract, reused."""
+DECODER_SPEC = TrainingSpec(
+    name="decoder", build_networks=_build_networks, build_optimizers=_build_optimizers,
+    build_loss=_DecoderLoss, phases=_phases)
+"""Not a registered method (it generates nothing from latents): a training spec of its own; the
+codec already checked the resolution."""
 
 
 def save_decoder(out_dir: str | Path, cfg: DecoderRun, weights: dict[str, nn.Module],

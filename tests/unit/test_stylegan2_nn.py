@@ -11,10 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.errors import ConfigError
+from gancore.methods.stylegan2_family import (
+    StyleGAN2Loss, StyleGAN2Settings, d_logistic_loss, g_nonsaturating_loss, lazy_adam, r1_penalty,
+    stylegan2_phases,
+)
 from gancore.nn.stylegan2 import (
-    PAPER_CHANNELS, Discriminator, EqualLinear, FourierFeatures, MappingNetwork, ModulatedConv2d,
-    StyleGAN2Loss, StyleGAN2Settings, ToRGB, Upsample2x, blur_kernel, coordinate_grid, d_logistic_loss,
-    g_nonsaturating_loss, lazy_adam, minibatch_stddev, r1_penalty, scaled_channels, stylegan2_phases, upfirdn2d,
+    PAPER_CHANNELS, Discriminator, EqualLinear, FourierFeatures, MappingNetwork, ModulatedConv2d, ToRGB,
+    Upsample2x, blur_kernel, coordinate_grid, minibatch_stddev, scaled_channels, upfirdn2d,
 )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from gancore.methods.cips.config import CIPSConfig
 from gancore.nn.cips import SUPPORTED_RESOLUTIONS, Generator
-from gancore.nn.stylegan2 import Discriminator, stylegan2_method
+from gancore.methods.stylegan2_family import stylegan2_method
+from gancore.nn.stylegan2 import Discriminator
 from gancore.registry import register_method
 
 __all__ = ["CIPSConfig", "Generator", "Discriminator", "SPEC"]

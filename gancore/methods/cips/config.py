@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gancore.nn.stylegan2 import StyleGAN2Settings
+from gancore.methods.stylegan2_family import StyleGAN2Settings
 
 __all__ = ["CIPSConfig"]
 

@@ -8,7 +8,7 @@ from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.methods.inrpatch.loss import PatchLoss
 from gancore.methods.inrpatch.networks import build_networks
 from gancore.nn.cips import SUPPORTED_RESOLUTIONS
-from gancore.nn.stylegan2 import lazy_adam, stylegan2_phases
+from gancore.methods.stylegan2_family import lazy_adam, stylegan2_phases
 from gancore.registry import MethodSpec, register_method
 
 __all__ = ["InrPatchConfig", "PatchLoss", "SPEC"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gancore.config import is_power_of_two
 from gancore.errors import ConfigError
-from gancore.nn.stylegan2 import StyleGAN2Settings
+from gancore.methods.stylegan2_family import StyleGAN2Settings
 
 __all__ = ["InrPatchConfig"]
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.errors import DataError
-from gancore.generator import load_generator, read_config
+from gancore.artifacts import load_single, read_config
 from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.nn.cips import Generator
 from gancore.nn.stylegan2 import Discriminator
@@ -90,7 +90,7 @@ def load_teacher(cfg: InrPatchConfig, which: str = "G_ema") -> nn.Module:
                         f"(method {config.get('method')!r}, stage {stage!r})")
     if cfg.teacher_sha256 and teacher_sha256(cfg.teacher) != cfg.teacher_sha256:
         raise DataError(f"{cfg.teacher} changed since its sha256 was taken ({cfg.teacher_sha256[:16]})")
-    return load_generator(cfg.teacher, which=which)
+    return load_single(cfg.teacher, config, InrPatchConfig, build_networks, which, "cpu")
 
 
 def build_networks(cfg: InrPatchConfig, resolution: int) -> dict[str, nn.Module]:

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from gancore.errors import ConfigError
-from gancore.generator import load_generator, renderer, sample, save_generator
+from gancore.artifacts import load_single, read_config, save_generator
 from gancore.methods.inrpatch.config import InrPatchConfig
-from gancore.methods.inrpatch.networks import build_generator, hand_over, load_teacher, teacher_sha256
+from gancore.methods.inrpatch.networks import (build_generator, build_networks, hand_over, load_teacher,
+                                               teacher_sha256)
 from gancore.training.trainer import Trainer
+from gancore.sampling import renderer, sample
 from gancore.utils.grid import save_grid
 
 __all__ = ["stage_config", "export_stage", "RENDER_SCALES", "RENDER_GRID_N"]
@@ -64,7 +66,7 @@ def export_stage(trainer: Trainer, out: str | Path, summary: dict[str, Any]) -> 
                              {"G_ema": trainer.G_ema, "G_init": pipeline_init(trainer)},
                              run.train.bn_recalibration_batches, run.base.seed,
                              extra={"train": summary, "teacher": teacher, "stage_px": cfg.stage_px})
-    G = load_generator(gen_dir)
+    G = load_single(gen_dir, read_config(gen_dir), InrPatchConfig, build_networks, None, "cpu")
     grids = [out / "grid.png"]
     save_grid(sample(G, 64, seed=run.base.seed), grids[0])
     for scale in RENDER_SCALES:
