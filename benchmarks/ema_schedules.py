@@ -22,24 +22,23 @@ from gancore.eval.features import EL0Features
 from gancore.generator import sample
 from gancore.registry import get_method
 from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
+from gancore.training.callbacks import Callback
 from gancore.training.trainer import RunConfig, Trainer
 
 RAMPUPS = (0.0, 0.02, 0.05, 0.10)
 N_GEN = 500
 
 
-class _ManyEMAs(Trainer):
-    """A Trainer that also keeps one EMA of G per ramp-up in RAMPUPS."""
+class _ManyEMAs(Callback):
+    """A training callback keeping one more EMA of `G` per ramp-up in RAMPUPS."""
 
-    def start_extra(self) -> None:
-        self.extra = {r: copy.deepcopy(self.nets["G"]).eval() for r in RAMPUPS}
+    def __init__(self, G: torch.nn.Module):
+        self.extra = {r: copy.deepcopy(G).eval() for r in RAMPUPS}
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        stats = super().train_step(real)
+    def on_step(self, trainer: Trainer, stats: dict[str, torch.Tensor]) -> None:
+        t = trainer.run.train
         for rampup, G in self.extra.items():
-            beta = ema_beta_at(self.run.train.ema_beta, real.shape[0], self.state.n_img, rampup)
-            update_ema(G, self.nets["G"], beta)
-        return stats
+            update_ema(G, trainer.nets["G"], ema_beta_at(t.ema_beta, t.batch, trainer.state.n_img, rampup))
 
 
 def score_G(G: torch.nn.Module, real: torch.Tensor, ref: dict, el0: EL0Features) -> dict:
@@ -61,13 +60,14 @@ def main() -> None:
     run = RunConfig("fastgan", spec.config_cls(width_mult=args.width_mult), BaseParams(seed=0, resolution=64),
                     TrainParams(batch=8, total_kimg=args.kimg, ckpt_every_kimg=1e6, device="cpu"), "bench")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _ManyEMAs(spec, run, shard_paths(args.shards, "train"), tmp, progress=False)
-        trainer.start_extra()
+        trainer = Trainer(spec, run, shard_paths(args.shards, "train"), tmp, progress=False)
+        emas = _ManyEMAs(trainer.nets["G"])
+        trainer.callbacks.append(emas)
         trainer.fit()
     real, (ref, _) = read_split(args.shards, "eval"), load_reference(args.ref, args.shards)
     el0 = EL0Features()
     models = {"G (no EMA)": trainer.nets["G"], "G_init": trainer.G_init,
-              **{f"EMA rampup {r}" if r else "EMA 0.999, no rampup": G for r, G in trainer.extra.items()}}
+              **{f"EMA rampup {r}" if r else "EMA 0.999, no rampup": G for r, G in emas.extra.items()}}
     print(f"FastGAN width_mult {args.width_mult}, {args.kimg} kimg, batch 8, seed 0\n")
     print("| G | kid_el0 | fd_el0_500 | swd 64/32/16 px | swd_mean |\n|---|---|---|---|---|")
     for name, G in models.items():

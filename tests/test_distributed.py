@@ -94,7 +94,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two
     ddp_rows = read_history(ddp_dir / "history.jsonl")
     one_rows = read_history(one_dir / "history.jsonl")
     assert [r["n_img"] for r in ddp_rows] == [r["n_img"] for r in one_rows] == [4, 8, 12, 16]
-    for phase in single.phases:  # a lazy phase is logged on its steps only
+    for phase in single.step.phases:  # a lazy phase is logged on its steps only
         logged = [f"loss/{phase.name}" in r for r in one_rows]
         assert logged == [s % phase.interval == 0 for s in range(4)], phase.name
     for ddp, one in zip(ddp_rows, one_rows):

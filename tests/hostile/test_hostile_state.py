@@ -156,7 +156,7 @@ def test_a_second_training_on_the_same_folder_is_locked_out(shards, tmp_path):
 
 def test_sigterm_while_a_batch_loads_stops_at_once_and_saves(shards, tmp_path):
     trainer = _trainer(shards, tmp_path / "ckpt", n_steps=50)
-    real_stream = trainer._stream
+    real_stream = trainer.data.batches
 
     def stalling_stream():
         for i, batch in enumerate(real_stream()):
@@ -165,7 +165,7 @@ def test_sigterm_while_a_batch_loads_stops_at_once_and_saves(shards, tmp_path):
                 time.sleep(60)
             yield batch
 
-    trainer._stream = stalling_stream
+    trainer.data.batches = stalling_stream
     start = time.monotonic()
     with pytest.raises(TrainingInterrupted, match="while loading"):
         trainer.fit()

@@ -108,7 +108,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(shards, tmp_path):
     with pytest.raises(TrainingInterrupted):
         trainer.fit()
     assert ckpt.load_latest(tmp_path).meta["step"] == 1
-    assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm
+    assert signal.getsignal(signal.SIGTERM) != trainer.sigterm.handler
 
 
 @pytest.mark.parametrize("change, key", [({"lr": 1e-3}, "method_cfg.lr"),

@@ -1,0 +1,29 @@
+"""Periodic callbacks of the training loop: where per-step accounting and in-training evaluation
+attach without the loop knowing them.
+
+A callback subclasses `Callback` and overrides what it needs; `Trainer(..., callbacks=[...])` calls
+them in list order on every rank (a callback that writes or evaluates checks `trainer.world.is_main`
+itself). They must not draw from the global RNG, or the training that follows would change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from gancore.training.trainer import Trainer
+
+
+class Callback:
+    """Hooks of the loop, all no-ops here."""
+
+    def on_step(self, trainer: "Trainer", stats: dict[str, torch.Tensor]) -> None:
+        """After every completed step: `trainer.state` holds its step and n_img, `stats` its
+        losses (summed over ranks). E.g. count FLOPs, or evaluate when n_img crosses a multiple
+        of some kimg."""
+
+    def on_log(self, trainer: "Trainer", row: dict[str, float]) -> None:
+        """Before a log row goes to the tracker and history.jsonl: entries added to `row` are
+        logged with it (at step trainer.state.n_img)."""

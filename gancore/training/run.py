@@ -1,0 +1,83 @@
+"""What defines a training run (its identity, which a checkpoint must match to be resumed), the
+counters a checkpoint saves, and the device and precision the run resolves to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gancore.config import BaseParams, TrainParams, to_dict
+from gancore.data.loader import Cursor
+from gancore.errors import ConfigError
+from gancore.utils.fsio import sha256_json
+
+# TrainParams keys that may change between an interrupted run and its resume (schedule and
+# plumbing, not the math): extending total_kimg continues the same run.
+# The data-parallel layout is resumable as long as the number of micro-batch streams it makes
+# (world size x grad_accum, in identity() when > 1) stays the same.
+RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_steps",
+                  "max_nan_retries", "decode_threads", "device", "grad_accum", "nproc_per_node", "nnodes")
+
+
+@dataclass
+class TrainState:
+    """Counters saved in every checkpoint."""
+
+    step: int = 0
+    n_img: int = 0
+    train_sec: float = 0.0
+    nan_rollbacks: int = 0
+    cursor: Cursor = field(default_factory=Cursor)
+    """The data cursor of a run of one stream (several streams keep theirs beside their RNGs)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run."""
+
+    method: str
+    method_cfg: Any
+    base: BaseParams
+    train: TrainParams
+    dataset_fingerprint: str
+    world_size: int = 1
+    """Ranks of the run (distributed.World.size)."""
+
+    @property
+    def n_streams(self) -> int:
+        """Micro-batches (and RNG streams) per step: world size x train.grad_accum."""
+        return self.world_size * self.train.grad_accum
+
+    def identity(self) -> dict[str, Any]:
+        """The config a checkpoint must match to be resumed (schedule keys excluded)."""
+        train = {k: v for k, v in to_dict(self.train).items() if k not in RESUMABLE_KEYS}
+        if self.n_streams > 1:  # one stream: the key is absent, as before data parallelism
+            train["n_streams"] = self.n_streams
+        return {"method": self.method, "method_cfg": to_dict(self.method_cfg),
+                "base": to_dict(self.base), "train": train,
+                "dataset_fingerprint": self.dataset_fingerprint}
+
+    def identity_hash(self) -> str:
+        """sha256 of identity(): joins DVC, MLflow and checkpoint folders on one key."""
+        return sha256_json(self.identity())
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", "is cuda but no CUDA device is visible")
+    return torch.device(name)
+
+
+def autocast_dtype(mode: str, method_precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of train.mixed_precision `mode` (None = fp32): "auto" is the method's own
+    precision (TrainingSpec.precision, its official code's); bf16/fp16 are opt-ins. CUDA only: CPU
+    runs stay fp32 whatever the mode."""
+    mode = method_precision if mode == "auto" else mode
+    if device.type != "cuda" or mode == "off":
+        return None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]

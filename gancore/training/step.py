@@ -1,0 +1,186 @@
+"""One training step, without I/O: networks, optimisers, grad scalers, the spec's loss phases, EMA,
+autocast and micro-batches. A benchmark or test builds it directly (no shards, no checkpoints).
+
+One step runs every due Phase of the spec in order (zero grads of its optimizer, loss under
+autocast, scaled backward, step), then updates the EMA of each of the spec's `ema_targets`.
+Micro-batch k draws from its own RNG stream and keeps its own network buffers (one stream: the
+global RNG and the live buffers), so one process with grad_accum n and n processes compute the
+same gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from gancore.training import distributed
+from gancore.training.ema import ema_beta_at, update_ema
+from gancore.training.run import RunConfig, autocast_dtype
+from gancore.training.spec import TrainingSpec
+from gancore.training.streams import StreamBuffers
+from gancore.utils.seed import RngStreams, seed_all
+
+
+class MicroBatches:
+    """The RNG streams and network buffers of the micro-batches `ids` this process runs in a step.
+
+    With one stream in the run, the micro-batch uses the global RNG and the live buffers, as a run
+    without data parallelism does (and its checkpoints record).
+    """
+
+    def __init__(self, networks: Iterable[nn.Module], seed: int, ids: list[int], n_streams: int,
+                 device: torch.device):
+        self.ids, self.device, self.several = list(ids), device, n_streams > 1
+        self.rngs = RngStreams(seed, self.ids, device) if self.several else None
+        self.buffers = StreamBuffers(networks, self.ids) if self.several else None
+
+    def reseed(self, seed: int) -> None:
+        """Move every stream (and the global RNG) to `seed`'s streams: a rollback's fresh draw."""
+        torch.manual_seed(seed)
+        if self.several:
+            self.rngs = RngStreams(seed, self.ids, self.device)
+
+    def start(self) -> None:
+        if self.several:
+            self.buffers.start_step()
+
+    def end(self) -> None:
+        if self.several:
+            self.buffers.end_step()
+
+    @contextmanager
+    def use(self, k: int) -> Iterator[None]:
+        """Micro-batch `k`'s RNG stream and buffers inside the block."""
+        if not self.several:
+            yield
+            return
+        with self.rngs.use(k), self.buffers.use(k):
+            yield
+
+
+class TrainStep:
+    """The networks of `spec` for `run` and one optimisation step over them.
+
+    Args:
+        spec: what is trained.
+        run: its config (method config, resolution, seed, train settings, stream count).
+        device: the training device.
+        world: the ranks (default: this process's process group, or the single process).
+    """
+
+    def __init__(self, spec: TrainingSpec, run: RunConfig, device: torch.device,
+                 world: distributed.World | None = None):
+        self.spec, self.run, self.device = spec, run, device
+        self.world = world or distributed.current_world()
+        seed_all(run.base.seed)
+        res = run.base.resolution
+        nets = {k: v.to(device) for k, v in spec.build_networks(run.method_cfg, res).items()}
+        self.ema = {k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets}
+        # The targets at initialisation, kept in every checkpoint: the floor training must beat.
+        self.init = {k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets}
+        self.nets = {k: distributed.sync_batchnorm(v, device, self.world) for k, v in nets.items()}
+        distributed.broadcast_state(self.networks().values(), self.world)
+        first = self.world.rank * run.train.grad_accum
+        self.micro = MicroBatches(self.nets.values(), run.base.seed,
+                                  list(range(first, first + run.train.grad_accum)), run.n_streams, device)
+        self.opts = spec.build_optimizers(run.method_cfg, self.nets)
+        self.loss = spec.build_loss(run.method_cfg, self.nets, res)
+        self.phases = spec.phases(run.method_cfg)
+        self.amp_dtype = autocast_dtype(run.train.mixed_precision, spec.precision, device)
+        fp16 = self.amp_dtype == torch.float16
+        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network a checkpoint holds: the trained ones, `<target>_ema`, `<target>_init`."""
+        return {**self.nets, **{f"{k}_ema": v for k, v in self.ema.items()},
+                **{f"{k}_init": v for k, v in self.init.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer and grad-scaler states (the networks are saved apart)."""
+        return {"optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+                "scalers": {k: s.state_dict() for k, s in self.scalers.items()}}
+
+    def load_state_dict(self, networks: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+        """Restore `networks` (as saved from networks()) and state_dict() output."""
+        for name, net in self.networks().items():
+            net.load_state_dict(networks[name])
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, scaler in self.scalers.items():
+            scaler.load_state_dict(state["scalers"][k])
+
+    def __call__(self, real: torch.Tensor | list[torch.Tensor], step: int,
+                 n_img: int) -> dict[str, torch.Tensor]:
+        """One whole step on this process's micro-batches `real` (a tensor: the one micro-batch of
+        a run of one stream); the stats summed over ranks."""
+        stats, _ = self.sum_over_ranks(self.backward_phases(real, step, n_img), [])
+        self.finish(stats, step, n_img)
+        return stats
+
+    def backward_phases(self, real: torch.Tensor | list[torch.Tensor], step: int,
+                        n_img: int) -> dict[str, torch.Tensor]:
+        """Run and step every phase due at `step` after `n_img` images; this rank's stats."""
+        real = [real] if isinstance(real, torch.Tensor) else real
+        stats: dict[str, torch.Tensor] = {}
+        self.micro.start()
+        for phase in self.phases:
+            if not phase.due(step, n_img):
+                continue
+            opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
+            opt.zero_grad(set_to_none=True)
+            loss, phase_stats = self._backward(phase.name, real, scaler)
+            distributed.all_reduce_grads([p for g in opt.param_groups for p in g["params"]], self.world)
+            scaler.step(opt)
+            scaler.update()
+            stats[f"loss/{phase.name}"] = loss
+            stats.update({f"{phase.name}/{k}": v for k, v in phase_stats.items()})
+        self.micro.end()
+        return stats
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _backward(self, phase: str, real: list[torch.Tensor],
+                  scaler: torch.amp.GradScaler) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Backward of each micro-batch's loss / n_streams; its loss and stats summed likewise."""
+        n = self.run.n_streams
+        total: dict[str, torch.Tensor] = {}
+        for k, micro in zip(self.micro.ids, real):
+            with self.micro.use(k), self._autocast():
+                loss, stats = self.loss(phase, micro)
+            scaler.scale(loss / n).backward()
+            for key, v in {"": loss, **stats}.items():
+                share = v.detach().float() / n
+                total[key] = total[key] + share if key in total else share
+        return total.pop(""), total
+
+    def sum_over_ranks(self, stats: dict[str, torch.Tensor],
+                       extra: list[float]) -> tuple[dict[str, torch.Tensor], list[float]]:
+        """`stats` and `extra` numbers summed over ranks in one all-reduce (as they are on one)."""
+        if self.world.size == 1:
+            return stats, extra
+        keys = sorted(stats)
+        values = [torch.stack([stats[k] for k in keys]), torch.tensor(extra, device=self.device)]
+        packed = distributed.all_reduce_sum(torch.cat(values), self.world)
+        return dict(zip(keys, packed[:len(keys)])), packed[len(keys):].tolist()
+
+    def finish(self, stats: dict[str, torch.Tensor], step: int, n_img: int) -> None:
+        """Check the summed losses, share buffers from rank 0, update the EMAs.
+
+        Raises:
+            FloatingPointError: a phase loss was NaN/inf on any rank (the trainer rolls back).
+        """
+        losses = [v for k, v in stats.items() if k.startswith("loss/")]
+        if not bool(torch.isfinite(torch.stack(losses)).all()):
+            raise FloatingPointError(f"non-finite loss at step {step}")
+        distributed.broadcast_state(self.nets.values(), self.world, buffers_only=True)
+        t = self.run.train
+        beta = ema_beta_at(t.ema_beta, t.batch, n_img + t.batch, t.ema_rampup)
+        for k, ema in self.ema.items():
+            update_ema(ema, self.nets[k], beta)
