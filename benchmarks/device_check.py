@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import yaml
 
 from benchmarks import inr_patch
-from benchmarks.harness import load_note, steps_sec
+from benchmarks.harness import TimedStep, load_note, steps_sec
 from benchmarks.train_throughput import machine
 from gancore.config import ShardParams, load_params, read_yaml, with_overrides
 from gancore.data.builtin import build_builtin
@@ -47,7 +47,7 @@ from gancore.data.shards import shard_paths, write_shards
 from gancore.profile import apply_profile
 from gancore.registry import get_method
 from gancore.training.compute import count_flops, peak_memory_gb
-from gancore.training.trainer import RunConfig, Trainer, resolve_device
+from gancore.training.trainer import RunConfig, resolve_device
 from gancore.utils.fsio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,14 +101,14 @@ def method_train(params: Path, method: str) -> tuple[Any, dict]:
     return with_overrides(p["train"], p[f"method.{method}"].train), p
 
 
-def make_trainer(params: Path, method: str, resolution: int, precision: str, tmp: Path,
-                 batch: int | None = None) -> Trainer:
-    """A Trainer built as the train stage builds it, at `precision` and `batch` (None: its own)."""
+def make_trainer(params: Path, method: str, resolution: int, precision: str,
+                 batch: int | None = None) -> TimedStep:
+    """A train step built as the train stage builds it, at `precision` and `batch` (None: its own)."""
     train, p = method_train(params, method)
     train = replace(train, mixed_precision=precision, batch=batch or train.batch, grad_accum=1)
     run = RunConfig(method, p[f"method.{method}"], replace(p["base"], resolution=resolution), train,
                     "device_check")
-    return Trainer(get_method(method), run, [Path("unused.tar")], tmp, progress=False)
+    return TimedStep(get_method(method), run)
 
 
 def _free(device: torch.device) -> None:
@@ -121,7 +121,7 @@ def _free(device: torch.device) -> None:
 # Throughput, FLOPs and MFU
 
 
-def _timed(trainer: Trainer, steps: int) -> dict:
+def _timed(trainer: TimedStep, steps: int) -> dict:
     """img/s, counted FLOPs and peak memory of train_step on one random batch."""
     t = trainer.run.train
     res = trainer.run.base.resolution
@@ -137,8 +137,7 @@ def _timed(trainer: Trainer, steps: int) -> dict:
 
 def _measure(params: Path, method: str, resolution: int, precision: str, batch: int,
              steps: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        return _timed(make_trainer(params, method, resolution, precision, Path(tmp), batch), steps)
+    return _timed(make_trainer(params, method, resolution, precision, batch), steps)
 
 
 def throughput_row(params: Path, method: str, resolution: int, precision: str, steps: int,
@@ -172,7 +171,7 @@ def throughput_row(params: Path, method: str, resolution: int, precision: str, s
 # fp32 vs bf16 agreement
 
 
-def _g_pass(trainer: Trainer, real: torch.Tensor, amp: bool,
+def _g_pass(trainer: TimedStep, real: torch.Tensor, amp: bool,
             seed: int = 0) -> tuple[torch.Tensor, float, torch.Tensor]:
     """G(z), the G-phase loss and G's flattened gradient, all random draws from `seed`."""
     G = trainer.nets["G"]
@@ -189,13 +188,12 @@ def _g_pass(trainer: Trainer, real: torch.Tensor, amp: bool,
 
 def agreement_row(params: Path, method: str, resolution: int) -> dict:
     """fp32 vs bf16 autocast from the same weights, latents, noise and real batch."""
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(params, method, resolution, "off", Path(tmp))
-        torch.manual_seed(1)
-        shape = (trainer.run.train.batch, 3, resolution, resolution)
-        real = torch.rand(*shape, device=trainer.device) * 2 - 1
-        img32, loss32, grad32 = _g_pass(trainer, real, amp=False)
-        img16, loss16, grad16 = _g_pass(trainer, real, amp=True)
+    trainer = make_trainer(params, method, resolution, "off")
+    torch.manual_seed(1)
+    shape = (trainer.run.train.batch, 3, resolution, resolution)
+    real = torch.rand(*shape, device=trainer.device) * 2 - 1
+    img32, loss32, grad32 = _g_pass(trainer, real, amp=False)
+    img16, loss16, grad16 = _g_pass(trainer, real, amp=True)
     return {"method": method, "resolution": resolution, "loss_fp32": round(loss32, 5),
             "loss_bf16": round(loss16, 5),
             "g_out_rel_err": round(float((img16 - img32).norm() / img32.norm()), 5),
@@ -228,7 +226,7 @@ def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path
             "loader_over_demand": ratio}
 
 
-def _variant_rate(trainer: Trainer, steps: int, memory_format: torch.memory_format) -> float:
+def _variant_rate(trainer: TimedStep, steps: int, memory_format: torch.memory_format) -> float:
     res, batch = trainer.run.base.resolution, trainer.run.train.batch
     real = torch.rand(batch, 3, res, res, device=trainer.device) * 2 - 1
     real = real.contiguous(memory_format=memory_format)
@@ -244,20 +242,19 @@ def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> lis
                 f"compile ({backend})": (torch.contiguous_format, backend)}
     rows = []
     for name, (memory_format, compile_backend) in variants.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            try:
-                trainer = make_trainer(params, "fastgan", resolution, "off", Path(tmp))
-                for net in trainer.nets.values():
-                    net.to(memory_format=memory_format)
-                    if compile_backend:
-                        net.compile(backend=compile_backend)
-                rate = _variant_rate(trainer, steps, memory_format)
-                rows.append({"variant": name, "img_per_sec": round(rate, 2),
-                             "setup_sec": round(time.perf_counter() - t0, 1)})
-            except Exception as e:  # a variant that fails is a finding, not a crash of the check
-                error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
-                rows.append({"variant": name, "error": error})
+        t0 = time.perf_counter()
+        try:
+            trainer = make_trainer(params, "fastgan", resolution, "off")
+            for net in trainer.nets.values():
+                net.to(memory_format=memory_format)
+                if compile_backend:
+                    net.compile(backend=compile_backend)
+            rate = _variant_rate(trainer, steps, memory_format)
+            rows.append({"variant": name, "img_per_sec": round(rate, 2),
+                         "setup_sec": round(time.perf_counter() - t0, 1)})
+        except Exception as e:  # a variant that fails is a finding, not a crash of the check
+            error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
+            rows.append({"variant": name, "error": error})
     eager = rows[0].get("img_per_sec")
     for r in rows:
         r["vs_eager"] = round(r["img_per_sec"] / eager, 2) if eager and "img_per_sec" in r else None

@@ -13,8 +13,30 @@ from typing import Any, Callable
 
 import torch
 
+from gancore.training.run import RunConfig, resolve_device
+from gancore.training.spec import TrainingSpec
+from gancore.training.step import TrainStep
+
 StepFn = Callable[[], Any]
 """One training step (or one batch of work) of a configuration, ready to call."""
+
+
+class TimedStep:
+    """A TrainStep of `spec` for `run` on its train.device, stepped as the training loop steps it
+    (steps and images counted from 0, so lazy phases fall on their steps), without data loading or
+    checkpoints: what the benchmarks time."""
+
+    def __init__(self, spec: TrainingSpec, run: RunConfig):
+        self.step = TrainStep(spec, run, resolve_device(run.train.device))
+        self.run, self.device, self.nets = run, self.step.device, self.step.nets
+        self.loss, self.amp_dtype, self.G_ema = self.step.loss, self.step.amp_dtype, self.step.ema["G"]
+        self.n_step = self.n_img = 0
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One step on the batch `real` (N, 3, R, R) in [-1, 1]."""
+        stats = self.step(real, self.n_step, self.n_img)
+        self.n_step, self.n_img = self.n_step + 1, self.n_img + self.run.train.batch
+        return stats
 
 
 def sync() -> None:

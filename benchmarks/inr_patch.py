@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import ChildError, in_child, sync
+from benchmarks.harness import ChildError, TimedStep, in_child, sync
 from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams, load_params
 from gancore.generator import save_generator
 from gancore.methods.inrpatch.networks import build_generator
 from gancore.methods.inrpatch.stage import exported_config, stage_config
 from gancore.registry import get_method
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training.trainer import RunConfig
 from gancore.utils.fsio import atomic_write_json
 
 RESOLUTIONS = (128, 256, 512, 1024)
@@ -55,19 +55,18 @@ def patch_config(base_cfg, resolution: int, teacher_root: Path):
 
 def time_steps(method: str, cfg, resolution: int, batch: int, steps: int, device: str) -> dict:
     """Median seconds of `steps` training steps after an untimed first one (run by in_child)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution),
-                        TrainParams(batch=batch, device=device), "bench")
-        t = Trainer(get_method(method), run, [Path("unused.tar")], tmp, progress=False)
-        real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
-        t.train_step(real)  # step 0: every phase, lazy R1 included
-        times = []
-        for _ in range(steps):
-            sync()
-            t0 = time.perf_counter()
-            t.train_step(real)
-            sync()
-            times.append(time.perf_counter() - t0)
+    run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution),
+                    TrainParams(batch=batch, device=device), "bench")
+    t = TimedStep(get_method(method), run)
+    real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
+    t.train_step(real)  # step 0: every phase, lazy R1 included
+    times = []
+    for _ in range(steps):
+        sync()
+        t0 = time.perf_counter()
+        t.train_step(real)
+        sync()
+        times.append(time.perf_counter() - t0)
     return {"sec_per_step": round(statistics.median(times), 3)}
 
 

@@ -41,12 +41,12 @@ from unittest import mock
 import torch
 from torch import nn
 
-from benchmarks.harness import StepFn, interleaved_sec, load_note, peak_memory_gb
+from benchmarks.harness import StepFn, TimedStep, interleaved_sec, load_note, peak_memory_gb
 from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import get_method
 from gancore.training.compute import count_params
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training.trainer import RunConfig
 
 LWG_PRESETS = {
     "defaults": {"attn_res_layers": [32], "disc_output_size": 1},
@@ -119,7 +119,7 @@ def fastgan_step(resolution: int, batch: int, width_mult: float) -> StepFn:
     spec = get_method("fastgan")
     run = RunConfig("fastgan", spec.config_cls(width_mult=width_mult), BaseParams(seed=0, resolution=resolution),
                     TrainParams(batch=batch), "bench")
-    trainer = Trainer(spec, run, [Path("unused.tar")], tempfile.mkdtemp(prefix="fastgan-"), progress=False)
+    trainer = TimedStep(spec, run)
     real = torch.rand(batch, 3, resolution, resolution, device=trainer.device) * 2 - 1
 
     def step() -> None:

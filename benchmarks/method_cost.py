@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import StepFn, interleaved_sec, peak_memory_gb
+from benchmarks.harness import StepFn, TimedStep, interleaved_sec, peak_memory_gb
 from benchmarks.train_throughput import machine
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import get_method
 from gancore.training.compute import count_params, gmacs_per_image
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training.trainer import RunConfig
 
 PAPER = {  # (method, resolution): (params M, GMACs or None)
     ("pixelfolder", 256): (20.84, 23.78), ("cips", 256): (44.32, 223.36),
@@ -64,17 +63,17 @@ def cost_row(method: str, resolution: int) -> dict:
             "gmacs_diff_pct": _pct(gmacs, paper_gmacs)}
 
 
-def _trainer(method: str, overrides: dict, resolution: int, batch: int, tmp: str) -> Trainer:
+def _trainer(method: str, overrides: dict, resolution: int, batch: int) -> TimedStep:
     spec = get_method(method)
     cfg = spec.config_cls(**overrides)
     run = RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution),
                     TrainParams(batch=batch, device="auto"), "bench")
-    return Trainer(spec, run, [Path("unused.tar")], tmp, progress=False)
+    return TimedStep(spec, run)
 
 
 def train_step(method: str, overrides: dict, resolution: int, batch: int) -> StepFn:
     """One Trainer.train_step of `method` on a fixed random batch (its trainer kept alive by the closure)."""
-    t = _trainer(method, overrides, resolution, batch, tempfile.mkdtemp(prefix=f"{method}-"))
+    t = _trainer(method, overrides, resolution, batch)
     real = torch.rand(batch, 3, resolution, resolution, device=t.device) * 2 - 1
 
     def step() -> None:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import steps_sec
+from benchmarks.harness import TimedStep, steps_sec
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import MethodSpec, get_method
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training.trainer import RunConfig
 
 
 def machine() -> str:
@@ -32,18 +31,17 @@ def machine() -> str:
             f"(torch {torch.__version__})")
 
 
-def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> tuple[Trainer, float]:
-    """Seconds of `n_steps` Trainer.train_step calls on one random batch, after `warmup` steps."""
+def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> tuple[TimedStep, float]:
+    """Seconds of `n_steps` train steps on one random batch, after `warmup` steps."""
     shape = (run.train.batch, 3, run.base.resolution, run.base.resolution)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(spec, run, [Path("unused.tar")], tmp, progress=False)
-        real = torch.rand(*shape, device=trainer.device) * 2 - 1
-        for _ in range(warmup):
-            trainer.train_step(real)
-        return trainer, steps_sec(lambda: trainer.train_step(real), n_steps)
+    trainer = TimedStep(spec, run)
+    real = torch.rand(*shape, device=trainer.device) * 2 - 1
+    for _ in range(warmup):
+        trainer.train_step(real)
+    return trainer, steps_sec(lambda: trainer.train_step(real), n_steps)
 
 
-def ledger(trainer: Trainer, n_img: int, sec: float) -> dict:
+def ledger(trainer: TimedStep, n_img: int, sec: float) -> dict:
     """Parameters, GMACs, throughput and memory of a timed trainer."""
     return {"params": {k: count_params(v) for k, v in trainer.nets.items()},
             "g_gmacs_per_img": round(gmacs_per_image(trainer.G_ema), 4),

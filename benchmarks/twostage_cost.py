@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from functools import partial
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import interleaved_sec, load_note
+from benchmarks.harness import TimedStep, interleaved_sec, load_note
 from benchmarks.train_throughput import ledger, machine
 from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
 from gancore.config import AutoencoderParams, BaseParams, CompressParams, DecoderParams, TrainParams
 from gancore.registry import MethodSpec, get_method
-from gancore.training.trainer import RunConfig, Trainer
+from gancore.training.trainer import RunConfig
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 
@@ -65,14 +64,13 @@ def _timed_interleaved(parts: dict[str, tuple[MethodSpec, RunConfig]], steps: in
                        rounds: int) -> dict[str, dict]:
     """Ledger per part: every part's Trainer built first, then timed round by round in turn
     (benchmarks.harness.interleaved_sec: the median of `rounds`), so load changes hit all parts."""
-    with tempfile.TemporaryDirectory() as tmp:
-        trainers, step_fns = {}, {}
-        for i, (name, (spec, run)) in enumerate(parts.items()):
-            trainer = Trainer(spec, run, [Path("unused.tar")], Path(tmp) / str(i), progress=False)
-            side = run.base.resolution
-            real = torch.rand(run.train.batch, 3, side, side, device=trainer.device) * 2 - 1
-            trainers[name], step_fns[name] = trainer, partial(trainer.train_step, real)
-        sec = interleaved_sec(step_fns, rounds, steps, warmup)
+    trainers, step_fns = {}, {}
+    for name, (spec, run) in parts.items():
+        trainer = TimedStep(spec, run)
+        side = run.base.resolution
+        real = torch.rand(run.train.batch, 3, side, side, device=trainer.device) * 2 - 1
+        trainers[name], step_fns[name] = trainer, partial(trainer.train_step, real)
+    sec = interleaved_sec(step_fns, rounds, steps, warmup)
     return {name: ledger(trainers[name], steps * run.train.batch, sec[name])
             for name, (_, run) in parts.items()}
 

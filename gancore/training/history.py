@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 
 class History:
     """Training curve rows in `history.jsonl`, cut back to the resumed point.
@@ -46,3 +48,15 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
         except json.JSONDecodeError:
             break
     return rows
+
+
+def window_row(window: list[dict[str, torch.Tensor]], wall_sec: float, batch: int, n_img: int,
+               skipped: int) -> dict[str, float]:
+    """The log row of the steps in `window` (their stats averaged; a phase may start or stop in a
+    window): throughput over `wall_sec`, kimg so far, samples skipped so far."""
+    keys = dict.fromkeys(k for w in window for k in w)
+    row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
+    row["perf/img_per_sec"] = len(window) * batch / max(wall_sec, 1e-9)
+    row["perf/kimg"] = n_img / 1000
+    row["data/skipped_samples"] = float(skipped)
+    return row

@@ -24,11 +24,11 @@ from gancore.training import distributed
 from gancore.training.batches import BatchStreams
 from gancore.training.callbacks import Callback
 from gancore.training.checkpointer import LOCK_FILE, Checkpointer
-from gancore.training.history import History, read_history
+from gancore.training.history import History, read_history, window_row
 from gancore.training.run import RESUMABLE_KEYS, RunConfig, TrainState, autocast_dtype, resolve_device
 from gancore.training.spec import TrainingSpec
-from gancore.training.step import TrainStep
 from gancore.training.sigterm import Sigterm, StopWhileLoading
+from gancore.training.step import TrainStep
 from gancore.training.summary import summary
 
 __all__ = ["Trainer", "TrainingInterrupted", "RunConfig", "TrainState", "RESUMABLE_KEYS", "LOCK_FILE",
@@ -71,8 +71,6 @@ class Trainer:
         self.sigterm = Sigterm(single_process=self.world.size == 1)
         self._skipped_all_ranks = 0
 
-    # -- what tests, stages and exports read -----------------------------------------
-
     nets = property(lambda self: self.step.nets, doc="The trained networks.")
     opts = property(lambda self: self.step.opts, doc="The optimizers.")
     loss = property(lambda self: self.step.loss, lambda self, fn: setattr(self.step, "loss", fn),
@@ -86,8 +84,6 @@ class Trainer:
 
     def _all_nets(self) -> dict[str, torch.nn.Module]:
         return self.step.networks()
-
-    # -- checkpoints ----------------------------------------------------------------
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step and prune old ones (rank 0; every rank waits)."""
@@ -111,12 +107,10 @@ class Trainer:
         """Hold the lock of `ckpt_dir` while training (RunLocked for a second process)."""
         return self.checkpoints.locked()
 
-    # -- one step -------------------------------------------------------------------
-
     def train_step(self, real: torch.Tensor | list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Run every due phase on this rank's micro-batches `real` (a tensor: the one micro-batch of
-        a run of one stream) and update the EMAs; agree with
-        the other ranks on a stop request and the skipped samples on the way.
+        a run of one stream) and update the EMAs; agree with the other ranks on a stop request and
+        the skipped samples on the way.
 
         Raises:
             FloatingPointError: a phase loss was NaN/inf on any rank (handled with a rollback).
@@ -131,8 +125,6 @@ class Trainer:
         s.step += 1
         s.n_img += self.run.train.batch
         return stats
-
-    # -- the loop -------------------------------------------------------------------
 
     def _rollback(self, error: FloatingPointError) -> Iterator[list[torch.Tensor]]:
         n = self.state.nan_rollbacks + 1
@@ -207,11 +199,7 @@ class Trainer:
         bar.close()
 
     def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm) -> dict[str, float]:
-        keys = dict.fromkeys(k for w in window for k in w)  # phases may start or stop in a window
-        row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
-        row["perf/img_per_sec"] = len(window) * self.run.train.batch / max(wall_sec, 1e-9)
-        row["perf/kimg"] = self.state.n_img / 1000
-        row["data/skipped_samples"] = float(self.n_skipped())
+        row = window_row(window, wall_sec, self.run.train.batch, self.state.n_img, self.n_skipped())
         for callback in self.callbacks:
             callback.on_log(self, row)
         bar.set_postfix({"img/s": f"{row['perf/img_per_sec']:.1f}",
