@@ -13,8 +13,9 @@ Two-stage generators (kind "twostage") hold a sampler folder and a decoder folde
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import safe_open

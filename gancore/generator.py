@@ -11,8 +11,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gancore.artifacts import (FORMAT, MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES, generator_file, load_network,
-                               load_weights, read_config, require_field, save_generator, save_networks)
+from gancore.artifacts import (
+    FORMAT,
+    MAX_CONFIG_BYTES,
+    MAX_WEIGHTS_BYTES,
+    generator_file,
+    load_network,
+    load_weights,
+    read_config,
+    require_field,
+    save_generator,
+    save_networks,
+)
 from gancore.registry import load_method_generator
 from gancore.sampling import render, renderer, sample, to_uint8
 from gancore.twostage.assembled import load_twostage

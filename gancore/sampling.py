@@ -7,7 +7,7 @@ outside the training frame [-1, 1] (outpainting); other generators raise a clear
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

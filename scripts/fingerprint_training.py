@@ -73,8 +73,9 @@ def fingerprints(tmp: Path) -> dict[str, str]:
 
 def tiny_params(tmp: Path) -> Path:
     """tests/tiny.py's params with every method tiny, tracking off and every checkpoint kept."""
-    from benchmarks.learnability import TINY_OVERRIDES
     from tiny import tiny_params as shrunk
+
+    from benchmarks.learnability import TINY_OVERRIDES
 
     path = shrunk(tmp)
     p = yaml.safe_load(path.read_text())
@@ -91,8 +92,9 @@ def tiny_params(tmp: Path) -> Path:
 
 
 def train_all(tmp: Path) -> None:
-    from stages import builtin, compress, shard, train, train_decoder, train_inr
     from tiny import stage_argv
+
+    from stages import builtin, compress, shard, train, train_decoder, train_inr
 
     params = tiny_params(tmp)
     P = ["--params", str(params)]

@@ -36,7 +36,7 @@ class Codec(nn.Module):
     """Raw codes divided by this look like a low-resolution image in [-1, 1]."""
     previewable: ClassVar[bool] = True
     """Whether `preview` means something: codes that are a low-resolution image (not learned codes)."""
-    training_spec: ClassVar["TrainingSpec | None"] = None
+    training_spec: ClassVar[TrainingSpec | None] = None
     """How the generic trainer trains the codec (None: a fixed codec, nothing to train)."""
     config_fields: ClassVar[tuple[str, ...] | None] = None
     """The CompressParams fields that define this codec (None: all); the others stay out of its
@@ -70,7 +70,7 @@ class Codec(nn.Module):
         """Parameters of `synthesise` a decoder may fine-tune (none for a fixed codec)."""
         return []
 
-    def renormalised(self, lo: list[float], hi: list[float]) -> "Codec":
+    def renormalised(self, lo: list[float], hi: list[float]) -> Codec:
         """A copy with other normalisation statistics (same weights), in eval mode."""
         codec = copy.deepcopy(self).eval()
         codec.lo.copy_(torch.tensor(lo))

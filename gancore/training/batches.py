@@ -8,8 +8,8 @@ one micro-batch is the whole batch and takes every row.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 class Callback:
     """Hooks of the loop, all no-ops here."""
 
-    def on_step(self, trainer: "Trainer", stats: dict[str, torch.Tensor]) -> None:
+    def on_step(self, trainer: Trainer, stats: dict[str, torch.Tensor]) -> None:
         """After every completed step: `trainer.state` holds its step and n_img, `stats` its
         losses (summed over ranks). E.g. count FLOPs, or evaluate when n_img crosses a multiple
         of some kimg."""
 
-    def on_log(self, trainer: "Trainer", row: dict[str, float]) -> None:
+    def on_log(self, trainer: Trainer, row: dict[str, float]) -> None:
         """Before a log row goes to the tracker and history.jsonl: entries added to `row` are
         logged with it (at step trainer.state.n_img)."""

@@ -7,8 +7,9 @@ autoencoder codec train through a plain TrainingSpec (they generate nothing from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn

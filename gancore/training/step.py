@@ -11,8 +11,9 @@ same gradients.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from gancore.training.trainer import Trainer
 
 
-def summary(trainer: "Trainer", resumed: bool) -> dict[str, Any]:
+def summary(trainer: Trainer, resumed: bool) -> dict[str, Any]:
     """Compute ledger and final state of `trainer`'s run."""
     s, step = trainer.state, trainer.step
     return {

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -25,9 +26,15 @@ from gancore.training.batches import BatchStreams
 from gancore.training.callbacks import Callback
 from gancore.training.checkpointer import LOCK_FILE, Checkpointer
 from gancore.training.history import History, read_history, window_row
-from gancore.training.run import RESUMABLE_KEYS, RunConfig, TrainState, autocast_dtype, resolve_device
-from gancore.training.spec import TrainingSpec
+from gancore.training.run import (
+    RESUMABLE_KEYS,
+    RunConfig,
+    TrainState,
+    autocast_dtype,
+    resolve_device,
+)
 from gancore.training.sigterm import Sigterm, StopWhileLoading
+from gancore.training.spec import TrainingSpec
 from gancore.training.step import TrainStep
 from gancore.training.summary import summary
 
