@@ -10,18 +10,19 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
 from gancore.tracking.base import NullTracker, Tracker
-from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
+from gancore.training.spec import TrainingSpec
+from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
-
 
 TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
               "mixed_precision", "max_nan_retries", "decode_threads", "shuffle_buffer", "xflip")
@@ -228,6 +229,25 @@ def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_pat
     """
     with trainer.locked():
         return _tracked_fit(trainer, stage, params, params_path, export, shards, **tags)
+
+
+def run_training(stage: str, spec: TrainingSpec, run: RunConfig, shard_paths: list[Path],
+                 params: dict[str, Any], args: argparse.Namespace,
+                 export: Callable[[Trainer, dict[str, Any], str | None], None], **tags: str) -> int:
+    """The lifecycle every training stage shares: this function owns the tracker, trains `spec`
+    for `run` in <--ckpt-root>/<run identity> (a rerun resumes it, a changed config trains afresh
+    in its own folder) inside one MLflow run (`tracked_fit`), and calls `export(trainer, summary,
+    run_id)` once training finished (rank 0). `args` holds --params, --ckpt-root, --shards and
+    --no-progress.
+
+    Returns:
+        0 when finished, 143 after SIGTERM (checkpoint saved).
+    """
+    tracker = make_tracker(params["track"], args.params)
+    trainer = Trainer(spec, run, shard_paths, Path(args.ckpt_root) / run.identity_hash()[:16], tracker,
+                      progress=not args.no_progress)
+    return tracked_fit(trainer, stage, params, args.params, lambda s, rid: export(trainer, s, rid),
+                       shards=args.shards, **tags)
 
 
 def read_run_link(path: Path) -> str | None:

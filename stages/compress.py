@@ -9,20 +9,11 @@ codes, code shards of both splits, and its held-out reconstruction quality (PSNR
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
 
-from gancore.compress.codec import Codec, build_codec, save_codec
-from gancore.compress.codes import fit_normalisation, write_code_shards
 from gancore.config import load_params
-from gancore.data.shards import train_shards
-from gancore.eval.evaluate import read_split
-from gancore.runtime import (log_ledger, make_tracker, own_train_params, record_stage, run_main, stage_parser,
-                             tracked_fit, train_keys, write_curve)
-from gancore.training.trainer import RunConfig, Trainer
-from gancore.twostage.decoders import CodecDecoder
-from gancore.twostage.training import reconstruction_quality
-from gancore.utils.fsio import atomic_write_json
+from gancore.runs.codec import compress
+from gancore.runtime import run_main, stage_parser, train_keys
 
 PARAMS_ARG = "--pipeline"
 
@@ -43,66 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--curve", default=None, help="training curve CSV (a header alone for a fixed codec)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    p = load_params(args.params, params_for(args.pipeline))
-    params, stage = p[f"twostage.{args.pipeline}.compress"], f"compress@{args.pipeline}"
-    codec = build_codec(params, p["base"].resolution)
-    if not codec.trainable:
-        metrics, fingerprint, files = _finish(codec, None, {}, args, p)
-        if args.curve:
-            write_curve(None, args.curve)
-        record_stage(stage, p, args.params, {}, _scalars(metrics), files, (args.shards, "training"),
-                     pipeline=args.pipeline, dataset_fingerprint=fingerprint)
-        return 0
-    paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    a = params.autoencoder
-    run = RunConfig(params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint)
-    trainer = Trainer(codec.training_spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
-                      make_tracker(p["track"], args.params), progress=not args.no_progress)
-
-    def export(summary: dict, run_id: str | None) -> None:
-        metrics, _, files = _finish(trainer.G_ema, trainer.G_init, {"train": summary}, args, p)
-        if args.curve:
-            write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-        log_ledger(trainer.tracker, summary)
-        trainer.tracker.log_metrics(_scalars(metrics), step=summary["n_img"])
-        for f in files:
-            trainer.tracker.log_artifact(f)
-
-    return tracked_fit(trainer, stage, p, args.params, export, shards=args.shards, pipeline=args.pipeline)
-
-
-def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: dict
-            ) -> tuple[dict[str, Any], str, list[Path]]:
-    """Normalise, encode both splits, save the codec, score its held-out reconstructions.
-
-    Returns:
-        (metrics written to --metrics, fingerprint of the train code shards, files to log).
-    """
-    resolution = p["base"].resolution
-    codec, init = codec.cpu(), None if init is None else init.cpu()  # encoding runs on the CPU
-    lo, hi = fit_normalisation(codec, args.shards)
-    codec = codec.renormalised(lo, hi)
-    out = Path(args.out)
-    manifest = write_code_shards(args.shards, out / "shards", codec, p["shard.max_per_shard"])
-    save_codec(out / "codec", codec, extra={"source_fingerprint": manifest["source_fingerprint"]},
-               init=None if init is None else init.renormalised(lo, hi))
-    real = read_split(args.shards, "eval")
-    quality = reconstruction_quality(CodecDecoder(codec), codec, real)
-    metrics = {**manifest["counts"], "code_shape": list(codec.code_shape),
-               "compression_ratio": (3 * resolution**2) / codec.code_shape[0] / codec.code_px**2,
-               "norm_lo": lo, "norm_hi": hi,
-               "reconstruction": {"psnr_db": quality["psnr_db"], "ssim": quality["ssim"], "n_eval": len(real)},
-               **extra}
-    atomic_write_json(args.metrics, metrics)
-    print(f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
-          f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
-          f"SSIM {quality['ssim']:.3f} -> {out}")
-    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json"]
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {**out, **{f"reconstruction/{k}": v for k, v in metrics["reconstruction"].items()}}
+    return compress(args, load_params(args.params, params_for(args.pipeline)))
 
 
 if __name__ == "__main__":

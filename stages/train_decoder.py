@@ -8,25 +8,11 @@ sits on the codec at initialisation, so an assembled G_init is an untrained pipe
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
-import torch
-
-from gancore.compress.codec import codec_config, load_codec
-from gancore.config import flatten, load_params
-from gancore.data.shards import train_shards
-from gancore.eval.evaluate import read_split
-from gancore.runtime import (TRAIN_KEYS, declared_params, log_ledger, log_shards, make_tracker, own_train_params,
-                             process_start_ms, run_main, run_tags, tracked_fit, train_keys, training_parser,
-                             write_curve)
-from gancore.training.compute import count_params, gmacs_per_image
-from gancore.tracking.base import Tracker
-from gancore.training.trainer import RunConfig, Trainer
-from gancore.twostage.training import (DECODER_SPEC, DecoderRun, build_decoder_run, initial_decoder, load_decoder,
-                                       reconstruction_quality, save_decoder)
-from gancore.utils.fsio import atomic_write_json
-from gancore.utils.grid import save_grid
+from gancore.config import load_params
+from gancore.runs.decoder import train
+from gancore.runtime import TRAIN_KEYS, run_main, train_keys, training_parser
 
 PARAMS_ARG = "--pipeline"
 __all__ = ["TRAIN_KEYS", "params_for", "main"]
@@ -43,74 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", default="data/shards", help="image shards (the targets)")
     parser.add_argument("--codec", required=True, help="codec folder written by the compress stage")
     args = parser.parse_args(argv)
-    p = load_params(args.params, params_for(args.pipeline))
-    d = p[f"twostage.{args.pipeline}.decoder"]
-    paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    cfg = DecoderRun(decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec))
-    stage = f"train_decoder@{args.pipeline}"
-    if d.total_kimg == 0:  # arch codec only (validated): the codec's own decoder as it is
-        return _export_untrained(cfg, stage, p, args)
-    run = RunConfig("decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint)
-    trainer = Trainer(DECODER_SPEC, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
-                      make_tracker(p["track"], args.params), progress=not args.no_progress)
-    return tracked_fit(trainer, stage, p, args.params,
-                       lambda s, rid: _export(trainer.G_ema, trainer.G_init, trainer.tracker, cfg, s, args, rid,
-                                              trainer.ckpt_dir / "history.jsonl"),
-                       shards=args.shards, pipeline=args.pipeline)
-
-
-def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
-    """Export the decoder built over the codec without training, in a finished MLflow run all the same."""
-    decoder = build_decoder_run(cfg).eval()
-    summary = {"method": "decoder", "steps": 0, "n_img": 0, "kimg": 0.0, "train_sec": 0.0,
-               "fine_tuned": False, "params": {"G": count_params(decoder)},
-               "g_gmacs_per_img": gmacs_per_image(decoder)}
-    tracker = make_tracker(p["track"], args.params)
-    run_id = tracker.start(stage, run_tags(stage, p, args.params, pipeline=args.pipeline),
-                           start_ms=process_start_ms())
-    tracker.log_params({**declared_params(p), **flatten({"resolved": {"codec": cfg.codec}})})
-    log_shards(tracker, args.shards, args.params, "training")
-    status = "FAILED"
-    try:
-        _export(decoder, decoder, tracker, cfg, summary, args, run_id, None)
-        status = "FINISHED"
-    finally:
-        tracker.close(status)
-    return 0
-
-
-def _export(G_ema: torch.nn.Module, G_init: torch.nn.Module, tracker: Tracker, cfg: DecoderRun, summary: dict,
-            args, run_id: str | None, history: Path | None) -> None:
-    """Save the decoder (G_init on the codec at initialisation), score it, log it."""
-    out = Path(args.out)
-    folder = save_decoder(out / "decoder", cfg, {"G_ema": G_ema, "G_init": initial_decoder(cfg, G_init)},
-                          extra={"train": summary})
-    real = read_split(args.shards, "eval")
-    decoder, codec = load_decoder(folder), load_codec(args.codec)
-    quality = {"reconstruction": reconstruction_quality(decoder, codec, real),
-               "reconstruction_init": reconstruction_quality(load_decoder(folder, "G_init"), codec, real),
-               "n_eval": len(real)}
-    _grid(decoder, codec, real[:8], out / "reconstructions.png")
-    atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, {**summary, **quality})
-    write_curve(history, args.curve)
-    log_ledger(tracker, summary)
-    tracker.log_metrics({f"{k}/{m}": v for k in ("reconstruction", "reconstruction_init")
-                         for m, v in quality[k].items()}, step=summary["n_img"])
-    tracker.log_artifact(out / "reconstructions.png")
-    tracker.log_artifact(folder, "decoder")
-    r = quality["reconstruction"]
-    print(f"[train_decoder] held-out PSNR {r['psnr_db']:.2f} dB (coarse alone {r['coarse_psnr_db']:.2f}), "
-          f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}")
-
-
-@torch.no_grad()
-def _grid(decoder, codec, real: torch.Tensor, path: Path) -> None:
-    """Rows: real, coarse (no detail), decoded."""
-    x = real.float() / 127.5 - 1
-    code = codec.encode(x)
-    rows = torch.cat([x, codec.coarse(code), decoder(code)]).clamp(-1, 1)
-    save_grid(((rows + 1) * 127.5).round().to(torch.uint8), path, n_cols=len(real))
+    return train(args, load_params(args.params, params_for(args.pipeline)))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gancore.tracking",),
     ("gancore.compare", "gancore.profile"),
     ("gancore.runtime",),
+    ("gancore.runs",),
     ("gancore.cli", "stages", "pipelines", "benchmarks"),
 ]
 """Module-name prefixes by layer, lowest first: a module belongs to the layer of its longest
