@@ -30,6 +30,7 @@ from benchmarks.twostage_cost import autoencoder_run, decoder_run
 from gancore.compare import plot_vs_resolution
 from gancore.config import BaseParams, load_params
 from gancore.registry import MethodSpec, get_method, list_methods
+from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
 
 CPU_RESOLUTIONS = (64, 128, 256)
@@ -39,6 +40,7 @@ PARTS = ("sampler", "decoder:residual", "decoder:unet", "autoencoder")
 
 def _method_run(params: str, method: str, resolution: int) -> tuple[MethodSpec, RunConfig]:
     spec = get_method(method)
+    spec.check_resolution(resolution)
     p = load_params(params, ["train", *([f"method.{method}"] if _in_params(params, method) else [])])
     cfg = p.get(f"method.{method}", spec.config_cls())
     return spec, RunConfig(method, cfg, BaseParams(seed=0, resolution=resolution), p["train"], "bench")
@@ -50,7 +52,7 @@ def _in_params(params: str, method: str) -> bool:
     return method in (yaml.safe_load(Path(params).read_text()).get("method") or {})
 
 
-def spec_run(params: str, name: str, resolution: int) -> tuple[MethodSpec, RunConfig]:
+def spec_run(params: str, name: str, resolution: int) -> tuple[TrainingSpec, RunConfig]:
     """The spec and run config of one row: a registered method, or a two-stage part (PARTS)."""
     if name == "sampler":
         return _method_run(params, "fastgan", resolution // 2)
@@ -83,7 +85,6 @@ def _inference_img_per_sec(G: torch.nn.Module, batch: int, n_batches: int) -> fl
 def measure_train(params: str, name: str, resolution: int, n_steps: int, warmup: int) -> dict:
     """One row (run in a child by in_child): train step ledger and inference throughput."""
     spec, run = spec_run(params, name, resolution)
-    spec.check_resolution(run.base.resolution)
     trainer, sec = time_steps(spec, run, n_steps, warmup)
     row = ledger(trainer, n_steps * run.train.batch, sec)
     row.pop("peak_mem_gb")  # in_child's measure (a fresh process) replaces the in-process one

@@ -18,8 +18,9 @@ import torch
 
 from benchmarks.harness import TimedStep, steps_sec
 from gancore.config import BaseParams, TrainParams
-from gancore.registry import MethodSpec, get_method
+from gancore.registry import get_method
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
+from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
 
 
@@ -31,7 +32,8 @@ def machine() -> str:
             f"(torch {torch.__version__})")
 
 
-def time_steps(spec: MethodSpec, run: RunConfig, n_steps: int, warmup: int) -> tuple[TimedStep, float]:
+def time_steps(spec: TrainingSpec, run: RunConfig, n_steps: int,
+               warmup: int) -> tuple[TimedStep, float]:
     """Seconds of `n_steps` train steps on one random batch, after `warmup` steps."""
     shape = (run.train.batch, 3, run.base.resolution, run.base.resolution)
     trainer = TimedStep(spec, run)

@@ -30,6 +30,7 @@ from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
 from gancore.config import AutoencoderParams, BaseParams, CompressParams, DecoderParams, TrainParams
 from gancore.registry import MethodSpec, get_method
+from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
@@ -41,7 +42,7 @@ def _fastgan_run(resolution: int, width_mult: float, batch: int) -> tuple[Method
 
 
 def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int, batch: int,
-                adversarial: bool = False) -> tuple[MethodSpec, RunConfig]:
+                adversarial: bool = False) -> tuple[TrainingSpec, RunConfig]:
     """The decoder part's spec and run config over a wavelet codec of `levels`; `adversarial`:
     ESRGAN-W fine-tuning from the first step (phases G and D, default patch D), no pre-training."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
@@ -52,7 +53,7 @@ def decoder_run(arch: str, resolution: int, levels: int, width: int, blocks: int
 
 
 def autoencoder_run(resolution: int, levels: int, channels: int, width: int, blocks: int, batch: int
-                    ) -> tuple[MethodSpec, RunConfig]:
+                    ) -> tuple[TrainingSpec, RunConfig]:
     """The autoencoder's (compress-stage training) spec and run config."""
     cfg = CompressParams(method="autoencoder", levels=levels, channels=channels,
                          autoencoder=AutoencoderParams(width=width, blocks=blocks, batch=batch))
@@ -60,7 +61,7 @@ def autoencoder_run(resolution: int, levels: int, channels: int, width: int, blo
                                        TrainParams(batch=batch), "bench")
 
 
-def _timed_interleaved(parts: dict[str, tuple[MethodSpec, RunConfig]], steps: int, warmup: int,
+def _timed_interleaved(parts: dict[str, tuple[TrainingSpec, RunConfig]], steps: int, warmup: int,
                        rounds: int) -> dict[str, dict]:
     """Ledger per part: every part's Trainer built first, then timed round by round in turn
     (benchmarks.harness.interleaved_sec: the median of `rounds`), so load changes hit all parts."""
