@@ -21,8 +21,8 @@ from gancore.eval.evaluate import load_reference, read_split, score
 from gancore.eval.features import EL0Features
 from gancore.generator import sample
 from gancore.registry import get_method
-from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
 from gancore.training.callbacks import Callback
+from gancore.training.ema import ema_beta_at, recalibrate_batchnorm, update_ema
 from gancore.training.trainer import RunConfig, Trainer
 
 RAMPUPS = (0.0, 0.02, 0.05, 0.10)
