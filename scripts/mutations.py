@@ -48,7 +48,7 @@ MUTATIONS = (
              "loss = -logits.float().mean()", "loss = logits.float().mean()"),
     Mutation("stylegan2_g_sign",
              "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
-             "gancore/nn/stylegan2.py",
+             "gancore/methods/stylegan2_family.py",
              "return F.softplus(-fake_logits.float()).mean()",
              "return F.softplus(fake_logits.float()).mean()"),
     Mutation("fastgan_d_fake_sign", "FastGAN: the fake term's sign flipped in D's hinge loss",
