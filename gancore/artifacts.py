@@ -35,13 +35,19 @@ def _weights(G: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in G.state_dict().items()}
 
 
-def save_networks(out_dir: str | Path, config: dict[str, Any], weights: dict[str, nn.Module],
-                  bn_batches: int = 0, seed: int = 0) -> Path:
+def save_networks(
+    out_dir: str | Path,
+    config: dict[str, Any],
+    weights: dict[str, nn.Module],
+    bn_batches: int = 0,
+    seed: int = 0,
+) -> Path:
     """Write `config.json` and one safetensors file per network into a folder, atomically.
 
     Each network is copied and its BatchNorm statistics recalibrated over `bn_batches` batches of
     latents (0 = keep them; networks without BatchNorm are saved as they are).
     """
+
     def fill(tmp: Path) -> None:
         for name, net in weights.items():
             net = copy.deepcopy(net)
@@ -52,9 +58,16 @@ def save_networks(out_dir: str | Path, config: dict[str, Any], weights: dict[str
     return atomic_dir(out_dir, fill)
 
 
-def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution: int,
-                   weights: dict[str, nn.Module], bn_batches: int, seed: int,
-                   extra: dict[str, Any] | None = None) -> Path:
+def save_generator(
+    out_dir: str | Path,
+    method: str,
+    method_cfg: Any,
+    resolution: int,
+    weights: dict[str, nn.Module],
+    bn_batches: int,
+    seed: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a generator folder; each network is copied and its BatchNorm statistics recalibrated.
 
     Args:
@@ -64,10 +77,17 @@ def save_generator(out_dir: str | Path, method: str, method_cfg: Any, resolution
         extra: more fields for config.json (e.g. the training summary).
     """
     first = next(iter(weights.values()))
-    config = {"format": FORMAT, "kind": "single", "method": method,
-              "method_config": to_dict(method_cfg), "resolution": resolution,
-              "z_dim": first.z_dim, "main": next(iter(weights)),
-              "bn_recalibration": {"batches": bn_batches, "seed": seed}, **(extra or {})}
+    config = {
+        "format": FORMAT,
+        "kind": "single",
+        "method": method,
+        "method_config": to_dict(method_cfg),
+        "resolution": resolution,
+        "z_dim": first.z_dim,
+        "main": next(iter(weights)),
+        "bn_recalibration": {"batches": bn_batches, "seed": seed},
+        **(extra or {}),
+    }
     return save_networks(out_dir, config, weights, bn_batches, seed)
 
 
@@ -92,8 +112,9 @@ def generator_file(folder: str | Path, name: Any, max_bytes: int) -> Path:
     except ValueError as e:
         raise DataError(str(e)) from None
     if path.stat().st_size > max_bytes:
-        raise DataError(f"{folder}/{name}: {path.stat().st_size} bytes is over the "
-                        f"{max_bytes}-byte limit")
+        raise DataError(
+            f"{folder}/{name}: {path.stat().st_size} bytes is over the {max_bytes}-byte limit"
+        )
     return path
 
 
@@ -110,7 +131,9 @@ def read_config(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     if config.get("format") != FORMAT:
         raise DataError(f"{path}: unsupported generator format {str(config.get('format'))[:80]!r}")
     if kind is not None and config.get("kind") != kind:
-        raise DataError(f"{path} holds a {str(config.get('kind'))[:80]!r} folder, expected {kind!r}")
+        raise DataError(
+            f"{path} holds a {str(config.get('kind'))[:80]!r} folder, expected {kind!r}"
+        )
     return config
 
 
@@ -120,20 +143,27 @@ def _file_shapes(file: Path) -> dict[str, tuple[int, ...]]:
         with safe_open(str(file), framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # a pickle, a torn or hand-made file: safetensors' own error types
-        raise DataError(f"{file} is not a safetensors file ({type(e).__name__}: {e})"[:300]) from None
+        raise DataError(
+            f"{file} is not a safetensors file ({type(e).__name__}: {e})"[:300]
+        ) from None
 
 
 def _check_shapes(net: nn.Module, file: Path) -> None:
-    """Raise DataError unless `file` holds exactly the tensors of `net`'s state dict, same shapes."""
+    """Raise DataError unless `file` holds exactly the tensors of `net`'s state dict, same
+    shapes."""
     want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     have = _file_shapes(file)
     if want != have:
         wrong = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-        raise DataError(f"{file} does not fit the network its config.json describes: "
-                        f"{len(wrong)} tensors missing, extra or of another shape ({wrong[:3]}...)")
+        raise DataError(
+            f"{file} does not fit the network its config.json describes: "
+            f"{len(wrong)} tensors missing, extra or of another shape ({wrong[:3]}...)"
+        )
 
 
-def load_weights(net: nn.Module, path: str | Path, name: str, device: str | torch.device) -> nn.Module:
+def load_weights(
+    net: nn.Module, path: str | Path, name: str, device: str | torch.device
+) -> nn.Module:
     """Load `<path>/<name>.safetensors` into `net`; return it on `device`, eval mode, frozen.
 
     Raises:
@@ -148,8 +178,9 @@ def load_weights(net: nn.Module, path: str | Path, name: str, device: str | torc
     return net.to(device).eval().requires_grad_(False)
 
 
-def load_network(build: Callable[[], nn.Module], path: str | Path, name: str,
-                 device: str | torch.device) -> nn.Module:
+def load_network(
+    build: Callable[[], nn.Module], path: str | Path, name: str, device: str | torch.device
+) -> nn.Module:
     """`load_weights(build(), ...)`, with the weights' shapes checked against the network built on
     the meta device first: a config.json asking for a huge network fails before any allocation."""
     file = generator_file(path, f"{name}.safetensors", MAX_WEIGHTS_BYTES)
@@ -163,14 +194,20 @@ def require_field(config: dict[str, Any], key: str, kind: type, path: str | Path
     """config[key] of a folder's config.json, checked to be a `kind` (DataError otherwise)."""
     value = config.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(f"{path}/config.json: {key} must be a {kind.__name__}, "
-                        f"got {str(value)[:80]!r}")
+        raise DataError(
+            f"{path}/config.json: {key} must be a {kind.__name__}, got {str(value)[:80]!r}"
+        )
     return value
 
 
-def load_single(path: str | Path, config: dict[str, Any], config_cls: type,
-                build_networks: Callable[[Any, int], dict[str, nn.Module]], which: str | None,
-                device: str | torch.device) -> nn.Module:
+def load_single(
+    path: str | Path,
+    config: dict[str, Any],
+    config_cls: type,
+    build_networks: Callable[[Any, int], dict[str, nn.Module]],
+    which: str | None,
+    device: str | torch.device,
+) -> nn.Module:
     """The "G" of `build_networks(method_config, resolution)` with the weights `which` (default the
     folder's main ones), for a kind "single" folder whose config.json was read as `config`.
 
@@ -179,8 +216,9 @@ def load_single(path: str | Path, config: dict[str, Any], config_cls: type,
     """
     path = Path(path)
     try:
-        cfg = build_dataclass(config_cls, require_field(config, "method_config", dict, path),
-                              "method_config")
+        cfg = build_dataclass(
+            config_cls, require_field(config, "method_config", dict, path), "method_config"
+        )
     except ConfigError as e:  # the same checks as params.yaml, reported as this folder's fault
         raise DataError(f"{path}/config.json: {e.key}: {e.problem}") from None
     resolution = require_field(config, "resolution", int, path)

@@ -27,16 +27,32 @@ from gancore.registry import load_method_generator
 from gancore.sampling import render, renderer, sample, to_uint8
 from gancore.twostage.assembled import load_twostage
 
-__all__ = ["load_generator", "FORMAT", "MAX_CONFIG_BYTES", "MAX_WEIGHTS_BYTES", "generator_file",
-           "load_network", "load_weights", "read_config", "require_field", "save_generator",
-           "save_networks", "render", "renderer", "sample", "to_uint8"]
+__all__ = [
+    "load_generator",
+    "FORMAT",
+    "MAX_CONFIG_BYTES",
+    "MAX_WEIGHTS_BYTES",
+    "generator_file",
+    "load_network",
+    "load_weights",
+    "read_config",
+    "require_field",
+    "save_generator",
+    "save_networks",
+    "render",
+    "renderer",
+    "sample",
+    "to_uint8",
+]
 """load_generator, and the format and sampling functions it is used with (their homes are
 gancore/artifacts.py and gancore/sampling.py)."""
 
 
-def load_generator(path: str | Path, which: str | None = None,
-                   device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a generator from its folder (one network, or an assembled two-stage one), in eval mode.
+def load_generator(
+    path: str | Path, which: str | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """Rebuild a generator from its folder (one network, or an assembled two-stage one), in eval
+    mode.
 
     Args:
         path: folder written by save_generator or by the assemble stage.
@@ -49,5 +65,3 @@ def load_generator(path: str | Path, which: str | None = None,
     if config.get("kind") == "twostage":
         return load_twostage(Path(path), config, which, device)
     return load_method_generator(Path(path), config, which, device)
-
-

@@ -18,8 +18,13 @@ __all__ = ["sample", "render", "renderer", "to_uint8"]
 
 
 @torch.no_grad()
-def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50,
-           forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def sample(
+    G: nn.Module,
+    n_img: int,
+    seed: int,
+    batch: int = 50,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Draw `n_img` images from fixed latents.
 
     Args:
@@ -44,18 +49,23 @@ def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50,
 
 def _check_inr(G: nn.Module) -> None:
     if not callable(getattr(G, "synthesize", None)):
-        raise DataError(f"{type(G).__name__} has no synthesize(z, coords): it renders only its training "
-                        "resolution; --resolution/--extent need an INR generator (cips, inrpatch)")
+        raise DataError(
+            f"{type(G).__name__} has no synthesize(z, coords): it renders only its training "
+            "resolution; --resolution/--extent need an INR generator (cips, inrpatch)"
+        )
 
 
-def render(G: nn.Module, z: torch.Tensor, resolution: int, extent: float = 1.0,
-           tile_px: int = 256) -> torch.Tensor:
+def render(
+    G: nn.Module, z: torch.Tensor, resolution: int, extent: float = 1.0, tile_px: int = 256
+) -> torch.Tensor:
     """Images of an INR generator on a resolution x resolution grid spanning [-extent, extent]^2.
 
     Args:
-        G: a generator with `synthesize(z, coords)`, coords (N, 2, H, W) x then y, [-1, 1] = training frame.
+        G: a generator with `synthesize(z, coords)`, coords (N, 2, H, W) x then y, [-1, 1] =
+            training frame.
         resolution: output side in pixels (any, e.g. 4x the training resolution).
-        extent: half-width of the rendered frame; > 1 renders beyond the training frame (outpainting).
+        extent: half-width of the rendered frame; > 1 renders beyond the training frame
+            (outpainting).
         tile_px: side of the coordinate tiles rendered at once (bounds memory at large sides).
 
     Returns:
@@ -66,22 +76,25 @@ def render(G: nn.Module, z: torch.Tensor, resolution: int, extent: float = 1.0,
     """
     _check_inr(G)
     if resolution < 1 or tile_px < 1 or not extent > 0:
-        raise ValueError(f"resolution {resolution} and tile_px {tile_px} must be >= 1, extent {extent} > 0")
+        raise ValueError(
+            f"resolution {resolution} and tile_px {tile_px} must be >= 1, extent {extent} > 0"
+        )
     axis = torch.linspace(-extent, extent, resolution, device=z.device)
     n, out = z.shape[0], None
     for y0 in range(0, resolution, tile_px):
         for x0 in range(0, resolution, tile_px):
-            xs, ys = axis[x0:x0 + tile_px], axis[y0:y0 + tile_px]
+            xs, ys = axis[x0 : x0 + tile_px], axis[y0 : y0 + tile_px]
             coords = torch.stack([xs[None, :].expand(len(ys), -1), ys[:, None].expand(-1, len(xs))])
             tile = G.synthesize(z, coords[None].expand(n, -1, -1, -1))
             if out is None:
                 out = tile.new_empty(n, tile.shape[1], resolution, resolution)
-            out[:, :, y0:y0 + len(ys), x0:x0 + len(xs)] = tile
+            out[:, :, y0 : y0 + len(ys), x0 : x0 + len(xs)] = tile
     return out.clamp(-1.0, 1.0)
 
 
-def renderer(G: nn.Module, resolution: int, extent: float = 1.0,
-             tile_px: int = 256) -> Callable[[torch.Tensor], torch.Tensor]:
+def renderer(
+    G: nn.Module, resolution: int, extent: float = 1.0, tile_px: int = 256
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """z -> render(G, z, ...): a `forward` for `sample` (checked for `synthesize` at once)."""
     _check_inr(G)
     return lambda z: render(G, z, resolution, extent, tile_px)

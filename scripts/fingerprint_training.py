@@ -51,7 +51,10 @@ def sha(value: Any) -> str:
 
 def _state_without_time(state: dict) -> dict:
     """state.pt less its wall-clock counter (train_sec differs between any two runs)."""
-    return {**state, "train_state": {k: v for k, v in state["train_state"].items() if k != "train_sec"}}
+    return {
+        **state,
+        "train_state": {k: v for k, v in state["train_state"].items() if k != "train_sec"},
+    }
 
 
 def fingerprints(tmp: Path) -> dict[str, str]:
@@ -67,7 +70,9 @@ def fingerprints(tmp: Path) -> dict[str, str]:
             out[rel] = sha(_state_without_time(torch.load(path, weights_only=True)))
         elif path.name == "history.jsonl":
             rows = [json.loads(line) for line in path.read_text().splitlines()]
-            out[rel] = sha([{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows])
+            out[rel] = sha(
+                [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+            )
     return out
 
 
@@ -99,21 +104,60 @@ def train_all(tmp: Path) -> None:
     params = tiny_params(tmp)
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "m/shard.json")]) == 0
+    assert (
+        shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "m/shard.json")]) == 0
+    )
 
     def outputs(name: str) -> list[str]:
-        return ["--out", str(tmp / "runs" / name), "--ckpt-root", str(tmp / "ckpt" / name),
-                "--metrics", str(tmp / "m" / f"{name}.json"), "--curve", str(tmp / "m" / f"{name}.csv"),
-                "--no-progress"]
+        return [
+            "--out",
+            str(tmp / "runs" / name),
+            "--ckpt-root",
+            str(tmp / "ckpt" / name),
+            "--metrics",
+            str(tmp / "m" / f"{name}.json"),
+            "--curve",
+            str(tmp / "m" / f"{name}.csv"),
+            "--no-progress",
+        ]
 
     for method in ("fastgan", "pixelfolder", "cips"):
-        assert train.main([*P, "--method", method, "--shards", str(tmp / "shards"), *outputs(method)]) == 0
+        assert (
+            train.main([*P, "--method", method, "--shards", str(tmp / "shards"), *outputs(method)])
+            == 0
+        )
     accum = ["--params", str(tmp / "params-accum.yaml")]
-    assert train.main([*accum, "--method", "fastgan", "--shards", str(tmp / "shards"),
-                       *outputs("fastgan-accum2")]) == 0
-    assert train_inr.main([*P, "--stage", "1", "--shards", str(tmp / "shards"), *outputs("inr1")]) == 0
-    assert train_inr.main([*P, "--stage", "2", "--teacher", str(tmp / "runs/inr1/generator"),
-                           "--shards", str(tmp / "shards"), *outputs("inr2")]) == 0
+    assert (
+        train.main(
+            [
+                *accum,
+                "--method",
+                "fastgan",
+                "--shards",
+                str(tmp / "shards"),
+                *outputs("fastgan-accum2"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        train_inr.main([*P, "--stage", "1", "--shards", str(tmp / "shards"), *outputs("inr1")]) == 0
+    )
+    assert (
+        train_inr.main(
+            [
+                *P,
+                "--stage",
+                "2",
+                "--teacher",
+                str(tmp / "runs/inr1/generator"),
+                "--shards",
+                str(tmp / "shards"),
+                *outputs("inr2"),
+            ]
+        )
+        == 0
+    )
     for pipeline, parts in (("autoencoder", ("compress",)), ("wavelet", ("compress", "decoder"))):
         argv = stage_argv(params, tmp, pipeline)
         mains = {"compress": compress.main, "sampler": train.main, "decoder": train_decoder.main}

@@ -1,6 +1,6 @@
-"""The import graph of the project's code points down: no cycles, and no module imports a layer above
-its own. The graph is read from the source (ast: nothing is imported or run), lazy imports inside
-functions included, imports only for type checkers (`if TYPE_CHECKING:`) left out."""
+"""The import graph of the project's code points down: no cycles, and no module imports a layer
+above its own. The graph is read from the source (ast: nothing is imported or run), lazy imports
+inside functions included, imports only for type checkers (`if TYPE_CHECKING:`) left out."""
 
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("gancore.eval",),
     ("gancore.registry", "gancore.methods"),
     ("gancore.methods.stylegan2_family",),
-    ("gancore.methods.fastgan", "gancore.methods.pixelfolder", "gancore.methods.cips",
-     "gancore.methods.inrpatch"),
+    (
+        "gancore.methods.fastgan",
+        "gancore.methods.pixelfolder",
+        "gancore.methods.cips",
+        "gancore.methods.inrpatch",
+    ),
     ("gancore.compress",),
     ("gancore.twostage",),
     ("gancore.generator",),
@@ -37,11 +41,15 @@ LAYERS: list[tuple[str, ...]] = [
 matching prefix and may import its own layer and the ones below. The one list of the layers."""
 
 PENDING: dict[tuple[str, str], str] = {
-    ("gancore.config", "gancore.registry"):
-        "params loading builds the method sections through the registry (issue 17 item 4, the "
-        "config schema's owner: validation above the schema)",
-    ("pipelines.cli", "pipelines.flows"):
-        "the Prefect CLI and its flows import each other (issue 20's one CLI, its owner)",
+    (
+        "gancore.config",
+        "gancore.registry",
+    ): "params loading builds the method sections through the registry (issue 17 item 4, the "
+    "config schema's owner: validation above the schema)",
+    (
+        "pipelines.cli",
+        "pipelines.flows",
+    ): "the Prefect CLI and its flows import each other (issue 20's one CLI, its owner)",
 }
 """Imports known to break the layers, each with the work that removes it; listed edges must exist
 (a removed one is struck off here) and are the only exceptions."""
@@ -59,7 +67,8 @@ def _modules() -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
@@ -77,7 +86,7 @@ def _imported_names(tree: ast.AST, module: str, is_package: bool) -> set[str]:
             base = node.module or ""
             if node.level:
                 here = module.split(".") if is_package else module.split(".")[:-1]
-                here = here[:len(here) - node.level + 1]
+                here = here[: len(here) - node.level + 1]
                 base = ".".join([*here, *([node.module] if node.module else [])])
             names.add(base)
             names.update(f"{base}.{a.name}" for a in node.names)
@@ -174,9 +183,12 @@ def test_no_import_cycles(graph):
 
 
 def test_no_module_imports_a_layer_above_its_own(graph):
-    upward = sorted(f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
-                    for m, targets in _without_pending(graph).items() for t in targets
-                    if layer_of(t) > layer_of(m))
+    upward = sorted(
+        f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
+        for m, targets in _without_pending(graph).items()
+        for t in targets
+        if layer_of(t) > layer_of(m)
+    )
     assert upward == []
 
 

@@ -35,15 +35,21 @@ class Codec(nn.Module):
     preview_gain: float = 1.0
     """Raw codes divided by this look like a low-resolution image in [-1, 1]."""
     previewable: ClassVar[bool] = True
-    """Whether `preview` means something: codes that are a low-resolution image (not learned codes)."""
+    """Whether `preview` means something: codes that are a low-resolution image (not learned
+    codes)."""
     training_spec: ClassVar[TrainingSpec | None] = None
     """How the generic trainer trains the codec (None: a fixed codec, nothing to train)."""
     config_fields: ClassVar[tuple[str, ...] | None] = None
     """The CompressParams fields that define this codec (None: all); the others stay out of its
     config, so settings of other codecs never change its identity."""
 
-    def __init__(self, params: CompressParams, resolution: int,
-                 lo: list[float] | None = None, hi: list[float] | None = None):
+    def __init__(
+        self,
+        params: CompressParams,
+        resolution: int,
+        lo: list[float] | None = None,
+        hi: list[float] | None = None,
+    ):
         super().__init__()
         if resolution % 2**params.levels:
             raise DataError(f"{resolution}px images cannot lose {params.levels} halvings")
@@ -101,7 +107,9 @@ class Codec(nn.Module):
     def preview(self, code: torch.Tensor) -> torch.Tensor:
         """Normalised codes -> (N, 3, R/2^L, R/2^L) low-resolution images in about [-1, 1]."""
         if not self.previewable:
-            raise TypeError(f"{type(self).__name__} codes are not low-resolution images: nothing to preview")
+            raise TypeError(
+                f"{type(self).__name__} codes are not low-resolution images: nothing to preview"
+            )
         return self.denormalise(code) / self.preview_gain
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,8 +126,13 @@ class WaveletCodec(Codec):
 
     config_fields = ("method", "levels", "wavelet", "boundary")
 
-    def __init__(self, params: CompressParams, resolution: int,
-                 lo: list[float] | None = None, hi: list[float] | None = None):
+    def __init__(
+        self,
+        params: CompressParams,
+        resolution: int,
+        lo: list[float] | None = None,
+        hi: list[float] | None = None,
+    ):
         super().__init__(params, resolution, lo, hi)
         self.preview_gain = 2.0**params.levels  # the low-pass filter sums to sqrt(2) per axis
 
@@ -140,7 +153,9 @@ class PixelCodec(Codec):
     config_fields = ("method", "levels")
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False)
+        return F.interpolate(
+            x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False
+        )
 
     def synthesise(self, raw: torch.Tensor) -> torch.Tensor:
         return F.interpolate(raw, size=self.resolution, mode="bicubic", align_corners=False)

@@ -20,8 +20,17 @@ from gancore.errors import ConfigError
 from gancore.nn.stylegan2 import Discriminator
 from gancore.registry import MethodSpec, Phase
 
-__all__ = ["StyleGAN2Settings", "d_logistic_loss", "g_nonsaturating_loss", "r1_penalty", "frozen",
-           "StyleGAN2Loss", "stylegan2_phases", "lazy_adam", "stylegan2_method"]
+__all__ = [
+    "StyleGAN2Settings",
+    "d_logistic_loss",
+    "g_nonsaturating_loss",
+    "r1_penalty",
+    "frozen",
+    "StyleGAN2Loss",
+    "stylegan2_phases",
+    "lazy_adam",
+    "stylegan2_method",
+]
 
 
 # ----------------------------------------------------------------------------
@@ -33,11 +42,12 @@ class StyleGAN2Settings(MethodParams):
     """Widths, mapping network and the StyleGAN2 training settings of a StyleGAN2-based method."""
 
     width_mult: float = 1.0
-    """Multiplier on every channel count of G, and of D unless d_width_mult is set (1.0 = the paper's)."""
+    """Multiplier on every channel count of G, and of D unless d_width_mult is set (1.0 = the
+    paper's)."""
     d_width_mult: float | None = None
-    """D's own multiplier (None = width_mult): a G narrowed to fit a CPU still needs a D wide enough to
-    judge it (with G and D at 1/64, CIPS ended worse than its init; a 1/16 D fixed that at about half
-    the step rate, docs/benchmarks.md)."""
+    """D's own multiplier (None = width_mult): a G narrowed to fit a CPU still needs a D wide enough
+    to judge it (with G and D at 1/64, CIPS ended worse than its init; a 1/16 D fixed that at about
+    half the step rate, docs/benchmarks.md)."""
     style_dim: int = 512
     """Size of z and of the style vector w (paper 512)."""
     mapping_layers: int = 8
@@ -51,16 +61,20 @@ class StyleGAN2Settings(MethodParams):
     r1_gamma: float = 10.0
     """R1 weight gamma on real images (paper 10); 0 = no R1 phase."""
     r1_interval: int = 16
-    """Lazy R1: the Dreg phase runs every this many steps, its loss scaled by the interval (paper 16)."""
+    """Lazy R1: the Dreg phase runs every this many steps, its loss scaled by the interval (paper
+    16)."""
     g_reg_interval: int = 4
-    """G's Adam lr and betas are scaled by k/(k+1) for this k, as the official train.py does although
+    """G's Adam lr and betas are scaled by k/(k+1) for this k, as the official train.py does
+    although
     it runs no path-length regularisation; 0 = no scaling."""
 
     def __post_init__(self) -> None:
         if not self.width_mult > 0:
             raise ConfigError("width_mult", f"must be > 0, got {self.width_mult}")
         if self.d_width_mult is not None and not self.d_width_mult > 0:
-            raise ConfigError("d_width_mult", f"must be > 0 or null (= width_mult), got {self.d_width_mult}")
+            raise ConfigError(
+                "d_width_mult", f"must be > 0 or null (= width_mult), got {self.d_width_mult}"
+            )
         for name in ("style_dim", "mapping_layers", "r1_interval"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -81,7 +95,6 @@ class StyleGAN2Settings(MethodParams):
         return self.width_mult if self.d_width_mult is None else self.d_width_mult
 
 
-
 # ----------------------------------------------------------------------------
 # Losses and optimisers
 
@@ -93,7 +106,8 @@ def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tor
 
 @contextmanager
 def frozen(net: nn.Module) -> Iterator[None]:
-    """Inside the block `net`'s parameters take no gradients (a G phase needs none for D); flags restored after."""
+    """Inside the block `net`'s parameters take no gradients (a G phase needs none for D); flags
+    restored after."""
     flags = [p.requires_grad for p in net.parameters()]
     net.requires_grad_(False)
     try:
@@ -129,7 +143,9 @@ class StyleGAN2Loss:
         self.G, self.D = G, D
         self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
 
-    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, phase: str, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if phase == "D":
             return self._d_main(real)
         if phase == "Dreg":
@@ -146,8 +162,9 @@ class StyleGAN2Loss:
         """(what D sees of G(z), anything `extra_g_terms` needs of the draw)."""
         return self.G.synthesize(z), None
 
-    def extra_g_terms(self, z: torch.Tensor, fake: torch.Tensor,
-                      drawn: Any) -> dict[str, tuple[float, torch.Tensor]]:
+    def extra_g_terms(
+        self, z: torch.Tensor, fake: torch.Tensor, drawn: Any
+    ) -> dict[str, tuple[float, torch.Tensor]]:
         """G loss terms beyond the adversarial one, {stat name: (weight, term)} (none)."""
         return {}
 
@@ -159,8 +176,10 @@ class StyleGAN2Loss:
             fake, _ = self.draw_fakes(self._latents(real))
         fake_logits, real_logits = self.D(fake), self.D(self.real_view(real))
         loss = d_logistic_loss(real_logits, fake_logits)
-        return loss, {"real_score": real_logits.detach().float().mean(),
-                      "fake_score": fake_logits.detach().float().mean()}
+        return loss, {
+            "real_score": real_logits.detach().float().mean(),
+            "fake_score": fake_logits.detach().float().mean(),
+        }
 
     def _d_reg(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         penalty, _ = r1_penalty(self.D, self.real_view(real))
@@ -186,39 +205,61 @@ def stylegan2_phases(settings: StyleGAN2Settings) -> list[Phase]:
     return phases + [Phase("G", opt="G")]
 
 
-def lazy_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float],
-              interval: int) -> torch.optim.Adam:
-    """Adam with lr * r and betas ** r, r = interval / (interval + 1) (lazy regularisation; 0 = r 1)."""
+def lazy_adam(
+    params: Iterable[nn.Parameter], lr: float, betas: tuple[float, float], interval: int
+) -> torch.optim.Adam:
+    """Adam with lr * r and betas ** r, r = interval / (interval + 1) (lazy regularisation;
+    0 = r 1)."""
     r = interval / (interval + 1) if interval > 0 else 1.0
     return torch.optim.Adam(params, lr=lr * r, betas=(betas[0] ** r, betas[1] ** r), eps=1e-8)
 
 
-def stylegan2_method(name: str, config_cls: type, generator_cls: type,
-                     supported_px: tuple[int, ...]) -> MethodSpec:
+def stylegan2_method(
+    name: str, config_cls: type, generator_cls: type, supported_px: tuple[int, ...]
+) -> MethodSpec:
     """The MethodSpec of a generator trained StyleGAN2's way: StyleGAN2 D, non-saturating loss with
     lazy R1, lazy-scaled Adam. `generator_cls(resolution, width_mult, style_dim, mapping_layers,
     mapping_lr_mult)` is the method's own network; everything else is shared."""
 
     def build_networks(cfg: StyleGAN2Settings, resolution: int) -> dict[str, nn.Module]:
-        G = generator_cls(resolution, cfg.width_mult, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mult)
+        G = generator_cls(
+            resolution, cfg.width_mult, cfg.style_dim, cfg.mapping_layers, cfg.mapping_lr_mult
+        )
         return {"G": G, "D": Discriminator(resolution, cfg.d_width)}
 
-    def build_optimizers(cfg: StyleGAN2Settings, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-        return {"G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),
-                "D": lazy_adam(nets["D"].parameters(), cfg.lr, cfg.betas, cfg.r1_interval)}
+    def build_optimizers(
+        cfg: StyleGAN2Settings, nets: dict[str, nn.Module]
+    ) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),
+            "D": lazy_adam(nets["D"].parameters(), cfg.lr, cfg.betas, cfg.r1_interval),
+        }
 
-    def build_loss(cfg: StyleGAN2Settings, nets: dict[str, nn.Module], resolution: int) -> StyleGAN2Loss:
+    def build_loss(
+        cfg: StyleGAN2Settings, nets: dict[str, nn.Module], resolution: int
+    ) -> StyleGAN2Loss:
         if nets["G"].resolution != resolution or nets["D"].resolution != resolution:
-            raise ValueError(f"networks are for {nets['G'].resolution}/{nets['D'].resolution}px, "
-                             f"loss for {resolution}px")
+            raise ValueError(
+                f"networks are for {nets['G'].resolution}/{nets['D'].resolution}px, "
+                f"loss for {resolution}px"
+            )
         return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)
 
     def check_resolution(resolution: int) -> None:
         if resolution not in supported_px:
-            raise ConfigError("base.resolution", f"{name} supports powers of two from {supported_px[0]} "
-                                                 f"to {supported_px[-1]}, got {resolution}")
+            raise ConfigError(
+                "base.resolution",
+                f"{name} supports powers of two from {supported_px[0]} "
+                f"to {supported_px[-1]}, got {resolution}",
+            )
 
-    return MethodSpec(name=name, config_cls=config_cls, build_networks=build_networks,
-                      build_optimizers=build_optimizers, build_loss=build_loss,
-                      phases=stylegan2_phases, check_resolution=check_resolution,
-                      precision="off")  # the official CIPS and PixelFolder train.py run fp32
+    return MethodSpec(
+        name=name,
+        config_cls=config_cls,
+        build_networks=build_networks,
+        build_optimizers=build_optimizers,
+        build_loss=build_loss,
+        phases=stylegan2_phases,
+        check_resolution=check_resolution,
+        precision="off",
+    )  # the official CIPS and PixelFolder train.py run fp32

@@ -34,12 +34,23 @@ def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
         metrics, fingerprint, files = _finish(codec, None, {}, args, p)
         if args.curve:
             write_curve(None, args.curve)
-        record_stage(stage, p, args.params, {}, _scalars(metrics), files, (args.shards, "training"),
-                     pipeline=args.pipeline, dataset_fingerprint=fingerprint)
+        record_stage(
+            stage,
+            p,
+            args.params,
+            {},
+            _scalars(metrics),
+            files,
+            (args.shards, "training"),
+            pipeline=args.pipeline,
+            dataset_fingerprint=fingerprint,
+        )
         return 0
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     a = params.autoencoder
-    run = RunConfig(params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint)
+    run = RunConfig(
+        params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint
+    )
 
     def export(trainer: Trainer, summary: dict, run_id: str | None) -> None:
         metrics, _, files = _finish(trainer.G_ema, trainer.G_init, {"train": summary}, args, p)
@@ -50,11 +61,14 @@ def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
         for f in files:
             trainer.tracker.log_artifact(f)
 
-    return run_training(stage, codec.training_spec, run, paths, p, args, export, pipeline=args.pipeline)
+    return run_training(
+        stage, codec.training_spec, run, paths, p, args, export, pipeline=args.pipeline
+    )
 
 
-def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: dict
-            ) -> tuple[dict[str, Any], str, list[Path]]:
+def _finish(
+    codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: dict
+) -> tuple[dict[str, Any], str, list[Path]]:
     """Normalise, encode both splits, save the codec, score its held-out reconstructions.
 
     Returns:
@@ -66,22 +80,42 @@ def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: di
     codec = codec.renormalised(lo, hi)
     out = Path(args.out)
     manifest = write_code_shards(args.shards, out / "shards", codec, p["shard.max_per_shard"])
-    save_codec(out / "codec", codec, extra={"source_fingerprint": manifest["source_fingerprint"]},
-               init=None if init is None else init.renormalised(lo, hi))
+    save_codec(
+        out / "codec",
+        codec,
+        extra={"source_fingerprint": manifest["source_fingerprint"]},
+        init=None if init is None else init.renormalised(lo, hi),
+    )
     real = read_split(args.shards, "eval")
     quality = reconstruction_quality(CodecDecoder(codec), codec, real)
-    metrics = {**manifest["counts"], "code_shape": list(codec.code_shape),
-               "compression_ratio": (3 * resolution**2) / codec.code_shape[0] / codec.code_px**2,
-               "norm_lo": lo, "norm_hi": hi,
-               "reconstruction": {"psnr_db": quality["psnr_db"], "ssim": quality["ssim"], "n_eval": len(real)},
-               **extra}
+    metrics = {
+        **manifest["counts"],
+        "code_shape": list(codec.code_shape),
+        "compression_ratio": (3 * resolution**2) / codec.code_shape[0] / codec.code_px**2,
+        "norm_lo": lo,
+        "norm_hi": hi,
+        "reconstruction": {
+            "psnr_db": quality["psnr_db"],
+            "ssim": quality["ssim"],
+            "n_eval": len(real),
+        },
+        **extra,
+    }
     atomic_write_json(args.metrics, metrics)
-    print(f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
-          f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
-          f"SSIM {quality['ssim']:.3f} -> {out}")
-    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json"]
+    print(
+        f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
+        f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
+        f"SSIM {quality['ssim']:.3f} -> {out}"
+    )
+    return (
+        metrics,
+        manifest["fingerprint"]["train"],
+        [out / "codec/codec.json", out / "shards/manifest.json"],
+    )
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {
+        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     return {**out, **{f"reconstruction/{k}": v for k, v in metrics["reconstruction"].items()}}

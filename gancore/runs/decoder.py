@@ -54,26 +54,47 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
     """
     d = p[f"twostage.{args.pipeline}.decoder"]
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    cfg = DecoderRun(decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec))
+    cfg = DecoderRun(
+        decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec)
+    )
     stage = f"train_decoder@{args.pipeline}"
     if d.total_kimg == 0:  # arch codec only (validated): the codec's own decoder as it is
         return _export_untrained(cfg, stage, p, args)
-    run = RunConfig("decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint)
-    return run_training(stage, DECODER_SPEC, run, paths, p, args,
-                        lambda t, s, rid: _export(t.G_ema, t.G_init, t.tracker, cfg, s, args, rid,
-                                                  t.ckpt_dir / "history.jsonl"),
-                        pipeline=args.pipeline)
+    run = RunConfig(
+        "decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint
+    )
+    return run_training(
+        stage,
+        DECODER_SPEC,
+        run,
+        paths,
+        p,
+        args,
+        lambda t, s, rid: _export(
+            t.G_ema, t.G_init, t.tracker, cfg, s, args, rid, t.ckpt_dir / "history.jsonl"
+        ),
+        pipeline=args.pipeline,
+    )
 
 
 def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
-    """Export the decoder built over the codec without training, in a finished MLflow run all the same."""
+    """Export the decoder built over the codec without training, in a finished MLflow run all the
+    same."""
     decoder = build_decoder_run(cfg).eval()
-    summary = {"method": "decoder", "steps": 0, "n_img": 0, "kimg": 0.0, "train_sec": 0.0,
-               "fine_tuned": False, "params": {"G": count_params(decoder)},
-               "g_gmacs_per_img": gmacs_per_image(decoder)}
+    summary = {
+        "method": "decoder",
+        "steps": 0,
+        "n_img": 0,
+        "kimg": 0.0,
+        "train_sec": 0.0,
+        "fine_tuned": False,
+        "params": {"G": count_params(decoder)},
+        "g_gmacs_per_img": gmacs_per_image(decoder),
+    }
     tracker = make_tracker(p["track"], args.params)
-    run_id = tracker.start(stage, run_tags(stage, p, args.params, pipeline=args.pipeline),
-                           start_ms=process_start_ms())
+    run_id = tracker.start(
+        stage, run_tags(stage, p, args.params, pipeline=args.pipeline), start_ms=process_start_ms()
+    )
     tracker.log_params({**declared_params(p), **flatten({"resolved": {"codec": cfg.codec}})})
     log_shards(tracker, args.shards, args.params, "training")
     status = "FAILED"
@@ -85,29 +106,52 @@ def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
     return 0
 
 
-def _export(G_ema: torch.nn.Module, G_init: torch.nn.Module, tracker: Tracker, cfg: DecoderRun, summary: dict,
-            args, run_id: str | None, history: Path | None) -> None:
+def _export(
+    G_ema: torch.nn.Module,
+    G_init: torch.nn.Module,
+    tracker: Tracker,
+    cfg: DecoderRun,
+    summary: dict,
+    args,
+    run_id: str | None,
+    history: Path | None,
+) -> None:
     """Save the decoder (G_init on the codec at initialisation), score it, log it."""
     out = Path(args.out)
-    folder = save_decoder(out / "decoder", cfg, {"G_ema": G_ema, "G_init": initial_decoder(cfg, G_init)},
-                          extra={"train": summary})
+    folder = save_decoder(
+        out / "decoder",
+        cfg,
+        {"G_ema": G_ema, "G_init": initial_decoder(cfg, G_init)},
+        extra={"train": summary},
+    )
     real = read_split(args.shards, "eval")
     decoder, codec = load_decoder(folder), load_codec(args.codec)
-    quality = {"reconstruction": reconstruction_quality(decoder, codec, real),
-               "reconstruction_init": reconstruction_quality(load_decoder(folder, "G_init"), codec, real),
-               "n_eval": len(real)}
+    quality = {
+        "reconstruction": reconstruction_quality(decoder, codec, real),
+        "reconstruction_init": reconstruction_quality(load_decoder(folder, "G_init"), codec, real),
+        "n_eval": len(real),
+    }
     _grid(decoder, codec, real[:8], out / "reconstructions.png")
     atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
     atomic_write_json(args.metrics, {**summary, **quality})
     write_curve(history, args.curve)
     log_ledger(tracker, summary)
-    tracker.log_metrics({f"{k}/{m}": v for k in ("reconstruction", "reconstruction_init")
-                         for m, v in quality[k].items()}, step=summary["n_img"])
+    tracker.log_metrics(
+        {
+            f"{k}/{m}": v
+            for k in ("reconstruction", "reconstruction_init")
+            for m, v in quality[k].items()
+        },
+        step=summary["n_img"],
+    )
     tracker.log_artifact(out / "reconstructions.png")
     tracker.log_artifact(folder, "decoder")
     r = quality["reconstruction"]
-    print(f"[train_decoder] held-out PSNR {r['psnr_db']:.2f} dB (coarse alone {r['coarse_psnr_db']:.2f}), "
-          f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}")
+    print(
+        f"[train_decoder] held-out PSNR {r['psnr_db']:.2f} dB "
+        f"(coarse alone {r['coarse_psnr_db']:.2f}), "
+        f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}"
+    )
 
 
 @torch.no_grad()

@@ -29,8 +29,17 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     train = dataclasses.replace(with_overrides(p["train"], cfg.train), total_kimg=cfg.stage_kimg)
     run = RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
-    return run_training(f"train_inr@{args.stage}", spec, run, paths, p, args,
-                        lambda t, s, rid: _export(t, s, args, rid), method="inrpatch", pipeline="inrpatch")
+    return run_training(
+        f"train_inr@{args.stage}",
+        spec,
+        run,
+        paths,
+        p,
+        args,
+        lambda t, s, rid: _export(t, s, args, rid),
+        method="inrpatch",
+        pipeline="inrpatch",
+    )
 
 
 def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:

@@ -28,12 +28,15 @@ def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
 
 
 def _check_channels(shard_dir: str, pipeline: str) -> None:
-    """Registered methods generate 3-channel images: codes with other channel counts cannot be learned."""
+    """Registered methods generate 3-channel images: codes with other channel counts cannot be
+    learned."""
     channels = read_manifest(shard_dir).get("channels", 3)
     if channels != 3:
-        raise ConfigError(f"twostage.{pipeline}.compress.channels",
-                          f"the codes have {channels} channels, but the registered samplers generate "
-                          "3-channel images: use channels 3")
+        raise ConfigError(
+            f"twostage.{pipeline}.compress.channels",
+            f"the codes have {channels} channels, but the registered samplers generate "
+            "3-channel images: use channels 3",
+        )
 
 
 def _check(spec: MethodSpec, sample_px: int, base: BaseParams, pipeline: str) -> None:
@@ -42,8 +45,10 @@ def _check(spec: MethodSpec, sample_px: int, base: BaseParams, pipeline: str) ->
     except ConfigError as e:
         if sample_px == base.resolution:
             raise
-        raise ConfigError(f"twostage.{pipeline}.compress.levels",
-                          f"the sampler would train on {sample_px}px codes: {e.problem}") from None
+        raise ConfigError(
+            f"twostage.{pipeline}.compress.levels",
+            f"the sampler would train on {sample_px}px codes: {e.problem}",
+        ) from None
 
 
 def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World) -> int:
@@ -61,14 +66,30 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
     train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
-    return run_training(stage, spec, run, paths, p, args, lambda t, s, rid: _export(t, s, args, rid),
-                        method=args.method, pipeline=pipeline)
+    return run_training(
+        stage,
+        spec,
+        run,
+        paths,
+        p,
+        args,
+        lambda t, s, rid: _export(t, s, args, rid),
+        method=args.method,
+        pipeline=pipeline,
+    )
 
 
 def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:
     out, run = Path(args.out), trainer.run
-    gen_dir = save_generator(out / "generator", run.method, run.method_cfg, run.base.resolution,
-                             {"G_ema": trainer.G_ema, "G_init": trainer.G_init},
-                             run.train.bn_recalibration_batches, run.base.seed, extra={"train": summary})
+    gen_dir = save_generator(
+        out / "generator",
+        run.method,
+        run.method_cfg,
+        run.base.resolution,
+        {"G_ema": trainer.G_ema, "G_init": trainer.G_init},
+        run.train.bn_recalibration_batches,
+        run.base.seed,
+        extra={"train": summary},
+    )
     save_grid(sample(load_generator(gen_dir), 64, seed=run.base.seed), out / "grid.png")
     record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")

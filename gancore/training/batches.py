@@ -27,7 +27,9 @@ class BatchStreams:
         device: where batches go.
     """
 
-    def __init__(self, shard_paths: list[Path], run: RunConfig, ids: list[int], device: torch.device):
+    def __init__(
+        self, shard_paths: list[Path], run: RunConfig, ids: list[int], device: torch.device
+    ):
         self.shard_paths, self.run, self.ids, self.device = shard_paths, run, list(ids), device
         self.cursors = {k: Cursor() for k in self.ids}
         """Where each stream resumes: updated after every batch, restored from checkpoints."""
@@ -54,8 +56,16 @@ class BatchStreams:
 
     def _stream(self, cursor: Cursor, part: tuple[int, int]) -> ShardStream:
         t = self.run.train
-        return ShardStream(self.shard_paths, self.run.base.resolution, self.run.base.seed,
-                           t.shuffle_buffer, t.decode_threads, t.xflip, cursor=cursor, part=part)
+        return ShardStream(
+            self.shard_paths,
+            self.run.base.resolution,
+            self.run.base.seed,
+            t.shuffle_buffer,
+            t.decode_threads,
+            t.xflip,
+            cursor=cursor,
+            part=part,
+        )
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
         batch = batch.to(self.device, non_blocking=True)

@@ -35,8 +35,11 @@ LOCK_FILE = ".lock"
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new))
-                for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")
+        ]
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
@@ -60,12 +63,20 @@ class Checkpointer:
         """
         if self.run.n_streams == 1:
             state.cursor = data.cursors[0]
-        out = {**step.state_dict(), "train_state": {**asdict(state), "cursor": asdict(state.cursor)},
-               "rng": rng_state()}
+        out = {
+            **step.state_dict(),
+            "train_state": {**asdict(state), "cursor": asdict(state.cursor)},
+            "rng": rng_state(),
+        }
         if self.run.n_streams > 1:
-            local = {k: {**step.micro.rngs.states[k], **asdict(data.cursors[k])} for k in step.micro.ids}
-            merged = {k: v for part in distributed.gather_objects(local, self.world)
-                      for k, v in part.items()}
+            local = {
+                k: {**step.micro.rngs.states[k], **asdict(data.cursors[k])} for k in step.micro.ids
+            }
+            merged = {
+                k: v
+                for part in distributed.gather_objects(local, self.world)
+                for k, v in part.items()
+            }
             out["streams"] = [merged[k] for k in range(self.run.n_streams)]
         return out
 
@@ -79,18 +90,25 @@ class Checkpointer:
             data.cursors[0] = state.cursor
         for k in step.micro.ids if self.run.n_streams > 1 else []:
             stream, states = c.state["streams"][k], step.micro.rngs.states
-            # A device the checkpoint did not train on (CPU run resumed on CUDA) keeps its fresh stream.
+            # A device the checkpoint did not train on (CPU run resumed on CUDA) keeps its fresh
+            # stream.
             states[k] = {d: stream.get(d, v) for d, v in states[k].items()}
             data.cursors[k] = Cursor(stream["epoch"], stream["pos"])
         return state
 
     def _meta(self, n_img: int) -> dict[str, Any]:
-        return {"identity": self.run.identity(), "identity_hash": self.run.identity_hash(),
-                "n_img": n_img, "gancore_version": gancore.__version__,
-                "torch_version": torch.__version__, "config": {"train": to_dict(self.run.train)}}
+        return {
+            "identity": self.run.identity(),
+            "identity_hash": self.run.identity_hash(),
+            "n_img": n_img,
+            "gancore_version": gancore.__version__,
+            "torch_version": torch.__version__,
+            "config": {"train": to_dict(self.run.train)},
+        }
 
-    def save(self, step: int, n_img: int, networks: dict[str, nn.Module],
-             state: dict[str, Any]) -> Path | None:
+    def save(
+        self, step: int, n_img: int, networks: dict[str, nn.Module], state: dict[str, Any]
+    ) -> Path | None:
         """Write the checkpoint of `step` and prune old ones (rank 0); every rank waits."""
         path = None
         if self.world.is_main:
@@ -99,14 +117,16 @@ class Checkpointer:
         distributed.barrier(self.world)
         return path
 
-    def latest(self, networks: dict[str, nn.Module],
-               optimizers: dict[str, torch.optim.Optimizer]) -> ckpt.Checkpoint | None:
+    def latest(
+        self, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+    ) -> ckpt.Checkpoint | None:
         """The newest checkpoint that loads, skipping any of this run whose content does not fit
         `networks` and `optimizers` or is not finite; None when there is none.
 
         Raises:
             ResumeMismatch: the newest loadable checkpoint was made by another run.
         """
+
         def check(c: ckpt.Checkpoint) -> None:
             # another run's checkpoint is left to the identity check, which names the difference
             if c.meta.get("identity_hash") == self.run.identity_hash():
@@ -123,7 +143,9 @@ class Checkpointer:
         changes = _diff(c.meta.get("identity", {}), self.run.identity())
         raise ResumeMismatch(
             f"checkpoint {c.path} was made by another run; refusing to resume it with: "
-            + "; ".join(changes) + f". Delete {self.dir} to start afresh, or restore the old params.")
+            + "; ".join(changes)
+            + f". Delete {self.dir} to start afresh, or restore the old params."
+        )
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""The training curve: rows in `history.jsonl` beside the checkpoints, cut back on resume and rollback."""
+"""The training curve: rows in `history.jsonl` beside the checkpoints, cut back on resume and
+rollback."""
 
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
-def window_row(window: list[dict[str, torch.Tensor]], wall_sec: float, batch: int, n_img: int,
-               skipped: int) -> dict[str, float]:
+def window_row(
+    window: list[dict[str, torch.Tensor]], wall_sec: float, batch: int, n_img: int, skipped: int
+) -> dict[str, float]:
     """The log row of the steps in `window` (their stats averaged; a phase may start or stop in a
     window): throughput over `wall_sec`, kimg so far, samples skipped so far."""
     keys = dict.fromkeys(k for w in window for k in w)

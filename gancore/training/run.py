@@ -17,8 +17,18 @@ from gancore.utils.fsio import sha256_json
 # plumbing, not the math): extending total_kimg continues the same run.
 # The data-parallel layout is resumable as long as the number of micro-batch streams it makes
 # (world size x grad_accum, in identity() when > 1) stays the same.
-RESUMABLE_KEYS = ("total_kimg", "ckpt_every_kimg", "keep_latest_k", "log_every_steps",
-                  "max_nan_retries", "decode_threads", "device", "grad_accum", "nproc_per_node", "nnodes")
+RESUMABLE_KEYS = (
+    "total_kimg",
+    "ckpt_every_kimg",
+    "keep_latest_k",
+    "log_every_steps",
+    "max_nan_retries",
+    "decode_threads",
+    "device",
+    "grad_accum",
+    "nproc_per_node",
+    "nnodes",
+)
 
 
 @dataclass
@@ -55,9 +65,13 @@ class RunConfig:
         train = {k: v for k, v in to_dict(self.train).items() if k not in RESUMABLE_KEYS}
         if self.n_streams > 1:  # one stream: the key is absent, as before data parallelism
             train["n_streams"] = self.n_streams
-        return {"method": self.method, "method_cfg": to_dict(self.method_cfg),
-                "base": to_dict(self.base), "train": train,
-                "dataset_fingerprint": self.dataset_fingerprint}
+        return {
+            "method": self.method,
+            "method_cfg": to_dict(self.method_cfg),
+            "base": to_dict(self.base),
+            "train": train,
+            "dataset_fingerprint": self.dataset_fingerprint,
+        }
 
     def identity_hash(self) -> str:
         """sha256 of identity(): joins DVC, MLflow and checkpoint folders on one key."""

@@ -32,8 +32,9 @@ class Phase:
 
     def due(self, step: int, n_img: int) -> bool:
         """Whether the phase runs at `step`, after `n_img` images (its interval and kimg window)."""
-        in_window = n_img >= self.start_kimg * 1000 and (self.end_kimg is None
-                                                          or n_img < self.end_kimg * 1000)
+        in_window = n_img >= self.start_kimg * 1000 and (
+            self.end_kimg is None or n_img < self.end_kimg * 1000
+        )
         return in_window and step % self.interval == 0
 
 
@@ -44,7 +45,9 @@ class GANLoss(Protocol):
     reconstruction loss "auto" picked); the trainer logs them as run params.
     """
 
-    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, phase: str, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return (loss to minimise, detached scalars to log) for `phase`.
 
         Args:

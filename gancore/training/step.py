@@ -33,8 +33,14 @@ class MicroBatches:
     without data parallelism does (and its checkpoints record).
     """
 
-    def __init__(self, networks: Iterable[nn.Module], seed: int, ids: list[int], n_streams: int,
-                 device: torch.device):
+    def __init__(
+        self,
+        networks: Iterable[nn.Module],
+        seed: int,
+        ids: list[int],
+        n_streams: int,
+        device: torch.device,
+    ):
         self.ids, self.device, self.several = list(ids), device, n_streams > 1
         self.rngs = RngStreams(seed, self.ids, device) if self.several else None
         self.buffers = StreamBuffers(networks, self.ids) if self.several else None
@@ -73,21 +79,35 @@ class TrainStep:
         world: the ranks (default: this process's process group, or the single process).
     """
 
-    def __init__(self, spec: TrainingSpec, run: RunConfig, device: torch.device,
-                 world: distributed.World | None = None):
+    def __init__(
+        self,
+        spec: TrainingSpec,
+        run: RunConfig,
+        device: torch.device,
+        world: distributed.World | None = None,
+    ):
         self.spec, self.run, self.device = spec, run, device
         self.world = world or distributed.current_world()
         seed_all(run.base.seed)
         res = run.base.resolution
         nets = {k: v.to(device) for k, v in spec.build_networks(run.method_cfg, res).items()}
-        self.ema = {k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets}
+        self.ema = {
+            k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets
+        }
         # The targets at initialisation, kept in every checkpoint: the floor training must beat.
-        self.init = {k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets}
+        self.init = {
+            k: copy.deepcopy(nets[k]).eval().requires_grad_(False) for k in spec.ema_targets
+        }
         self.nets = {k: distributed.sync_batchnorm(v, device, self.world) for k, v in nets.items()}
         distributed.broadcast_state(self.networks().values(), self.world)
         first = self.world.rank * run.train.grad_accum
-        self.micro = MicroBatches(self.nets.values(), run.base.seed,
-                                  list(range(first, first + run.train.grad_accum)), run.n_streams, device)
+        self.micro = MicroBatches(
+            self.nets.values(),
+            run.base.seed,
+            list(range(first, first + run.train.grad_accum)),
+            run.n_streams,
+            device,
+        )
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)
@@ -97,15 +117,22 @@ class TrainStep:
 
     def networks(self) -> dict[str, nn.Module]:
         """Every network a checkpoint holds: the trained ones, `<target>_ema`, `<target>_init`."""
-        return {**self.nets, **{f"{k}_ema": v for k, v in self.ema.items()},
-                **{f"{k}_init": v for k, v in self.init.items()}}
+        return {
+            **self.nets,
+            **{f"{k}_ema": v for k, v in self.ema.items()},
+            **{f"{k}_init": v for k, v in self.init.items()},
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Optimizer and grad-scaler states (the networks are saved apart)."""
-        return {"optimizers": {k: o.state_dict() for k, o in self.opts.items()},
-                "scalers": {k: s.state_dict() for k, s in self.scalers.items()}}
+        return {
+            "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+        }
 
-    def load_state_dict(self, networks: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+    def load_state_dict(
+        self, networks: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]
+    ) -> None:
         """Restore `networks` (as saved from networks()) and state_dict() output."""
         for name, net in self.networks().items():
             net.load_state_dict(networks[name])
@@ -114,16 +141,18 @@ class TrainStep:
         for k, scaler in self.scalers.items():
             scaler.load_state_dict(state["scalers"][k])
 
-    def __call__(self, real: torch.Tensor | list[torch.Tensor], step: int,
-                 n_img: int) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, real: torch.Tensor | list[torch.Tensor], step: int, n_img: int
+    ) -> dict[str, torch.Tensor]:
         """One whole step on this process's micro-batches `real` (a tensor: the one micro-batch of
         a run of one stream); the stats summed over ranks."""
         stats, _ = self.sum_over_ranks(self.backward_phases(real, step, n_img), [])
         self.finish(stats, step, n_img)
         return stats
 
-    def backward_phases(self, real: torch.Tensor | list[torch.Tensor], step: int,
-                        n_img: int) -> dict[str, torch.Tensor]:
+    def backward_phases(
+        self, real: torch.Tensor | list[torch.Tensor], step: int, n_img: int
+    ) -> dict[str, torch.Tensor]:
         """Run and step every phase due at `step` after `n_img` images; this rank's stats."""
         real = [real] if isinstance(real, torch.Tensor) else real
         stats: dict[str, torch.Tensor] = {}
@@ -134,7 +163,9 @@ class TrainStep:
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
             loss, phase_stats = self._backward(phase.name, real, scaler)
-            distributed.all_reduce_grads([p for g in opt.param_groups for p in g["params"]], self.world)
+            distributed.all_reduce_grads(
+                [p for g in opt.param_groups for p in g["params"]], self.world
+            )
             scaler.step(opt)
             scaler.update()
             stats[f"loss/{phase.name}"] = loss
@@ -147,8 +178,9 @@ class TrainStep:
             return nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def _backward(self, phase: str, real: list[torch.Tensor],
-                  scaler: torch.amp.GradScaler) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _backward(
+        self, phase: str, real: list[torch.Tensor], scaler: torch.amp.GradScaler
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Backward of each micro-batch's loss / n_streams; its loss and stats summed likewise."""
         n = self.run.n_streams
         total: dict[str, torch.Tensor] = {}
@@ -161,15 +193,16 @@ class TrainStep:
                 total[key] = total[key] + share if key in total else share
         return total.pop(""), total
 
-    def sum_over_ranks(self, stats: dict[str, torch.Tensor],
-                       extra: list[float]) -> tuple[dict[str, torch.Tensor], list[float]]:
+    def sum_over_ranks(
+        self, stats: dict[str, torch.Tensor], extra: list[float]
+    ) -> tuple[dict[str, torch.Tensor], list[float]]:
         """`stats` and `extra` numbers summed over ranks in one all-reduce (as they are on one)."""
         if self.world.size == 1:
             return stats, extra
         keys = sorted(stats)
         values = [torch.stack([stats[k] for k in keys]), torch.tensor(extra, device=self.device)]
         packed = distributed.all_reduce_sum(torch.cat(values), self.world)
-        return dict(zip(keys, packed[:len(keys)])), packed[len(keys):].tolist()
+        return dict(zip(keys, packed[: len(keys)])), packed[len(keys) :].tolist()
 
     def finish(self, stats: dict[str, torch.Tensor], step: int, n_img: int) -> None:
         """Check the summed losses, share buffers from rank 0, update the EMAs.

@@ -38,8 +38,18 @@ from gancore.training.spec import TrainingSpec
 from gancore.training.step import TrainStep
 from gancore.training.summary import summary
 
-__all__ = ["Trainer", "TrainingInterrupted", "RunConfig", "TrainState", "RESUMABLE_KEYS", "LOCK_FILE",
-           "read_history", "resolve_device", "autocast_dtype", "Callback"]
+__all__ = [
+    "Trainer",
+    "TrainingInterrupted",
+    "RunConfig",
+    "TrainState",
+    "RESUMABLE_KEYS",
+    "LOCK_FILE",
+    "read_history",
+    "resolve_device",
+    "autocast_dtype",
+    "Callback",
+]
 
 
 class TrainingInterrupted(Exception):
@@ -59,14 +69,24 @@ class Trainer:
         callbacks: periodic hooks called by the loop (gancore/training/callbacks.py).
     """
 
-    def __init__(self, spec: TrainingSpec, run: RunConfig, shard_paths: list[Path], ckpt_dir: str | Path,
-                 tracker: Tracker | None = None, progress: bool = True,
-                 callbacks: list[Callback] | None = None):
+    def __init__(
+        self,
+        spec: TrainingSpec,
+        run: RunConfig,
+        shard_paths: list[Path],
+        ckpt_dir: str | Path,
+        tracker: Tracker | None = None,
+        progress: bool = True,
+        callbacks: list[Callback] | None = None,
+    ):
         self.spec, self.run, self.ckpt_dir = spec, run, Path(ckpt_dir)
         self.world = distributed.current_world()
         if run.world_size != self.world.size:
-            raise ConfigError("train.nproc_per_node", f"the run config says {run.world_size} ranks, "
-                                                      f"the process group has {self.world.size}")
+            raise ConfigError(
+                "train.nproc_per_node",
+                f"the run config says {run.world_size} ranks, "
+                f"the process group has {self.world.size}",
+            )
         self.tracker = (tracker or NullTracker()) if self.world.is_main else NullTracker()
         self.progress = progress and self.world.is_main
         self.device = distributed.local_device(resolve_device(run.train.device), self.world)
@@ -80,8 +100,11 @@ class Trainer:
 
     nets = property(lambda self: self.step.nets, doc="The trained networks.")
     opts = property(lambda self: self.step.opts, doc="The optimizers.")
-    loss = property(lambda self: self.step.loss, lambda self, fn: setattr(self.step, "loss", fn),
-                    doc="The spec's loss (replaceable, as tests do to inject a NaN).")
+    loss = property(
+        lambda self: self.step.loss,
+        lambda self, fn: setattr(self.step, "loss", fn),
+        doc="The spec's loss (replaceable, as tests do to inject a NaN).",
+    )
     G_ema = property(lambda self: self.step.ema["G"], doc="The EMA of G (what is exported).")
     G_init = property(lambda self: self.step.init["G"], doc="G at initialisation.")
 
@@ -124,9 +147,12 @@ class Trainer:
         """
         s = self.state
         stats = self.step.backward_phases(real, s.step, s.n_img)
-        stats, (stop, skipped) = self.step.sum_over_ranks(stats, [float(self.sigterm.requested),
-                                                                  float(self.data.n_skipped())])
-        self.sigterm.requested = self.sigterm.requested or stop > 0  # a signal since the read counts
+        stats, (stop, skipped) = self.step.sum_over_ranks(
+            stats, [float(self.sigterm.requested), float(self.data.n_skipped())]
+        )
+        self.sigterm.requested = (
+            self.sigterm.requested or stop > 0
+        )  # a signal since the read counts
         self._skipped_all_ranks = int(skipped)
         self.step.finish(stats, s.step, s.n_img)
         s.step += 1
@@ -136,26 +162,32 @@ class Trainer:
     def _rollback(self, error: FloatingPointError) -> Iterator[list[torch.Tensor]]:
         n = self.state.nan_rollbacks + 1
         if n > self.run.train.max_nan_retries:
-            raise NonFiniteLoss(f"{error}; still diverging after {n - 1} rollbacks "
-                                f"(train.max_nan_retries). Lower the learning rate or check the data.")
+            raise NonFiniteLoss(
+                f"{error}; still diverging after {n - 1} rollbacks "
+                f"(train.max_nan_retries). Lower the learning rate or check the data."
+            )
         self._restore(self.checkpoints.latest(self._all_nets(), self.opts))
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
         self.step.micro.reseed(self.run.base.seed + 1_000_003 * n)
         self.tracker.log_metrics({"train/nan_rollbacks": n}, step=self.state.n_img)
-        print(f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True)
+        print(
+            f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True
+        )
         return self.data.batches()
 
     def fit(self) -> dict[str, Any]:
-        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute ledger).
+        """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute
+        ledger).
 
         Raises:
             RunLocked: another process is training on `ckpt_dir`.
         """
         with self.locked():
             resumed = self.resume_or_start()
-            history = History(self.ckpt_dir / "history.jsonl" if self.world.is_main else None,
-                              self.state.n_img)
+            history = History(
+                self.ckpt_dir / "history.jsonl" if self.world.is_main else None, self.state.n_img
+            )
             with self.sigterm.installed():
                 self._loop(history)
             return summary(self, resumed)
@@ -164,8 +196,14 @@ class Trainer:
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
         every_img = max(1, math.ceil(t.ckpt_every_kimg * 1000))
-        bar = tqdm(total=math.ceil(total_img / t.batch), initial=self.state.step,
-                   disable=not self.progress, unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            total=math.ceil(total_img / t.batch),
+            initial=self.state.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         batches, window, tick = self.data.batches(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
@@ -174,8 +212,9 @@ class Trainer:
             except StopWhileLoading:
                 self.save()
                 bar.close()
-                raise TrainingInterrupted(f"SIGTERM while loading data after step {self.state.step}; "
-                                          "checkpoint saved") from None
+                raise TrainingInterrupted(
+                    f"SIGTERM while loading data after step {self.state.step}; checkpoint saved"
+                ) from None
             t0 = time.perf_counter()
             try:
                 stats = self.train_step(real)
@@ -205,12 +244,18 @@ class Trainer:
         batches.close()
         bar.close()
 
-    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm) -> dict[str, float]:
+    def _log(
+        self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm
+    ) -> dict[str, float]:
         row = window_row(window, wall_sec, self.run.train.batch, self.state.n_img, self.n_skipped())
         for callback in self.callbacks:
             callback.on_log(self, row)
-        bar.set_postfix({"img/s": f"{row['perf/img_per_sec']:.1f}",
-                         **{k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}})
+        bar.set_postfix(
+            {
+                "img/s": f"{row['perf/img_per_sec']:.1f}",
+                **{k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")},
+            }
+        )
         self.tracker.log_metrics(row, step=self.state.n_img)
         return {"step": self.state.step, "n_img": self.state.n_img, **row}
 

@@ -22,14 +22,28 @@ RES_PX, BATCH = 64, 2
 
 
 def _run(n_steps: int = 3) -> RunConfig:
-    train = TrainParams(batch=BATCH, total_kimg=n_steps * BATCH / 1000, ckpt_every_kimg=1.0,
-                        log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1)
-    return RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8),
-                     BaseParams(seed=5, resolution=RES_PX), train, "data-v1")
+    train = TrainParams(
+        batch=BATCH,
+        total_kimg=n_steps * BATCH / 1000,
+        ckpt_every_kimg=1.0,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+    )
+    return RunConfig(
+        "fastgan",
+        FastGANConfig(width_mult=1 / 16, z_dim=8),
+        BaseParams(seed=5, resolution=RES_PX),
+        train,
+        "data-v1",
+    )
 
 
 def _real(seed: int = 0) -> torch.Tensor:
-    return torch.rand(BATCH, 3, RES_PX, RES_PX, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return (
+        torch.rand(BATCH, 3, RES_PX, RES_PX, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    )
 
 
 def _weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -44,8 +58,10 @@ def test_a_step_trains_without_shards_or_checkpoints():
     assert {"loss/D", "loss/G"} <= set(stats)
     assert any(not torch.equal(v, step.nets["G"].state_dict()[k]) for k, v in before.items())
     # the EMA moved off the initial weights, the initial copy did not
-    assert any(not torch.equal(v, step.init["G"].state_dict()[k])
-               for k, v in step.ema["G"].state_dict().items())
+    assert any(
+        not torch.equal(v, step.init["G"].state_dict()[k])
+        for k, v in step.ema["G"].state_dict().items()
+    )
     assert all(torch.equal(v, before[k]) for k, v in step.init["G"].state_dict().items())
 
 
@@ -55,8 +71,10 @@ def test_ema_targets_are_the_specs_not_always_g():
         step = TrainStep(spec, _run(), torch.device("cpu"))
         step(_real(), 0, 0)
     assert set(step.networks()) == {"G", "D", "D_ema", "D_init"}
-    assert any(not torch.equal(v, step.init["D"].state_dict()[k])
-               for k, v in step.ema["D"].state_dict().items())
+    assert any(
+        not torch.equal(v, step.init["D"].state_dict()[k])
+        for k, v in step.ema["D"].state_dict().items()
+    )
 
 
 class _Recorder(Callback):
@@ -78,7 +96,8 @@ def shards(tmp_path_factory):
 def test_callbacks_see_every_step_and_add_to_the_logged_rows(shards, tmp_path):
     recorder = _Recorder()
     with one_thread():
-        Trainer(get_method("fastgan"), _run(3), shards, tmp_path, progress=False,
-                callbacks=[recorder]).fit()
+        Trainer(
+            get_method("fastgan"), _run(3), shards, tmp_path, progress=False, callbacks=[recorder]
+        ).fit()
     assert recorder.steps == [(1, 2), (2, 4), (3, 6)]
     assert [r["extra/n_calls"] for r in read_history(tmp_path / "history.jsonl")] == [1.0, 2.0, 3.0]
