@@ -19,6 +19,7 @@ import torch
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
 from gancore.tracking.base import NullTracker, Tracker
+from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 from gancore.utils.args import ArgParser, exit_code_for
@@ -233,19 +234,20 @@ def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_pat
 
 def run_training(stage: str, spec: TrainingSpec, run: RunConfig, shard_paths: list[Path],
                  params: dict[str, Any], args: argparse.Namespace,
-                 export: Callable[[Trainer, dict[str, Any], str | None], None], **tags: str) -> int:
+                 export: Callable[[Trainer, dict[str, Any], str | None], None],
+                 callbacks: Sequence[Callback] = (), **tags: str) -> int:
     """The lifecycle every training stage shares: this function owns the tracker, trains `spec`
     for `run` in <--ckpt-root>/<run identity> (a rerun resumes it, a changed config trains afresh
     in its own folder) inside one MLflow run (`tracked_fit`), and calls `export(trainer, summary,
     run_id)` once training finished (rank 0). `args` holds --params, --ckpt-root, --shards and
-    --no-progress.
+    --no-progress; `callbacks` are the loop's periodic hooks (gancore/training/callbacks.py).
 
     Returns:
         0 when finished, 143 after SIGTERM (checkpoint saved).
     """
     tracker = make_tracker(params["track"], args.params)
-    trainer = Trainer(spec, run, shard_paths, Path(args.ckpt_root) / run.identity_hash()[:16], tracker,
-                      progress=not args.no_progress)
+    trainer = Trainer(spec, run, shard_paths, Path(args.ckpt_root) / run.identity_hash()[:16],
+                      tracker, progress=not args.no_progress, callbacks=list(callbacks))
     return tracked_fit(trainer, stage, params, args.params, lambda s, rid: export(trainer, s, rid),
                        shards=args.shards, **tags)
 
