@@ -47,7 +47,8 @@ from gancore.data.shards import shard_paths, write_shards
 from gancore.profile import apply_profile
 from gancore.registry import get_method
 from gancore.training.compute import count_flops, peak_memory_gb
-from gancore.training.trainer import RunConfig, resolve_device
+from gancore.training.run import resolve_device
+from gancore.training.trainer import RunConfig
 from gancore.utils.fsio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]

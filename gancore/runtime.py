@@ -10,9 +10,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -24,6 +23,7 @@ from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
+
 
 TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
               "mixed_precision", "max_nan_retries", "decode_threads", "shuffle_buffer", "xflip")

@@ -9,7 +9,7 @@ codes, code shards of both splits, and its held-out reconstruction quality (PSNR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Sequence
 
 from gancore.config import load_params
 from gancore.runs.codec import compress

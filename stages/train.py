@@ -9,7 +9,7 @@ two-stage pipeline's sampler) the method trains at the codes' side, never seeing
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from typing import Sequence
 
 from gancore.config import load_params
 from gancore.runs.method import resolved_train, train

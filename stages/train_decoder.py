@@ -8,7 +8,7 @@ sits on the codec at initialisation, so an assembled G_init is an untrained pipe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Sequence
 
 from gancore.config import load_params
 from gancore.runs.decoder import train

@@ -7,7 +7,7 @@ stage number and the teacher's sha256, so a retrained previous stage never resum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Sequence
 
 from gancore.config import load_params
 from gancore.runs.inr import train

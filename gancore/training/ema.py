@@ -3,12 +3,11 @@
 EMA + BatchNorm policy (FastGAN issue #4): the EMA averages parameters only; BatchNorm running
 statistics of the averaged G do not match its weights, so before sampling they are recomputed by
 running G_ema in train mode over fresh latents with a cumulative average, then G_ema samples in eval
-mode. Samples then depend on their own latent only, not on the rest of the batch.
+mode. Samples then depend on their own latent only, not on the rest of the batch. The
+recalibration itself is gancore/nn/batchnorm.py (an exported generator needs it without training).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn

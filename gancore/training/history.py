@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+
+from gancore.tracking.base import Tracker
 
 
 class History:
@@ -62,3 +65,49 @@ def window_row(
     row["perf/kimg"] = n_img / 1000
     row["data/skipped_samples"] = float(skipped)
     return row
+
+
+class TrainingLog:
+    """Where the loop's log rows go: the tracker, `history.jsonl` and the progress bar.
+
+    Args:
+        path: the history file (None on ranks other than 0, which write none).
+        n_img: the point training resumes from (history rows past it are dropped).
+        tracker: the run's tracker.
+        total_steps: steps of the whole run (the bar's length).
+        step: the step training resumes from.
+        progress: show the bar.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        n_img: int,
+        tracker: Tracker,
+        total_steps: int,
+        step: int,
+        progress: bool,
+    ):
+        self.history, self.tracker = History(path, n_img), tracker
+        self.bar = tqdm(
+            total=total_steps,
+            initial=step,
+            disable=not progress,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+
+    def write(self, row: dict[str, float], step: int, n_img: int) -> None:
+        """Log `row` at `n_img` (tracker), show it (bar), append it to the history."""
+        losses = {k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}
+        self.bar.set_postfix({"img/s": f"{row['perf/img_per_sec']:.1f}", **losses})
+        self.tracker.log_metrics(row, step=n_img)
+        self.history.append({"step": step, "n_img": n_img, **row})
+
+    def rolled_back(self, n_rollbacks: int, step: int, n_img: int) -> None:
+        """Training went back to `step`, `n_img` (rollback number `n_rollbacks`)."""
+        self.tracker.log_metrics({"train/nan_rollbacks": n_rollbacks}, step=n_img)
+        self.history.cut(n_img)
+        self.bar.n = step
+        self.bar.refresh()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from gancore.errors import ConfigError, NonFiniteLoss
 from gancore.tracking.base import NullTracker, Tracker
@@ -24,32 +23,15 @@ from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.batches import BatchStreams
 from gancore.training.callbacks import Callback
-from gancore.training.checkpointer import LOCK_FILE, Checkpointer
-from gancore.training.history import History, read_history, window_row
-from gancore.training.run import (
-    RESUMABLE_KEYS,
-    RunConfig,
-    TrainState,
-    autocast_dtype,
-    resolve_device,
-)
+from gancore.training.checkpointer import Checkpointer
+from gancore.training.history import TrainingLog, read_history, window_row
+from gancore.training.run import RunConfig, TrainState, resolve_device
 from gancore.training.sigterm import Sigterm, StopWhileLoading
 from gancore.training.spec import TrainingSpec
 from gancore.training.step import TrainStep
 from gancore.training.summary import summary
 
-__all__ = [
-    "Trainer",
-    "TrainingInterrupted",
-    "RunConfig",
-    "TrainState",
-    "RESUMABLE_KEYS",
-    "LOCK_FILE",
-    "read_history",
-    "resolve_device",
-    "autocast_dtype",
-    "Callback",
-]
+__all__ = ["RunConfig", "Trainer", "TrainingInterrupted", "read_history"]
 
 
 class TrainingInterrupted(Exception):
@@ -150,16 +132,17 @@ class Trainer:
         stats, (stop, skipped) = self.step.sum_over_ranks(
             stats, [float(self.sigterm.requested), float(self.data.n_skipped())]
         )
-        self.sigterm.requested = (
-            self.sigterm.requested or stop > 0
-        )  # a signal since the read counts
+        # a SIGTERM that arrived since the read counts too
+        self.sigterm.requested = self.sigterm.requested or stop > 0
         self._skipped_all_ranks = int(skipped)
         self.step.finish(stats, s.step, s.n_img)
         s.step += 1
         s.n_img += self.run.train.batch
         return stats
 
-    def _rollback(self, error: FloatingPointError) -> Iterator[list[torch.Tensor]]:
+    def _rollback(
+        self, error: FloatingPointError, log: TrainingLog
+    ) -> Iterator[list[torch.Tensor]]:
         n = self.state.nan_rollbacks + 1
         if n > self.run.train.max_nan_retries:
             raise NonFiniteLoss(
@@ -170,7 +153,7 @@ class Trainer:
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
         self.step.micro.reseed(self.run.base.seed + 1_000_003 * n)
-        self.tracker.log_metrics({"train/nan_rollbacks": n}, step=self.state.n_img)
+        log.rolled_back(n, self.state.step, self.state.n_img)
         print(
             f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True
         )
@@ -185,25 +168,26 @@ class Trainer:
         """
         with self.locked():
             resumed = self.resume_or_start()
-            history = History(
-                self.ckpt_dir / "history.jsonl" if self.world.is_main else None, self.state.n_img
+            t = self.run.train
+            log = TrainingLog(
+                self.ckpt_dir / "history.jsonl" if self.world.is_main else None,
+                self.state.n_img,
+                self.tracker,
+                math.ceil(math.ceil(t.total_kimg * 1000) / t.batch),
+                self.state.step,
+                self.progress,
             )
-            with self.sigterm.installed():
-                self._loop(history)
+            try:
+                with self.sigterm.installed():
+                    self._loop(log)
+            finally:
+                log.bar.close()
             return summary(self, resumed)
 
-    def _loop(self, history: History) -> None:
+    def _loop(self, log: TrainingLog) -> None:
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
         every_img = max(1, math.ceil(t.ckpt_every_kimg * 1000))
-        bar = tqdm(
-            total=math.ceil(total_img / t.batch),
-            initial=self.state.step,
-            disable=not self.progress,
-            unit="step",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        )
         batches, window, tick = self.data.batches(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
@@ -211,7 +195,6 @@ class Trainer:
                 real = self.sigterm.next_batch(batches)
             except StopWhileLoading:
                 self.save()
-                bar.close()
                 raise TrainingInterrupted(
                     f"SIGTERM while loading data after step {self.state.step}; checkpoint saved"
                 ) from None
@@ -220,44 +203,29 @@ class Trainer:
                 stats = self.train_step(real)
             except FloatingPointError as e:
                 batches.close()
-                batches, window = self._rollback(e), []
-                history.cut(self.state.n_img)
+                batches, window = self._rollback(e, log), []
                 next_ckpt = (self.state.n_img // every_img + 1) * every_img
-                bar.n = self.state.step
-                bar.refresh()
                 continue
             s = self.state
             s.train_sec += time.perf_counter() - t0
             window.append(stats)
-            bar.update(1)
+            log.bar.update(1)
             for callback in self.callbacks:
                 callback.on_step(self, stats)
             if s.step % t.log_every_steps == 0 or s.n_img >= total_img:
-                history.append(self._log(window, time.perf_counter() - tick, bar))
+                row = window_row(
+                    window, time.perf_counter() - tick, t.batch, s.n_img, self.n_skipped()
+                )
+                for callback in self.callbacks:
+                    callback.on_log(self, row)
+                log.write(row, s.step, s.n_img)
                 window, tick = [], time.perf_counter()
             if s.n_img >= next_ckpt or s.n_img >= total_img or self.sigterm.requested:
                 self.save()
                 next_ckpt = (s.n_img // every_img + 1) * every_img
             if self.sigterm.requested:
-                bar.close()
                 raise TrainingInterrupted(f"SIGTERM at step {s.step}; checkpoint saved")
         batches.close()
-        bar.close()
-
-    def _log(
-        self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm
-    ) -> dict[str, float]:
-        row = window_row(window, wall_sec, self.run.train.batch, self.state.n_img, self.n_skipped())
-        for callback in self.callbacks:
-            callback.on_log(self, row)
-        bar.set_postfix(
-            {
-                "img/s": f"{row['perf/img_per_sec']:.1f}",
-                **{k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")},
-            }
-        )
-        self.tracker.log_metrics(row, step=self.state.n_img)
-        return {"step": self.state.step, "n_img": self.state.n_img, **row}
 
     def n_skipped(self) -> int:
         """Samples skipped so far, all ranks (as of the last step)."""

@@ -22,7 +22,8 @@ from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.runtime import tracked_fit
 from gancore.training import checkpoint as ckpt
-from gancore.training.trainer import LOCK_FILE, RunConfig, Trainer, TrainingInterrupted
+from gancore.training.checkpointer import LOCK_FILE
+from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted
 from gancore.utils.fsio import sha256_file
 from tiny import ROOT, closed_port, smooth_image_shards
 

@@ -12,7 +12,8 @@ from gancore.config import (
     ConfigError, TrainOverrides, TrainParams, load_params, to_dict, with_overrides,
 )
 from gancore.registry import get_method, list_methods, register_method
-from gancore.training.trainer import RunConfig, autocast_dtype
+from gancore.training.run import autocast_dtype
+from gancore.training.trainer import RunConfig
 from stages.train import resolved_train
 
 ROOT = Path(__file__).resolve().parents[2]
