@@ -11,8 +11,7 @@ same gradients.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -22,51 +21,8 @@ from gancore.training import distributed
 from gancore.training.ema import ema_beta_at, update_ema
 from gancore.training.run import RunConfig, autocast_dtype
 from gancore.training.spec import TrainingSpec
-from gancore.training.streams import StreamBuffers
-from gancore.utils.seed import RngStreams, seed_all
-
-
-class MicroBatches:
-    """The RNG streams and network buffers of the micro-batches `ids` this process runs in a step.
-
-    With one stream in the run, the micro-batch uses the global RNG and the live buffers, as a run
-    without data parallelism does (and its checkpoints record).
-    """
-
-    def __init__(
-        self,
-        networks: Iterable[nn.Module],
-        seed: int,
-        ids: list[int],
-        n_streams: int,
-        device: torch.device,
-    ):
-        self.ids, self.device, self.several = list(ids), device, n_streams > 1
-        self.rngs = RngStreams(seed, self.ids, device) if self.several else None
-        self.buffers = StreamBuffers(networks, self.ids) if self.several else None
-
-    def reseed(self, seed: int) -> None:
-        """Move every stream (and the global RNG) to `seed`'s streams: a rollback's fresh draw."""
-        torch.manual_seed(seed)
-        if self.several:
-            self.rngs = RngStreams(seed, self.ids, self.device)
-
-    def start(self) -> None:
-        if self.several:
-            self.buffers.start_step()
-
-    def end(self) -> None:
-        if self.several:
-            self.buffers.end_step()
-
-    @contextmanager
-    def use(self, k: int) -> Iterator[None]:
-        """Micro-batch `k`'s RNG stream and buffers inside the block."""
-        if not self.several:
-            yield
-            return
-        with self.rngs.use(k), self.buffers.use(k):
-            yield
+from gancore.training.streams import MicroBatches
+from gancore.utils.seed import seed_all
 
 
 class TrainStep:

@@ -1,4 +1,5 @@
-"""Per-stream network buffers: micro-batch k of one process runs with the buffers rank k would hold.
+"""Per-stream network buffers and RNG streams: micro-batch k of one process runs with the buffers
+and random draws rank k would have.
 
 Buffers change in forward passes (BatchNorm running statistics, spectral norm's power-iteration
 vectors u and v), so with train.grad_accum n, micro-batch 1 would otherwise see the buffers
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from gancore.utils.seed import RngStreams
 
 
 class StreamBuffers:
@@ -61,3 +64,46 @@ class StreamBuffers:
     def end_step(self) -> None:
         """The networks keep the first stream's buffers (rank 0's, which every rank receives)."""
         self._swap_in(self.states[self.ids[0]])
+
+
+class MicroBatches:
+    """The RNG streams and network buffers of the micro-batches `ids` this process runs in a step.
+
+    With one stream in the run, the micro-batch uses the global RNG and the live buffers, as a run
+    without data parallelism does (and its checkpoints record).
+    """
+
+    def __init__(
+        self,
+        networks: Iterable[nn.Module],
+        seed: int,
+        ids: list[int],
+        n_streams: int,
+        device: torch.device,
+    ):
+        self.ids, self.device, self.several = list(ids), device, n_streams > 1
+        self.rngs = RngStreams(seed, self.ids, device) if self.several else None
+        self.buffers = StreamBuffers(networks, self.ids) if self.several else None
+
+    def reseed(self, seed: int) -> None:
+        """Move every stream (and the global RNG) to `seed`'s streams: a rollback's fresh draw."""
+        torch.manual_seed(seed)
+        if self.several:
+            self.rngs = RngStreams(seed, self.ids, self.device)
+
+    def start(self) -> None:
+        if self.several:
+            self.buffers.start_step()
+
+    def end(self) -> None:
+        if self.several:
+            self.buffers.end_step()
+
+    @contextmanager
+    def use(self, k: int) -> Iterator[None]:
+        """Micro-batch `k`'s RNG stream and buffers inside the block."""
+        if not self.several:
+            yield
+            return
+        with self.rngs.use(k), self.buffers.use(k):
+            yield
