@@ -19,10 +19,14 @@ if TYPE_CHECKING:
 class Callback:
     """Hooks of the loop, all no-ops here."""
 
+    def on_step_start(self, trainer: Trainer) -> None:
+        """Just before a step runs (its batch loaded): e.g. start counting the step's FLOPs. A
+        step that diverges (and is rolled back) gets no `on_step` after it."""
+
     def on_step(self, trainer: Trainer, stats: dict[str, torch.Tensor]) -> None:
         """After every completed step: `trainer.state` holds its step and n_img, `stats` its
-        losses (summed over ranks). E.g. count FLOPs, or evaluate when n_img crosses a multiple
-        of some kimg."""
+        losses (summed over ranks). E.g. stop counting FLOPs, or evaluate when n_img crosses a
+        multiple of some kimg."""
 
     def on_log(self, trainer: Trainer, row: dict[str, float]) -> None:
         """Before a log row goes to the tracker and history.jsonl: entries added to `row` are

@@ -198,6 +198,8 @@ class Trainer:
                 raise TrainingInterrupted(
                     f"SIGTERM while loading data after step {self.state.step}; checkpoint saved"
                 ) from None
+            for callback in self.callbacks:
+                callback.on_step_start(self)
             t0 = time.perf_counter()
             try:
                 stats = self.train_step(real)

@@ -80,6 +80,10 @@ def test_ema_targets_are_the_specs_not_always_g():
 class _Recorder(Callback):
     def __init__(self):
         self.steps: list[tuple[int, int]] = []
+        self.starts: list[int] = []
+
+    def on_step_start(self, trainer):
+        self.starts.append(trainer.state.step)
 
     def on_step(self, trainer, stats):
         self.steps.append((trainer.state.step, trainer.state.n_img))
@@ -99,5 +103,6 @@ def test_callbacks_see_every_step_and_add_to_the_logged_rows(shards, tmp_path):
         Trainer(
             get_method("fastgan"), _run(3), shards, tmp_path, progress=False, callbacks=[recorder]
         ).fit()
+    assert recorder.starts == [0, 1, 2]
     assert recorder.steps == [(1, 2), (2, 4), (3, 6)]
     assert [r["extra/n_calls"] for r in read_history(tmp_path / "history.jsonl")] == [1.0, 2.0, 3.0]
