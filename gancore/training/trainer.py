@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +139,8 @@ class Trainer:
         s.n_img += self.run.train.batch
         return stats
 
-    def _rollback(
-        self, error: FloatingPointError, log: TrainingLog
-    ) -> Iterator[list[torch.Tensor]]:
+    def _rollback(self, error: FloatingPointError) -> None:
+        """Restore the last good checkpoint and move to fresh random streams (a NaN/inf step)."""
         n = self.state.nan_rollbacks + 1
         if n > self.run.train.max_nan_retries:
             raise NonFiniteLoss(
@@ -153,11 +151,9 @@ class Trainer:
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
         self.step.micro.reseed(self.run.base.seed + 1_000_003 * n)
-        log.rolled_back(n, self.state.step, self.state.n_img)
         print(
             f"[gancore] {error}: rolled back to step {self.state.step} (rollback {n})", flush=True
         )
-        return self.data.batches()
 
     def fit(self) -> dict[str, Any]:
         """Train to `train.total_kimg`, resuming from `ckpt_dir`; return the summary (compute
@@ -205,7 +201,9 @@ class Trainer:
                 stats = self.train_step(real)
             except FloatingPointError as e:
                 batches.close()
-                batches, window = self._rollback(e, log), []
+                self._rollback(e)
+                log.rolled_back(self.state.nan_rollbacks, self.state.step, self.state.n_img)
+                batches, window = self.data.batches(), []
                 next_ckpt = (self.state.n_img // every_img + 1) * every_img
                 continue
             s = self.state
