@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-stamp
-# A stage's `python` must be the venv's (stack.md §6), and nothing phones home.
+# A stage's `python` must be the venv's (docs/stack.md), and nothing phones home.
 ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 
-.PHONY: install run test clean-checkpoints
+.PHONY: install run test lint format clean-checkpoints
 
 install: $(STAMP)
 
@@ -20,8 +20,18 @@ $(STAMP): requirements.txt pyproject.toml
 run: $(STAMP)
 	$(ENV) $(BIN)/dvc repro
 
-test: $(STAMP)
-	$(ENV) $(BIN)/python -m pytest -q
+# The README's test command (CI's .ci/run): lint and format check, then every test, `slow` included,
+# on two xdist workers of one torch thread each (tests that share the Prefect server stay on one).
+test: lint
+	$(ENV) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "" -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean-checkpoints:
 	rm -rf checkpoints

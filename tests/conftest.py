@@ -1,4 +1,7 @@
-"""Shared fixtures: one temporary Prefect server for the whole session (stack.md §6)."""
+"""Shared fixtures: one temporary Prefect server for the whole session (docs/stack.md, Prefect).
+
+Under pytest-xdist (`make test` runs two workers) every test that uses the Prefect server is sent
+to one worker (xdist group "prefect"), so the server starts once, not once per worker."""
 
 from __future__ import annotations
 
@@ -18,3 +21,11 @@ def prefect_harness(tmp_path_factory):
     with prefect_test_harness(server_startup_timeout=120):
         yield
     mp.undo()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that share the session's Prefect server run on one xdist worker (with `--dist
+    loadgroup`; without xdist the mark is inert)."""
+    for item in items:
+        if "prefect_harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("prefect"))
