@@ -581,6 +581,21 @@ class TwoStageParams:
                                                     "use 0 with arch codec, or compress.method autoencoder")
 
 
+# ----------------------------------------------------------------------------
+# runtime: how stages use this machine (helper C's block)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeParams:
+    threads: int | Literal["auto"] = "auto"
+    """torch's CPU threads per stage: a count, or auto = the usable cores divided among the stages that
+    run at once (gancore/utils/threads.py)."""
+
+    def __post_init__(self) -> None:
+        if self.threads != "auto" and not 1 <= self.threads <= 1024:
+            raise ConfigError("threads", f"must be auto or in [1, 1024], got {self.threads!r}")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,
@@ -589,6 +604,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainParams,
     "eval": EvalParams,
     "track": TrackParams,
+    "runtime": RuntimeParams,
 }
 
 

@@ -29,6 +29,7 @@ from gancore.errors import ConfigError, DataError
 from gancore.registry import get_method, list_methods
 from gancore.training.ema import recalibrate_batchnorm
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
+from gancore.utils.progress import progress
 
 FORMAT = "gancore.generator/1"
 
@@ -225,11 +226,14 @@ def sample(G: nn.Module, n_img: int, seed: int, batch: int = 50,
     forward = forward or G
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
+    bar = progress(total=n_img, desc="sample", unit="img")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n_img, batch):
             z = torch.randn(min(batch, n_img - start), G.z_dim, generator=gen).to(device)
             out.append(to_uint8(forward(z)))
+            bar.update(len(z))
+    bar.close()
     return torch.cat(out)
 
 

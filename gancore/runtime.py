@@ -21,6 +21,7 @@ from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.trainer import Trainer, TrainingInterrupted, read_history
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
+from gancore.utils.threads import apply_runtime_threads
 
 
 TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
@@ -50,8 +51,9 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
     """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
-    status 2."""
+    status 2. Torch's threads are set first, from the params file's `runtime.threads`."""
     try:
+        apply_runtime_threads(sys.argv[1:] if argv is None else argv)
         code = main(argv)
     except Exception as e:
         code = exit_code_for(e)
@@ -207,7 +209,8 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
             "git_dirty": str(dirty).lower(), "dvc_stage": stage,
             "params_hash": sha256_json({k: to_dict(v) for k, v in params.items()})[:16],
             "gancore_version": gancore.__version__, "torch_version": torch.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu"}
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "torch_threads": str(torch.get_num_threads())}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get(FLOW_RUN_ENV):

@@ -89,3 +89,27 @@ def topological(graph: dict[str, list[str]]) -> list[str]:
             raise ValueError(f"dvc.yaml has a cycle among {sorted(set(graph) - set(order))}")
         order += ready
     return order
+
+
+def depths(graph: dict[str, list[str]]) -> dict[str, int]:
+    """{stage: length of its longest chain of upstream stages} (0 for a stage with none)."""
+    out: dict[str, int] = {}
+    for stage in topological(graph):
+        out[stage] = 1 + max((out[d] for d in graph[stage]), default=-1)
+    return out
+
+
+def stages_at_once(graph: dict[str, list[str]], pipelines: list[str], max_parallel: int) -> dict[str, int]:
+    """{stage: how many stages may run beside it, itself included}: the stages at the same depth
+    (shared ones, plus those of the up to `max_parallel` pipelines running together). Stages at one
+    depth never wait for each other, so a flow runs them at the same time when their inputs are ready;
+    this sizes each stage's share of the cores (runtime.threads auto)."""
+    depth = depths(graph)
+    owned = own_stages(graph, pipelines)
+    together = min(max_parallel, len(pipelines))
+    width = {}
+    for d in set(depth.values()):
+        shared = sum(1 for s, sd in depth.items() if sd == d and not any(s in o for o in owned.values()))
+        own = max((sum(1 for s in o if depth[s] == d) for o in owned.values()), default=0)
+        width[d] = max(1, shared + together * own)
+    return {s: width[d] for s, d in depth.items()}

@@ -57,13 +57,20 @@ def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(error, StageFailed) and error.infrastructure
 
 
-def stage_env(stage: str, run_env: dict[str, str], devices: dict[str, str] | None) -> dict[str, str]:
-    """The stage's environment: the venv's bin first on PATH (a stage's `python` is this interpreter,
-    stack.md §6), the flow's run ids, and CUDA_VISIBLE_DEVICES from the first `devices` pattern
-    (fnmatch over stage names: {"train_decoder@*": "1", "*@wavelet": "0"}) that matches."""
+def stage_env(stage: str, run_env: dict[str, str], devices: dict[str, str] | None,
+              at_once: int = 1) -> dict[str, str]:
+    """The stage's environment: the venv's bin first on PATH (a stage's `python` is this interpreter),
+    the flow's run ids, CUDA_VISIBLE_DEVICES from the first `devices` pattern (fnmatch over stage
+    names: {"train_decoder@*": "1", "*@wavelet": "0"}) that matches, the number of stages running
+    `at_once` (runtime.threads auto shares the cores among them), no DVC analytics or git hints, and
+    progress as plain lines (the output is a log, not a terminal)."""
+    from gancore.utils.progress import PROGRESS_ENV
+    from gancore.utils.threads import CONCURRENT_ENV
+
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, **run_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1"}
+           "DVC_NO_ANALYTICS": "1", CONCURRENT_ENV: str(at_once), PROGRESS_ENV: "lines",
+           "PYTHONUNBUFFERED": "1"}
     for pattern, gpus in (devices or {}).items():
         if fnmatch.fnmatchcase(stage, pattern):
             env["CUDA_VISIBLE_DEVICES"] = str(gpus)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from tqdm import tqdm
+from gancore.utils.progress import progress
 
 import gancore
 from gancore.config import BaseParams, TrainParams, to_dict
@@ -450,8 +450,8 @@ class Trainer:
     def _loop(self, total_img: int, every_img: int, history: "_History") -> None:
         t = self.run.train
         total_steps = math.ceil(total_img / t.batch)
-        bar = tqdm(total=total_steps, initial=self.state.step, disable=not self.progress,
-                   unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = progress(total=total_steps, initial=self.state.step, disable=not self.progress,
+                       desc=f"train {self.run.method}", unit="step")
         batches, window, tick = self._stream(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
@@ -488,7 +488,7 @@ class Trainer:
         batches.close()
         bar.close()
 
-    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: tqdm) -> dict[str, float]:
+    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: Any) -> dict[str, float]:
         keys = dict.fromkeys(k for w in window for k in w)  # phases may start or stop in a window
         row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
         n_img = len(window) * self.run.train.batch
