@@ -596,6 +596,22 @@ class RuntimeParams:
             raise ConfigError("threads", f"must be auto or in [1, 1024], got {self.threads!r}")
 
 
+def check_every_pipeline(params: dict[str, Any]) -> None:
+    """What validate() leaves to the stage that needs it, checked for the whole file at once: a
+    method config tied to base.resolution (`check_final`: inrpatch's patch_px * 2**(n_stages-1)).
+    validate() cannot require it, since a file may hold settings of pipelines it never runs at
+    this resolution (the tests' tiny files do); `gancore params` runs it so a full run's mistake
+    shows before hours of earlier stages.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    resolution = params["base"].resolution
+    for cfg in params["method"].values():
+        if callable(getattr(cfg, "check_final", None)):
+            cfg.check_final(resolution)
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,

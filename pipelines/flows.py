@@ -5,7 +5,7 @@ Prefect adds parallel branches (a two-stage pipeline's sampler and decoder train
 retries for infrastructure failures only, schedules and GPU work pools. A pipeline is the ancestry of
 an `evaluate@<name>` stage (pipelines/dag.py), so a new pipeline in dvc.yaml needs no code here.
 Each flow run opens one parent MLflow run; every stage run nests under it and carries the Prefect
-flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `python -m pipelines` (cli.py).
+flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `gancore flow` (pipelines/cli.py).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.dag import (PROJECT, TERMINAL, own_stages, pipeline_names, pipelines_graph, stage_graph,
-                           topological)
+                           stages_at_once, topological)
 
 MAX_THREADS = 64
 """Threads of the task runner: tasks wait for their upstream inside a thread; the work is subprocesses."""
@@ -32,6 +32,10 @@ INFRA_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP)
 """A stage killed by one of these lost its machine or was preempted (a SIGTERMed training saved a
 checkpoint and resumes): worth a retry. Exit 2 (a GancoreError: bad params, a diverged model) is not."""
 LOCK_MESSAGES = ("Unable to acquire lock", "LockError")
+DVC_HINTS = ("To track the changes with git, run:", "To enable auto staging, run:", "git add ",
+             "dvc config core.autostage true", "Use `dvc push` to send your updates to remote storage.")
+"""How DVC's advice lines start (after whitespace): useful once at a terminal, noise in every task's
+log of a flow (the flow's records say what changed)."""
 
 
 class StageFailed(RuntimeError):
@@ -98,13 +102,27 @@ def repro_stage(stage: str, project: str, env: dict[str, str]) -> dict[str, Any]
     """
     start_sec = time.time()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    done = subprocess.run(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    returncode, output = stream_output(cmd, project, env, get_run_logger().info)
     end_sec = time.time()
-    get_run_logger().info("%s", done.stdout[-4000:])
-    if done.returncode != 0:
-        raise StageFailed(stage, done.returncode, done.stdout)
-    return {"stage": stage, "action": dvc_action(done.stdout), "start_sec": start_sec, "end_sec": end_sec}
+    if returncode != 0:
+        raise StageFailed(stage, returncode, output)
+    return {"stage": stage, "action": dvc_action(output), "start_sec": start_sec, "end_sec": end_sec}
+
+
+def stream_output(cmd: list[str], cwd: str, env: dict[str, str], log: Callable[[str], Any]) -> tuple[int, str]:
+    """Run `cmd`, passing each line of its output (stdout and stderr) to `log` as it appears, blank
+    lines and DVC's advice (DVC_HINTS) left out; a carriage return ends a line too, so a progress
+    redraw is a line of its own, never a run-on. Returns (exit status, the whole output)."""
+    lines = []
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # text mode: "\r", "\n" and "\r\n" each end a line
+            lines.append(line)
+            text = line.rstrip()
+            if text and not text.lstrip().startswith(DVC_HINTS):
+                log(text)
+    return proc.returncode, "".join(lines)
 
 
 def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: dict[str, Any]) -> Any:
@@ -134,11 +152,12 @@ def _submit_all(project: str, graph: dict[str, list[str]], pipelines: list[str],
     """
     owned = own_stages(graph, pipelines)
     shared = [s for s in topological(graph) if not any(s in o for o in owned.values())]
+    at_once = stages_at_once(graph, pipelines, max_parallel)
     futures: dict[str, Any] = {}
 
     def submit(stage: str, gate: list[Any]) -> None:
         upstream = [futures[d] for d in graph[stage]]
-        futures[stage] = repro_stage.submit(stage, project, stage_env(stage, env, devices),
+        futures[stage] = repro_stage.submit(stage, project, stage_env(stage, env, devices, at_once[stage]),
                                             wait_for=upstream + gate)
 
     for stage in shared:
@@ -198,7 +217,7 @@ def pipeline(pipeline: str, project: str = str(PROJECT), overrides: dict[str, An
     """Run one pipeline of dvc.yaml (the ancestry of `evaluate@<pipeline>`), branches in parallel.
 
     Args:
-        pipeline: a pipeline name, e.g. "wavelet" (see `python -m pipelines list`).
+        pipeline: a pipeline name, e.g. "wavelet" (see `gancore flow list`).
         project: the project folder (holds dvc.yaml and params.yaml).
         overrides: {"train.total_kimg": 2, ...}, written into params.yaml like `dvc exp run -S`
             (pipelines/overrides.py), validated before any stage runs.
