@@ -169,6 +169,7 @@ def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
         fill(tmp)
         for p in tmp.rglob("*"):
             if p.is_file():
+                os.chmod(p, normal_mode())  # writers that make private files (safetensors: 0600)
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         old = None

@@ -92,7 +92,8 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
     if {"-h", "--help"} & set(argv):  # help needs no params file
         return get_threads()
     runtime = load_params(params_path_of(argv), [THREADS_KEY])[THREADS_KEY]
-    n_threads = set_threads(resolve_threads(runtime.threads))
+    set_threads(resolve_threads(runtime.threads))
+    n_threads = get_threads()  # as torch reports it
     print(f"[runtime] torch threads: {n_threads} (runtime.threads {runtime.threads}; "
           f"{usable_cores()} usable cores, {_positive_env(CONCURRENT_ENV)} stage(s) at once)",
           flush=True)
