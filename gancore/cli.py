@@ -4,7 +4,7 @@ list methods, serve the MLflow UI, report a comparison, and run the pipelines as
     gancore flow run fastgan --kimg 1           # a short run of one pipeline (every length 1 kimg)
     gancore generate --generator runs/fastgan/generator --seeds 0-35 --out grid.jpg
     gancore interpolate --generator models:/fastgan@best --seeds 0,3,7 --out walk.gif
-    gancore compare --out reports/compare       # the pipelines of the MLflow experiment side by side
+    gancore compare --out reports/compare       # the experiment's pipelines side by side
     gancore ui                                  # until Ctrl-C (or SIGTERM): stops the server too
 """
 
@@ -14,8 +14,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gancore.errors import DataError
 from gancore.utils.args import ArgParser, device_name, exit_code_for, float_in, int_in
@@ -40,8 +41,9 @@ def parse_seeds(text: str) -> list[int]:
         try:
             first, last = int(lo), int(hi if sep else lo)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text[:40]!r}: seeds are N, A-B or a comma list of "
-                                             "them, e.g. 0-35 or 0,3,7") from None
+            raise argparse.ArgumentTypeError(
+                f"{text[:40]!r}: seeds are N, A-B or a comma list of them, e.g. 0-35 or 0,3,7"
+            ) from None
         if not 0 <= first <= last <= 2**32 - 1:
             raise argparse.ArgumentTypeError(f"{part.strip()!r}: need 0 <= A <= B < 2**32")
         if last - first >= 10**6:
@@ -64,8 +66,11 @@ def output_kind(out: str, suffixes: Sequence[str], folder: bool) -> str:
         if path.is_dir():
             raise DataError(f"--out {out} is a folder; name a file ending {', '.join(suffixes)}")
         return path.suffix.lower()
-    kinds = f"a folder (PNG files) or a file ending {', '.join(suffixes)}" if folder else \
-        f"a file ending {', '.join(suffixes)}"
+    kinds = (
+        f"a folder (PNG files) or a file ending {', '.join(suffixes)}"
+        if folder
+        else f"a file ending {', '.join(suffixes)}"
+    )
     raise DataError(f"--out {out}: expected {kinds}")
 
 
@@ -74,10 +79,14 @@ def _seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     import numpy as np
     import torch
 
-    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
+    return torch.from_numpy(
+        np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])
+    ).float()
 
 
-def _render_seeds(G: Any, forward: Callable[[torch.Tensor], torch.Tensor], seeds: Sequence[int]) -> torch.Tensor:
+def _render_seeds(
+    G: Any, forward: Callable[[torch.Tensor], torch.Tensor], seeds: Sequence[int]
+) -> torch.Tensor:
     """One image per seed (its latent and any noise G draws seeded by it), with progress."""
     import torch
 
@@ -90,7 +99,7 @@ def _render_seeds(G: Any, forward: Callable[[torch.Tensor], torch.Tensor], seeds
     with torch.no_grad():
         for i in progress(range(len(seeds)), desc="generate", unit="img"):
             torch.manual_seed(seeds[i])
-            out.append(to_uint8(forward(z[i:i + 1].to(device))))
+            out.append(to_uint8(forward(z[i : i + 1].to(device))))
     return torch.cat(out)
 
 
@@ -104,7 +113,10 @@ def _generate(args: argparse.Namespace) -> int:
     if args.resolution is not None or args.extent != 1.0:
         forward = renderer(G, args.resolution or G.resolution, args.extent, args.tile_px)
     if args.seeds is not None:
-        images, names = _render_seeds(G, forward, args.seeds), [f"seed{s:04d}.png" for s in args.seeds]
+        images, names = (
+            _render_seeds(G, forward, args.seeds),
+            [f"seed{s:04d}.png" for s in args.seeds],
+        )
     else:
         images = sample(G, args.n, seed=args.seed, batch=args.batch, forward=forward)
         names = [f"seed{args.seed:04d}_{i:06d}.png" for i in range(len(images))]
@@ -150,14 +162,16 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / omega.sin()
 
 
-def walk_latents(seeds: Sequence[int], z_dim: int, frames_per_step: int, loop: bool) -> torch.Tensor:
+def walk_latents(
+    seeds: Sequence[int], z_dim: int, frames_per_step: int, loop: bool
+) -> torch.Tensor:
     """The latents of a walk through the seeds' latents in order (back to the first when `loop`),
     `frames_per_step` frames from each keyframe towards the next -> (frames, z_dim)."""
     import torch
 
     keys = _seed_latents([*seeds, seeds[0]] if loop else seeds, z_dim)
     t = torch.arange(frames_per_step, dtype=torch.float32) / frames_per_step
-    frames = [slerp(keys[i:i + 1], keys[i + 1:i + 2], t) for i in range(len(keys) - 1)]
+    frames = [slerp(keys[i : i + 1], keys[i + 1 : i + 2], t) for i in range(len(keys) - 1)]
     return torch.cat(frames if loop else [*frames, keys[-1:]])
 
 
@@ -179,9 +193,12 @@ def _interpolate(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for i in progress(range(len(z)), desc="interpolate", unit="frame"):
             torch.manual_seed(args.noise_seed)  # same noise in every frame: only the latent moves
-            frames.append(to_uint8(G(z[i:i + 1].to(device)))[0].permute(1, 2, 0).numpy())
+            frames.append(to_uint8(G(z[i : i + 1].to(device)))[0].permute(1, 2, 0).numpy())
     _write_walk(frames, Path(args.out), args.fps)
-    print(f"wrote {len(frames)} frames ({len(frames) / args.fps:.1f} s at {args.fps} fps) to {args.out}")
+    print(
+        f"wrote {len(frames)} frames ({len(frames) / args.fps:.1f} s at {args.fps} fps) "
+        f"to {args.out}"
+    )
     return 0
 
 
@@ -190,9 +207,12 @@ def _check_mp4_writer() -> None:
     import importlib.util
 
     if importlib.util.find_spec("imageio") is None or not any(
-            importlib.util.find_spec(m) is not None for m in ("imageio_ffmpeg", "av")):
-        raise DataError("no MP4 writer here (needs imageio with imageio-ffmpeg or av installed): "
-                        "write a .gif instead, e.g. --out walk.gif")
+        importlib.util.find_spec(m) is not None for m in ("imageio_ffmpeg", "av")
+    ):
+        raise DataError(
+            "no MP4 writer here (needs imageio with imageio-ffmpeg or av installed): "
+            "write a .gif instead, e.g. --out walk.gif"
+        )
 
 
 def _write_walk(frames: list[Any], out: Path, fps: int) -> None:
@@ -206,8 +226,14 @@ def _write_walk(frames: list[Any], out: Path, fps: int) -> None:
 
         images = [Image.fromarray(f) for f in frames]
         buf = io.BytesIO()
-        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                       duration=round(1000 / fps), loop=0)
+        images[0].save(
+            buf,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        )
         atomic_write_bytes(out, buf.getvalue())
         return
     import imageio.v2 as imageio
@@ -240,8 +266,13 @@ def _params(args: argparse.Namespace) -> int:
     params = validate(raw)
     check_every_pipeline(params)
     out = {k: to_dict(params[k]) for k in SECTIONS}
-    out.update({f"{group}.{name}": to_dict(cfg) for group in ("method", "twostage")
-                for name, cfg in params[group].items()})
+    out.update(
+        {
+            f"{group}.{name}": to_dict(cfg)
+            for group in ("method", "twostage")
+            for name, cfg in params[group].items()
+        }
+    )
     print(json.dumps(out, indent=2))
     return 0
 
@@ -273,8 +304,20 @@ def _ui(args: argparse.Namespace) -> int:
 
     uri = default_tracking_uri(Path(args.project).resolve())
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
-           "--port", str(args.port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
     return run_child(cmd, env=env)
 
@@ -286,11 +329,15 @@ def _flow(args: argparse.Namespace) -> int:
 
     checkout = Path(gancore.__file__).resolve().parents[1]
     if not (checkout / "pipelines" / "cli.py").is_file():
-        raise DataError(f"gancore flow needs the project checkout (pipelines/ beside gancore/); "
-                        f"{checkout} has none: run it from a clone installed with `pip install -e .`")
+        raise DataError(
+            f"gancore flow needs the project checkout (pipelines/ beside gancore/); "
+            f"{checkout} has none: run it from a clone installed with `pip install -e .`"
+        )
     path = os.pathsep.join(p for p in (str(checkout), os.environ.get("PYTHONPATH", "")) if p)
-    return run_child([sys.executable, "-m", "pipelines.cli", *args.flow_args],
-                     env={**os.environ, "PYTHONPATH": path})
+    return run_child(
+        [sys.executable, "-m", "pipelines.cli", *args.flow_args],
+        env={**os.environ, "PYTHONPATH": path},
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -310,10 +357,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     """--generator, --which and --device: what `generate` and `interpolate` load."""
-    parser.add_argument("--generator", required=True,
-                        help="a folder (runs/fastgan/generator) or a registered model (models:/fastgan@best)")
-    parser.add_argument("--which", choices=["G_ema", "G_init"], default=None,
-                        help="weights to load (default: the folder's main ones, G_ema)")
+    parser.add_argument(
+        "--generator",
+        required=True,
+        help="a folder (runs/fastgan/generator) or a registered model (models:/fastgan@best)",
+    )
+    parser.add_argument(
+        "--which",
+        default=None,
+        help="weights in the folder to load, e.g. G_init (default: its main ones, G_ema)",
+    )
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda or cuda:N")
 
 
@@ -321,42 +374,82 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = ArgParser(prog="gancore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    g = sub.add_parser("generate", help="sample images from a generator: PNG files or one grid image",
-                       description="Sample images from a generator. --seeds draws one image per seed "
-                                   "(as stylegan2-ada); else --n images from the one --seed.")
+    g = sub.add_parser(
+        "generate",
+        help="sample images from a generator: PNG files or one grid image",
+        description="Sample images from a generator. --seeds draws one image per seed "
+        "(as stylegan2-ada); else --n images from the one --seed.",
+    )
     _generator_arguments(g)
-    g.add_argument("--seeds", type=parse_seeds, default=None,
-                   help="one image per seed: 0-35, 0,3,7 or 1,4-6 (instead of --n/--seed)")
+    g.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default=None,
+        help="one image per seed: 0-35, 0,3,7 or 1,4-6 (instead of --n/--seed)",
+    )
     g.add_argument("--n", type=int_in(1, 10**6), default=64, help="images to draw from --seed")
     g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the --n latents")
     g.add_argument("--batch", type=int_in(1, 4096), default=50, help="latents per forward pass")
-    g.add_argument("--resolution", type=int_in(1, 2**15), default=None,
-                   help="INR generators (cips, inrpatch): render at this side, e.g. 2048 "
-                        "(default: the trained side)")
-    g.add_argument("--extent", type=float_in(1e-6, 1e3), default=1.0,
-                   help="INR generators: render [-extent, extent]^2; > 1 outpaints beyond the training frame")
-    g.add_argument("--tile-px", type=int_in(1, 4096), default=256,
-                   help="coordinate tile side when rendering (memory bound)")
-    g.add_argument("--out", required=True,
-                   help=f"a folder for PNG files, or one grid image: a file ending {', '.join(GRID_FORMATS)}")
+    g.add_argument(
+        "--resolution",
+        type=int_in(1, 2**15),
+        default=None,
+        help="INR generators (cips, inrpatch): render at this side, e.g. 2048 "
+        "(default: the trained side)",
+    )
+    g.add_argument(
+        "--extent",
+        type=float_in(1e-6, 1e3),
+        default=1.0,
+        help="INR generators: render [-extent, extent]^2; > 1 outpaints beyond the training frame",
+    )
+    g.add_argument(
+        "--tile-px",
+        type=int_in(1, 4096),
+        default=256,
+        help="coordinate tile side when rendering (memory bound)",
+    )
+    g.add_argument(
+        "--out",
+        required=True,
+        help=f"a folder for PNG files, or one grid image: a file ending {', '.join(GRID_FORMATS)}",
+    )
     g.set_defaults(func=_generate)
-    w = sub.add_parser("interpolate", help="a latent walk through seeds, saved as an animated GIF or MP4")
+    w = sub.add_parser(
+        "interpolate", help="a latent walk through seeds, saved as an animated GIF or MP4"
+    )
     _generator_arguments(w)
-    w.add_argument("--seeds", type=parse_seeds, default="0-3",
-                   help="keyframe seeds, walked in order (0-3, 0,3,7)")
-    w.add_argument("--frames-per-step", type=int_in(1, 10**4), default=24, help="frames between two keyframes")
+    w.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default="0-3",
+        help="keyframe seeds, walked in order (0-3, 0,3,7)",
+    )
+    w.add_argument(
+        "--frames-per-step", type=int_in(1, 10**4), default=24, help="frames between two keyframes"
+    )
     w.add_argument("--fps", type=int_in(1, 120), default=24, help="frames per second")
-    w.add_argument("--noise-seed", type=int_in(0, 2**32 - 1), default=0,
-                   help="seed of the noise a generator draws itself (the same in every frame)")
-    w.add_argument("--no-loop", action="store_true", help="end at the last seed (default: back to the first)")
-    w.add_argument("--out", required=True,
-                   help="walk.gif (Pillow), or walk.mp4 (needs imageio with imageio-ffmpeg or av)")
+    w.add_argument(
+        "--noise-seed",
+        type=int_in(0, 2**32 - 1),
+        default=0,
+        help="seed of the noise a generator draws itself (the same in every frame)",
+    )
+    w.add_argument(
+        "--no-loop", action="store_true", help="end at the last seed (default: back to the first)"
+    )
+    w.add_argument(
+        "--out",
+        required=True,
+        help="walk.gif (Pillow), or walk.mp4 (needs imageio with imageio-ffmpeg or av)",
+    )
     w.set_defaults(func=_interpolate)
     p = sub.add_parser("params", help="validate params.yaml and print the resolved values")
     p.add_argument("params", nargs="?", default="params.yaml", help="params file")
     p.add_argument("--profile", help="keys to change (e.g. params-gpu.yaml), validated on top")
-    p.add_argument("--as-set", action="store_true",
-                   help="with --profile: print the `dvc exp run -S` arguments")
+    p.add_argument(
+        "--as-set", action="store_true", help="with --profile: print the `dvc exp run -S` arguments"
+    )
     p.set_defaults(func=_params)
     m = sub.add_parser("methods", help="list registered methods")
     m.set_defaults(func=_methods)
@@ -365,21 +458,37 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1", help="address to listen on")
     u.add_argument("--port", type=int_in(1, 65535), default=5000, help="port to listen on")
     u.set_defaults(func=_ui)
-    c = sub.add_parser("compare", help="report comparing the pipelines of an MLflow experiment "
-                                       "(markdown + PNG); to run pipelines, see `gancore flow run`")
-    c.add_argument("--project", default=".", help="project whose mlflow.db to read (unless --tracking-uri)")
-    c.add_argument("--tracking-uri", default=None, help="MLflow store (default: the project's mlflow.db)")
+    c = sub.add_parser(
+        "compare",
+        help="report comparing the pipelines of an MLflow experiment "
+        "(markdown + PNG); to run pipelines, see `gancore flow run`",
+    )
+    c.add_argument(
+        "--project", default=".", help="project whose mlflow.db to read (unless --tracking-uri)"
+    )
+    c.add_argument(
+        "--tracking-uri", default=None, help="MLflow store (default: the project's mlflow.db)"
+    )
     c.add_argument("--experiment", default="gancore", help="MLflow experiment")
     c.add_argument("--out", default="reports/compare", help="report folder")
-    c.add_argument("--suite", default="benchmarks/results/suite.json", help="benchmark JSON for memory plots")
+    c.add_argument(
+        "--suite", default="benchmarks/results/suite.json", help="benchmark JSON for memory plots"
+    )
     c.add_argument("--no-log", action="store_true", help="do not log the report as an MLflow run")
-    c.add_argument("--alias", default="best",
-                   help="set this alias on each pipeline's registered generator version with the best --score "
-                        "('' to set none)")
+    c.add_argument(
+        "--alias",
+        default="best",
+        help="set this alias on each pipeline's registered generator version with the best --score "
+        "('' to set none)",
+    )
     c.add_argument("--score", default="kid_el0", help="score that picks the --alias version")
     c.set_defaults(func=_compare)
-    f = sub.add_parser("flow", add_help=False, prefix_chars="\0",
-                       help="run, serve or deploy pipelines as Prefect flows (`gancore flow --help`)")
+    f = sub.add_parser(
+        "flow",
+        add_help=False,
+        prefix_chars="\0",
+        help="run, serve or deploy pipelines as Prefect flows (`gancore flow --help`)",
+    )
     f.add_argument("flow_args", nargs=argparse.REMAINDER)
     f.set_defaults(func=_flow)
     return parser

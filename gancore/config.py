@@ -588,8 +588,8 @@ class TwoStageParams:
 @dataclass(frozen=True, kw_only=True)
 class RuntimeParams:
     threads: int | Literal["auto"] = "auto"
-    """torch's CPU threads per stage: a count, or auto = the usable cores divided among the stages that
-    run at once (gancore/utils/threads.py)."""
+    """torch's CPU threads per stage: a count, or auto = the usable cores divided among the stages
+    that run at once (gancore/utils/threads.py)."""
 
     def __post_init__(self) -> None:
         if self.threads != "auto" and not 1 <= self.threads <= 1024:

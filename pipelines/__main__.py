@@ -1,4 +1,4 @@
-"""`python -m pipelines`: an alias of `gancore flow` (the one command line), kept for old scripts."""
+"""`python -m pipelines`: an alias of `gancore flow` (the one command line) for old scripts."""
 
 import sys
 

@@ -37,7 +37,7 @@ def _set(doc: Any, key: str, value: Any) -> None:
         if child is None:
             child = doc[part] = {}
         if not hasattr(child, "get"):
-            raise ConfigError(".".join(parents[:i + 1]), f"is a value, cannot set {key}")
+            raise ConfigError(".".join(parents[: i + 1]), f"is a value, cannot set {key}")
         doc = child
     doc[leaf] = value
 
@@ -96,7 +96,8 @@ two-stage pipeline's sampler, decoder or autoencoder)."""
 
 
 def length_overrides(params_path: str | Path, kimg: float) -> dict[str, float]:
-    """Overrides that set every training length of params.yaml to `kimg`: each LENGTH_KEYS entry that
+    """Overrides that set every training length of params.yaml to `kimg`: each LENGTH_KEYS entry
+    that
     is a positive number (null = "as the train section", 0 = "no training of this part" stay as
     they are). `train.total_kimg` alone leaves a part with its own length (a two-stage sampler's
     `total_kimg`) as long as before; this makes a short run short everywhere."""
@@ -108,8 +109,12 @@ def length_overrides(params_path: str | Path, kimg: float) -> dict[str, float]:
         if not isinstance(node, dict):
             return
         for key, value in node.items():
-            if key in LENGTH_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                    and value > 0:
+            if (
+                key in LENGTH_KEYS
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value > 0
+            ):
                 out[f"{prefix}{key}"] = kimg
             walk(value, f"{prefix}{key}.")
 

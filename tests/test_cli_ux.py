@@ -1,7 +1,8 @@
 """The `gancore` command line as a user meets it: outputs are what their names say (a JPEG grid, a
 GIF walk, PNG files with normal modes), `--seeds` as stylegan2-ada reads it, one-line errors, help
 with defaults, `gancore ui` stopping its MLflow server when stopped (a real process), `gancore
-params` catching an inrpatch stage count, and `flow run --kimg` making every training length short."""
+params` catching an inrpatch stage count, and `flow run --kimg` making every training length
+short."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def gen(tmp_path) -> Path:
-    cfg = validate({"method": {"fastgan": {"width_mult": 0.015625, "z_dim": 8}}})["method"]["fastgan"]
+    cfg = validate({"method": {"fastgan": {"width_mult": 0.015625, "z_dim": 8}}})["method"][
+        "fastgan"
+    ]
     torch.manual_seed(0)
     G = get_method("fastgan").build_networks(cfg, 64)["G"]
     return save_generator(tmp_path / "gen", "fastgan", cfg, 64, {"G_ema": G, "G_init": G}, 0, 0)
@@ -73,7 +76,10 @@ def test_generate_writes_a_jpeg_grid_one_image_per_seed_and_normal_modes(gen, tm
 
 
 def test_generate_refuses_an_out_it_cannot_be(gen, tmp_path, capsys):
-    assert main(["generate", "--generator", str(gen), "--n", "2", "--out", str(tmp_path / "x.txt")]) == 2
+    assert (
+        main(["generate", "--generator", str(gen), "--n", "2", "--out", str(tmp_path / "x.txt")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "x.txt" in err and ".jpg" in err
     assert not (tmp_path / "x.txt").exists()
@@ -90,8 +96,24 @@ def test_device_that_is_not_here_is_one_line(gen, capsys):
 
 def test_interpolate_writes_a_looping_gif_walk(gen, tmp_path, capsys):
     out = tmp_path / "walk.gif"
-    assert main(["interpolate", "--generator", str(gen), "--seeds", "0,3,7", "--frames-per-step", "3",
-                 "--fps", "10", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                "--generator",
+                str(gen),
+                "--seeds",
+                "0,3,7",
+                "--frames-per-step",
+                "3",
+                "--fps",
+                "10",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as img:
         assert img.format == "GIF" and img.n_frames == 9 and img.info.get("loop") == 0
     z = walk_latents([0, 3, 7], 8, 3, loop=True)
@@ -105,8 +127,11 @@ def test_mp4_without_a_writer_is_a_clear_message(gen, tmp_path, capsys, monkeypa
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("imageio_ffmpeg", "av") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("imageio_ffmpeg", "av") else real(name, *a),
+    )
     assert main(["interpolate", "--generator", str(gen), "--out", str(tmp_path / "walk.mp4")]) == 2
     err = capsys.readouterr().err
     assert "no MP4 writer" in err and ".gif" in err and not (tmp_path / "walk.mp4").exists()
@@ -115,7 +140,12 @@ def test_mp4_without_a_writer_is_a_clear_message(gen, tmp_path, capsys, monkeypa
 def test_help_shows_defaults_and_choices():
     help_text = build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
     assert "(default: 64)" in help_text and "(default: cpu)" in help_text
-    assert "{G_ema,G_init}" in help_text
+    flow = build_parser()._subparsers._group_actions[0].choices["flow"]
+    assert flow.format_help().count("default") == 0  # the flow's own help (gancore flow --help)
+    from pipelines.cli import parser as flow_parser
+
+    run = flow_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "(default: 1)" in run and "--kimg" in run
 
 
 def test_params_rejects_an_inrpatch_stage_count_that_misses_the_resolution(tmp_path, capsys):
@@ -150,11 +180,18 @@ def test_flow_kimg_makes_every_training_length_short(tmp_path):
 
 def test_flow_bad_override_fails_at_once_naming_the_key():
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "gancore.cli", "flow", "run", "fastgan", "-S",
-                           "train.batchz=3"], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "gancore.cli", "flow", "run", "fastgan", "-S", "train.batchz=3"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: params: train.batchz: unknown key (did you mean train.batch?)"], done.stderr
+        "error: params: train.batchz: unknown key (did you mean train.batch?)"
+    ], done.stderr
     assert time.monotonic() - start < 30  # no Prefect server was started
 
 
@@ -172,13 +209,28 @@ def _listening(port: int) -> bool:
 def test_ui_stops_its_mlflow_server_when_stopped(tmp_path, signum=signal.SIGTERM):
     """`kill <pid of gancore ui>` (SIGINT, Ctrl-C, takes the same path: the next test)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gancore.cli", "ui", "--project", str(tmp_path),
-                             "--port", str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gancore.cli",
+            "ui",
+            "--project",
+            str(tmp_path),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not _listening(port):
-            assert proc.poll() is None and time.monotonic() < deadline, "the MLflow UI never came up"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "the MLflow UI never came up"
+            )
             time.sleep(0.5)
         proc.send_signal(signum)
         assert proc.wait(timeout=30) == 128 + signum
@@ -202,10 +254,17 @@ def test_a_stopped_parent_stops_the_childs_whole_group(tmp_path):
     """run_child in a real process: SIGINT to it ends its child and the child's own child (a
     server's worker), not only the first."""
     script = tmp_path / "parent.py"
-    script.write_text("import sys\nfrom gancore.utils.child import run_child\n"
-                      f"sys.exit(run_child([sys.executable, '-c', {GRANDPARENT!r}]))\n")
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    script.write_text(
+        "import sys\nfrom gancore.utils.child import run_child\n"
+        f"sys.exit(run_child([sys.executable, '-c', {GRANDPARENT!r}]))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         grandchild = int(proc.stdout.readline())
         proc.send_signal(signal.SIGINT)
@@ -213,8 +272,10 @@ def test_a_stopped_parent_stops_the_childs_whole_group(tmp_path):
         deadline = time.monotonic() + 10
         while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not Path(f"/proc/{grandchild}").exists() or \
-            Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
+        assert (
+            not Path(f"/proc/{grandchild}").exists()
+            or Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

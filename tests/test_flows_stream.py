@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -32,10 +31,21 @@ pathlib.Path(sys.argv[1]).write_text("ok")
 def _project(folder: Path) -> Path:
     (folder / "stage.py").write_text(STAGE)
     stage = {"cmd": "python stage.py ${item}.txt", "deps": ["stage.py"], "outs": ["${item}.txt"]}
-    evaluate = {"cmd": "python -c \"open('eval_${item}.txt', 'w').write('ok')\"", "deps": ["${item}.txt"],
-                "outs": ["eval_${item}.txt"]}
-    (folder / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "train": {"foreach": ["toy"], "do": stage}, "evaluate": {"foreach": ["toy"], "do": evaluate}}}))
+    evaluate = {
+        "cmd": "python -c \"open('eval_${item}.txt', 'w').write('ok')\"",
+        "deps": ["${item}.txt"],
+        "outs": ["eval_${item}.txt"],
+    }
+    (folder / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "train": {"foreach": ["toy"], "do": stage},
+                    "evaluate": {"foreach": ["toy"], "do": evaluate},
+                }
+            }
+        )
+    )
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=folder, check=True)
@@ -48,11 +58,20 @@ def test_stage_output_streams_while_the_stage_runs(tmp_path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
     project = _project(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gancore.cli", "flow", "run", "toy", "--project",
-                             str(project)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gancore.cli", "flow", "run", "toy", "--project", str(project)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     timer = threading.Timer(280, proc.kill)
     timer.start()
     lines = []

@@ -124,7 +124,8 @@ def _scan(source: str | Path, spill: IO[bytes], resolution: int, params: ShardPa
     def skip(name: str, reason: str, detail: str) -> None:
         scan.skipped.append({"name": name, "reason": reason, "detail": detail})
 
-    for name, data in progress(iter_sources(source, on_error=skip), desc="shard: decode", unit="file"):
+    files = iter_sources(source, on_error=skip)
+    for name, data in progress(files, desc="shard: decode", unit="file"):
         if name == SOURCES_FILE:  # the demo set's provenance record (data/builtin), not an image
             continue
         try:

@@ -57,7 +57,7 @@ def as_uint8_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 def _embed_batched(
     images: torch.Tensor, batch: int, embed: Callable[[torch.Tensor], torch.Tensor], desc: str
 ) -> np.ndarray:
-    """Run `embed` over `batch`-sized slices of `images` (with progress); return float64 `(N, D)`."""
+    """Run `embed` over `batch`-sized slices of `images` (with progress); return float64 (N, D)."""
     bar = progress(total=len(images), desc=desc, unit="img")
     chunks = []
     for i in range(0, len(images), batch):
@@ -128,7 +128,8 @@ class EL0Features:
         Raises:
             DataError: images of the wrong shape or dtype.
         """
-        return _embed_batched(as_uint8_images(images), self.batch, self._embed, f"{self.name} features")
+        images = as_uint8_images(images)
+        return _embed_batched(images, self.batch, self._embed, f"{self.name} features")
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -242,4 +243,5 @@ class InceptionFeatures:
         Raises:
             DataError: images of the wrong shape or dtype.
         """
-        return _embed_batched(as_uint8_images(images), self.batch, self._embed, f"{self.name} features")
+        images = as_uint8_images(images)
+        return _embed_batched(images, self.batch, self._embed, f"{self.name} features")

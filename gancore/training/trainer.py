@@ -488,7 +488,8 @@ class Trainer:
         batches.close()
         bar.close()
 
-    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float, bar: Any) -> dict[str, float]:
+    def _log(self, window: list[dict[str, torch.Tensor]], wall_sec: float,
+             bar: Any) -> dict[str, float]:
         keys = dict.fromkeys(k for w in window for k in w)  # phases may start or stop in a window
         row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
         n_img = len(window) * self.run.train.batch

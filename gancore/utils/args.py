@@ -18,9 +18,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.default == []
-                or "default" in text
-                or action.nargs in (argparse.REMAINDER, argparse.PARSER)):
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if unset or action.default == [] or "default" in text or action.nargs in (
+                argparse.REMAINDER, argparse.PARSER):
             return text
         return f"{text} (default: %(default)s)".strip()
 

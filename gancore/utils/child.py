@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOP_GRACE_SEC = 10.0
@@ -40,10 +41,10 @@ def _wait(proc: subprocess.Popen, received: list[int]) -> int:
 
 
 def run_child(cmd: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> int:
-    """Run `cmd` until it exits; pass a stop signal the parent receives to the child's process group.
+    """Run `cmd` until it exits; pass a stop signal this process gets to the child's group.
 
     Returns:
-        The child's exit status; 128 + the signal when it was stopped by one (as a shell reports it).
+        The child's exit status; 128 + the signal when stopped by one (as a shell reports it).
     """
     proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, start_new_session=True)
     received: list[int] = []

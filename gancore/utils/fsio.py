@@ -41,7 +41,7 @@ def current_umask() -> int:
 
 def normal_mode(directory: bool = False) -> int:
     """The mode open() or mkdir() would give a new file or folder (0o644 / 0o755 under umask 022):
-    mkstemp and mkdtemp make theirs private (0o600 / 0o700), which a finished output must not keep."""
+    mkstemp and mkdtemp make theirs private (0o600 / 0o700): no finished output may keep that."""
     return (0o777 if directory else 0o666) & ~current_umask()
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Iterable, Iterator, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any, Self, TextIO
 
 PROGRESS_ENV = "GANCORE_PROGRESS"
 """`bar`, `lines` or `off`; unset: a bar when stderr is a terminal, else lines."""
@@ -36,9 +37,18 @@ class LineProgress:
     close, n, total), printed as whole lines: one every `every_sec` once `quiet_sec` have passed,
     and one at the end of a step that took at least `quiet_sec`."""
 
-    def __init__(self, iterable: Iterable[Any] | None = None, total: float | None = None,
-                 desc: str = "", unit: str = "it", initial: float = 0, file: TextIO | None = None,
-                 every_sec: float = LINE_EVERY_SEC, quiet_sec: float = QUIET_SEC, **_: Any):
+    def __init__(
+        self,
+        iterable: Iterable[Any] | None = None,
+        total: float | None = None,
+        desc: str = "",
+        unit: str = "it",
+        initial: float = 0,
+        file: TextIO | None = None,
+        every_sec: float = LINE_EVERY_SEC,
+        quiet_sec: float = QUIET_SEC,
+        **_: Any,
+    ):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
@@ -57,10 +67,10 @@ class LineProgress:
         finally:
             self.close()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def line(self) -> str:
@@ -86,7 +96,9 @@ class LineProgress:
         if now - self._start >= self.quiet_sec and now - self._last >= self.every_sec:
             self._print()
 
-    def set_postfix(self, values: dict[str, Any] | None = None, refresh: bool = True, **kw: Any) -> None:
+    def set_postfix(
+        self, values: dict[str, Any] | None = None, refresh: bool = True, **kw: Any
+    ) -> None:
         """Figures shown after the count (e.g. img/s and losses), as `key=value` pairs."""
         self._postfix = ", ".join(f"{k}={v}" for k, v in {**(values or {}), **kw}.items())
 
@@ -103,15 +115,22 @@ class LineProgress:
 
 
 def progress_mode() -> str:
-    """`bar`, `lines` or `off`: PROGRESS_ENV when set, else `bar` on a terminal and `lines` elsewhere."""
+    """`bar`, `lines` or `off`: PROGRESS_ENV when set, else `bar` on a terminal, else `lines`."""
     mode = os.environ.get(PROGRESS_ENV, "").strip().lower()
     if mode in ("bar", "lines", "off"):
         return mode
     return "bar" if sys.stderr.isatty() else "lines"
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: float | None = None, desc: str = "",
-             unit: str = "it", initial: float = 0, disable: bool = False) -> Any:
+def progress(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: float | None = None,
+    desc: str = "",
+    unit: str = "it",
+    initial: float = 0,
+    disable: bool = False,
+) -> Any:
     """A progress display for a loop or a count: a tqdm bar (counts, rate, ETA) on a terminal, a
     LineProgress in a log, a silent LineProgress when `disable`d or PROGRESS_ENV is `off`.
 
@@ -122,7 +141,17 @@ def progress(iterable: Iterable[Any] | None = None, *, total: float | None = Non
     if mode == "bar":
         from tqdm import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial,
-                    dynamic_ncols=True, mininterval=1.0, delay=QUIET_SEC)
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit=unit,
+            initial=initial,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            delay=QUIET_SEC,
+        )
     quiet = float("inf") if mode == "off" else QUIET_SEC
-    return LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, quiet_sec=quiet)
+    return LineProgress(
+        iterable, total=total, desc=desc, unit=unit, initial=initial, quiet_sec=quiet
+    )

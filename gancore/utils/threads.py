@@ -3,25 +3,25 @@
 torch starts one intra-op thread per core. Two stages running at once (a Prefect flow trains a
 two-stage pipeline's sampler and decoder together), or a stage beside other work, then oversubscribe
 the cores and a step can run many times slower. `auto` gives each stage its share of the cores: the
-cores this process may use divided by the stages that run at once (CONCURRENT_ENV, which the Prefect
-flows set per task; 1 under `dvc repro`, which runs one stage at a time) and by the training processes
-per node (LOCAL_WORLD_SIZE, set by torchrun).
+cores this process may use divided by the stages that run at once (CONCURRENT_ENV, which the
+Prefect flows set per task; 1 under `dvc repro`, which runs one stage at a time) and by the
+training processes per node (LOCAL_WORLD_SIZE, set by torchrun).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 CONCURRENT_ENV = "GANCORE_CONCURRENT_STAGES"
 """How many stages run at the same time as this one (itself included); set by pipelines/flows.py."""
 THREADS_KEY = "runtime"
-"""The params.yaml section every stage reads for its thread count (declared by every dvc.yaml stage)."""
+"""The params.yaml section every stage reads for its thread count (declared by every stage)."""
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a container's or taskset's share)."""
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -36,7 +36,9 @@ def _positive_env(name: str) -> int:
         return 1
 
 
-def resolve_threads(setting: int | str, cores: int | None = None, concurrent: int | None = None) -> int:
+def resolve_threads(
+    setting: int | str, cores: int | None = None, concurrent: int | None = None
+) -> int:
     """The intra-op thread count for a `runtime.threads` setting.
 
     Args:
@@ -74,7 +76,8 @@ def get_threads() -> int:
 
 
 def params_path_of(argv: Sequence[str]) -> str:
-    """The `--params` file a stage command line names (default params.yaml), read without the stage's
+    """The `--params` file a stage command line names (default params.yaml), read without the
+    stage's
     own parser (its other arguments are left to it)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--params", default="params.yaml")
@@ -94,7 +97,9 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
     runtime = load_params(params_path_of(argv), [THREADS_KEY])[THREADS_KEY]
     set_threads(resolve_threads(runtime.threads))
     n_threads = get_threads()  # as torch reports it
-    print(f"[runtime] torch threads: {n_threads} (runtime.threads {runtime.threads}; "
-          f"{usable_cores()} usable cores, {_positive_env(CONCURRENT_ENV)} stage(s) at once)",
-          flush=True)
+    print(
+        f"[runtime] torch threads: {n_threads} (runtime.threads {runtime.threads}; "
+        f"{usable_cores()} usable cores, {_positive_env(CONCURRENT_ENV)} stage(s) at once)",
+        flush=True,
+    )
     return n_threads
