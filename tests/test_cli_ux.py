@@ -279,3 +279,15 @@ def test_a_stopped_parent_stops_the_childs_whole_group(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_demo_sets_own_sources_file_is_not_a_skipped_image(tmp_path):
+    from gancore.config import ShardParams
+    from gancore.data.builtin import SOURCES_FILE, build_builtin
+    from gancore.data.shards import write_shards
+
+    build_builtin(tmp_path / "builtin", n_img=4, side_px=16, seed=0)
+    assert (tmp_path / "builtin" / SOURCES_FILE).is_file()
+    manifest = write_shards(tmp_path / "builtin", tmp_path / "shards", 16, ShardParams())
+    assert manifest["counts"]["n_skipped"] == 0, manifest["counts"]
+    assert manifest["counts"]["n_train"] + manifest["counts"]["n_eval"] == 4
