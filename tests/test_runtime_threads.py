@@ -94,7 +94,7 @@ def test_flows_count_the_stages_that_run_beside_each(monkeypatch):
 
 def test_line_progress_prints_whole_lines_with_counts_and_eta(monkeypatch):
     clock = iter(range(0, 1000, 10))  # every call 10 s later
-    monkeypatch.setattr("gancore.utils.progress.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("gancore.utils.progress.monotonic", lambda: float(next(clock)))
     out = io.StringIO()
     bar = LineProgress(total=4, desc="ref_stats", unit="img", file=out, every_sec=15, quiet_sec=3)
     for _ in range(4):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
+from time import monotonic
 from typing import Any, Self, TextIO
 
 PROGRESS_ENV = "GANCORE_PROGRESS"
@@ -55,7 +55,7 @@ class LineProgress:
         self.n = self._start_n = initial
         self.file, self.every_sec, self.quiet_sec = file, every_sec, quiet_sec
         self._postfix = ""
-        self._start = self._last = time.monotonic()
+        self._start = self._last = monotonic()
         self._printed = self._closed = False
 
     def __iter__(self) -> Iterator[Any]:
@@ -75,7 +75,7 @@ class LineProgress:
 
     def line(self) -> str:
         """The progress line now."""
-        elapsed = time.monotonic() - self._start
+        elapsed = monotonic() - self._start
         rate = (self.n - self._start_n) / elapsed if elapsed > 0 else 0.0
         done = f"{self.n:g}/{self.total:g} {self.unit}" if self.total else f"{self.n:g} {self.unit}"
         if self.total:
@@ -87,12 +87,12 @@ class LineProgress:
 
     def _print(self) -> None:
         print(self.line(), file=self.file or sys.stderr, flush=True)
-        self._printed, self._last = True, time.monotonic()
+        self._printed, self._last = True, monotonic()
 
     def update(self, n: float = 1) -> None:
         """Count `n` more done; print a line when one is due."""
         self.n += n
-        now = time.monotonic()
+        now = monotonic()
         if now - self._start >= self.quiet_sec and now - self._last >= self.every_sec:
             self._print()
 
@@ -110,7 +110,7 @@ class LineProgress:
         if self._closed:
             return
         self._closed = True
-        if self._printed or time.monotonic() - self._start >= self.quiet_sec:
+        if self._printed or monotonic() - self._start >= self.quiet_sec:
             self._print()
 
 
