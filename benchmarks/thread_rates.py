@@ -46,35 +46,36 @@ def _trainer_step(tmp: str) -> tuple[Any, int]:
     return (lambda: trainer.train_step(real)), train.batch
 
 
-def _pair_child(threads: int, rounds: int, n_steps: int, barrier: Any, queue: Any) -> None:
+def _pair_child(counts: dict[str, int], rounds: int, n_steps: int, barrier: Any, queue: Any) -> None:
+    """One of two processes training at once: every thread count in turn, `rounds` times, each
+    block started together with the other process's; puts {name: median img/s}."""
     import tempfile
 
-    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         step, batch = _trainer_step(tmp)
         step()  # warm-up
-        rates = []
+        rates: dict[str, list[float]] = {name: [] for name in counts}
         for _ in range(rounds):
-            barrier.wait()
-            sec = interleaved_sec({"x": step}, rounds=1, n_steps=n_steps, warmup=0)["x"]
-            rates.append(n_steps * batch / sec)
-    queue.put(statistics.median(rates))
+            for name, n in counts.items():
+                torch.set_num_threads(n)
+                barrier.wait()
+                sec = interleaved_sec({"x": step}, rounds=1, n_steps=n_steps, warmup=0)["x"]
+                rates[name].append(n_steps * batch / sec)
+    queue.put({name: statistics.median(r) for name, r in rates.items()})
 
 
-def two_at_once(threads: int, rounds: int, n_steps: int) -> float:
-    """Summed img/s of two processes training at once with `threads` each."""
+def two_at_once(counts: dict[str, int], rounds: int, n_steps: int) -> dict[str, float]:
+    """Summed img/s of two processes training at once, per thread count (both at that count)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [
-        ctx.Process(target=_pair_child, args=(threads, rounds, n_steps, barrier, queue))
-        for _ in range(2)
-    ]
+    procs = [ctx.Process(target=_pair_child, args=(counts, rounds, n_steps, barrier, queue))
+             for _ in range(2)]
     for p in procs:
         p.start()
     rates = [queue.get(timeout=3600) for _ in procs]
     for p in procs:
         p.join()
-    return sum(rates)
+    return {name: rates[0][name] + rates[1][name] for name in counts}
 
 
 def main() -> None:
@@ -98,13 +99,11 @@ def main() -> None:
         alone = interleaved_sec(
             {k: at(n) for k, n in counts.items()}, args.rounds, args.steps, warmup=1
         )
-    pair = {}
-    for _ in range(args.rounds):  # alternate the thread counts round by round
-        for k, n in (("1", 1), (f"default ({default})", default)):
-            pair.setdefault(k, []).append(two_at_once(n, 1, args.steps))
+    print(f"alone: { {k: round(args.steps * batch / v, 2) for k, v in alone.items()} }", flush=True)
+    pair = two_at_once({"1": 1, f"default ({default})": default}, args.rounds, args.steps)
     result = {
         "alone_img_per_sec": {k: round(args.steps * batch / s, 2) for k, s in alone.items()},
-        "two_at_once_img_per_sec": {k: round(statistics.median(v), 2) for k, v in pair.items()},
+        "two_at_once_img_per_sec": {k: round(v, 2) for k, v in pair.items()},
         "rounds": args.rounds,
         "steps": args.steps,
         "batch": batch,
