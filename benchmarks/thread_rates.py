@@ -46,7 +46,8 @@ def _trainer_step(tmp: str) -> tuple[Any, int]:
     return (lambda: trainer.train_step(real)), train.batch
 
 
-def _pair_child(counts: dict[str, int], rounds: int, n_steps: int, barrier: Any, queue: Any) -> None:
+def _pair_child(counts: dict[str, int], rounds: int, n_steps: int, barrier: Any,
+                queue: Any) -> None:
     """One of two processes training at once: every thread count in turn, `rounds` times, each
     block started together with the other process's; puts {name: median img/s}."""
     import tempfile
