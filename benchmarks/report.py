@@ -38,6 +38,7 @@ RUN_COMMANDS = (
     ["benchmarks.method_cost", "--bench-steps", "0"],
     ["benchmarks.quality_table"],
     ["benchmarks.learnability"],
+    ["benchmarks.thread_rates"],
 )
 """What --run re-measures (the rest come from a pipeline run or take long: pipeline_timings reads the
 MLflow store, method_cost's training comparison and ema_schedules train for many minutes)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from gancore.errors import GancoreError
 from gancore.utils.fsio import atomic_write, atomic_write_json
+from gancore.utils.progress import progress
 
 TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress", "train_inr")
 """Stage kinds (`<kind>@...`, runs tagged `pipeline=<p>`) whose training compute a pipeline costs;
@@ -261,17 +262,23 @@ def write_report(tracking_uri: str, experiment: str, out_dir: str | Path, suite_
     from mlflow.tracking import MlflowClient
 
     out = Path(out_dir)
+    bar = progress(total=3 + (log_tags is not None), desc="compare", unit="step")
     rows = pipeline_rows(MlflowClient(tracking_uri), experiment)
+    bar.update(1)
     plots = [plot_quality_vs_compute(rows, out / "quality_vs_compute.png")]
     if suite_json and Path(suite_json).is_file():
         suite = json.loads(Path(suite_json).read_text())
         plots.append(plot_vs_resolution(suite["train"], "peak_mem_gb", "peak memory of a training step (GB)",
                                         out / "memory_vs_resolution.png", suite.get("machine", "")))
+    bar.update(1)
     atomic_write_json(out / "rows.json", [asdict(r) for r in rows])
     report = out / "report.md"
     atomic_write(report, lambda f: f.write(render(rows, experiment, tracking_uri, plots)), mode="w")
+    bar.update(1)
     if log_tags is not None:
         _log(tracking_uri, experiment, out, {**log_tags, "pipelines": ",".join(r.pipeline for r in rows)})
+        bar.update(1)
+    bar.close()
     return report
 
 

@@ -581,6 +581,37 @@ class TwoStageParams:
                                                     "use 0 with arch codec, or compress.method autoencoder")
 
 
+# ----------------------------------------------------------------------------
+# runtime: how stages use this machine (helper C's block)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeParams:
+    threads: int | Literal["auto"] = "auto"
+    """torch's CPU threads per stage: a count, or auto = the usable cores divided among the stages
+    that run at once (gancore/utils/threads.py)."""
+
+    def __post_init__(self) -> None:
+        if self.threads != "auto" and not 1 <= self.threads <= 1024:
+            raise ConfigError("threads", f"must be auto or in [1, 1024], got {self.threads!r}")
+
+
+def check_every_pipeline(params: dict[str, Any]) -> None:
+    """What validate() leaves to the stage that needs it, checked for the whole file at once: a
+    method config tied to base.resolution (`check_final`: inrpatch's patch_px * 2**(n_stages-1)).
+    validate() cannot require it, since a file may hold settings of pipelines it never runs at
+    this resolution (the tests' tiny files do); `gancore params` runs it so a full run's mistake
+    shows before hours of earlier stages.
+
+    Raises:
+        ConfigError: naming the key.
+    """
+    resolution = params["base"].resolution
+    for cfg in params["method"].values():
+        if callable(getattr(cfg, "check_final", None)):
+            cfg.check_final(resolution)
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,
@@ -589,6 +620,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainParams,
     "eval": EvalParams,
     "track": TrackParams,
+    "runtime": RuntimeParams,
 }
 
 

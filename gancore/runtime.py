@@ -16,13 +16,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 import gancore
-from gancore.config import TrackParams, TrainParams, flatten, to_dict
+from gancore.config import TrackParams, TrainParams, flatten, load_params, to_dict
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
+from gancore.utils import threads
 
 
 TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
@@ -50,10 +51,38 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
                        **{k: params[f"train.{k}"] for k in TRAIN_KEYS})
 
 
+def params_path_of(argv: Sequence[str]) -> str:
+    """The `--params` file a stage command line names (default params.yaml), read without the
+    stage's own parser (its other arguments are left to it)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--params", default="params.yaml")
+    return parser.parse_known_args(list(argv))[0].params
+
+
+def apply_runtime_threads(argv: Sequence[str]) -> int:
+    """Set torch's threads from the `runtime` section of the stage's params file; return the count.
+
+    Raises:
+        ConfigError: the params file is missing or invalid (the stage would fail on it anyway).
+    """
+    if {"-h", "--help"} & set(argv):  # help needs no params file
+        return threads.get_threads()
+    runtime = load_params(params_path_of(argv), [threads.THREADS_KEY])[threads.THREADS_KEY]
+    threads.set_threads(threads.resolve_threads(runtime.threads))
+    n_threads = threads.get_threads()  # as torch reports it
+    print(
+        f"[runtime] torch threads: {n_threads} (runtime.threads {runtime.threads}; "
+        f"{threads.usable_cores()} usable cores, {threads.concurrent_stages()} stage(s) at once)",
+        flush=True,
+    )
+    return n_threads
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
     """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
-    status 2."""
+    status 2. Torch's threads are set first, from the params file's `runtime.threads`."""
     try:
+        apply_runtime_threads(sys.argv[1:] if argv is None else argv)
         code = main(argv)
     except Exception as e:
         code = exit_code_for(e)
@@ -209,7 +238,8 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
             "git_dirty": str(dirty).lower(), "dvc_stage": stage,
             "params_hash": sha256_json({k: to_dict(v) for k, v in params.items()})[:16],
             "gancore_version": gancore.__version__, "torch_version": torch.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu"}
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "torch_threads": str(torch.get_num_threads())}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get(FLOW_RUN_ENV):

@@ -39,11 +39,14 @@ def sample(
     forward = forward or G
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
+    bar = progress(total=n_img, desc="sample", unit="img")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n_img, batch):
             z = torch.randn(min(batch, n_img - start), G.z_dim, generator=gen).to(device)
             out.append(to_uint8(forward(z)))
+            bar.update(len(z))
+    bar.close()
     return torch.cat(out)
 
 

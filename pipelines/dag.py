@@ -14,7 +14,9 @@ TERMINAL = "evaluate"
 """The stage family that ends every pipeline: `evaluate@<pipeline>`."""
 
 
-def stage_graph(project: str | Path, targets: Iterable[str] | str | None = None) -> dict[str, list[str]]:
+def stage_graph(
+    project: str | Path, targets: Iterable[str] | str | None = None
+) -> dict[str, list[str]]:
     """{stage: [stages it depends on]} of dvc.yaml (foreach expanded), limited to the targets' ancestry.
 
     Args:
@@ -29,7 +31,11 @@ def stage_graph(project: str | Path, targets: Iterable[str] | str | None = None)
     with Repo(str(project)) as repo:
         graph = repo.index.graph  # edge a -> b: stage a depends on stage b
         full = {s.name: sorted(d.name for d in graph.successors(s)) for s in graph.nodes}
-    return full if targets is None else subgraph(full, [targets] if isinstance(targets, str) else targets)
+    return (
+        full
+        if targets is None
+        else subgraph(full, [targets] if isinstance(targets, str) else targets)
+    )
 
 
 def upstream(graph: dict[str, list[str]], target: str) -> set[str]:
@@ -76,8 +82,10 @@ def pipelines_graph(graph: dict[str, list[str]], pipelines: Iterable[str]) -> di
 def own_stages(graph: dict[str, list[str]], pipelines: list[str]) -> dict[str, set[str]]:
     """{pipeline: the stages only this pipeline needs}; stages several need (shard, ref_stats) are in none."""
     closures = {p: upstream(graph, f"{TERMINAL}@{p}") for p in pipelines}
-    return {p: {s for s in stages if all(s not in c for q, c in closures.items() if q != p)}
-            for p, stages in closures.items()}
+    return {
+        p: {s for s in stages if all(s not in c for q, c in closures.items() if q != p)}
+        for p, stages in closures.items()
+    }
 
 
 def topological(graph: dict[str, list[str]]) -> list[str]:
@@ -89,3 +97,32 @@ def topological(graph: dict[str, list[str]]) -> list[str]:
             raise ValueError(f"dvc.yaml has a cycle among {sorted(set(graph) - set(order))}")
         order += ready
     return order
+
+
+def depths(graph: dict[str, list[str]]) -> dict[str, int]:
+    """{stage: length of its longest chain of upstream stages} (0 for a stage with none)."""
+    out: dict[str, int] = {}
+    for stage in topological(graph):
+        out[stage] = 1 + max((out[d] for d in graph[stage]), default=-1)
+    return out
+
+
+def stages_at_once(
+    graph: dict[str, list[str]], pipelines: list[str], max_parallel: int
+) -> dict[str, int]:
+    """{stage: how many stages may run beside it, itself included}: the stages at the same depth
+    (shared ones, plus those of the up to `max_parallel` pipelines running together). Stages at one
+    depth never wait for each other, so a flow runs them at the same time when their inputs are
+    ready;
+    this sizes each stage's share of the cores (runtime.threads auto)."""
+    depth = depths(graph)
+    owned = own_stages(graph, pipelines)
+    together = min(max_parallel, len(pipelines))
+    width = {}
+    for d in set(depth.values()):
+        shared = sum(
+            1 for s, sd in depth.items() if sd == d and not any(s in o for o in owned.values())
+        )
+        own = max((sum(1 for s in o if depth[s] == d) for o in owned.values()), default=0)
+        width[d] = max(1, shared + together * own)
+    return {s: width[d] for s, d in depth.items()}

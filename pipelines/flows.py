@@ -5,7 +5,8 @@ Prefect adds parallel branches (a two-stage pipeline's sampler and decoder train
 retries for infrastructure failures only, schedules and GPU work pools. A pipeline is the ancestry of
 an `evaluate@<name>` stage (pipelines/dag.py), so a new pipeline in dvc.yaml needs no code here.
 Each flow run opens one parent MLflow run; every stage run nests under it and carries the Prefect
-flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `python -m pipelines` (cli.py).
+flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `gancore flow`
+(pipelines/cli.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipelines.dag import (PROJECT, TERMINAL, own_stages, pipeline_names, pipelines_graph, stage_graph,
-                           topological)
+from pipelines.dag import (
+    PROJECT,
+    TERMINAL,
+    own_stages,
+    pipeline_names,
+    pipelines_graph,
+    stage_graph,
+    stages_at_once,
+    topological,
+)
 
 MAX_THREADS = 64
 """Threads of the task runner: tasks wait for their upstream inside a thread; the work is subprocesses."""
@@ -32,13 +41,24 @@ INFRA_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP)
 """A stage killed by one of these lost its machine or was preempted (a SIGTERMed training saved a
 checkpoint and resumes): worth a retry. Exit 2 (a GancoreError: bad params, a diverged model) is not."""
 LOCK_MESSAGES = ("Unable to acquire lock", "LockError")
+DVC_HINTS = (
+    "To track the changes with git, run:",
+    "To enable auto staging, run:",
+    "git add ",
+    "dvc config core.autostage true",
+    "Use `dvc push` to send your updates to remote storage.",
+)
+"""How DVC's advice lines start (after whitespace): useful once at a terminal, noise in every task's
+log of a flow (the flow's records say what changed)."""
 
 
 class StageFailed(RuntimeError):
     """`dvc repro` of one stage exited non-zero; `infrastructure` says whether a retry may cure it."""
 
     def __init__(self, stage: str, returncode: int, output: str):
-        super().__init__(f"`dvc repro --single-item {stage}` exited {returncode}:\n{output[-3000:]}")
+        super().__init__(
+            f"`dvc repro --single-item {stage}` exited {returncode}:\n{output[-3000:]}"
+        )
         self.stage, self.returncode, self.output = stage, returncode, output
 
     @property
@@ -57,13 +77,28 @@ def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(error, StageFailed) and error.infrastructure
 
 
-def stage_env(stage: str, run_env: dict[str, str], devices: dict[str, str] | None) -> dict[str, str]:
-    """The stage's environment: the venv's bin first on PATH (a stage's `python` is this interpreter,
-    stack.md §6), the flow's run ids, and CUDA_VISIBLE_DEVICES from the first `devices` pattern
-    (fnmatch over stage names: {"train_decoder@*": "1", "*@wavelet": "0"}) that matches."""
+def stage_env(
+    stage: str, run_env: dict[str, str], devices: dict[str, str] | None, at_once: int = 1
+) -> dict[str, str]:
+    """The stage's environment: the venv's bin first on PATH (a stage's `python` is this
+    interpreter),
+    the flow's run ids, CUDA_VISIBLE_DEVICES from the first `devices` pattern (fnmatch over stage
+    names: {"train_decoder@*": "1", "*@wavelet": "0"}) that matches, the number of stages running
+    `at_once` (runtime.threads auto shares the cores among them), no DVC analytics or git hints, and
+    progress as plain lines (the output is a log, not a terminal)."""
+    from gancore.utils.progress import PROGRESS_ENV
+    from gancore.utils.threads import CONCURRENT_ENV
+
     bin_dir = os.path.dirname(sys.executable)
-    env = {**os.environ, **run_env, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        **run_env,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+        CONCURRENT_ENV: str(at_once),
+        PROGRESS_ENV: "lines",
+        "PYTHONUNBUFFERED": "1",
+    }
     for pattern, gpus in (devices or {}).items():
         if fnmatch.fnmatchcase(stage, pattern):
             env["CUDA_VISIBLE_DEVICES"] = str(gpus)
@@ -78,8 +113,12 @@ def dvc_action(output: str) -> str:
     return "ran" if "Running stage" in output else "skipped"
 
 
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_infrastructure_only,
-      task_run_name="dvc repro {stage}")
+@task(
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_infrastructure_only,
+    task_run_name="dvc repro {stage}",
+)
 def repro_stage(stage: str, project: str, env: dict[str, str]) -> dict[str, Any]:
     """Run exactly one DVC stage (a no-op when DVC finds it fresh).
 
@@ -91,16 +130,46 @@ def repro_stage(stage: str, project: str, env: dict[str, str]) -> dict[str, Any]
     """
     start_sec = time.time()
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    done = subprocess.run(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+    returncode, output = stream_output(cmd, project, env, get_run_logger().info)
     end_sec = time.time()
-    get_run_logger().info("%s", done.stdout[-4000:])
-    if done.returncode != 0:
-        raise StageFailed(stage, done.returncode, done.stdout)
-    return {"stage": stage, "action": dvc_action(done.stdout), "start_sec": start_sec, "end_sec": end_sec}
+    if returncode != 0:
+        raise StageFailed(stage, returncode, output)
+    return {
+        "stage": stage,
+        "action": dvc_action(output),
+        "start_sec": start_sec,
+        "end_sec": end_sec,
+    }
 
 
-def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: dict[str, Any]) -> Any:
+def stream_output(
+    cmd: list[str], cwd: str, env: dict[str, str], log: Callable[[str], Any]
+) -> tuple[int, str]:
+    """Run `cmd`, passing each line of its output (stdout and stderr) to `log` as it appears, blank
+    lines and DVC's advice (DVC_HINTS) left out; a carriage return ends a line too, so a progress
+    redraw is a line of its own, never a run-on. Returns (exit status, the whole output)."""
+    lines = []
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # text mode: "\r", "\n" and "\r\n" each end a line
+            lines.append(line)
+            text = line.rstrip()
+            if text and not text.lstrip().startswith(DVC_HINTS):
+                log(text)
+    return proc.returncode, "".join(lines)
+
+
+def _parent_run(
+    project: Path, pipelines: list[str], flow_run_id: str, logged: dict[str, Any]
+) -> Any:
     """Open the flow's parent MLflow run in the stages' experiment (params.yaml track), or None when
     the project has no params.yaml or tracking is off."""
     params_path = project / "params.yaml"
@@ -113,26 +182,36 @@ def _parent_run(project: Path, pipelines: list[str], flow_run_id: str, logged: d
     if not track.enabled:
         return None
     tracker = MlflowTracker(track.experiment, default_tracking_uri(project))
-    tracker.start(f"flow@{'+'.join(pipelines)}", {"dvc_stage": "flow", "pipelines": ",".join(pipelines),
-                                                  "prefect_flow_run_id": flow_run_id})
+    tracker.start(
+        f"flow@{'+'.join(pipelines)}",
+        {"dvc_stage": "flow", "pipelines": ",".join(pipelines), "prefect_flow_run_id": flow_run_id},
+    )
     tracker.log_params(flatten(logged))
     return tracker
 
 
-def _submit_all(project: str, graph: dict[str, list[str]], pipelines: list[str], max_parallel: int,
-                env: dict[str, str], devices: dict[str, str] | None) -> dict[str, Any]:
+def _submit_all(
+    project: str,
+    graph: dict[str, list[str]],
+    pipelines: list[str],
+    max_parallel: int,
+    env: dict[str, str],
+    devices: dict[str, str] | None,
+) -> dict[str, Any]:
     """Submit every stage of `graph` (the pipelines' stages), shared stages once, each after its upstream.
 
     Pipeline i (in the given order) starts after pipeline i - max_parallel has ended (either way).
     """
     owned = own_stages(graph, pipelines)
     shared = [s for s in topological(graph) if not any(s in o for o in owned.values())]
+    at_once = stages_at_once(graph, pipelines, max_parallel)
     futures: dict[str, Any] = {}
 
     def submit(stage: str, gate: list[Any]) -> None:
         upstream = [futures[d] for d in graph[stage]]
-        futures[stage] = repro_stage.submit(stage, project, stage_env(stage, env, devices),
-                                            wait_for=upstream + gate)
+        futures[stage] = repro_stage.submit(
+            stage, project, stage_env(stage, env, devices, at_once[stage]), wait_for=upstream + gate
+        )
 
     for stage in shared:
         submit(stage, [])
@@ -144,8 +223,13 @@ def _submit_all(project: str, graph: dict[str, list[str]], pipelines: list[str],
     return futures
 
 
-def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] | None,
-                  devices: dict[str, str] | None, max_parallel: int) -> list[dict[str, Any]]:
+def run_pipelines(
+    project: str,
+    pipelines: list[str],
+    overrides: dict[str, Any] | None,
+    devices: dict[str, str] | None,
+    max_parallel: int,
+) -> list[dict[str, Any]]:
     """The body of both flows: apply overrides, open the parent run, run the stages, close the run.
 
     Raises:
@@ -175,7 +259,9 @@ def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] 
             future.wait()
         failed = sorted(s for s, f in futures.items() if not f.state.is_completed())
         if failed:
-            errors = [f"{s}: {futures[s].state.message}" for s in failed if futures[s].state.is_failed()]
+            errors = [
+                f"{s}: {futures[s].state.message}" for s in failed if futures[s].state.is_failed()
+            ]
             raise RuntimeError(f"stages failed or never ran: {failed}\n" + "\n".join(errors))
         status = "FINISHED"
         return [futures[s].result() for s in futures]
@@ -184,14 +270,21 @@ def run_pipelines(project: str, pipelines: list[str], overrides: dict[str, Any] 
             tracker.close(status)
 
 
-@flow(name="gancore-pipeline", flow_run_name="{pipeline}",
-      task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
-def pipeline(pipeline: str, project: str = str(PROJECT), overrides: dict[str, Any] | None = None,
-             devices: dict[str, str] | None = None) -> list[dict[str, Any]]:
+@flow(
+    name="gancore-pipeline",
+    flow_run_name="{pipeline}",
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS),
+)
+def pipeline(
+    pipeline: str,
+    project: str = str(PROJECT),
+    overrides: dict[str, Any] | None = None,
+    devices: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Run one pipeline of dvc.yaml (the ancestry of `evaluate@<pipeline>`), branches in parallel.
 
     Args:
-        pipeline: a pipeline name, e.g. "wavelet" (see `python -m pipelines list`).
+        pipeline: a pipeline name, e.g. "wavelet" (see `gancore flow list`).
         project: the project folder (holds dvc.yaml and params.yaml).
         overrides: {"train.total_kimg": 2, ...}, written into params.yaml like `dvc exp run -S`
             (pipelines/overrides.py), validated before any stage runs.
@@ -204,9 +297,13 @@ def pipeline(pipeline: str, project: str = str(PROJECT), overrides: dict[str, An
 
 
 @flow(name="gancore-compare", task_runner=ThreadPoolTaskRunner(max_workers=MAX_THREADS))
-def compare(pipelines: list[str] | None = None, project: str = str(PROJECT), max_parallel: int = 1,
-            overrides: dict[str, Any] | None = None,
-            devices: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def compare(
+    pipelines: list[str] | None = None,
+    project: str = str(PROJECT),
+    max_parallel: int = 1,
+    overrides: dict[str, Any] | None = None,
+    devices: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Run several pipelines for comparison: shared stages (shard, ref_stats) once, then the pipelines,
     `max_parallel` of them at a time (1: one after another; each still runs its own branches in parallel).
 

@@ -37,7 +37,7 @@ def _set(doc: Any, key: str, value: Any) -> None:
         if child is None:
             child = doc[part] = {}
         if not hasattr(child, "get"):
-            raise ConfigError(".".join(parents[:i + 1]), f"is a value, cannot set {key}")
+            raise ConfigError(".".join(parents[: i + 1]), f"is a value, cannot set {key}")
         doc = child
     doc[leaf] = value
 
@@ -52,29 +52,71 @@ def _dump(doc: Any) -> str:
     return buf.getvalue()
 
 
-def apply_overrides(params_path: str | Path, overrides: dict[str, Any]) -> None:
-    """Validate `overrides` on params.yaml, then write them into it atomically; no-op when empty.
+def checked_text(params_path: str | Path, overrides: dict[str, Any]) -> str:
+    """params.yaml's text with `overrides` written in, validated as a whole (params.yaml unchanged).
 
     Raises:
-        ConfigError: naming the first bad key (params.yaml unchanged).
+        ConfigError: naming the first bad key.
     """
     from ruamel.yaml import YAML
 
-    from gancore.config import load_params
+    from gancore.config import read_yaml, validate
 
     params_path = Path(params_path)
-    if not overrides:
-        return
     if not params_path.is_file():
         raise ConfigError(str(params_path), "params file not found (overrides need one)")
     doc = YAML().load(params_path.read_text())
     for key, value in overrides.items():
         _set(doc, key, value)
     text = _dump(doc)
-    trial = params_path.with_name(f".{params_path.name}.overrides")
+    trial = params_path.with_name(f".{params_path.name}.overrides")  # read back as stages will
     trial.write_text(text)
     try:
-        load_params(trial, [])
+        validate(read_yaml(trial))
     finally:
         trial.unlink()
+    return text
+
+
+def apply_overrides(params_path: str | Path, overrides: dict[str, Any]) -> None:
+    """Validate `overrides` on params.yaml, then write them into it atomically; no-op when empty.
+
+    Raises:
+        ConfigError: naming the first bad key (params.yaml unchanged).
+    """
+    if not overrides:
+        return
+    text = checked_text(params_path, overrides)
     atomic_write(params_path, lambda f: f.write(text), mode="w")
+
+
+LENGTH_KEYS = ("total_kimg", "stage_kimg")
+"""The names of training lengths in params.yaml, in whichever section (train, a method's stages, a
+two-stage pipeline's sampler, decoder or autoencoder)."""
+
+
+def length_overrides(params_path: str | Path, kimg: float) -> dict[str, float]:
+    """Overrides that set every training length of params.yaml to `kimg`: each LENGTH_KEYS entry
+    that
+    is a positive number (null = "as the train section", 0 = "no training of this part" stay as
+    they are). `train.total_kimg` alone leaves a part with its own length (a two-stage sampler's
+    `total_kimg`) as long as before; this makes a short run short everywhere."""
+    from gancore.config import read_yaml
+
+    out: dict[str, float] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if (
+                key in LENGTH_KEYS
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value > 0
+            ):
+                out[f"{prefix}{key}"] = kimg
+            walk(value, f"{prefix}{key}.")
+
+    walk(read_yaml(params_path), "")
+    return out

@@ -1,8 +1,8 @@
 """A scheduled deployment picked up by a worker, on loopback: start a real Prefect server on
 127.0.0.1:<free port> (temporary PREFECT_HOME), create a process work pool, deploy the pipeline flow
-with a cron schedule (`python -m pipelines deploy`), check the scheduler created its scheduled runs,
+with a cron schedule (`gancore flow deploy`), check the scheduler created its scheduled runs,
 trigger one run now (`run_deployment`, as `prefect deployment run` does), start a worker with
---run-once (`python -m pipelines worker`) and check that the run completed and ran the pipeline's
+--run-once (`gancore flow worker`) and check that the run completed and ran the pipeline's
 stages through DVC. The project is a toy dvc.yaml (`train@demo` -> `evaluate@demo`), so the demo
 takes a minute or two, not a training.
 
@@ -110,8 +110,8 @@ def demo(tmp: Path) -> None:
         wait_until("the Prefect server", lambda: healthy(api_url), timeout_sec=120)
         print(f"server ready on {api_url} after {time.time() - t0:.1f} s", flush=True)
         sh(env, sys.executable, "-m", "prefect", "work-pool", "create", POOL, "--type", "process")
-        sh(env, sys.executable, "-m", "pipelines", "deploy", "demo", "--project", str(project),
-           "--pool", POOL, "--cron", CRON)
+        sh(env, sys.executable, "-m", "gancore.cli", "flow", "deploy", "demo", "--project",
+           str(project), "--pool", POOL, "--cron", CRON)
         deployment = "gancore-pipeline/demo"
         scheduled = wait_until("scheduled runs from the cron schedule",
                                lambda: runs_in(deployment, "Scheduled"), timeout_sec=60, every_sec=2)
@@ -122,7 +122,8 @@ def demo(tmp: Path) -> None:
         adhoc = run_deployment(deployment, timeout=0)  # like `prefect deployment run`, not waiting
         print(f"triggered flow run {adhoc.id} now (besides the cron runs)", flush=True)
         t1 = time.time()
-        sh(env, sys.executable, "-m", "pipelines", "worker", "--pool", POOL, "--run-once", timeout_sec=300)
+        sh(env, sys.executable, "-m", "gancore.cli", "flow", "worker", "--pool", POOL, "--run-once",
+           timeout_sec=300)
         done = runs_in(deployment, "Completed")
         score = (project / "score.txt").read_text() if (project / "score.txt").is_file() else None
         states = sorted(r.state_name for r in runs_in(deployment))

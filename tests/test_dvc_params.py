@@ -17,6 +17,7 @@ from dvc.dependency.param import ParamsDependency
 from dvc.repo import Repo
 
 from gancore.config import load_params
+from gancore.utils.threads import THREADS_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +74,7 @@ def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pip
 def test_script_reads_exactly_the_declared_params(name):
     declared, argv = STAGES[name]
     _, read = _script_params(argv)
+    read = [*read, THREADS_KEY]  # every stage reads it in run_main (torch's threads)
     assert sorted(read) == sorted(declared)
     loaded = load_params(ROOT / "params.yaml", read)
     assert sorted(loaded) == sorted(declared)

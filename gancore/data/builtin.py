@@ -15,6 +15,7 @@ from gancore.config import BuiltinParams
 from gancore.data.images import decode_rgb, encode_png
 from gancore.errors import ConfigError, DataError
 from gancore.utils.fsio import atomic_dir, atomic_write_json, sha256_json
+from gancore.utils.progress import progress
 
 __all__ = ["PHOTOS", "Photo", "build_builtin", "skimage_data_dir"]
 
@@ -157,6 +158,7 @@ def build_builtin(out_dir: str | Path, n_img: int, side_px: int, seed: int) -> d
         file_hashes.clear()
         rng = np.random.default_rng(seed)
         records = []
+        bar = progress(total=n_img, desc="builtin", unit="img")
         for photo, (img, sha), n in zip(PHOTOS, loaded, _shares(n_img, len(PHOTOS))):
             for i in range(n):
                 name = f"{photo.name}/{i:05d}.png"
@@ -164,7 +166,9 @@ def build_builtin(out_dir: str | Path, n_img: int, side_px: int, seed: int) -> d
                 (tmp / photo.name).mkdir(exist_ok=True)
                 (tmp / name).write_bytes(data)
                 file_hashes[name] = hashlib.sha256(data).hexdigest()
+                bar.update(1)
             records.append(_record(photo, img.size, n, sha))
+        bar.close()
         atomic_write_json(tmp / SOURCES_FILE, _sources_json(n_img, side_px, seed, records))
 
     atomic_dir(out_dir, fill)

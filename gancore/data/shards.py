@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from gancore.config import ShardParams
+from gancore.data.builtin import SOURCES_FILE
 from gancore.data.images import (
     ImageDecodeError,
     decode_rgb,
@@ -18,6 +19,7 @@ from gancore.data.images import (
     square_resize,
 )
 from gancore.errors import ConfigError, DataError
+from gancore.utils.progress import progress
 from gancore.utils.fsio import (
     atomic_dir,
     atomic_write_json,
@@ -122,7 +124,10 @@ def _scan(source: str | Path, spill: IO[bytes], resolution: int, params: ShardPa
     def skip(name: str, reason: str, detail: str) -> None:
         scan.skipped.append({"name": name, "reason": reason, "detail": detail})
 
-    for name, data in iter_sources(source, on_error=skip):
+    files = iter_sources(source, on_error=skip)
+    for name, data in progress(files, desc="shard: decode", unit="file"):
+        if name == SOURCES_FILE:  # the demo set's provenance record (data/builtin), not an image
+            continue
         try:
             img = decode_rgb(data)
         except ImageDecodeError as err:

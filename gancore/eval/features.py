@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gancore.errors import DataError, MetricUnavailable
+from gancore.utils.progress import progress
 
 __all__ = ["EL0Features", "InceptionFeatures", "as_uint8_images", "INCEPTION_FILE"]
 
@@ -54,10 +55,15 @@ def as_uint8_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def _embed_batched(
-    images: torch.Tensor, batch: int, embed: Callable[[torch.Tensor], torch.Tensor]
+    images: torch.Tensor, batch: int, embed: Callable[[torch.Tensor], torch.Tensor], desc: str
 ) -> np.ndarray:
-    """Run `embed` over `batch`-sized slices of `images`; return float64 `(N, D)`."""
-    chunks = [embed(images[i : i + batch]).cpu() for i in range(0, len(images), batch)]
+    """Run `embed` over `batch`-sized slices of `images` (with progress); return float64 (N, D)."""
+    bar = progress(total=len(images), desc=desc, unit="img")
+    chunks = []
+    for i in range(0, len(images), batch):
+        chunks.append(embed(images[i : i + batch]).cpu())
+        bar.update(len(chunks[-1]))
+    bar.close()
     return torch.cat(chunks).to(torch.float64).numpy()
 
 
@@ -122,7 +128,8 @@ class EL0Features:
         Raises:
             DataError: images of the wrong shape or dtype.
         """
-        return _embed_batched(as_uint8_images(images), self.batch, self._embed)
+        images = as_uint8_images(images)
+        return _embed_batched(images, self.batch, self._embed, f"{self.name} features")
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -236,4 +243,5 @@ class InceptionFeatures:
         Raises:
             DataError: images of the wrong shape or dtype.
         """
-        return _embed_batched(as_uint8_images(images), self.batch, self._embed)
+        images = as_uint8_images(images)
+        return _embed_batched(images, self.batch, self._embed, f"{self.name} features")

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
+from gancore.utils.progress import progress as show_progress
 from gancore.tracking.base import Tracker
 
 
@@ -87,15 +87,11 @@ class TrainingLog:
         total_steps: int,
         step: int,
         progress: bool,
+        desc: str = "train",
     ):
         self.history, self.tracker = History(path, n_img), tracker
-        self.bar = tqdm(
-            total=total_steps,
-            initial=step,
-            disable=not progress,
-            unit="step",
-            dynamic_ncols=True,
-            mininterval=1.0,
+        self.bar = show_progress(
+            total=total_steps, initial=step, disable=not progress, desc=desc, unit="step"
         )
 
     def write(self, row: dict[str, float], step: int, n_img: int) -> None:

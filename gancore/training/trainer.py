@@ -172,6 +172,7 @@ class Trainer:
                 math.ceil(math.ceil(t.total_kimg * 1000) / t.batch),
                 self.state.step,
                 self.progress,
+                desc=f"train {self.run.method}",
             )
             try:
                 with self.sigterm.installed():

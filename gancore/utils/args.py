@@ -9,11 +9,29 @@ from typing import Any, Callable
 
 from gancore.errors import GancoreError
 
-__all__ = ["ArgParser", "device_name", "float_in", "int_in", "exit_code_for"]
+__all__ = ["ArgParser", "HelpFormatter", "device_name", "float_in", "int_in", "exit_code_for"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default (unless None, false or named in the help already) and
+    keeps the description's line breaks; choices show in the usage as {a,b}."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if unset or action.default == [] or "default" in text or action.nargs in (
+                argparse.REMAINDER, argparse.PARSER):
+            return text
+        return f"{text} (default: %(default)s)".strip()
 
 
 class ArgParser(argparse.ArgumentParser):
-    """argparse with a one-line error message (exit 2) instead of the usage block."""
+    """argparse with a one-line error message (exit 2) instead of the usage block, and help that
+    shows defaults (subcommands' parsers too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -25,6 +25,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read without changing it where Linux reports it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(directory: bool = False) -> int:
+    """The mode open() or mkdir() would give a new file or folder (0o644 / 0o755 under umask 022):
+    mkstemp and mkdtemp make theirs private (0o600 / 0o700): no finished output may keep that."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write a file through `write(fileobj)` so readers see the old file or the whole new one.
 
@@ -35,6 +55,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, normal_mode())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -144,9 +165,11 @@ def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(tmp, normal_mode(directory=True))
         fill(tmp)
         for p in tmp.rglob("*"):
             if p.is_file():
+                os.chmod(p, normal_mode())  # writers that make private files (safetensors: 0600)
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         old = None

@@ -26,8 +26,9 @@ def grid_image(images: torch.Tensor, pad_px: int = 2, n_cols: int | None = None)
     return Image.fromarray(canvas)
 
 
-def save_grid(images: torch.Tensor, path: str | Path, n_cols: int | None = None) -> None:
-    """Write a grid PNG atomically."""
+def save_grid(images: torch.Tensor, path: str | Path, n_cols: int | None = None,
+              image_format: str = "PNG") -> None:
+    """Write a grid image (PNG unless `image_format` names another Pillow format) atomically."""
     buf = io.BytesIO()
-    grid_image(images, n_cols=n_cols).save(buf, format="PNG")
+    grid_image(images, n_cols=n_cols).save(buf, format=image_format)
     atomic_write_bytes(path, buf.getvalue())
