@@ -22,7 +22,7 @@ from gancore.runtime import (log_ledger, make_tracker, own_train_params, record_
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
-from gancore.utils.fsio import atomic_write_json
+from gancore.utils.metrics_file import write_metrics
 
 PARAMS_ARG = "--pipeline"
 
@@ -93,11 +93,11 @@ def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: di
                "norm_lo": lo, "norm_hi": hi,
                "reconstruction": {"psnr_db": quality["psnr_db"], "ssim": quality["ssim"], "n_eval": len(real)},
                **extra}
-    atomic_write_json(args.metrics, metrics)
+    info = write_metrics(args.metrics, metrics)
     print(f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
           f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
           f"SSIM {quality['ssim']:.3f} -> {out}")
-    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json"]
+    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json", info]
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

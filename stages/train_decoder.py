@@ -27,6 +27,7 @@ from gancore.twostage.training import (DECODER_SPEC, DecoderRun, build_decoder_r
                                        reconstruction_quality, save_decoder)
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
+from gancore.utils.metrics_file import write_metrics
 
 PARAMS_ARG = "--pipeline"
 __all__ = ["TRAIN_KEYS", "params_for", "main"]
@@ -92,7 +93,7 @@ def _export(G_ema: torch.nn.Module, G_init: torch.nn.Module, tracker: Tracker, c
                "n_eval": len(real)}
     _grid(decoder, codec, real[:8], out / "reconstructions.png")
     atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, {**summary, **quality})
+    tracker.log_artifact(write_metrics(args.metrics, {**summary, **quality}))
     write_curve(history, args.curve)
     log_ledger(tracker, summary)
     tracker.log_metrics({f"{k}/{m}": v for k in ("reconstruction", "reconstruction_init")

@@ -132,3 +132,14 @@ def test_load_params_returns_only_declared_sections():
     assert set(loaded) == {"base.seed", "builtin"}
     with pytest.raises(KeyError):
         loaded["train"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_metrics_files_have_their_info_sibling_as_an_output(name):
+    """write_metrics splits every metrics file; DVC tracks both halves (the info file as an out, so
+    `dvc metrics show` / `dvc exp show` tabulate numbers only)."""
+    from gancore.utils.metrics_file import info_path
+
+    outs = {o.def_path: o for o in FULL[name].outs}
+    for path in [p for p, o in outs.items() if o.metric]:
+        assert str(info_path(path)) in outs and not outs[str(info_path(path))].metric, path

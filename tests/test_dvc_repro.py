@@ -32,7 +32,7 @@ def _write_stand_ins(project: Path, stages: dict) -> None:
 
 
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*dvc_command(), *args], cwd=project, env=dvc_env(), text=True,
+    return subprocess.run([*dvc_command(), *args], check=False, cwd=project, env=dvc_env(), text=True,
                           capture_output=True, timeout=300)
 
 
