@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvcproject import copy_project, dvc_command, dvc_env, full_params, full_project, git
+from tests.dvcproject import ROOT, copy_project, dvc_command, dvc_env, full_params, full_project, git
 
 STAND_IN = "stand-in output\n"
 
@@ -73,3 +73,25 @@ def test_a_rejected_value_deletes_nothing(committed, tmp_path):
     assert "train.batch" in run.stdout + run.stderr and "validate" in run.stdout + run.stderr
     assert "train@" not in run.stdout + run.stderr  # stopped before any train stage started
     assert {p: p.read_text() for p in before} == before
+
+
+def test_plots_declare_x_and_y_and_render_offline(tmp_path):
+    """Every chart of `dvc plots show` draws a declared y against n_img (one per curve file that
+    exists, none for pipelines that did not run), on the project's self-contained page."""
+    project = copy_project(tmp_path / "p")
+    shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")
+    for folder in ("losses", "reconstruction"):  # as committed: empty but for a .dvcignored .gitkeep
+        (project / "plots" / folder).mkdir(parents=True)
+        shutil.copy(ROOT / "plots" / folder / ".gitkeep", project / "plots" / folder / ".gitkeep")
+    (project / "plots" / "losses" / "fastgan.csv").write_text(
+        "loss/D,loss/G,n_img,step\n2.0,1.0,8,1\n1.5,1.2,16,2\n")
+    shown = _dvc(project, "plots", "show", "--json")
+    assert shown.returncode == 0 and "errors" not in json.loads(shown.stdout), shown.stdout
+    (chart,) = json.loads(shown.stdout)["data"]["plots/losses/fastgan.csv"]
+    values = chart["content"]["data"]["values"]
+    assert {v["field"] for v in values} == {"loss/D", "loss/G"}  # one chart, both networks
+    assert chart["content"]["encoding"]["x"]["field"] == "n_img"
+    page = _dvc(project, "plots", "show", "-o", "out")
+    html = (project / "out" / "index.html").read_text()
+    assert page.returncode == 0 and "vegaEmbed(" in html and "<script src" not in html
