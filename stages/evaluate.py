@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from gancore.compare import QUALITY
 from gancore.config import flatten, load_params
 from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
 from gancore.eval.features import EL0Features
+from gancore.eval.names import recorded_name
 from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation, run_main, stage_parser
 from gancore.twostage.training import decoder_only_score
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
     if ep.compare_init:
         metrics["init"] = results["G_init"]
-    write_metrics(args.metrics, metrics)
+    write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
     return 0

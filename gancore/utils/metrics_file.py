@@ -5,10 +5,11 @@ everything else a stage records beside them (protocols, fingerprints, reasons su
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gancore.utils.fsio import atomic_write_json
+from gancore.utils.fsio import atomic_write, atomic_write_json
 
 
 def is_number(value: Any) -> bool:
@@ -48,11 +49,18 @@ def info_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.info.json")
 
 
-def write_metrics(path: str | Path, data: dict[str, Any]) -> Path:
+def write_metrics(path: str | Path, data: dict[str, Any], first: Sequence[str] = ()) -> Path:
     """Write the numbers of `data` to `path` and the rest to info_path(path) (always written, `{}`
-    when there is nothing else, so both are complete DVC outputs); return the info path."""
+    when there is nothing else, so both are complete DVC outputs); return the info path.
+
+    Args:
+        first: top-level keys written first, in this order (the rest sorted): `dvc exp show` and
+            `dvc metrics show` keep a file's key order, so the headline scores lead the table.
+    """
     numbers, info = split_numbers(data)
-    atomic_write_json(path, numbers)
+    order = [k for k in first if k in numbers] + sorted(k for k in numbers if k not in first)
+    text = json.dumps({k: numbers[k] for k in order}, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
     atomic_write_json(info_path(path), info)
     return info_path(path)
 

@@ -35,3 +35,11 @@ def test_info_file_is_written_even_when_empty(tmp_path):
     path = tmp_path / "shard.json"
     write_metrics(path, {"n_train": 4})
     assert json.loads(info_path(path).read_text()) == {} and read_metrics(path) == {"n_train": 4}
+
+
+def test_headline_keys_lead_the_file(tmp_path):
+    """`dvc exp show` keeps a file's key order: the scores named first come first, the rest sorted."""
+    path = tmp_path / "eval.json"
+    write_metrics(path, {"coverage": 1.0, "eval_sec": 2.0, "kid_el0": 3.0, "fd_el0_24": 4.0},
+                  first=["kid_el0", "fd_el0_24", "swd_mean"])
+    assert list(json.loads(path.read_text())) == ["kid_el0", "fd_el0_24", "coverage", "eval_sec"]
