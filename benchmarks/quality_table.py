@@ -62,7 +62,8 @@ def section(results: dict) -> str:
     protocol = next(iter(m.values()))["eval"].get("protocol", {})
     return ("## Quality: every pipeline against its initialisation\n\n`python -m benchmarks.quality_table` — "
             "`metrics/<pipeline>/eval.json`, each cell **trained / init** (lower is better for kid_el0, "
-            f"fd_el0 (at N = n_gen), swd_mean; higher for precision, recall, density, coverage). {protocol.get('n_gen')} "
+            "fd_el0 (at N = n_gen), swd_mean; higher for precision, recall, density, coverage). "
+            f"{protocol.get('n_gen')} "
             f"samples (seed {protocol.get('seed')}) against the {protocol.get('reference_set')}.\n\n"
             f"{scores_table(m)}\n\n### Two-stage decoders (held-out reconstruction) and samplers alone\n\n"
             f"{decoder_table(m)}\n")

@@ -25,7 +25,8 @@ SHOWN_PARTS = ("train", "train_sampler", "train_inr")
 """Stage kinds whose images shown are the pipeline's (the GAN's)."""
 QUALITY = {"kid_el0": "lower", "fd_el0": "lower", "swd_mean": "lower", "precision": "higher",
            "recall": "higher", "density": "higher", "coverage": "higher"}
-"""Scores of the evaluate stage and which way is better (fd_el0 is recorded at its N: recorded_name)."""
+"""Scores of the evaluate stage and which way is better (fd_el0 is recorded at its N:
+gancore.eval.names.recorded_name)."""
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _add_part(row: PipelineRow, kind: str, run) -> None:
 
 
 def _protocol(client, run) -> dict[str, Any]:
-    """The evaluate run's protocol (from its eval.info.json artifact, else its logged eval params)."""
+    """The evaluate run's protocol (its eval.info.json artifact, else its logged eval params)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -296,7 +297,8 @@ def set_best_alias(tracking_uri: str, names: list[str], score: str = "kid_el0", 
     for name in names:
         runs = [(client.get_run(v.run_id).data, int(v.version))
                 for v in client.search_model_versions(f"name = '{name}'") if v.run_id]
-        keys = [(d.metrics, recorded_name(score, d.params.get("eval.n_gen")), version) for d, version in runs]
+        keys = [(d.metrics, recorded_name(score, d.params.get("eval.n_gen")), version)
+                for d, version in runs]
         scored = [(sign * m[key], version) for m, key, version in keys if key in m]
         if scored:
             best = str(min(scored)[1])  # ties: the older version

@@ -589,8 +589,8 @@ STAGED_METHODS = ("inrpatch",)
 
 
 def inr_stage_table(n_stages: int) -> dict[str, dict[str, str]]:
-    """The train_inr@<k> items of patch INR-GAN's `n_stages` stages (pipelines.inrpatch): stage k > 1
-    depends on stage k-1's generator folder (its frozen teacher); the last one is runs/inrpatch."""
+    """The train_inr@<k> items of patch INR-GAN's `n_stages` stages (pipelines.inrpatch): stage
+    k > 1 depends on stage k-1's generator folder (its frozen teacher); the last: runs/inrpatch."""
     out = {k: "runs/inrpatch" if k == n_stages else f"runs/inrpatch_stage{k}"
            for k in range(1, n_stages + 1)}
     return {str(k): {"teacher": f"{out[k - 1]}/generator" if k > 1 else "",
@@ -627,7 +627,7 @@ def _names(raw: Any, key: str) -> tuple[str, ...]:
 def _build_pipelines(raw: Any) -> PipelinesParams:
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
-        raise ConfigError("pipelines", "must be a mapping of onestage, twostage, inrpatch, evaluate")
+        raise ConfigError("pipelines", "must map onestage, twostage, inrpatch and evaluate")
     known = [f.name for f in dataclasses.fields(PipelinesParams)]
     for name in raw:
         if name not in known:
@@ -657,8 +657,8 @@ def _check_pipelines(params: dict[str, Any]) -> None:
             raise ConfigError(f"pipelines.twostage.{name}", "no such section twostage."
                               f"{name}; have {sorted(params['twostage'])}")
         if sampler not in one_stage:
-            raise ConfigError(f"pipelines.twostage.{name}", f"sampler {sampler!r} is not a one-stage"
-                                                            f" method; choose from {one_stage}")
+            raise ConfigError(f"pipelines.twostage.{name}",
+                              f"sampler {sampler!r} is not a one-stage method: {one_stage}")
     if chosen.inrpatch:
         n_stages = getattr(params["method"].get("inrpatch"), "n_stages", None)
         expected = inr_stage_table(n_stages) if n_stages else None

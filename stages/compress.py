@@ -97,7 +97,8 @@ def _finish(codec: Codec, init: Codec | None, extra: dict[str, Any], args, p: di
     print(f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
           f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
           f"SSIM {quality['ssim']:.3f} -> {out}")
-    return metrics, manifest["fingerprint"]["train"], [out / "codec/codec.json", out / "shards/manifest.json", info]
+    files = [out / "codec/codec.json", out / "shards/manifest.json", info]
+    return metrics, manifest["fingerprint"]["train"], files
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -74,7 +74,8 @@ def _track(p: dict, args, metrics: dict, out: Path) -> None:
     unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
     scores = _numeric(flatten({k: v for k, v in metrics.items() if k != "protocol"}))
     record_evaluation(f"evaluate@{pipeline}", pipeline, p, args.params, scores,
-                      [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)], args.generator, args.shards,
+                      [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)],
+                      args.generator, args.shards,
                       method=pipeline, **unavailable)
 
 

@@ -21,12 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = load_params(args.params, PARAMS)
     manifest = write_shards(p["data"].source, args.out, p["base.resolution"], p["shard"])
     counts = manifest["counts"]
-    info = write_metrics(args.metrics, {**counts, "fingerprint_train": manifest["fingerprint"]["train"]})
+    fingerprint = manifest["fingerprint"]["train"]
+    info = write_metrics(args.metrics, {**counts, "fingerprint_train": fingerprint})
     print(f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
           f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}")
     record_stage("shard", p, args.params, {},
                  {k: v for k, v in counts.items() if isinstance(v, (int, float))},
-                 [Path(args.out) / "manifest.json", info], dataset_fingerprint=manifest["fingerprint"]["train"])
+                 [Path(args.out) / "manifest.json", info], dataset_fingerprint=fingerprint)
     return 0
 
 

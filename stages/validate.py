@@ -3,15 +3,15 @@ its output), so a rejected value stops `dvc repro` / `dvc exp run -S` before DVC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.config import load_params
 from gancore.runtime import run_main, stage_parser
 from gancore.utils.fsio import atomic_write
 
 PARAMS: list[str] = []
-"""Nothing is returned to the stage: load_params validates the whole file (dvc.yaml declares it all)."""
+"""No key is returned: load_params validates the whole file (dvc.yaml declares it all)."""
 
 VALID = "valid\n"
 """The output's only content: the same for every valid file, so a valid edit reruns only the stages

@@ -16,7 +16,8 @@ from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
 from tests.tiny import tiny_params
 
-PROTOCOL = {"kid_el0": "EL0 features", "n_gen": 24, "reference_set": "held-out, 256 images", "seed": 0}
+PROTOCOL = {"kid_el0": "EL0 features", "n_gen": 24, "reference_set": "held-out, 256 images",
+            "seed": 0}
 
 
 def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gmacs: float, mem_gb: float) -> None:

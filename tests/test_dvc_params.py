@@ -44,14 +44,15 @@ def _script_params(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def test_pipeline_has_the_expected_stages():
-    assert {"validate", "builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"} <= set(STAGES)
+    shared = {"validate", "builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"}
+    assert shared <= set(STAGES)
     for pipeline in ("wavelet", "pixel", "autoencoder"):
         assert {f"{s}@{pipeline}" for s in ("compress", "train_sampler", "train_decoder", "assemble",
                                             "evaluate")} <= set(STAGES)
 
 
 def test_quick_path_is_the_default():
-    """Plain `dvc repro` on params.yaml builds FastGAN alone: shared stages, train, evaluate, compare."""
+    """Plain `dvc repro` on params.yaml builds FastGAN alone (and the shared stages, compare)."""
     _, stages = stage_graph(ROOT)
     assert set(stages) == {"validate", "builtin", "shard", "ref_stats", "train@fastgan",
                            "evaluate@fastgan", "compare"}
@@ -64,7 +65,8 @@ def test_every_registered_pipeline_is_wired():
     one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
     expected = {f"train@{m}" for m in one_stage}
     for name in params["twostage"]:
-        expected |= {f"{s}@{name}" for s in ("compress", "train_sampler", "train_decoder", "assemble")}
+        parts = ("compress", "train_sampler", "train_decoder", "assemble")
+        expected |= {f"{s}@{name}" for s in parts}
     n_stages = params["method"]["inrpatch"].n_stages
     expected |= {f"train_inr@{k}" for k in range(1, n_stages + 1)}
     pipelines = [*one_stage, *params["twostage"], *STAGED_METHODS]

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvcproject import ROOT, copy_project, dvc_command, dvc_env, full_params, full_project, git
+from tests.dvcproject import (
+    ROOT,
+    copy_project,
+    dvc_command,
+    dvc_env,
+    full_params,
+    full_project,
+    git,
+)
 
 STAND_IN = "stand-in output\n"
 
@@ -32,8 +40,8 @@ def _write_stand_ins(project: Path, stages: dict) -> None:
 
 
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*dvc_command(), *args], check=False, cwd=project, env=dvc_env(), text=True,
-                          capture_output=True, timeout=300)
+    return subprocess.run([*dvc_command(), *args], check=False, cwd=project, env=dvc_env(),
+                          text=True, capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +89,7 @@ def test_plots_declare_x_and_y_and_render_offline(tmp_path):
     project = copy_project(tmp_path / "p")
     shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
     shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")
-    for folder in ("losses", "reconstruction"):  # as committed: empty but for a .dvcignored .gitkeep
+    for folder in ("losses", "reconstruction"):  # as committed: only a .dvcignored .gitkeep
         (project / "plots" / folder).mkdir(parents=True)
         shutil.copy(ROOT / "plots" / folder / ".gitkeep", project / "plots" / folder / ".gitkeep")
     (project / "plots" / "losses" / "fastgan.csv").write_text(
