@@ -17,7 +17,7 @@ import yaml
 from gancore.errors import ConfigError
 from tiny import ROOT, local_mlflow, tiny_params
 
-STAGES = ["builtin", "shard", "ref_stats", "compress@wavelet", "train_sampler@wavelet",
+STAGES = ["validate", "builtin", "shard", "ref_stats", "compress@wavelet", "train_sampler@wavelet",
           "train_decoder@wavelet", "assemble@wavelet", "evaluate@wavelet"]
 
 
@@ -31,6 +31,7 @@ def project(tmp_path_factory):
     params = tiny_params(tmp, resolution=128)
     p = yaml.safe_load(params.read_text())
     p["data"]["source"] = "data/builtin"
+    p["pipelines"].update(twostage={"wavelet": "fastgan"}, evaluate=["fastgan", "wavelet"])
     params.write_text(yaml.safe_dump(p))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp, check=True)
     with local_mlflow(tmp):
