@@ -94,12 +94,17 @@ def test_plots_declare_x_and_y_and_render_offline(tmp_path):
         shutil.copy(ROOT / "plots" / folder / ".gitkeep", project / "plots" / folder / ".gitkeep")
     (project / "plots" / "losses" / "fastgan.csv").write_text(
         "loss/D,loss/G,n_img,step\n2.0,1.0,8,1\n1.5,1.2,16,2\n")
+    (project / "metrics" / "fastgan").mkdir(parents=True)
+    (project / "metrics" / "fastgan" / "quality_curve.csv").write_text("kimg,kid_el0\n1,0.3\n2,0.2\n")
     shown = _dvc(project, "plots", "show", "--json")
     assert shown.returncode == 0 and "errors" not in json.loads(shown.stdout), shown.stdout
     (chart,) = json.loads(shown.stdout)["data"]["plots/losses/fastgan.csv"]
     values = chart["content"]["data"]["values"]
     assert {v["field"] for v in values} == {"loss/D", "loss/G"}  # one chart, both networks
     assert chart["content"]["encoding"]["x"]["field"] == "n_img"
+    (curve,) = json.loads(shown.stdout)["data"]["metrics/fastgan/quality_curve.csv"]
+    assert '"title": "kid_el0 (lower is better)"' in json.dumps(curve["content"])  # y declared
+    assert curve["content"]["encoding"]["x"]["field"] == "kimg"
     page = _dvc(project, "plots", "show", "-o", "out")
     html = (project / "out" / "index.html").read_text()
     assert page.returncode == 0 and "vegaEmbed(" in html and "<script src" not in html
