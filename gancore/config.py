@@ -17,7 +17,8 @@ import yaml
 from gancore.errors import ConfigError
 
 __all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
-           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml"]
+           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml", "PipelinesParams",
+           "STAGED_METHODS", "inr_stage_table", "full_selection"]
 
 
 def is_power_of_two(n: int) -> bool:
