@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # A stage's `python` must be the venv's (docs/stack.md), and nothing phones home.
 ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 
-.PHONY: install run test lint format clean-checkpoints
+.PHONY: install run full test lint format clean-checkpoints
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 run: $(STAMP)
 	$(ENV) $(BIN)/dvc repro
+
+# The full seven-pipeline comparison: params.yaml's `pipelines` widened by `dvc exp run -S`.
+full: $(STAMP)
+	$(ENV) $(BIN)/python -m scripts.full_comparison
 
 # The README's test command (CI's .ci/run): lint and format check, then every test, `slow` included,
 # on two xdist workers of one torch thread each (tests that share the Prefect server stay on one).

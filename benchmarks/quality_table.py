@@ -10,12 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
+from gancore.eval.names import recorded_name
+from gancore.utils.metrics_file import read_metrics
+
 PIPELINES = ("fastgan", "pixelfolder", "cips", "wavelet", "pixel", "autoencoder", "inrpatch")
-METRICS = ("kid_el0", "fd_el0_500", "swd_mean", "precision", "recall", "density", "coverage")
+METRICS = ("kid_el0", "fd_el0", "swd_mean", "precision", "recall", "density", "coverage")
 
 
 def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_metrics(path) if path.is_file() else None
 
 
 def collect(root: Path, pipelines: list[str]) -> dict[str, dict]:
@@ -30,7 +33,8 @@ def scores_table(metrics: dict[str, dict]) -> str:
     lines = ["| pipeline | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 1)]
     for name, files in metrics.items():
         m = files["eval"]
-        cells = [f"{m[k]:.3g} / {m['init'][k]:.3g}" for k in METRICS]
+        keys = [recorded_name(k, m.get("protocol", {}).get("n_gen")) for k in METRICS]
+        cells = [f"{m[k]:.3g} / {m['init'][k]:.3g}" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -58,7 +62,8 @@ def section(results: dict) -> str:
     protocol = next(iter(m.values()))["eval"].get("protocol", {})
     return ("## Quality: every pipeline against its initialisation\n\n`python -m benchmarks.quality_table` — "
             "`metrics/<pipeline>/eval.json`, each cell **trained / init** (lower is better for kid_el0, "
-            f"fd_el0_500, swd_mean; higher for precision, recall, density, coverage). {protocol.get('n_gen')} "
+            "fd_el0 (at N = n_gen), swd_mean; higher for precision, recall, density, coverage). "
+            f"{protocol.get('n_gen')} "
             f"samples (seed {protocol.get('seed')}) against the {protocol.get('reference_set')}.\n\n"
             f"{scores_table(m)}\n\n### Two-stage decoders (held-out reconstruction) and samplers alone\n\n"
             f"{decoder_table(m)}\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gancore.errors import GancoreError
+from gancore.eval.names import recorded_name
 from gancore.utils.fsio import atomic_write, atomic_write_json
 from gancore.utils.progress import progress
 
@@ -23,9 +24,10 @@ STAGED_PARTS = ("train_inr",)
 """Stage kinds trained stage after stage (`<kind>@<k>`): the last stage's network is the generator."""
 SHOWN_PARTS = ("train", "train_sampler", "train_inr")
 """Stage kinds whose images shown are the pipeline's (the GAN's)."""
-QUALITY = {"kid_el0": "lower", "fd_el0_500": "lower", "swd_mean": "lower", "precision": "higher",
+QUALITY = {"kid_el0": "lower", "fd_el0": "lower", "swd_mean": "lower", "precision": "higher",
            "recall": "higher", "density": "higher", "coverage": "higher"}
-"""Scores of the evaluate stage and which way is better."""
+"""Scores of the evaluate stage and which way is better (fd_el0 is recorded at its N:
+gancore.eval.names.recorded_name)."""
 
 
 @dataclass
@@ -89,11 +91,11 @@ def _add_part(row: PipelineRow, kind: str, run) -> None:
 
 
 def _protocol(client, run) -> dict[str, Any]:
-    """The evaluate run's protocol (from its eval.json artifact, else its logged eval params)."""
+    """The evaluate run's protocol (its eval.info.json artifact, else its logged eval params)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run.info.run_id, "eval.json", tmp)
+            path = client.download_artifacts(run.info.run_id, "eval.info.json", tmp)
             return json.loads(Path(path).read_text()).get("protocol", {})
         except Exception:  # an older run without the artifact: its params still name N and the seed
             p = run.data.params
@@ -137,10 +139,10 @@ def pipeline_rows(client, experiment: str) -> list[PipelineRow]:
             continue
         row = compute_row(stage.split("@", 1)[1], training_parts(latest, stage.split("@", 1)[1]))
         row.parts[stage] = ev.info.run_id
-        m = ev.data.metrics
-        row.scores = {k: m[k] for k in QUALITY if k in m}
-        row.scores_init = {k: m[f"init.{k}"] for k in QUALITY if f"init.{k}" in m}
-        row.protocol = _protocol(client, ev)
+        m, row.protocol = ev.data.metrics, _protocol(client, ev)
+        names = {k: recorded_name(k, row.protocol.get("n_gen")) for k in QUALITY}
+        row.scores = {k: m[v] for k, v in names.items() if v in m}
+        row.scores_init = {k: m[f"init.{v}"] for k, v in names.items() if f"init.{v}" in m}
         rows.append(row)
     if not rows:
         raise CompareError(f"compare.experiment: no finished evaluate@<pipeline> run in {experiment!r}")
@@ -300,8 +302,11 @@ def set_best_alias(tracking_uri: str, names: list[str], score: str = "kid_el0", 
     client, chosen = MlflowClient(tracking_uri, registry_uri=tracking_uri), {}
     sign = 1.0 if QUALITY[score] == "lower" else -1.0
     for name in names:
-        scored = [(sign * m[score], int(v.version)) for v in client.search_model_versions(f"name = '{name}'")
-                  if v.run_id and score in (m := client.get_run(v.run_id).data.metrics)]
+        runs = [(client.get_run(v.run_id).data, int(v.version))
+                for v in client.search_model_versions(f"name = '{name}'") if v.run_id]
+        keys = [(d.metrics, recorded_name(score, d.params.get("eval.n_gen")), version)
+                for d, version in runs]
+        scored = [(sign * m[key], version) for m, key, version in keys if key in m]
         if scored:
             best = str(min(scored)[1])  # ties: the older version
             client.set_registered_model_alias(name, alias, best)

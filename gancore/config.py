@@ -17,7 +17,8 @@ import yaml
 from gancore.errors import ConfigError
 
 __all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
-           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml"]
+           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml", "PipelinesParams",
+           "STAGED_METHODS", "inr_stage_table", "full_selection"]
 
 
 def is_power_of_two(n: int) -> bool:
@@ -612,6 +613,107 @@ def check_every_pipeline(params: dict[str, Any]) -> None:
             cfg.check_final(resolution)
 
 
+# ----------------------------------------------------------------------------
+# What `dvc repro` builds: dvc.yaml's foreach lists read params.yaml's `pipelines` section
+
+STAGED_METHODS = ("inrpatch",)
+"""Registered methods trained stage by stage (train_inr@<k>, pipelines.inrpatch), not by train@."""
+
+
+def inr_stage_table(n_stages: int) -> dict[str, dict[str, str]]:
+    """The train_inr@<k> items of patch INR-GAN's `n_stages` stages (pipelines.inrpatch): stage
+    k > 1 depends on stage k-1's generator folder (its frozen teacher); the last: runs/inrpatch."""
+    out = {k: "runs/inrpatch" if k == n_stages else f"runs/inrpatch_stage{k}"
+           for k in range(1, n_stages + 1)}
+    return {str(k): {"teacher": f"{out[k - 1]}/generator" if k > 1 else "",
+                     "after": f"{out[k - 1]}/generator" if k > 1 else "data/shards",
+                     "out": out[k]} for k in out}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelinesParams:
+    """The pipelines `dvc repro` builds (dvc.yaml's foreach lists); `evaluate@<name>` ends each."""
+
+    onestage: tuple[str, ...] = ("fastgan",)
+    """Registered methods trained by train@<method>."""
+    twostage: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """{pipeline of the twostage section: its sampler, a registered method}."""
+    inrpatch: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    """{} or the train_inr@<k> items, exactly inr_stage_table(method.inrpatch.n_stages)."""
+    evaluate: tuple[str, ...] = ("fastgan",)
+    """Every pipeline above, once: onestage, the twostage names and inrpatch when it is on."""
+
+    def names(self) -> list[str]:
+        """The pipelines the family lists select, in order."""
+        return [*self.onestage, *self.twostage, *(["inrpatch"] if self.inrpatch else [])]
+
+
+def _names(raw: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(key, f"must be a list of names, got {raw!r}")
+    if len(set(raw)) != len(raw):
+        raise ConfigError(key, f"lists a name twice: {list(raw)}")
+    return tuple(raw)
+
+
+def _build_pipelines(raw: Any) -> PipelinesParams:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("pipelines", "must map onestage, twostage, inrpatch and evaluate")
+    known = [f.name for f in dataclasses.fields(PipelinesParams)]
+    for name in raw:
+        if name not in known:
+            raise _unknown_key("pipelines.", str(name), known)
+    twostage, inrpatch = raw.get("twostage", {}), raw.get("inrpatch", {})
+    for key, value in (("twostage", twostage), ("inrpatch", inrpatch)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"pipelines.{key}", f"must be a mapping ({{}} = none), got {value!r}")
+    return PipelinesParams(onestage=_names(raw.get("onestage", ["fastgan"]), "pipelines.onestage"),
+                           twostage={str(k): v for k, v in twostage.items()},
+                           inrpatch={str(k): v for k, v in inrpatch.items()},
+                           evaluate=_names(raw.get("evaluate", ["fastgan"]), "pipelines.evaluate"))
+
+
+def _check_pipelines(params: dict[str, Any]) -> None:
+    """Every selected pipeline exists and is wired the way dvc.yaml's foreach lists expect."""
+    from gancore.registry import list_methods
+
+    chosen = params["pipelines"]
+    one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
+    for name in chosen.onestage:
+        if name not in one_stage:
+            raise ConfigError("pipelines.onestage", f"{name!r} is not a one-stage method; "
+                                                    f"choose from {one_stage}")
+    for name, sampler in chosen.twostage.items():
+        if name not in params["twostage"]:
+            raise ConfigError(f"pipelines.twostage.{name}", "no such section twostage."
+                              f"{name}; have {sorted(params['twostage'])}")
+        if sampler not in one_stage:
+            raise ConfigError(f"pipelines.twostage.{name}",
+                              f"sampler {sampler!r} is not a one-stage method: {one_stage}")
+    if chosen.inrpatch:
+        n_stages = getattr(params["method"].get("inrpatch"), "n_stages", None)
+        expected = inr_stage_table(n_stages) if n_stages else None
+        if chosen.inrpatch != expected:
+            raise ConfigError("pipelines.inrpatch", "must be {} or the stages of "
+                              f"method.inrpatch.n_stages: {expected}")
+    if sorted(chosen.evaluate) != sorted(chosen.names()):
+        raise ConfigError("pipelines.evaluate", f"must list exactly the selected pipelines "
+                                                f"{chosen.names()}, got {list(chosen.evaluate)}")
+
+
+def full_selection(params: dict[str, Any]) -> dict[str, Any]:
+    """The `pipelines` section of the full comparison: every one-stage method, every twostage
+    section (sampled by fastgan) and patch INR-GAN, from the registry and the validated params."""
+    from gancore.registry import list_methods
+
+    n_stages = params["method"]["inrpatch"].n_stages
+    chosen = PipelinesParams(onestage=tuple(m for m in list_methods() if m not in STAGED_METHODS),
+                             twostage={name: "fastgan" for name in params["twostage"]},
+                             inrpatch=inr_stage_table(n_stages))
+    return {**to_dict(chosen), "evaluate": chosen.names()}
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,
@@ -654,14 +756,16 @@ def validate(raw: Any) -> dict[str, Any]:
     """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name: config}}."""
     if not isinstance(raw, Mapping):
         raise ConfigError("<top>", "params.yaml must be a mapping of sections")
-    known = sorted([*SECTIONS, "method", "twostage"])
+    known = sorted([*SECTIONS, "method", "twostage", "pipelines"])
     for name in raw:
         if name not in known:
             raise _unknown_key("", str(name), known)
     params: dict[str, Any] = {k: build_dataclass(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
     params["method"] = _build_methods(raw.get("method"))
     params["twostage"] = _build_twostage(raw.get("twostage"))
+    params["pipelines"] = _build_pipelines(raw.get("pipelines"))
     _cross_check(params)
+    _check_pipelines(params)
     return params
 
 

@@ -24,6 +24,7 @@ from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, re
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 from gancore.utils import threads
+from gancore.utils.metrics_file import write_metrics
 
 
 TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
@@ -347,7 +348,7 @@ def record_training(trainer: Trainer, summary: dict[str, Any], run_id: str | Non
     as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids as artifacts and the
     generator as an MLflow model."""
     atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, summary)
+    trainer.tracker.log_artifact(write_metrics(args.metrics, summary))
     write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
     log_ledger(trainer.tracker, summary)
     for grid in grids:

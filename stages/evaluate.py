@@ -8,14 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from gancore.compare import QUALITY
 from gancore.config import flatten, load_params
 from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
 from gancore.eval.features import EL0Features
+from gancore.eval.names import recorded_name
 from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation, run_main, stage_parser
 from gancore.twostage.training import decoder_only_score
-from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
+from gancore.utils.metrics_file import info_path, write_metrics
 
 PARAMS = ["eval", "track"]
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
     if ep.compare_init:
         metrics["init"] = results["G_init"]
-    atomic_write_json(args.metrics, metrics)
+    write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
     return 0
@@ -72,7 +74,8 @@ def _track(p: dict, args, metrics: dict, out: Path) -> None:
     unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
     scores = _numeric(flatten({k: v for k, v in metrics.items() if k != "protocol"}))
     record_evaluation(f"evaluate@{pipeline}", pipeline, p, args.params, scores,
-                      [*sorted(out.glob("grid_*.png")), args.metrics], args.generator, args.shards,
+                      [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)],
+                      args.generator, args.shards,
                       method=pipeline, **unavailable)
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 from gancore.config import load_params
 from gancore.data.shards import write_shards
 from gancore.runtime import record_stage, run_main, stage_parser
-from gancore.utils.fsio import atomic_write_json
+from gancore.utils.metrics_file import write_metrics
 
 PARAMS = ["base.resolution", "data", "shard", "track"]
 
@@ -21,12 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = load_params(args.params, PARAMS)
     manifest = write_shards(p["data"].source, args.out, p["base.resolution"], p["shard"])
     counts = manifest["counts"]
-    atomic_write_json(args.metrics, {**counts, "fingerprint_train": manifest["fingerprint"]["train"]})
+    fingerprint = manifest["fingerprint"]["train"]
+    info = write_metrics(args.metrics, {**counts, "fingerprint_train": fingerprint})
     print(f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
           f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}")
     record_stage("shard", p, args.params, {},
                  {k: v for k, v in counts.items() if isinstance(v, (int, float))},
-                 [Path(args.out) / "manifest.json"], dataset_fingerprint=manifest["fingerprint"]["train"])
+                 [Path(args.out) / "manifest.json", info], dataset_fingerprint=fingerprint)
     return 0
 
 

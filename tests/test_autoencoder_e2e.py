@@ -19,6 +19,7 @@ from gancore.generator import load_generator, sample
 from gancore.twostage.assembled import TwoStageGenerator
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import load_decoder
+from gancore.utils.metrics_file import read_metrics
 from stages import compress, train, train_decoder
 from tiny import stage_argv as _argv
 from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
@@ -38,7 +39,7 @@ def pipeline(tmp_path_factory):
 
 def _metrics(tmp: Path, name: str) -> dict:
     """metrics/autoencoder/<name>.json under `tmp`."""
-    return json.loads((tmp / "metrics" / NAME / f"{name}.json").read_text())
+    return read_metrics(tmp / "metrics" / NAME / f"{name}.json")
 
 
 def test_compress_trains_the_autoencoder_and_saves_it_with_the_codes(pipeline):

@@ -12,10 +12,12 @@ from gancore.cli import main as cli_main
 from gancore.compare import CompareError, pipeline_rows, write_report
 from gancore.runtime import log_ledger
 from gancore.tracking.mlflow_tracker import MlflowTracker
+from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
 from tests.tiny import tiny_params
 
-PROTOCOL = {"kid_el0": "EL0 features", "n_gen": 500, "reference_set": "held-out, 256 images", "seed": 0}
+PROTOCOL = {"kid_el0": "EL0 features", "n_gen": 24, "reference_set": "held-out, 256 images",
+            "seed": 0}
 
 
 def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gmacs: float, mem_gb: float) -> None:
@@ -30,10 +32,11 @@ def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gm
 def _evaluate(uri: str, tmp: Path, pipeline: str, kid: float) -> None:
     tracker = MlflowTracker("exp", uri)
     tracker.start(f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline})
-    tracker.log_metrics({"kid_el0": kid, "init.kid_el0": 0.5, "swd_mean": 100.0}, step=0)
+    # fd_el0 at the protocol's N (24), and at another N that no row may read as its fd_el0
+    tracker.log_metrics({"kid_el0": kid, "init.kid_el0": 0.5, "swd_mean": 100.0, "fd_el0_24": 9.0,
+                         "fd_el0_500": 1.0}, step=0)
     path = tmp / pipeline / "eval.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"kid_el0": kid, "protocol": PROTOCOL}))
+    tracker.log_artifact(write_metrics(path, {"kid_el0": kid, "protocol": PROTOCOL}))
     tracker.log_artifact(path)
     tracker.close()
 
@@ -62,8 +65,9 @@ def test_two_stage_rows_sum_their_parts(store: str):
     assert b.params_g == 230 and b.gmacs_per_img == pytest.approx(0.375)  # sampler + decoder, not the encoder
     assert b.kimg_shown == pytest.approx(3.0) and b.peak_mem_gb == pytest.approx(1.5)
     assert set(b.parts) == {"train_sampler@b", "train_decoder@b", "compress@b", "evaluate@b"}
-    assert b.scores == {"kid_el0": 0.3, "swd_mean": 100.0} and b.scores_init == {"kid_el0": 0.5}
-    assert b.protocol == PROTOCOL
+    assert b.scores == {"kid_el0": 0.3, "swd_mean": 100.0, "fd_el0": 9.0}
+    assert b.scores_init == {"kid_el0": 0.5}
+    assert b.protocol == PROTOCOL  # from the eval.info.json beside the numbers-only eval.json
 
 
 def test_report_is_written_and_logged_as_a_run(store: str, tmp_path: Path):

@@ -1,8 +1,10 @@
-"""Each DVC stage's script reads exactly the params its dvc.yaml stage declares (foreach expanded).
+"""Each DVC stage's script reads exactly the params its dvc.yaml stage declares (foreach expanded),
+and dvc.yaml wires every registered pipeline, all of them after the validate stage.
 
 DVC reruns a stage only when a declared param changes, so a script reading an undeclared key would
 silently go stale. Stage scripts get their params only through `load_params(path, declared)`, which
-returns nothing else; this test ties `declared` to dvc.yaml, as DVC itself parses it.
+returns nothing else; this test ties `declared` to dvc.yaml, as DVC itself parses it, for the full
+comparison's `pipelines` selection (params.yaml's default is the quick path, a subset).
 """
 
 from __future__ import annotations
@@ -12,24 +14,24 @@ import importlib
 import shlex
 from pathlib import Path
 
+import networkx as nx
 import pytest
 from dvc.dependency.param import ParamsDependency
-from dvc.repo import Repo
 
-from gancore.config import load_params
+from gancore.config import STAGED_METHODS, load_params, read_yaml, validate
+from gancore.registry import list_methods
+from tests.dvcproject import ROOT, full_project, stage_graph
 from gancore.utils.threads import THREADS_KEY
 
-ROOT = Path(__file__).resolve().parents[1]
+GRAPH, FULL = full_project()
 
 
-def _dvc_stages() -> dict[str, tuple[list[str], list[str]]]:
-    """{stage name: (declared params, command argv)} from dvc.yaml with foreach expanded."""
-    with Repo(str(ROOT)) as repo:
-        return {s.name: ([p for d in s.deps if isinstance(d, ParamsDependency) for p in d.params],
-                         shlex.split(s.cmd)) for s in repo.index.stages}
+def _declared(stage) -> list[str]:
+    return [p for d in stage.deps if isinstance(d, ParamsDependency) for p in d.params]
 
 
-STAGES = _dvc_stages()
+STAGES = {name: (_declared(s), shlex.split(s.cmd)) for name, s in FULL.items()}
+"""{stage name: (declared params, command argv)} of the full comparison."""
 
 
 def _script_params(argv: list[str]) -> tuple[str, list[str]]:
@@ -43,23 +45,54 @@ def _script_params(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def test_pipeline_has_the_expected_stages():
-    assert {"builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"} <= set(STAGES)
+    shared = {"validate", "builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"}
+    assert shared <= set(STAGES)
     for pipeline in ("wavelet", "pixel", "autoencoder"):
         assert {f"{s}@{pipeline}" for s in ("compress", "train_sampler", "train_decoder", "assemble",
                                             "evaluate")} <= set(STAGES)
 
 
-def _graph():
-    with Repo(str(ROOT)) as repo:
-        return repo.index.graph, {s.name: s for s in repo.index.stages}
+def test_quick_path_is_the_default():
+    """Plain `dvc repro` on params.yaml builds FastGAN alone (and the shared stages, compare)."""
+    _, stages = stage_graph(ROOT)
+    assert set(stages) == {"validate", "builtin", "shard", "ref_stats", "train@fastgan",
+                           "evaluate@fastgan", "compare"}
+
+
+def test_every_registered_pipeline_is_wired():
+    """The full selection (from the registry and params.yaml) gives every registered method and
+    two-stage pipeline its stages, ending in evaluate@<name>, all before compare."""
+    params = validate(read_yaml(ROOT / "params.yaml"))
+    one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
+    expected = {f"train@{m}" for m in one_stage}
+    for name in params["twostage"]:
+        parts = ("compress", "train_sampler", "train_decoder", "assemble")
+        expected |= {f"{s}@{name}" for s in parts}
+    n_stages = params["method"]["inrpatch"].n_stages
+    expected |= {f"train_inr@{k}" for k in range(1, n_stages + 1)}
+    pipelines = [*one_stage, *params["twostage"], *STAGED_METHODS]
+    expected |= {f"evaluate@{p}" for p in pipelines}
+    assert expected <= set(FULL)
+    assert {FULL[f"evaluate@{p}"] for p in pipelines} <= nx.descendants(GRAPH, FULL["compare"])
+    for p in pipelines:  # each pipeline's evaluate runs after that pipeline's training
+        upstream = {s.name for s in nx.descendants(GRAPH, FULL[f"evaluate@{p}"])}
+        assert upstream & {f"train@{p}", f"assemble@{p}", f"train_inr@{n_stages}"}, p
+
+
+def test_every_stage_runs_after_validate():
+    """validate checks the whole params file; every other stage depends on its output, so a bad
+    value stops DVC before it removes any stage's outputs."""
+    assert STAGES["validate"][0] == [] and "params.yaml" in {
+        d.def_path for d in FULL["validate"].deps if isinstance(d, ParamsDependency)}
+    for name, stage in FULL.items():
+        if name != "validate":
+            assert "data/params.valid" in {d.def_path for d in stage.deps}, name
 
 
 @pytest.mark.parametrize("pipeline", ["wavelet", "pixel", "autoencoder"])
 def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pipeline):
     """Both depend on compress, neither on the other; a decoder param reruns only its descendants."""
-    import networkx as nx
-
-    graph, stages = _graph()
+    graph, stages = GRAPH, FULL
     sampler, decoder = stages[f"train_sampler@{pipeline}"], stages[f"train_decoder@{pipeline}"]
     # DVC's graph points from a stage to the stages it depends on.
     assert not nx.has_path(graph, sampler, decoder) and not nx.has_path(graph, decoder, sampler)
@@ -72,9 +105,11 @@ def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pip
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_script_reads_exactly_the_declared_params(name):
+    """(validate declares the whole file, which DVC lists as no keys, and reads it whole.)"""
     declared, argv = STAGES[name]
     _, read = _script_params(argv)
-    read = [*read, THREADS_KEY]  # every stage reads it in run_main (torch's threads)
+    if read:  # every stage but validate (which reads the whole file) also reads the thread setting
+        read = [*read, THREADS_KEY]  # in run_main (torch's threads)
     assert sorted(read) == sorted(declared)
     loaded = load_params(ROOT / "params.yaml", read)
     assert sorted(loaded) == sorted(declared)
@@ -102,3 +137,14 @@ def test_load_params_returns_only_declared_sections():
     assert set(loaded) == {"base.seed", "builtin"}
     with pytest.raises(KeyError):
         loaded["train"]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_metrics_files_have_their_info_sibling_as_an_output(name):
+    """write_metrics splits every metrics file; DVC tracks both halves (the info file as an out, so
+    `dvc metrics show` / `dvc exp show` tabulate numbers only)."""
+    from gancore.utils.metrics_file import info_path
+
+    outs = {o.def_path: o for o in FULL[name].outs}
+    for path in [p for p, o in outs.items() if o.metric]:
+        assert str(info_path(path)) in outs and not outs[str(info_path(path))].metric, path

@@ -13,6 +13,7 @@ from PIL import Image
 
 from gancore import cli
 from gancore.errors import ConfigError
+from gancore.utils.metrics_file import read_metrics
 from stages import evaluate, train_inr
 from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
@@ -99,7 +100,7 @@ def test_mlflow_row_of_the_pipeline(pipeline):
 def test_rerunning_a_finished_stage_resumes_it(pipeline):
     tmp, params = pipeline
     assert train_inr.main(_stage_argv(params, tmp, 2)) == 0
-    assert json.loads((tmp / "metrics/stage2.json").read_text())["resumed"] is True
+    assert read_metrics(tmp / "metrics/stage2.json")["resumed"] is True
 
 
 def test_generate_renders_at_any_resolution_and_outpaints(pipeline, tmp_path):

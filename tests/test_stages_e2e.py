@@ -15,6 +15,7 @@ from PIL import Image
 
 from gancore import cli
 from gancore.errors import ConfigError, DataError
+from gancore.utils.metrics_file import read_metrics
 from stages import evaluate, train
 from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
@@ -67,7 +68,7 @@ def test_every_stage_writes_its_outputs(pipeline):
 
 
 def test_evaluate_records_scores_protocol_and_missing_fid(pipeline):
-    m = json.loads((pipeline / "metrics/eval.json").read_text())
+    m = read_metrics(pipeline / "metrics/eval.json")
     for key in ("kid_el0", "kid_el0_std", "fd_el0_24", "swd_64px", "swd_mean", "precision",
                 "recall", "density", "coverage", "memo_nn_ratio"):
         assert isinstance(m[key], float), key
@@ -200,5 +201,5 @@ def test_rerun_with_more_kimg_resumes_the_same_mlflow_run(pipeline):
     assert train.main(_train_argv(longer, pipeline)) == 0
     after = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())
     assert after["run_id"] == before
-    summary = json.loads((pipeline / "metrics/train.json").read_text())
+    summary = read_metrics(pipeline / "metrics/train.json")
     assert summary["resumed"] and summary["n_img"] == 24

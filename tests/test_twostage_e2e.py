@@ -22,6 +22,7 @@ from gancore.generator import load_generator, sample
 from gancore.twostage.assembled import TwoStageGenerator, assemble
 from gancore.twostage.training import load_decoder
 from gancore.data.shards import read_manifest, shard_paths
+from gancore.utils.metrics_file import read_metrics
 from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
 
 PIPELINES = ("wavelet", "pixel")
@@ -44,7 +45,7 @@ def pipeline(tmp_path_factory):
 
 
 def _metrics(tmp: Path, pipeline: str, name: str) -> dict:
-    return json.loads((tmp / "metrics" / pipeline / f"{name}.json").read_text())
+    return read_metrics(tmp / "metrics" / pipeline / f"{name}.json")
 
 
 @pytest.mark.parametrize("name", PIPELINES)

@@ -19,6 +19,7 @@ from gancore.data.shards import read_manifest, shard_paths
 from gancore.errors import DataError, MetricUnavailable
 from gancore.eval.distances import frechet_distance, kid
 from gancore.eval.features import EL0Features, InceptionFeatures
+from gancore.eval.names import fd_el0_name
 from gancore.eval.prdc import memorisation, prdc
 from gancore.eval.swd import sliced_wasserstein
 from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
@@ -92,7 +93,7 @@ def _distribution_scores(feats: np.ndarray, ref_feats: np.ndarray, fake: torch.T
     """KID and FD on EL0 features, and multi-scale SWD on pixels."""
     kid_mean, kid_std = kid(ref_feats, feats, ep.kid_subsets, ep.kid_subset_size, ep.seed)
     out: dict[str, Any] = {"kid_el0": kid_mean, "kid_el0_std": kid_std,
-                           f"fd_el0_{len(fake)}": frechet_distance(ref_feats, feats)}
+                           fd_el0_name(len(fake)): frechet_distance(ref_feats, feats)}
     out.update(sliced_wasserstein(real, fake, n_descriptors=ep.swd_descriptors,
                                   n_directions=ep.swd_directions, n_repeats=ep.swd_repeats, seed=ep.seed))
     return out

@@ -18,7 +18,7 @@ from gancore.runtime import log_ledger, own_train_params, record_stage, run_trai
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
-from gancore.utils.fsio import atomic_write_json
+from gancore.utils.metrics_file import write_metrics
 
 
 def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
@@ -101,7 +101,7 @@ def _finish(
         },
         **extra,
     }
-    atomic_write_json(args.metrics, metrics)
+    info = write_metrics(args.metrics, metrics)
     print(
         f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
         f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
@@ -110,7 +110,7 @@ def _finish(
     return (
         metrics,
         manifest["fingerprint"]["train"],
-        [out / "codec/codec.json", out / "shards/manifest.json"],
+        [out / "codec/codec.json", out / "shards/manifest.json", info],
     )
 
 

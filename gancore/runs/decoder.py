@@ -42,6 +42,7 @@ from gancore.twostage.training import (
     save_decoder,
 )
 from gancore.utils.fsio import atomic_write_json
+from gancore.utils.metrics_file import write_metrics
 from gancore.utils.grid import save_grid
 
 
@@ -133,7 +134,7 @@ def _export(
     }
     _grid(decoder, codec, real[:8], out / "reconstructions.png")
     atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
-    atomic_write_json(args.metrics, {**summary, **quality})
+    tracker.log_artifact(write_metrics(args.metrics, {**summary, **quality}))
     write_curve(history, args.curve)
     log_ledger(tracker, summary)
     tracker.log_metrics(

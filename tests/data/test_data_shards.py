@@ -19,6 +19,7 @@ from gancore.config import ShardParams
 from gancore.data.images import decode_rgb, square_resize
 from gancore.data.shards import read_manifest, shard_paths, write_shards
 from gancore.errors import DataError
+from gancore.utils.metrics_file import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RES = 16
@@ -271,7 +272,7 @@ def test_stage_main_writes_shards_and_metrics(mixed, tmp_path, capsys):
     out, metrics = tmp_path / "shards", tmp_path / "metrics" / "shard.json"
     assert main(["--params", str(stage_params(tmp_path, src)),
                  "--out", str(out), "--metrics", str(metrics)]) == 0
-    report = json.loads(metrics.read_text())
+    report = read_metrics(metrics)
     manifest = read_manifest(out)
     assert report["n_train"] + report["n_eval"] == len(good)
     assert report["skipped_by_reason"] == manifest["counts"]["skipped_by_reason"]
