@@ -697,6 +697,9 @@ def _check_pipelines(params: dict[str, Any]) -> None:
         if chosen.inrpatch != expected:
             raise ConfigError("pipelines.inrpatch", "must be {} or the stages of "
                               f"method.inrpatch.n_stages: {expected}")
+    for name in chosen.names():  # e.g. inrpatch's last stage must reach base.resolution
+        if callable(getattr(params["method"].get(name), "check_final", None)):
+            params["method"][name].check_final(params["base"].resolution)
     if sorted(chosen.evaluate) != sorted(chosen.names()):
         raise ConfigError("pipelines.evaluate", f"must list exactly the selected pipelines "
                                                 f"{chosen.names()}, got {list(chosen.evaluate)}")

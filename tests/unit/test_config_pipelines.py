@@ -56,3 +56,15 @@ def test_inr_stage_table_chains_each_stage_to_the_previous_generator():
     assert table["1"] == {"teacher": "", "after": "data/shards", "out": "runs/inrpatch_stage1"}
     assert table["2"]["teacher"] == table["2"]["after"] == "runs/inrpatch_stage1/generator"
     assert table["3"]["out"] == "runs/inrpatch"  # the last stage is the pipeline's generator
+
+
+def test_a_selected_inrpatch_whose_last_stage_misses_the_resolution_fails_before_any_stage():
+    """With inrpatch selected, patch_px * 2**(n_stages-1) != base.resolution fails on load (so the
+    validate stage stops it), not hours later at the last train_inr stage; unselected, it loads."""
+    raw = read_yaml(ROOT / "params.yaml")
+    raw["method"]["inrpatch"]["n_stages"] = 2  # 32 px patches: 64 px, base.resolution is 128
+    validate(raw)  # not selected: the file stays valid (the tests' tiny files rely on it)
+    selected = {**raw, "pipelines": {**raw["pipelines"], "inrpatch": inr_stage_table(2),
+                                     "evaluate": ["fastgan", "inrpatch"]}}
+    with pytest.raises(ConfigError, match=r"method\.inrpatch\.n_stages"):
+        validate(selected)
