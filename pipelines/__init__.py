@@ -1,1 +1,1 @@
-"""Prefect flows that schedule the DVC pipeline (stack.md §6, §8)."""
+"""Prefect flows that schedule the DVC pipeline (README, "Orchestration with Prefect"; docs/stack.md)."""

@@ -1,6 +1,6 @@
 """Learned compressor of "An Acceleration Framework for High Resolution Image Synthesis" (arXiv 1909.03611).
 
-The paper gives only its shape (docs: methods.md §5): an encoder/decoder maps images to a code many
+The paper gives only its shape (its section on the compressor): an encoder/decoder maps images to a code many
 times smaller, a GAN learns the codes, the decoder maps generated codes back. Our choices, not the
 paper's: a spatial code (C, R/2^L, R/2^L) so a convolutional GAN (FastGAN) can learn it like an
 image; a convolutional autoencoder without normalisation layers (conv, then per level residual

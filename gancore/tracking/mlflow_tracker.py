@@ -1,7 +1,7 @@
 """MLflow tracking through MlflowClient (no global active run), tolerant of an unreachable store.
 
 Default store: SQLite at an absolute path inside the project (a relative URI breaks under
-`dvc exp run --queue` and Prefect workers, stack.md §7); MLFLOW_TRACKING_URI overrides it.
+`dvc exp run --queue` and Prefect workers, docs/stack.md); MLFLOW_TRACKING_URI overrides it.
 A tracking failure never stops training: it is warned about once, and every record the store did
 not take (run start, params, metrics, tags, artifacts, run end) is kept in order, in memory and in a
 local JSONL file, and sent when the store answers again (tried at most every `retry_sec`, and at
@@ -36,7 +36,7 @@ def default_tracking_uri(project_root: str | Path) -> str:
 def _workspace(root: Path) -> Path:
     """The real project of `dvc exp run --queue/--temp`, which runs in <project>/.dvc/tmp/exps/<id>/.
 
-    Runs logged inside that copy would be deleted with it (stack.md §7).
+    Runs logged inside that copy would be deleted with it (docs/stack.md, pitfalls).
     """
     parts = root.parts
     for i in range(len(parts) - 2):
