@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from gancore.errors import DataError
+from gancore.utils.progress import progress
 
 __all__ = ["sample", "render", "renderer", "to_uint8"]
 
