@@ -141,7 +141,7 @@ def _file_shapes(file: Path) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes from a safetensors header, without reading the tensors."""
     try:
         with safe_open(str(file), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (a safetensors handle, not a dict)
     except Exception as e:  # a pickle, a torn or hand-made file: safetensors' own error types
         raise DataError(
             f"{file} is not a safetensors file ({type(e).__name__}: {e})"[:300]

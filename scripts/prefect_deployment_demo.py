@@ -103,7 +103,7 @@ def demo(tmp: Path) -> None:
     os.environ.update(env)  # this process's API client talks to the same server
     project = toy_project(tmp / "project")
     t0 = time.time()
-    log = open(tmp / "server.log", "w")
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 (the server writes it until stopped)
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -77,7 +77,7 @@ def _write_split(codec: Codec, shard_dir: str | Path, split: str, tmp: Path, max
             if writer is None or n_in_shard == max_per_shard:
                 if writer is not None:
                     close()
-                stream = open(tmp / f"{split}-{len(shards):06d}.tar", "wb")
+                stream = open(tmp / f"{split}-{len(shards):06d}.tar", "wb")  # noqa: SIM115 (closed by close())
                 writer, n_in_shard = wds.TarWriter(stream, encoder=False, mtime=0), 0
             writer.write({"__key__": sample["__key__"], "npy": _npy(code), "json": sample["json"]})
             n_in_shard += 1

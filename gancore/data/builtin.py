@@ -89,7 +89,7 @@ def skimage_data_dir() -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("scikit-image is not installed; the built-in demo set reads its photos")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def _load_photo(data_dir: Path, photo: Photo) -> tuple[Image.Image, str]:
@@ -109,7 +109,7 @@ def _shares(n_img: int, n_photos: int) -> list[int]:
 def _random_crop(img: Image.Image, rng: np.random.Generator, side_px: int) -> Image.Image:
     """Random square (side ~ U[0.2, 0.6] x shorter side), lanczos to side_px, then flip w.p. 1/2."""
     w, h = img.size
-    crop_px = max(1, int(round(rng.uniform(*CROP_FRACTION) * min(w, h))))
+    crop_px = max(1, round(rng.uniform(*CROP_FRACTION) * min(w, h)))
     x0 = int(rng.integers(0, w - crop_px + 1))
     y0 = int(rng.integers(0, h - crop_px + 1))
     flip = bool(rng.random() < 0.5)

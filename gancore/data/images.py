@@ -245,7 +245,7 @@ def _iter_tar(path: Path, on_error: OnError | None, max_bytes: int) -> Iterator[
     a spool of only the members within the cap: seeking back in a compressed stream would restart
     the decompression for every member."""
     try:
-        archive = tarfile.open(path, "r:*")
+        archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the caller)
         members = [m for m in archive.getmembers() if m.isfile() and not _is_hidden(m.name)]
     except _ARCHIVE_ERRORS as err:
         raise DataError(f"cannot read tar archive {path} (truncated or corrupt?): {err}") from None

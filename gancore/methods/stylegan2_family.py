@@ -202,7 +202,7 @@ def stylegan2_phases(settings: StyleGAN2Settings) -> list[Phase]:
     phases = [Phase("D", opt="D")]
     if settings.r1_gamma > 0:
         phases.append(Phase("Dreg", opt="D", interval=settings.r1_interval))
-    return phases + [Phase("G", opt="G")]
+    return [*phases, Phase("G", opt="G")]
 
 
 def lazy_adam(

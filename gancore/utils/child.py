@@ -8,6 +8,7 @@ what is still running STOP_GRACE_SEC later is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,10 +22,8 @@ STOP_GRACE_SEC = 10.0
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(pgid, signum)
-    except ProcessLookupError:  # already gone
-        pass
 
 
 def _wait(proc: subprocess.Popen, received: list[int]) -> int:
