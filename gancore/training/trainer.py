@@ -36,6 +36,7 @@ from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.compute import count_params, gmacs_per_image, peak_memory_gb
 from gancore.training.ema import ema_beta_at, update_ema
+from gancore.training.flops import PhaseFlops
 from gancore.training.streams import StreamBuffers
 from gancore.utils.fsio import exclusive_lock, sha256_json
 from gancore.utils.seed import RngStreams, rng_state, seed_all, set_rng_state
@@ -67,6 +68,8 @@ class TrainState:
     step: int = 0
     n_img: int = 0
     train_sec: float = 0.0
+    flops: int = 0
+    """Counted FLOPs of the steps taken, this rank (gancore/training/flops.py)."""
     nan_rollbacks: int = 0
     cursor: Cursor = field(default_factory=Cursor)
 
@@ -173,6 +176,7 @@ class Trainer:
         fp16 = self.amp_dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
         self.state = TrainState()
+        self.flops = PhaseFlops()
         self.shard_paths = shard_paths
         self._data: list[ShardStream] = []
         self._skipped_all_ranks = 0
@@ -282,7 +286,9 @@ class Trainer:
                 continue
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
-            loss, phase_stats = self._backward(phase.name, real, scaler)
+            (loss, phase_stats), flops = self.flops.run(phase.name,
+                                                        lambda: self._backward(phase.name, real, scaler))
+            self.state.flops += flops
             distributed.all_reduce_grads([p for g in opt.param_groups for p in g["params"]], self.world)
             scaler.step(opt)
             scaler.update()
@@ -508,6 +514,8 @@ class Trainer:
             "steps": s.step, "n_img": s.n_img, "kimg": s.n_img / 1000,
             "train_sec": s.train_sec, "device": str(self.device),
             "device_hours": s.train_sec / 3600,
+            "flops": s.flops * self.world.size,
+            "flops_per_step": {k: v * self.world.size for k, v in self.flops.per_run.items()},
             "img_per_sec": s.n_img / s.train_sec if s.train_sec else 0.0,
             "sec_per_kimg": 1000 * s.train_sec / s.n_img if s.n_img else 0.0,
             "peak_mem_gb": peak_memory_gb(self.device),
