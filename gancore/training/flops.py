@@ -9,7 +9,9 @@ reductions), the optimizer step and the G_ema update; they are small beside a GA
 
 torch's FlopCounterMode itself cannot be used: its module tracker breaks `torch.autograd.grad` on a
 leaf tensor, which is how R1 takes its gradient ("A leaf node was passed to _will_engine_execute_node",
-torch 2.14). The mode here counts the same formulas without tracking modules.
+torch 2.14), and it decomposes operators it has no formula for, which changes a step's rounding
+(a resumed run would then differ in its bits from an uninterrupted one). The mode here runs every
+operator as is and counts the same formulas, without tracking modules.
 """
 
 from __future__ import annotations
@@ -30,15 +32,10 @@ class FlopCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        packet = func._overloadpacket
-        if packet not in flop_registry:  # a composite op may decompose into counted ones
-            with self:
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
         out = func(*args, **kwargs)
-        if packet in flop_registry:
-            self.total += int(flop_registry[packet](*args, **kwargs, out_val=out))
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
         return out
 
 

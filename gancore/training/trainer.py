@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from tqdm import tqdm
@@ -141,10 +141,13 @@ class Trainer:
         ckpt_dir: checkpoint folder of this run (resumed when it holds a matching checkpoint).
         tracker: where metrics go (MLflow or nothing).
         progress: show a progress bar.
+        on_step: called after every step with (trainer, final: the step ends the run), e.g. the
+            in-training quality curve (gancore/eval/curve.py); rank 0 only.
     """
 
     def __init__(self, spec: MethodSpec, run: RunConfig, shard_paths: list[Path], ckpt_dir: str | Path,
-                 tracker: Tracker | None = None, progress: bool = True):
+                 tracker: Tracker | None = None, progress: bool = True,
+                 on_step: Callable[["Trainer", bool], None] | None = None):
         self.spec, self.run = spec, run
         self.ckpt_dir = Path(ckpt_dir)
         self.world = distributed.current_world()
@@ -153,6 +156,7 @@ class Trainer:
                                                       f"the process group has {self.world.size}")
         self.tracker = (tracker or NullTracker()) if self.world.is_main else NullTracker()
         self.progress = progress and self.world.is_main
+        self.on_step = on_step if self.world.is_main else None
         self.device = distributed.local_device(resolve_device(run.train.device), self.world)
         seed_all(run.base.seed)
         res = run.base.resolution
@@ -480,6 +484,8 @@ class Trainer:
                 bar.refresh()
                 continue
             self.state.train_sec += time.perf_counter() - t0
+            if self.on_step is not None:
+                self.on_step(self, self.state.n_img >= total_img)
             bar.update(1)
             if self.state.step % t.log_every_steps == 0 or self.state.n_img >= total_img:
                 row = self._log(window, time.perf_counter() - tick, bar)
