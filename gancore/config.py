@@ -409,10 +409,18 @@ class EvalParams:
     """Also score the generator at initialisation, as the floor a trained one must beat."""
     seed: int = 0
     """Seed of latents, KID subsets and SWD projections."""
+    # In-training quality curve (gancore/eval/curve.py)
+    every_kimg: float = 0.0
+    """KID-EL0 of G_ema on `curve_n_gen` fixed latents every this many kimg of a one-stage training
+    run, against the cached reference features (0 = off)."""
+    curve_n_gen: int = 100
+    """Generated images per point of the in-training curve."""
 
     def __post_init__(self) -> None:
+        if self.every_kimg < 0:
+            raise ConfigError("every_kimg", f"must be >= 0 (0 = off), got {self.every_kimg}")
         positive = ("n_gen", "batch", "kid_subsets", "kid_subset_size", "swd_descriptors",
-                    "swd_directions", "swd_repeats", "prdc_k", "grid_n")
+                    "swd_directions", "swd_repeats", "prdc_k", "grid_n", "curve_n_gen")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be >= 1, got {getattr(self, key)}")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from gancore.config import BaseParams, ConfigError, TrainParams, load_params, with_overrides
 from gancore.data.shards import read_manifest, train_shards
+from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curve_csv
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import make_tracker, record_training, run_main, tracked_fit, training_parser
@@ -25,10 +26,14 @@ from gancore.utils.grid import save_grid
 PARAMS_ARG = ("--method", "--pipeline")
 
 
+CURVE_KEYS = ["eval.every_kimg", "eval.curve_n_gen", "eval.seed"]
+"""The in-training quality curve's params (one-stage runs; a sampler's codes are not images to score)."""
+
+
 def params_for(method: str, pipeline: str | None = None) -> list[str]:
     """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`, as a pipeline's sampler."""
-    sampler = [f"twostage.{pipeline}.sampler"] if pipeline else []
-    return ["base", "train", f"method.{method}", "track", *sampler]
+    extra = [f"twostage.{pipeline}.sampler"] if pipeline else CURVE_KEYS
+    return ["base", "train", f"method.{method}", "track", *extra]
 
 
 def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
@@ -63,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--shards", default="data/shards", help="image shards, or a pipeline's code shards")
     parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
+    parser.add_argument("--ref", default="data/ref_stats", help="reference features of the curve")
+    parser.add_argument("--quality-curve", default=None, help="in-training KID-EL0 curve CSV (one-stage)")
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
     t = p["train"]
@@ -82,8 +89,10 @@ def _train(args, p: dict, world: distributed.World) -> int:
     base = dataclasses.replace(p["base"], resolution=sample_px)
     train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
-    trainer = Trainer(spec, run, paths, Path(args.ckpt_root) / run.identity_hash()[:16],
-                      make_tracker(p["track"], args.params), progress=not args.no_progress)
+    ckpt_dir, tracker = Path(args.ckpt_root) / run.identity_hash()[:16], make_tracker(p["track"], args.params)
+    curve = quality_curve(p, args.ref, args.shards, ckpt_dir, tracker) if args.pipeline is None else None
+    trainer = Trainer(spec, run, paths, ckpt_dir, tracker, progress=not args.no_progress,
+                      on_step=curve.after_step if curve else None)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
     return tracked_fit(trainer, stage, p, args.params, lambda s, rid: _export(trainer, s, args, rid),
                        shards=args.shards, method=args.method, pipeline=pipeline)
@@ -96,6 +105,8 @@ def _export(trainer: Trainer, summary: dict, args, run_id: str | None) -> None:
                              run.train.bn_recalibration_batches, run.base.seed, extra={"train": summary})
     save_grid(sample(load_generator(gen_dir), 64, seed=run.base.seed), out / "grid.png")
     record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
+    if args.quality_curve:
+        write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)
 
 if __name__ == "__main__":
     run_main(main)

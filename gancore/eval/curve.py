@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gancore.eval.distances import kid
+from gancore.eval.evaluate import load_reference
 from gancore.eval.features import EL0Features
 from gancore.generator import sample
 from gancore.tracking.base import Tracker
@@ -28,6 +29,8 @@ from gancore.utils.fsio import atomic_write
 
 COLUMNS = ("kimg", "kid_el0", "flops", "train_sec")
 """The curve CSV's columns (`dvc plots` reads kimg against kid_el0)."""
+CURVE_FILE = "quality_curve.csv"
+"""The curve's rows beside the checkpoints."""
 METRIC = "curve.kid_el0"
 """The MLflow metric of the curve (step = images shown, as every training metric of the run)."""
 
@@ -118,3 +121,14 @@ def read_curve(path: str | Path) -> list[dict[str, float]]:
         return []
     with open(path, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def quality_curve(params: dict[str, Any], ref_dir: str | Path, shard_dir: str | Path, ckpt_dir: Path,
+                  tracker: Tracker) -> QualityCurve | None:
+    """The curve of a training stage (`eval.every_kimg` > 0), scored against the EL0 features in
+    `ref_dir` (refused unless made from `shard_dir`); None when off."""
+    if params["eval.every_kimg"] == 0:
+        return None
+    ref, _ = load_reference(ref_dir, shard_dir)
+    return QualityCurve(params["eval.every_kimg"], ref["el0_eval"], params["eval.curve_n_gen"],
+                        params["eval.seed"], ckpt_dir / CURVE_FILE, tracker)
