@@ -33,6 +33,8 @@ CURVE_FILE = "quality_curve.csv"
 """The curve's rows beside the checkpoints."""
 METRIC = "curve.kid_el0"
 """The MLflow metric of the curve (step = images shown, as every training metric of the run)."""
+FLOPS_METRIC = "curve.flops"
+"""Counted training FLOPs at each curve point (same steps), the curve's compute axis."""
 
 
 class QualityCurve:
@@ -97,7 +99,8 @@ class QualityCurve:
         row = {"kimg": n_img / 1000, "kid_el0": value, "flops": flops, "train_sec": train_sec}
         self._write([*read_curve(self.rows_path), row])
         self._last_img = n_img
-        self.tracker.log_metrics({METRIC: value, "curve.eval_sec": time.perf_counter() - t0}, step=n_img)
+        self.tracker.log_metrics({METRIC: value, FLOPS_METRIC: float(flops),
+                                  "curve.eval_sec": time.perf_counter() - t0}, step=n_img)
         return value
 
     def _write(self, rows: list[dict[str, float]]) -> None:

@@ -138,6 +138,7 @@ def _inception_scores(fake: torch.Tensor, ref: dict[str, np.ndarray], ep: EvalPa
 def protocol(ep: EvalParams, meta: dict, n_real_eval: int) -> dict[str, Any]:
     """How every score was computed; stored beside the scores."""
     return {
+        "resolution": meta["resolution"],
         "reference_set": f"held-out eval split, {n_real_eval} images, fingerprint "
                          f"{meta['fingerprint']['eval'][:16]}",
         "memorisation_train_set": f"{meta['n_train']} training images, fingerprint "
