@@ -61,6 +61,8 @@ class PipelineRow:
     """(training FLOPs, KID-EL0) of the in-training curve (one-stage pipelines)."""
     flags: list[str] = field(default_factory=list)
     """Why the row is not comparable with the others (empty: it is); see flag_incomparable."""
+    memo: dict[str, float] = field(default_factory=dict)
+    """The evaluate run's memorisation check (`memo_*` scores)."""
 
 
 class CompareError(GancoreError):
@@ -183,6 +185,7 @@ def _row(client, pipeline: str, seed: str | None, ev, latest: dict[str, Any]) ->
     m = ev.data.metrics
     row.scores = {k: m[k] for k in QUALITY if k in m}
     row.scores_init = {k: m[f"init.{k}"] for k in QUALITY if f"init.{k}" in m}
+    row.memo = {k: v for k, v in m.items() if k.startswith("memo_")}
     row.protocol = _protocol(client, ev)
     row.seed = seed
     res = row.protocol.get("resolution", ev.data.params.get("base.resolution"))
@@ -438,6 +441,23 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def memorisation_text(rows: list[PipelineRow]) -> str:
+    """Under the few-shot protocol (scored against the training set), the memorisation check of
+    every row, first in the report: copying would score well on every other number."""
+    fewshot = [r for r in rows if str(r.protocol.get("split", "")).startswith("few-shot")]
+    if not fewshot:
+        return ""
+    lines = ["## Few-shot protocol: memorisation check\n",
+             f"{len(fewshot)} of {len(rows)} rows were trained on every image and scored against the "
+             "same training set, as the few-shot papers do. A generator that copies its training images "
+             "would score perfectly there, so read these first: near-copy rate (0.05 expected without "
+             "copying; higher = copies) and nearest-neighbour ratio (~1 expected; << 1 = copies).\n",
+             "| pipeline | memo_near_copy_rate | memo_nn_ratio |", "|---|---|---|"]
+    lines += [f"| {_name(r)} | {r.memo.get('memo_near_copy_rate', float('nan')):.3g} | "
+              f"{r.memo.get('memo_nn_ratio', float('nan')):.3g} |" for r in fewshot]
+    return "\n".join(lines) + "\n\n"
+
+
 def default_target(rows: list[PipelineRow]) -> float | None:
     """The KID-EL0 every pipeline reaches on average: the worst of the pipelines' seed means."""
     means = [s.mean for s in summarise(rows)]
@@ -462,7 +482,7 @@ def render(rows: list[PipelineRow], experiment: str, tracking_uri: str, plots: l
             "decoder, the compressor's own training); wall time is a column, and depends on load. "
             "Generator params and GMACs sum the networks that generate an image (sampler + decoder); "
             "kimg shown counts the GAN's images.\n\n"
-            f"## Comparability\n\n{guard_text(rows)}\n\n"
+            f"{memorisation_text(rows)}## Comparability\n\n{guard_text(rows)}\n\n"
             f"## Over seeds (mean ± sample std)\n\n{seeds_table(summaries)}\n\n"
             f"Which differences are real (mean ± std intervals):\n\n{overlap_text(summaries)}\n\n"
             f"{reach}## Compute per run\n\n{compute_table(rows)}\n\n"

@@ -266,8 +266,18 @@ class ShardParams:
     """Share of images held out for evaluation, chosen by a hash of their content."""
     max_per_shard: int = 1000
     """Samples per tar shard."""
+    # Evaluation protocol (issue "Quality per compute…": the few-shot protocol)
+    protocol: Literal["auto", "holdout", "fewshot"] = "holdout"
+    """holdout: train on all but `eval_fraction` of the images, score against those held out;
+    fewshot: train on every image and score against the training set (the few-shot papers'
+    protocol; the memorisation check then compares with leave-one-out training distances);
+    auto: fewshot up to `fewshot_max_images` usable images, else holdout."""
+    fewshot_max_images: int = 1000
+    """Largest dataset `auto` treats as few-shot (FastGAN's home ground is 100-1,000 images)."""
 
     def __post_init__(self) -> None:
+        if self.fewshot_max_images < 2:
+            raise ConfigError("fewshot_max_images", f"must be >= 2, got {self.fewshot_max_images}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("eval_fraction", f"must be in (0, 1), got {self.eval_fraction}")
         if self.max_per_shard < 1:
