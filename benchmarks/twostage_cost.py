@@ -11,6 +11,9 @@ pipeline's decoder); the residual decoder's adversarial fine-tuning step (ESRGAN
 Each timed over Trainer.train_step on random inputs after warm-up, the data loader left out, the
 parts interleaved round by round (median of --rounds). At 256 px (`--resolution 256 --levels 2`,
 64 px codes) it is the paper's regime.
+Each part's training FLOPs per image are counted too (gancore/training/flops.py: the same on any
+machine, whatever the load), and the sampler plus a decoder are set against FastGAN per image shown
+by both measures (issue 19's goal at 256 px: at most half).
 Writes JSON and prints a Markdown table with the ratios per image and the
 compression ratio (image values / code values) each part works at.
 """
@@ -73,7 +76,8 @@ def _timed_interleaved(parts: dict[str, tuple[MethodSpec, RunConfig]], steps: in
             real = torch.rand(run.train.batch, 3, side, side, device=trainer.device) * 2 - 1
             trainers[name], step_fns[name] = trainer, partial(trainer.train_step, real)
         sec = interleaved_sec(step_fns, rounds, steps, warmup)
-    return {name: ledger(trainers[name], steps * run.train.batch, sec[name])
+    return {name: {**ledger(trainers[name], steps * run.train.batch, sec[name]),
+                   "train_gflops_per_img": round(trainers[name].state.flops / trainers[name].state.n_img / 1e9, 4)}
             for name, (_, run) in parts.items()}
 
 
@@ -108,35 +112,62 @@ def measure(args: argparse.Namespace) -> list[dict]:
                                  args.rounds)
     rows = [{"part": k, "batch": batch, "compression": ratio, **ledgers[k]}
             for k, (_, batch, ratio) in parts.items()]
-    base = rows[0]["sec_per_kimg"]
+    base, base_flops = rows[0]["sec_per_kimg"], rows[0]["train_gflops_per_img"]
     for r in rows:
         r["cost_vs_fastgan"] = round(r["sec_per_kimg"] / base, 3)
+        r["flops_vs_fastgan"] = round(r["train_gflops_per_img"] / base_flops, 3)
     return rows
 
 
+def per_image_shown(rows: list[dict]) -> list[dict]:
+    """The sampler (row 1) plus each plain decoder (rows 2 and 3) against FastGAN (row 0) per image:
+    the two-stage pipeline's training cost per image shown when its decoder trains as many images."""
+    sampler = rows[1]
+    return [{"parts": f"{sampler['part']} + {dec['part']}",
+             "flops_vs_fastgan": round(sampler["flops_vs_fastgan"] + dec["flops_vs_fastgan"], 3),
+             "wall_vs_fastgan": round(sampler["cost_vs_fastgan"] + dec["cost_vs_fastgan"], 3)}
+            for dec in rows[2:4] if "flops_vs_fastgan" in dec]
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown table of the rows."""
-    lines = ["| part | batch | compression | params (M) | G GMACs/img | img/s | sec/kimg | x FastGAN per image "
-             "| peak mem GB |", "|" + "---|" * 9]
+    """Markdown table of the rows (results from before FLOPs were counted show –)."""
+    lines = ["| part | batch | compression | params (M) | G GMACs/img | train GFLOPs/img (counted) | img/s | "
+             "sec/kimg | x FastGAN per image (FLOPs) | x FastGAN per image (wall) | peak mem GB |",
+             "|" + "---|" * 11]
     for r in rows:
         params = " / ".join(f"{k} {v / 1e6:.3f}" for k, v in r["params"].items())
         lines.append(f"| {r['part']} | {r['batch']} | {r['compression']:g}:1 | {params} | {r['g_gmacs_per_img']} | "
-                     f"{r['img_per_sec']} | {r['sec_per_kimg']} | {r['cost_vs_fastgan']} | {r['peak_mem_gb']} |")
+                     f"{r.get('train_gflops_per_img', '–')} | {r['img_per_sec']} | {r['sec_per_kimg']} | "
+                     f"{r.get('flops_vs_fastgan', '–')} | {r['cost_vs_fastgan']} | {r['peak_mem_gb']} |")
     return "\n".join(lines)
 
 
+def shown_text(rows: list[dict]) -> str:
+    """The sampler + decoder sums against FastGAN per image shown, and the goal of at most half."""
+    lines = [f"- {s['parts']}: **{s['flops_vs_fastgan']}×** FastGAN per image by counted FLOPs, "
+             f"{s['wall_vs_fastgan']}× by wall time — the goal (≤ 0.5×) is "
+             f"{'met' if s['flops_vs_fastgan'] <= 0.5 else 'not met'} by FLOPs, "
+             f"{'met' if s['wall_vs_fastgan'] <= 0.5 else 'not met'} by wall time"
+             for s in per_image_shown(rows)]
+    return "Per image shown (decoder trained on as many images as the sampler):\n\n" + "\n".join(lines) + "\n"
+
+
 def section(results: dict) -> str:
-    """docs/benchmarks.md section from benchmarks/results/twostage_cost.json."""
+    """docs/benchmarks.md section from benchmarks/results/twostage_cost.json (or _256.json)."""
     a = results["args"]
     how = (f"interleaved, median of {a['rounds']} rounds of {a['steps']} steps"
            if "rounds" in a else f"{a['steps']} steps in turn")
     load = f", {results['load']}" if "load" in results else ""
     command = (f"python -m benchmarks.twostage_cost --resolution {a['resolution']} "
                f"--levels {a['levels']} --decoder-width {a['decoder_width']} --steps {a['steps']}")
-    return (f"## Two-stage parts: cost per image against FastGAN at the full resolution\n\n"
+    if a["resolution"] != 128:
+        command += f" --warmup {a['warmup']} --out {a['out']}"
+    shown = f"\n{shown_text(results['rows'])}" if per_image_shown(results["rows"]) else ""
+    return (f"## Two-stage parts at {a['resolution']} px: cost per image against FastGAN at the full "
+            f"resolution\n\n"
             f"`{command}` — {results['machine']}{load}; one process, {a['resolution']} px images, "
             f"{a['levels']} level(s), every row timed over `Trainer.train_step` on random inputs "
-            f"after {a['warmup']} warm-up steps ({how}).\n\n{table(results['rows'])}\n")
+            f"after {a['warmup']} warm-up steps ({how}).\n\n{table(results['rows'])}\n{shown}")
 
 
 def main() -> None:
@@ -162,6 +193,7 @@ def main() -> None:
     results = {"machine": machine(), "load": load_note(), "args": vars(args), "rows": rows}
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), {machine()}\n\n{table(rows)}")
+    print(f"\n{shown_text(rows)}")
     code_px = args.resolution >> args.levels
     print(f"\ncompression ratios at {args.resolution}px: wavelet / pixel codes 3x{code_px}^2 = "
           f"{compression_ratio(args.resolution, args.levels):g}:1; autoencoder codes {args.channels}x{code_px}^2 = "
