@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import Sequence
 
 from gancore.config import flatten, load_params
-from gancore.eval.evaluate import (is_fewshot, load_inception, load_reference, protocol, read_split, score,
-                                   score_low_res)
+from gancore.eval.evaluate import (
+    is_fewshot,
+    load_inception,
+    load_reference,
+    protocol,
+    read_split,
+    score,
+    score_low_res,
+)
 from gancore.eval.features import EL0Features
 from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation, run_main, stage_parser
@@ -42,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, out = {}, Path(args.out)
     for name in ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]:
         G = load_generator(args.generator, which=name)
-        results[name] = score(sample(G, ep.n_gen, ep.seed, ep.batch), real_eval, ref, ep, el0, inception, status,
-                              fewshot=is_fewshot(meta))
+        fake = sample(G, ep.n_gen, ep.seed, ep.batch)
+        results[name] = score(fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta))
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
         if getattr(G, "previewable", False):  # a two-stage generator: its sampler alone, at low resolution
             results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
@@ -56,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(args.metrics, metrics)
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
+    memo = results["G_ema"]
     print(f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
-          f"{results['G_ema']['memo_near_copy_rate']:.3g}, memo_nn_ratio={results['G_ema']['memo_nn_ratio']:.3g}")
+          f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}")
     return 0
 
 

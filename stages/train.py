@@ -27,7 +27,8 @@ PARAMS_ARG = ("--method", "--pipeline")
 
 
 CURVE_KEYS = ["eval.every_kimg", "eval.curve_n_gen", "eval.seed"]
-"""The in-training quality curve's params (one-stage runs; a sampler's codes are not images to score)."""
+"""The in-training quality curve's params (one-stage runs; a sampler's codes are not images to
+score)."""
 
 
 def params_for(method: str, pipeline: str | None = None) -> list[str]:
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", default="data/shards", help="image shards, or a pipeline's code shards")
     parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
     parser.add_argument("--ref", default="data/ref_stats", help="reference features of the curve")
-    parser.add_argument("--quality-curve", default=None, help="in-training KID-EL0 curve CSV (one-stage)")
+    parser.add_argument("--quality-curve", default=None,
+                        help="in-training KID-EL0 curve CSV (one-stage)")
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
     t = p["train"]
@@ -89,8 +91,10 @@ def _train(args, p: dict, world: distributed.World) -> int:
     base = dataclasses.replace(p["base"], resolution=sample_px)
     train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
-    ckpt_dir, tracker = Path(args.ckpt_root) / run.identity_hash()[:16], make_tracker(p["track"], args.params)
-    curve = quality_curve(p, args.ref, args.shards, ckpt_dir, tracker) if args.pipeline is None else None
+    ckpt_dir = Path(args.ckpt_root) / run.identity_hash()[:16]
+    tracker = make_tracker(p["track"], args.params)
+    one_stage = args.pipeline is None
+    curve = quality_curve(p, args.ref, args.shards, ckpt_dir, tracker) if one_stage else None
     trainer = Trainer(spec, run, paths, ckpt_dir, tracker, progress=not args.no_progress,
                       on_step=curve.after_step if curve else None)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from gancore.compare import (CompareError, flag_incomparable, flops_to_reach, overlap_text, pipeline_rows,
-                             summarise, write_report)
+from gancore.compare import (
+    CompareError,
+    flag_incomparable,
+    flops_to_reach,
+    overlap_text,
+    pipeline_rows,
+    summarise,
+    write_report,
+)
 from gancore.eval.curve import FLOPS_METRIC, METRIC
 from gancore.runtime import log_ledger
 from gancore.tracking.mlflow_tracker import MlflowTracker
@@ -23,8 +30,18 @@ def _train(uri: str, pipeline: str, seed: int, flops: float, curve: bool) -> Non
     tracker = MlflowTracker("exp", uri)
     tracker.start(f"train@{pipeline}", {"dvc_stage": f"train@{pipeline}", "pipeline": pipeline})
     tracker.log_params({"base.seed": seed})
-    log_ledger(tracker, {"n_img": 2000, "kimg": 2.0, "train_sec": 36.0, "device": "cpu",
-                         "device_hours": 0.01, "flops": flops, "params": {"G": 100}})
+    log_ledger(
+        tracker,
+        {
+            "n_img": 2000,
+            "kimg": 2.0,
+            "train_sec": 36.0,
+            "device": "cpu",
+            "device_hours": 0.01,
+            "flops": flops,
+            "params": {"G": 100},
+        },
+    )
     for step, f, k in [(0, 0.0, 0.5), (1000, flops / 2, 0.3), (2000, flops, 0.25)] if curve else []:
         tracker.log_metrics({METRIC: k, FLOPS_METRIC: f}, step=step)
     tracker.close()
@@ -32,12 +49,18 @@ def _train(uri: str, pipeline: str, seed: int, flops: float, curve: bool) -> Non
 
 def _evaluate(uri: str, tmp: Path, pipeline: str, seed: int, kid: float, resolution: int) -> None:
     tracker = MlflowTracker("exp", uri)
-    tracker.start(f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline})
+    tracker.start(
+        f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline}
+    )
     tracker.log_params({"base.seed": seed})
     tracker.log_metrics({"kid_el0": kid}, step=0)
     path = tmp / f"{pipeline}-{seed}" / "eval.json"
     path.parent.mkdir(parents=True)
-    protocol = {"resolution": resolution, "reference_set": "held-out eval split, 256 images", "n_gen": 500}
+    protocol = {
+        "resolution": resolution,
+        "reference_set": "held-out eval split, 256 images",
+        "n_gen": 500,
+    }
     path.write_text(json.dumps({"kid_el0": kid, "protocol": protocol}))
     tracker.log_artifact(path)
     tracker.close()
@@ -48,7 +71,9 @@ def store(tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("seeds")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     for pipeline, kids in KIDS.items():
-        for seed, kid in enumerate(kids):  # each seed trains, then is evaluated (dvc exp run --queue)
+        for seed, kid in enumerate(
+            kids
+        ):  # each seed trains, then is evaluated (dvc exp run --queue)
             _train(uri, pipeline, seed, 1e12 * (seed + 1), curve=pipeline == "fast")
             _evaluate(uri, tmp, pipeline, seed, kid, 128 if pipeline == "big" else 64)
     return uri
@@ -57,7 +82,8 @@ def store(tmp_path_factory) -> str:
 def test_each_seed_is_a_row_with_its_own_parts_and_spreads_are_over_seeds(store: str):
     rows = pipeline_rows(MlflowClient(store), "exp")
     assert sorted((r.pipeline, r.seed) for r in rows) == sorted(
-        (p, str(s)) for p, kids in KIDS.items() for s in range(len(kids)))
+        (p, str(s)) for p, kids in KIDS.items() for s in range(len(kids))
+    )
     assert all(r.flops == 1e12 * (int(r.seed) + 1) for r in rows)  # its own seed's training run
     flag_incomparable(rows)
     fast, slow, same = summarise(rows)  # big is flagged: left out

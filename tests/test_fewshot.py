@@ -1,5 +1,5 @@
-"""The few-shot protocol: a 100-image folder trains on every image and is scored against the training
-set, the memorisation check compares with leave-one-out distances, and every report says so."""
+"""The few-shot protocol: a 100-image folder trains on every image and is scored against the
+training set, the memorisation check compares with leave-one-out distances, and every report says so."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 
 import numpy as np
 import yaml
+from tiny import local_mlflow, one_thread, prepare_data, tiny_params
 
 from gancore.compare import write_report
 from gancore.config import ShardParams
 from gancore.data.shards import split_protocol
 from gancore.eval.prdc import memorisation_train_set
-from tiny import local_mlflow, one_thread, prepare_data, tiny_params
 
 
 def test_auto_chooses_the_protocol_by_dataset_size():
@@ -46,17 +46,53 @@ def test_a_100_image_folder_trains_on_all_images_and_its_reports_say_so(tmp_path
         manifest = json.loads((tmp_path / "shards/manifest.json").read_text())
         assert manifest["protocol"] == "fewshot"
         assert manifest["counts"]["n_train"] == manifest["counts"]["n_eval"] == 100
-        assert train.main([*P, "--method", "fastgan", "--shards", str(tmp_path / "shards"),
-                           "--out", str(tmp_path / "runs/fastgan"), "--ckpt-root", str(tmp_path / "ckpt"),
-                           "--metrics", str(tmp_path / "m/train.json"), "--curve", str(tmp_path / "m/c.csv"),
-                           "--no-progress"]) == 0
-        assert evaluate.main([*P, "--generator", str(tmp_path / "runs/fastgan/generator"),
-                              "--shards", str(tmp_path / "shards"), "--ref", str(tmp_path / "ref"),
-                              "--out", str(tmp_path / "eval"), "--metrics", str(tmp_path / "m/eval.json")]) == 0
+        assert (
+            train.main(
+                [
+                    *P,
+                    "--method",
+                    "fastgan",
+                    "--shards",
+                    str(tmp_path / "shards"),
+                    "--out",
+                    str(tmp_path / "runs/fastgan"),
+                    "--ckpt-root",
+                    str(tmp_path / "ckpt"),
+                    "--metrics",
+                    str(tmp_path / "m/train.json"),
+                    "--curve",
+                    str(tmp_path / "m/c.csv"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+        assert (
+            evaluate.main(
+                [
+                    *P,
+                    "--generator",
+                    str(tmp_path / "runs/fastgan/generator"),
+                    "--shards",
+                    str(tmp_path / "shards"),
+                    "--ref",
+                    str(tmp_path / "ref"),
+                    "--out",
+                    str(tmp_path / "eval"),
+                    "--metrics",
+                    str(tmp_path / "m/eval.json"),
+                ]
+            )
+            == 0
+        )
     scores = json.loads((tmp_path / "m/eval.json").read_text())
     assert scores["protocol"]["split"].startswith("few-shot protocol: trained on all 100 images")
     assert scores["protocol"]["reference_set"].startswith("training set, 100 images")
     assert "memo_train_to_train_median" in scores and "memo_near_copy_rate" in scores
-    report = write_report(f"sqlite:///{tmp_path / 'mlflow.db'}", "e2e", tmp_path / "compare").read_text()
-    assert report.index("## Few-shot protocol: memorisation check") < report.index("## Comparability")
+    report = write_report(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "e2e", tmp_path / "compare"
+    ).read_text()
+    assert report.index("## Few-shot protocol: memorisation check") < report.index(
+        "## Comparability"
+    )
     assert "few-shot protocol: trained on all 100 images" in report

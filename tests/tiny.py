@@ -88,7 +88,7 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["base"]["resolution"] = resolution
     p["builtin"].update(n_img=40, side_px=resolution)
     p["data"]["source"] = str(tmp / "builtin")
-    p["shard"]["protocol"] = "holdout"  # 40 images would be few-shot under auto (tests/test_fewshot.py)
+    p["shard"]["protocol"] = "holdout"  # 40 images: few-shot under auto (tests/test_fewshot.py)
     p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
                       bn_recalibration_batches=2, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)

@@ -2,8 +2,8 @@
 features, every `eval.every_kimg` (issue "Quality per compute…"): quality against counted FLOPs as
 the run trains.
 
-The curve's rows live beside the checkpoints (`quality_curve.csv`, cut back to the resumed point like
-history.jsonl), so an interrupted stage keeps its earlier points; the stage copies them to its DVC
+The curve's rows live beside the checkpoints (`quality_curve.csv`, cut back to the resumed point
+like history.jsonl), so an interrupted stage keeps its earlier points; the stage copies them to its DVC
 plot at the end. Scoring never touches the training's random streams (latents from their own seeded
 generator, the torch RNG forked), so a run trains to the same weights with the curve on or off.
 """
@@ -49,8 +49,17 @@ class QualityCurve:
         kid_subsets: subsets averaged by KID.
     """
 
-    def __init__(self, every_kimg: float, ref_feats: np.ndarray, n_gen: int, seed: int,
-                 rows_path: str | Path, tracker: Tracker, kid_subsets: int = 50, batch: int = 50):
+    def __init__(
+        self,
+        every_kimg: float,
+        ref_feats: np.ndarray,
+        n_gen: int,
+        seed: int,
+        rows_path: str | Path,
+        tracker: Tracker,
+        kid_subsets: int = 50,
+        batch: int = 50,
+    ):
         if every_kimg <= 0:
             raise ValueError(f"every_kimg must be > 0, got {every_kimg}")
         self.every_img = max(1, math.ceil(every_kimg * 1000))
@@ -78,8 +87,12 @@ class QualityCurve:
             if not rows:
                 self.score(trainer.G_init, 0, 0, 0.0)
         if self.due(n_img, final):
-            self.score(trainer.G_ema, n_img, trainer.state.flops * trainer.world.size,
-                       trainer.state.train_sec)
+            self.score(
+                trainer.G_ema,
+                n_img,
+                trainer.state.flops * trainer.world.size,
+                trainer.state.train_sec,
+            )
 
     def due(self, n_img: int, final: bool) -> bool:
         """Whether a point is due after a step that reached `n_img` images (a multiple of every_kimg
@@ -99,8 +112,10 @@ class QualityCurve:
         row = {"kimg": n_img / 1000, "kid_el0": value, "flops": flops, "train_sec": train_sec}
         self._write([*read_curve(self.rows_path), row])
         self._last_img = n_img
-        self.tracker.log_metrics({METRIC: value, FLOPS_METRIC: float(flops),
-                                  "curve.eval_sec": time.perf_counter() - t0}, step=n_img)
+        self.tracker.log_metrics(
+            {METRIC: value, FLOPS_METRIC: float(flops), "curve.eval_sec": time.perf_counter() - t0},
+            step=n_img,
+        )
         return value
 
     def _write(self, rows: list[dict[str, float]]) -> None:
@@ -126,12 +141,23 @@ def read_curve(path: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def quality_curve(params: dict[str, Any], ref_dir: str | Path, shard_dir: str | Path, ckpt_dir: Path,
-                  tracker: Tracker) -> QualityCurve | None:
+def quality_curve(
+    params: dict[str, Any],
+    ref_dir: str | Path,
+    shard_dir: str | Path,
+    ckpt_dir: Path,
+    tracker: Tracker,
+) -> QualityCurve | None:
     """The curve of a training stage (`eval.every_kimg` > 0), scored against the EL0 features in
     `ref_dir` (refused unless made from `shard_dir`); None when off."""
     if params["eval.every_kimg"] == 0:
         return None
     ref, _ = load_reference(ref_dir, shard_dir)
-    return QualityCurve(params["eval.every_kimg"], ref["el0_eval"], params["eval.curve_n_gen"],
-                        params["eval.seed"], ckpt_dir / CURVE_FILE, tracker)
+    return QualityCurve(
+        params["eval.every_kimg"],
+        ref["el0_eval"],
+        params["eval.curve_n_gen"],
+        params["eval.seed"],
+        ckpt_dir / CURVE_FILE,
+        tracker,
+    )

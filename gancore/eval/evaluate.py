@@ -175,5 +175,6 @@ def split_text(protocol: str, n_eval: int, n_train: int) -> str:
     if protocol == "fewshot":
         return (f"few-shot protocol: trained on all {n_train} images and scored against the same "
                 "training set (as the few-shot papers); copying is the failure to watch: see the "
-                "memorisation check (memo_near_copy_rate, 0.05 expected; memo_nn_ratio, ~1 expected)")
+                "memorisation check (memo_near_copy_rate, 0.05 expected; memo_nn_ratio, ~1 "
+                "expected)")
     return f"holdout protocol: trained on {n_train} images, scored against {n_eval} held-out images"

@@ -154,7 +154,8 @@ def memorisation_train_set(gen_feats: np.ndarray, train_feats: np.ndarray) -> di
 
 
 def _copy_scores(gen_dist: np.ndarray, real_dist: np.ndarray, real_name: str) -> dict[str, float]:
-    """Nearest-training distances of generated samples against those of real images (`real_name`)."""
+    """Nearest-training distances of generated samples against those of real images
+    (`real_name`)."""
     threshold = np.quantile(real_dist, NEAR_COPY_QUANTILE)
     gen_median, real_median = float(np.median(gen_dist)), float(np.median(real_dist))
     return {

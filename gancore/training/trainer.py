@@ -290,8 +290,8 @@ class Trainer:
                 continue
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
-            (loss, phase_stats), flops = self.flops.run(phase.name,
-                                                        lambda: self._backward(phase.name, real, scaler))
+            (loss, phase_stats), flops = self.flops.run(
+                phase.name, lambda: self._backward(phase.name, real, scaler))
             self.state.flops += flops
             distributed.all_reduce_grads([p for g in opt.param_groups for p in g["params"]], self.world)
             scaler.step(opt)

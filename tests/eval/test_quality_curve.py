@@ -1,5 +1,5 @@
-"""The in-training quality curve: KID-EL0 points every eval.every_kimg in a real MLflow store (step =
-images shown) and the DVC plot CSV (kimg, kid_el0, flops), cut back on resume; scoring leaves the
+"""The in-training quality curve: KID-EL0 points every eval.every_kimg in a real MLflow store
+(step = images shown) and the DVC plot CSV (kimg, kid_el0, flops), cut back on resume; scoring leaves the
 training's random streams alone."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from tiny import local_mlflow, one_thread, prepare_data, smooth_image_shards, tiny_params
 
 from gancore.config import BaseParams, TrainParams
 from gancore.eval.curve import METRIC, QualityCurve, read_curve, write_curve_csv
@@ -17,14 +18,30 @@ from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.tracking.base import NullTracker
 from gancore.training.trainer import RunConfig, Trainer
-from tiny import local_mlflow, one_thread, prepare_data, smooth_image_shards, tiny_params
 
 
 def _argv(params, tmp):
-    return ["--params", str(params), "--method", "fastgan", "--shards", str(tmp / "shards"),
-            "--ref", str(tmp / "ref"), "--out", str(tmp / "runs/fastgan"), "--ckpt-root", str(tmp / "ckpt"),
-            "--metrics", str(tmp / "metrics/train.json"), "--curve", str(tmp / "metrics/curve.csv"),
-            "--quality-curve", str(tmp / "metrics/fastgan/quality_curve.csv"), "--no-progress"]
+    return [
+        "--params",
+        str(params),
+        "--method",
+        "fastgan",
+        "--shards",
+        str(tmp / "shards"),
+        "--ref",
+        str(tmp / "ref"),
+        "--out",
+        str(tmp / "runs/fastgan"),
+        "--ckpt-root",
+        str(tmp / "ckpt"),
+        "--metrics",
+        str(tmp / "metrics/train.json"),
+        "--curve",
+        str(tmp / "metrics/curve.csv"),
+        "--quality-curve",
+        str(tmp / "metrics/fastgan/quality_curve.csv"),
+        "--no-progress",
+    ]
 
 
 def test_curve_points_reach_mlflow_with_image_steps_and_the_dvc_plot(tmp_path):
@@ -45,18 +62,34 @@ def test_curve_points_reach_mlflow_with_image_steps_and_the_dvc_plot(tmp_path):
     summary = yaml.safe_load((tmp_path / "metrics/train.json").read_text())
     assert summary["flops"] == flops[2]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = client.search_runs([client.get_experiment_by_name("e2e").experiment_id],
-                             filter_string="tags.dvc_stage = 'train@fastgan'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("e2e").experiment_id],
+        filter_string="tags.dvc_stage = 'train@fastgan'",
+    )[0]
     history = client.get_metric_history(run.info.run_id, METRIC)
-    assert [(h.step, h.value) for h in history] == [(round(r["kimg"] * 1000), r["kid_el0"]) for r in rows]
+    assert [(h.step, h.value) for h in history] == [
+        (round(r["kimg"] * 1000), r["kid_el0"]) for r in rows
+    ]
     assert run.data.metrics["flops"] == summary["flops"]
 
 
 def _trainer(shards, ckpt_dir, on_step=None, total_steps=4) -> Trainer:
-    train = TrainParams(batch=2, total_kimg=total_steps * 2 / 1000, ckpt_every_kimg=0.004,
-                        log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1)
-    run = RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8), BaseParams(seed=2, resolution=64),
-                    train, "data-v1")
+    train = TrainParams(
+        batch=2,
+        total_kimg=total_steps * 2 / 1000,
+        ckpt_every_kimg=0.004,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+    )
+    run = RunConfig(
+        "fastgan",
+        FastGANConfig(width_mult=1 / 16, z_dim=8),
+        BaseParams(seed=2, resolution=64),
+        train,
+        "data-v1",
+    )
     return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False, on_step=on_step)
 
 
@@ -73,8 +106,13 @@ def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_fact
         assert torch.equal(value, scored.G_ema.state_dict()[key]), key
     assert [r["kimg"] for r in read_curve(curve.rows_path)] == [0, 0.002, 0.004, 0.006, 0.008]
     # a point of steps lost in a crash (past the last checkpoint) is dropped and scored again
-    write_curve_csv([*read_curve(curve.rows_path), {"kimg": 0.010, "kid_el0": 123.0, "flops": 1,
-                                                    "train_sec": 1.0}], curve.rows_path)
+    write_curve_csv(
+        [
+            *read_curve(curve.rows_path),
+            {"kimg": 0.010, "kid_el0": 123.0, "flops": 1, "train_sec": 1.0},
+        ],
+        curve.rows_path,
+    )
     resumed = QualityCurve(0.002, ref, 6, 0, curve.rows_path, NullTracker(), kid_subsets=2)
     with one_thread():
         _trainer(shards, tmp_path / "on", resumed.after_step, total_steps=6).fit()
