@@ -521,7 +521,7 @@ class Trainer:
             "train_sec": s.train_sec, "device": str(self.device),
             "device_hours": s.train_sec / 3600,
             "flops": s.flops * self.world.size,
-            "flops_per_step": {k: v * self.world.size for k, v in self.flops.per_run.items()},
+            "flops_per_phase_run": {k: v * self.world.size for k, v in self.flops.per_run.items()},
             "img_per_sec": s.n_img / s.train_sec if s.train_sec else 0.0,
             "sec_per_kimg": 1000 * s.train_sec / s.n_img if s.n_img else 0.0,
             "peak_mem_gb": peak_memory_gb(self.device),

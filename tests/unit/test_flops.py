@@ -71,7 +71,7 @@ def test_training_ledger_counts_every_step_and_survives_a_resume(tmp_path_factor
         "data-v1",
     )
     summary = Trainer(get_method("fastgan"), run, shards, tmp_path / "a", progress=False).fit()
-    per_step = sum(summary["flops_per_step"].values())
+    per_step = sum(summary["flops_per_phase_run"].values())
     assert summary["steps"] == 3 and per_step > 0 and summary["flops"] == 3 * per_step
     # a finished run resumed with a longer schedule continues the count from its checkpoint
     longer = RunConfig(
