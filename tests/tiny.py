@@ -94,7 +94,8 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     tiny_twostage(p, batch=4, kimg=0.016)
     p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
-                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
+                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"),
+                     every_kimg=0)  # the in-training curve: tests/eval/test_quality_curve.py
     p["track"]["experiment"] = "e2e"
     path = tmp / name
     path.write_text(yaml.safe_dump(p))
