@@ -81,13 +81,15 @@ ANY_SEED = "*"
 
 
 def _finished_runs(client, experiment: str) -> list[Any]:
+    """FINISHED runs of `experiment` in the order they finished (stages run in one process share
+    their start time: the end time tells them apart)."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise CompareError(f"compare.experiment: no MLflow experiment named {experiment!r}")
     return client.search_runs(
         [exp.experiment_id],
         filter_string="attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time ASC"],
+        order_by=["attributes.end_time ASC", "attributes.start_time ASC"],
         max_results=50000,
     )
 
@@ -178,16 +180,17 @@ def compute_row(pipeline: str, parts: dict[str, Any]) -> PipelineRow:
 
 
 def pipeline_parts(
-    tracking_uri: str, experiment: str, pipeline: str
+    tracking_uri: str, experiment: str, pipeline: str, seed: str | None = ANY_SEED
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """The latest finished training runs of `pipeline` ({dvc_stage: run}) and their summed compute as
-    metrics `compute.<COMPUTE name>`; ({}, {}) while the experiment does not exist."""
+    """The latest finished training runs of `pipeline` with `seed` (`base.seed`; ANY_SEED: any)
+    ({dvc_stage: run}) and their summed compute as metrics `compute.<COMPUTE name>`; ({}, {}) while
+    the experiment does not exist."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
     if client.get_experiment_by_name(experiment) is None:
         return {}, {}
-    parts = training_parts(latest_finished(client, experiment), pipeline)
+    parts = training_parts(latest_finished(client, experiment, seed), pipeline)
     row = compute_row(pipeline, parts)
     return parts, {f"compute.{k}": float(getattr(row, k)) for k in COMPUTE}
 

@@ -25,7 +25,8 @@ from gancore.twostage.training import decoder_only_score
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 
-PARAMS = ["eval", "track"]
+PARAMS = ["base.seed", "eval", "track"]
+"""base.seed: the seed whose training runs the MLflow row sums (gancore.compare.pipeline_parts)."""
 
 
 def _numeric(metrics: dict) -> dict[str, float]:

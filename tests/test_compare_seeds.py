@@ -95,6 +95,15 @@ def test_each_seed_is_a_row_with_its_own_parts_and_spreads_are_over_seeds(store:
     assert "fast vs same: intervals overlap" in text
 
 
+def test_an_evaluation_sums_the_training_runs_of_its_own_seed(store: str):
+    from gancore.compare import pipeline_parts
+
+    for seed in ("0", "1", "2"):  # evaluate@ records these as its compute.* (runtime.record_evaluation)
+        parts, compute = pipeline_parts(store, "exp", "fast", seed)
+        assert compute["compute.flops"] == 1e12 * (int(seed) + 1)
+        assert {r.data.params["base.seed"] for r in parts.values()} == {seed}
+
+
 def test_compute_to_reach_reads_the_in_training_curve(store: str):
     rows = {(r.pipeline, r.seed): r for r in pipeline_rows(MlflowClient(store), "exp")}
     fast = rows[("fast", "1")]
