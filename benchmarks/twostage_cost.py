@@ -198,7 +198,8 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the rows (results from before FLOPs were counted show –)."""
     lines = [
         (
-            "| part | batch | compression | params (M) | G GMACs/img | train GFLOPs/img (counted) | "
+            "| part | batch | compression | params (M) | G GMACs/img | "
+            "train GFLOPs/img (counted) | "
             "img/s | "
             "sec/kimg | x FastGAN per image (FLOPs) | x FastGAN per image (wall) | peak mem GB |"
         ),
@@ -281,13 +282,15 @@ def main() -> None:
     results = {"machine": machine(), "load": load_note(), "args": vars(args), "rows": rows}
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(
-        f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), {machine()}\n\n{table(rows)}"
+        f"two-stage parts vs FastGAN at {args.resolution}px, {args.levels} level(s), "
+        f"{machine()}\n\n{table(rows)}"
     )
     print(f"\n{shown_text(rows)}")
     code_px = args.resolution >> args.levels
     print(
         f"\ncompression ratios at {args.resolution}px: wavelet / pixel codes 3x{code_px}^2 = "
-        f"{compression_ratio(args.resolution, args.levels):g}:1; autoencoder codes {args.channels}x{code_px}^2 = "
+        f"{compression_ratio(args.resolution, args.levels):g}:1; autoencoder codes "
+        f"{args.channels}x{code_px}^2 = "
         f"{compression_ratio(args.resolution, args.levels, args.channels):g}:1"
     )
 

@@ -460,7 +460,8 @@ def reach_table(rows: list[PipelineRow], target: float) -> str:
     """Markdown: per pipeline, the mean FLOPs at which its seeds first reached `target`."""
     lines = [
         (
-            f"| pipeline | seeds reaching KID-EL0 <= {target:.3g} | TFLOPs to reach (mean of those) "
+            f"| pipeline | seeds reaching KID-EL0 <= {target:.3g} | "
+            "TFLOPs to reach (mean of those) "
             "| from |"
         ),
         "|---|---|---|---|",
@@ -568,9 +569,10 @@ def memorisation_text(rows: list[PipelineRow]) -> str:
     lines = [
         "## Few-shot protocol: memorisation check\n",
         (
-            f"{len(fewshot)} of {len(rows)} rows were trained on every image and scored against the "
-            "same training set, as the few-shot papers do. A generator that copies its training images "
-            "would score perfectly there, so read these first: near-copy rate (0.05 expected without "
+            f"{len(fewshot)} of {len(rows)} rows were trained on every image and scored against "
+            "the same training set, as the few-shot papers do. A generator that copies its "
+            "training images would score perfectly there, so read these first: near-copy rate "
+            "(0.05 expected without "
             "copying; higher = copies) and nearest-neighbour ratio (~1 expected; << 1 = copies).\n"
         ),
         "| pipeline | memo_near_copy_rate | memo_nn_ratio |",

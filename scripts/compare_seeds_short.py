@@ -36,7 +36,8 @@ def _set(p: dict, key: str, value) -> None:
 def _params(work: Path, seed: int) -> Path:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in {**LENGTHS, **SMALL, "base.seed": seed, "eval.compare_init": False,
-                       "data.source": str(work / "builtin"), "track.experiment": "short_seeds"}.items():
+                       "data.source": str(work / "builtin"),
+                       "track.experiment": "short_seeds"}.items():
         _set(p, key, value)
     path = work / f"params-seed{seed}.yaml"
     path.write_text(yaml.safe_dump(p))

@@ -98,7 +98,8 @@ def test_each_seed_is_a_row_with_its_own_parts_and_spreads_are_over_seeds(store:
 def test_an_evaluation_sums_the_training_runs_of_its_own_seed(store: str):
     from gancore.compare import pipeline_parts
 
-    for seed in ("0", "1", "2"):  # evaluate@ records these as its compute.* (runtime.record_evaluation)
+    # evaluate@ records these as its compute.* (runtime.record_evaluation)
+    for seed in ("0", "1", "2"):
         parts, compute = pipeline_parts(store, "exp", "fast", seed)
         assert compute["compute.flops"] == 1e12 * (int(seed) + 1)
         assert {r.data.params["base.seed"] for r in parts.values()} == {seed}

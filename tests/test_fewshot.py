@@ -1,5 +1,6 @@
 """The few-shot protocol: a 100-image folder trains on every image and is scored against the
-training set, the memorisation check compares with leave-one-out distances, and every report says so."""
+training set, the memorisation check compares with leave-one-out distances, and every report says
+so."""
 
 from __future__ import annotations
 

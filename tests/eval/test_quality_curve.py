@@ -1,6 +1,6 @@
 """The in-training quality curve: KID-EL0 points every eval.every_kimg in a real MLflow store
-(step = images shown) and the DVC plot CSV (kimg, kid_el0, flops), cut back on resume; scoring leaves the
-training's random streams alone."""
+(step = images shown) and the DVC plot CSV (kimg, kid_el0, flops), cut back on resume; scoring
+leaves the training's random streams alone."""
 
 from __future__ import annotations
 
