@@ -202,3 +202,18 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     [model] = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'")
     assert model.name == "generator" and {m.key for m in model.metrics} >= {"kid_el0", "init.kid_el0"}
 
+
+
+def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, on_step=None):
+    """A FastGAN Trainer at 64 px, 1/16 width, batch 2, for `n_steps` steps (a checkpoint every
+    2 steps) on `shards` (e.g. smooth_image_shards)."""
+    from gancore.config import BaseParams, TrainParams
+    from gancore.methods.fastgan import FastGANConfig
+    from gancore.registry import get_method
+    from gancore.training.trainer import RunConfig, Trainer
+
+    train = TrainParams(batch=2, total_kimg=n_steps * 2 / 1000, ckpt_every_kimg=0.004,
+                        log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1)
+    run = RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8),
+                    BaseParams(seed=2, resolution=64), train, "data-v1")
+    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False, on_step=on_step)

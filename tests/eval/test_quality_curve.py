@@ -10,14 +10,17 @@ import numpy as np
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
-from tiny import local_mlflow, one_thread, prepare_data, smooth_image_shards, tiny_params
+from tiny import (
+    local_mlflow,
+    one_thread,
+    prepare_data,
+    smooth_image_shards,
+    tiny_fastgan_trainer,
+    tiny_params,
+)
 
-from gancore.config import BaseParams, TrainParams
 from gancore.eval.curve import METRIC, QualityCurve, read_curve, write_curve_csv
-from gancore.methods.fastgan import FastGANConfig
-from gancore.registry import get_method
 from gancore.tracking.base import NullTracker
-from gancore.training.trainer import RunConfig, Trainer
 
 
 def _argv(params, tmp):
@@ -73,34 +76,14 @@ def test_curve_points_reach_mlflow_with_image_steps_and_the_dvc_plot(tmp_path):
     assert run.data.metrics["flops"] == summary["flops"]
 
 
-def _trainer(shards, ckpt_dir, on_step=None, total_steps=4) -> Trainer:
-    train = TrainParams(
-        batch=2,
-        total_kimg=total_steps * 2 / 1000,
-        ckpt_every_kimg=0.004,
-        log_every_steps=1,
-        device="cpu",
-        shuffle_buffer=4,
-        decode_threads=1,
-    )
-    run = RunConfig(
-        "fastgan",
-        FastGANConfig(width_mult=1 / 16, z_dim=8),
-        BaseParams(seed=2, resolution=64),
-        train,
-        "data-v1",
-    )
-    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False, on_step=on_step)
-
-
 def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_factory, tmp_path):
     shards = smooth_image_shards(tmp_path_factory, 8, 64, seed=0, eval_fraction=0.25)
     ref = np.random.default_rng(0).normal(size=(16, 1280)).astype(np.float32)
     curve = QualityCurve(0.002, ref, 6, 0, tmp_path / "on/curve.csv", NullTracker(), kid_subsets=2)
     with one_thread():
-        plain = _trainer(shards, tmp_path / "off")
+        plain = tiny_fastgan_trainer(shards, tmp_path / "off", 4)
         plain.fit()
-        scored = _trainer(shards, tmp_path / "on", curve.after_step)
+        scored = tiny_fastgan_trainer(shards, tmp_path / "on", 4, curve.after_step)
         scored.fit()
     for key, value in plain.G_ema.state_dict().items():
         assert torch.equal(value, scored.G_ema.state_dict()[key]), key
@@ -115,7 +98,7 @@ def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_fact
     )
     resumed = QualityCurve(0.002, ref, 6, 0, curve.rows_path, NullTracker(), kid_subsets=2)
     with one_thread():
-        _trainer(shards, tmp_path / "on", resumed.after_step, total_steps=6).fit()
+        tiny_fastgan_trainer(shards, tmp_path / "on", 6, resumed.after_step).fit()
     after = read_curve(curve.rows_path)
     assert [r["kimg"] for r in after] == [0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012]
     assert 123.0 not in [r["kid_el0"] for r in after]

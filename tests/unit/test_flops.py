@@ -4,14 +4,10 @@ included, and a real training run's ledger (every step counted, resume-safe via 
 from __future__ import annotations
 
 import torch
-from tiny import smooth_image_shards
+from tiny import smooth_image_shards, tiny_fastgan_trainer
 from torch import nn
 
-from gancore.config import BaseParams, TrainParams
-from gancore.methods.fastgan import FastGANConfig
-from gancore.registry import get_method
 from gancore.training.flops import PhaseFlops
-from gancore.training.trainer import RunConfig, Trainer
 
 N = 5
 
@@ -54,32 +50,9 @@ def test_each_phase_is_counted_once_and_charged_every_run():
 
 def test_training_ledger_counts_every_step_and_survives_a_resume(tmp_path_factory, tmp_path):
     shards = smooth_image_shards(tmp_path_factory, 8, 64, seed=0, eval_fraction=0.25)
-    train = TrainParams(
-        batch=2,
-        total_kimg=0.006,
-        ckpt_every_kimg=0.002,
-        log_every_steps=1,
-        device="cpu",
-        shuffle_buffer=4,
-        decode_threads=1,
-    )
-    run = RunConfig(
-        "fastgan",
-        FastGANConfig(width_mult=1 / 16, z_dim=8),
-        BaseParams(seed=1, resolution=64),
-        train,
-        "data-v1",
-    )
-    summary = Trainer(get_method("fastgan"), run, shards, tmp_path / "a", progress=False).fit()
+    summary = tiny_fastgan_trainer(shards, tmp_path / "a", n_steps=3).fit()
     per_step = sum(summary["flops_per_phase_run"].values())
     assert summary["steps"] == 3 and per_step > 0 and summary["flops"] == 3 * per_step
     # a finished run resumed with a longer schedule continues the count from its checkpoint
-    longer = RunConfig(
-        run.method,
-        run.method_cfg,
-        run.base,
-        TrainParams(**{**train.__dict__, "total_kimg": 0.010}),
-        run.dataset_fingerprint,
-    )
-    resumed = Trainer(get_method("fastgan"), longer, shards, tmp_path / "a", progress=False).fit()
-    assert resumed["steps"] == 5 and resumed["flops"] == 5 * per_step
+    resumed = tiny_fastgan_trainer(shards, tmp_path / "a", n_steps=5).fit()
+    assert resumed["resumed"] and resumed["steps"] == 5 and resumed["flops"] == 5 * per_step
