@@ -504,10 +504,10 @@ def plot_quality_vs_compute(rows: list[PipelineRow], path: Path, metric: str = "
     for i, s in enumerate(summarise(rows, metric)):
         colour = colours[i % len(colours)]
         for r in rows:
-            if r.pipeline == s.pipeline and not r.flags and r.curve and metric == "kid_el0":
-                ax.plot(
-                    *zip(*[(max(f, 1.0), k) for f, k in r.curve]), color=colour, lw=0.8, alpha=0.5
-                )
+            # the point at 0 FLOPs (the initialisation) has no place on a log axis
+            points = [(f, k) for f, k in r.curve if f > 0]
+            if r.pipeline == s.pipeline and not r.flags and points and metric == "kid_el0":
+                ax.plot(*zip(*points), color=colour, lw=0.8, alpha=0.5)
         ax.errorbar(
             [max(s.flops, 1.0)],
             [s.mean],
