@@ -30,12 +30,13 @@ class TimedStep:
         self.step = TrainStep(spec, run, resolve_device(run.train.device))
         self.run, self.device, self.nets = run, self.step.device, self.step.nets
         self.loss, self.amp_dtype, self.G_ema = self.step.loss, self.step.amp_dtype, self.step.ema["G"]
-        self.n_step = self.n_img = 0
+        self.n_step = self.n_img = self.flops = 0
 
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One step on the batch `real` (N, 3, R, R) in [-1, 1]."""
+        """One step on the batch `real` (N, 3, R, R) in [-1, 1]; its counted FLOPs added up."""
         stats = self.step(real, self.n_step, self.n_img)
         self.n_step, self.n_img = self.n_step + 1, self.n_img + self.run.train.batch
+        self.flops += self.step.step_flops
         return stats
 
 

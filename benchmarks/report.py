@@ -29,6 +29,7 @@ import benchmarks
 
 ROOT = Path(__file__).resolve().parent
 ORDER = ("header", "suite", "lightweight_gan", "pipeline_timings", "quality_table", "twostage_cost",
+         "twostage_cost_256",
          "decoder_only", "method_cost",
          "train_throughput", "ema_schedules", "tests", "prefect")
 RUN_COMMANDS = (

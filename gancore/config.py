@@ -267,8 +267,18 @@ class ShardParams:
     """Share of images held out for evaluation, chosen by a hash of their content."""
     max_per_shard: int = 1000
     """Samples per tar shard."""
+    # Evaluation protocol (issue "Quality per compute…": the few-shot protocol)
+    protocol: Literal["auto", "holdout", "fewshot"] = "holdout"
+    """holdout: train on all but `eval_fraction` of the images, score against those held out;
+    fewshot: train on every image and score against the training set (the few-shot papers'
+    protocol; the memorisation check then compares with leave-one-out training distances);
+    auto: fewshot up to `fewshot_max_images` usable images, else holdout."""
+    fewshot_max_images: int = 1000
+    """Largest dataset `auto` treats as few-shot (FastGAN's home ground is 100-1,000 images)."""
 
     def __post_init__(self) -> None:
+        if self.fewshot_max_images < 2:
+            raise ConfigError("fewshot_max_images", f"must be >= 2, got {self.fewshot_max_images}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ConfigError("eval_fraction", f"must be in (0, 1), got {self.eval_fraction}")
         if self.max_per_shard < 1:
@@ -410,10 +420,18 @@ class EvalParams:
     """Also score the generator at initialisation, as the floor a trained one must beat."""
     seed: int = 0
     """Seed of latents, KID subsets and SWD projections."""
+    # In-training quality curve (gancore/eval/curve.py)
+    every_kimg: float = 0.0
+    """KID-EL0 of G_ema on `curve_n_gen` fixed latents every this many kimg of a one-stage training
+    run, against the cached reference features (0 = off)."""
+    curve_n_gen: int = 100
+    """Generated images per point of the in-training curve."""
 
     def __post_init__(self) -> None:
+        if self.every_kimg < 0:
+            raise ConfigError("every_kimg", f"must be >= 0 (0 = off), got {self.every_kimg}")
         positive = ("n_gen", "batch", "kid_subsets", "kid_subset_size", "swd_descriptors",
-                    "swd_directions", "swd_repeats", "prdc_k", "grid_n")
+                    "swd_directions", "swd_repeats", "prdc_k", "grid_n", "curve_n_gen")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be >= 1, got {getattr(self, key)}")

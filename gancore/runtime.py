@@ -191,12 +191,13 @@ def record_evaluation(stage: str, pipeline: str, params: dict[str, Any], params_
     row per pipeline."""
     if not params["track"].enabled:
         return
-    from gancore.compare import pipeline_parts
+    from gancore.compare import ANY_SEED, pipeline_parts
     from gancore.tracking.mlflow_tracker import default_tracking_uri
 
     uri = default_tracking_uri(Path(params_path).resolve().parent)
     try:
-        parts, compute = pipeline_parts(uri, params["track"].experiment, pipeline)
+        seed = str(params["base.seed"]) if "base.seed" in params else ANY_SEED
+        parts, compute = pipeline_parts(uri, params["track"].experiment, pipeline, seed)
     except Exception as e:  # the store is optional: the scores are in the metrics JSON either way
         warnings.warn(f"MLflow store {uri}: the training runs of {pipeline} not found ({e})", stacklevel=2)
         parts, compute = {}, {}

@@ -10,7 +10,15 @@ from typing import Sequence
 
 from gancore.compare import QUALITY
 from gancore.config import flatten, load_params
-from gancore.eval.evaluate import load_inception, load_reference, protocol, read_split, score, score_low_res
+from gancore.eval.evaluate import (
+    is_fewshot,
+    load_inception,
+    load_reference,
+    protocol,
+    read_split,
+    score,
+    score_low_res,
+)
 from gancore.eval.features import EL0Features
 from gancore.eval.names import recorded_name
 from gancore.generator import load_generator, sample, to_uint8
@@ -19,7 +27,8 @@ from gancore.twostage.training import decoder_only_score
 from gancore.utils.grid import save_grid
 from gancore.utils.metrics_file import info_path, write_metrics
 
-PARAMS = ["eval", "track"]
+PARAMS = ["base.seed", "eval", "track"]
+"""base.seed: the seed whose training runs the MLflow row sums (gancore.compare.pipeline_parts)."""
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
@@ -43,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, out = {}, Path(args.out)
     for name in ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]:
         G = load_generator(args.generator, which=name)
-        results[name] = score(sample(G, ep.n_gen, ep.seed, ep.batch), real_eval, ref, ep, el0, inception, status)
+        fake = sample(G, ep.n_gen, ep.seed, ep.batch)
+        results[name] = score(fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta))
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
         if getattr(G, "previewable", False):  # a two-stage generator: its sampler alone, at low resolution
             results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
@@ -56,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
+    memo = results["G_ema"]
+    print(f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
+          f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}")
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from gancore.config import load_params
-from gancore.runs.method import resolved_train, train
+from gancore.runs.method import CURVE_KEYS, resolved_train, train
 from gancore.runtime import run_main, training_parser
 from gancore.training import distributed
 from gancore.training.run import resolve_device
@@ -23,9 +23,10 @@ PARAMS_ARG = ("--method", "--pipeline")
 
 
 def params_for(method: str, pipeline: str | None = None) -> list[str]:
-    """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`, as a pipeline's sampler."""
-    sampler = [f"twostage.{pipeline}.sampler"] if pipeline else []
-    return ["base", "train", f"method.{method}", "track", *sampler]
+    """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`, as a pipeline's
+    sampler (a sampler's codes are not images: no in-training quality curve)."""
+    extra = [f"twostage.{pipeline}.sampler"] if pipeline else list(CURVE_KEYS)
+    return ["base", "train", f"method.{method}", "track", *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--shards", default="data/shards", help="image shards, or a pipeline's code shards")
     parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
+    parser.add_argument("--ref", default="data/ref_stats", help="reference features of the curve")
+    parser.add_argument("--quality-curve", default=None, help="in-training KID-EL0 curve CSV (one-stage)")
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
     t = p["train"]

@@ -76,7 +76,7 @@ def test_report_is_written_and_logged_as_a_run(store: str, tmp_path: Path):
         {"name": "fastgan", "resolution": r, "peak_mem_gb": r / 64} for r in (64, 128)]}))
     report = write_report(store, "exp", tmp_path / "out", suite, log_tags={"dvc_stage": "compare"})
     text = report.read_text()
-    assert "| a | 0.000 | 0.500 | 0.010 cpu-h | 2 | 1.00 | `train@a` |" in text
+    assert "| a | ? px | not counted | 0.010 cpu-h | 0.000 | 0.500 | 2 | 1.00 | `train@a` |" in text
     assert "0.3 (0.5)" in text and "reference_set: held-out, 256 images" in text
     for png in ("quality_vs_compute.png", "memory_vs_resolution.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"

@@ -88,12 +88,14 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["base"]["resolution"] = resolution
     p["builtin"].update(n_img=40, side_px=resolution)
     p["data"]["source"] = str(tmp / "builtin")
+    p["shard"]["protocol"] = "holdout"  # 40 images: few-shot under auto (tests/test_fewshot.py)
     p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
                       bn_recalibration_batches=2, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     tiny_twostage(p, batch=4, kimg=0.016)
     p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
-                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"))
+                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"),
+                     every_kimg=0)  # the in-training curve: tests/eval/test_quality_curve.py
     p["track"]["experiment"] = "e2e"
     path = tmp / name
     path.write_text(yaml.safe_dump(p))
@@ -200,3 +202,18 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     [model] = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'")
     assert model.name == "generator" and {m.key for m in model.metrics} >= {"kid_el0", "init.kid_el0"}
 
+
+
+def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callbacks=()):
+    """A FastGAN Trainer at 64 px, 1/16 width, batch 2, for `n_steps` steps (a checkpoint every
+    2 steps) on `shards` (e.g. smooth_image_shards)."""
+    from gancore.config import BaseParams, TrainParams
+    from gancore.methods.fastgan import FastGANConfig
+    from gancore.registry import get_method
+    from gancore.training.trainer import RunConfig, Trainer
+
+    train = TrainParams(batch=2, total_kimg=n_steps * 2 / 1000, ckpt_every_kimg=0.004,
+                        log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1)
+    run = RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8),
+                    BaseParams(seed=2, resolution=64), train, "data-v1")
+    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False, callbacks=list(callbacks))

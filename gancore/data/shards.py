@@ -63,7 +63,8 @@ def write_shards(
     "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate":
     same bytes as an earlier usable file). Usable images sorted by the sha256 of their bytes give
     the split: the first max(1, round(eval_fraction * n)) (at most n - 1) go to eval, the rest to
-    train. Each split is written in name order to
+    train; under the few-shot protocol (`split_protocol`, recorded as the manifest's "protocol")
+    both splits hold every image. Each split is written in name order to
     `{split}-%06d.tar` shards of params.max_per_shard samples with webdataset's TarWriter (mtime 0),
     each sample `{key}.png` (RGB, resolution x resolution, after `square_resize`) and `{key}.json`
     ({"source", "sha256", "orig_size": [w, h] after EXIF rotation}), key = f"{index:08d}" within the
@@ -103,7 +104,7 @@ def _build(source: str | Path, tmp: Path, resolution: int, params: ShardParams) 
     spill_path = tmp / _SPILL
     with open(spill_path, "w+b") as spill:
         scan = _scan(source, spill, resolution, params)
-        splits = _split(scan, params.eval_fraction, source)
+        splits = _split(scan, params, source)
         shards = {s: _write_split(tmp, s, splits[s], spill, params.max_per_shard) for s in SPLITS}
     spill_path.unlink()
     manifest = _manifest(source, resolution, params, scan, shards)
@@ -151,8 +152,16 @@ def _reasons(skipped: list[dict]) -> dict[str, int]:
     return dict(sorted(Counter(s["reason"] for s in skipped).items()))
 
 
-def _split(scan: _Scan, eval_fraction: float, source: str | Path) -> dict[str, list[_Usable]]:
-    """Content-based split: the smallest sha256 values go to eval; both keep name order."""
+def split_protocol(params: ShardParams, n_img: int) -> str:
+    """The evaluation protocol `params` choose for `n_img` usable images: holdout or fewshot."""
+    if params.protocol == "auto":
+        return "fewshot" if n_img <= params.fewshot_max_images else "holdout"
+    return params.protocol
+
+
+def _split(scan: _Scan, params: ShardParams, source: str | Path) -> dict[str, list[_Usable]]:
+    """Content-based split: the smallest sha256 values go to eval; both keep name order. Under the
+    few-shot protocol both splits hold every image."""
     n = len(scan.usable)
     if n == 0:
         reasons = ", ".join(f"{k}: {v}" for k, v in _reasons(scan.skipped).items()) or "no files"
@@ -161,7 +170,9 @@ def _split(scan: _Scan, eval_fraction: float, source: str | Path) -> dict[str, l
     if n == 1:
         raise DataError(f"only 1 usable image in {source} ({len(scan.skipped)} skipped); "
                         "need at least 2, one for train and one for eval")
-    n_eval = min(n - 1, max(1, round(eval_fraction * n)))
+    if split_protocol(params, n) == "fewshot":
+        return {"train": list(scan.usable), "eval": list(scan.usable)}
+    n_eval = min(n - 1, max(1, round(params.eval_fraction * n)))
     eval_shas = {u.sha256 for u in sorted(scan.usable, key=lambda u: u.sha256)[:n_eval]}
     return {"train": [u for u in scan.usable if u.sha256 not in eval_shas],
             "eval": [u for u in scan.usable if u.sha256 in eval_shas]}
@@ -213,6 +224,7 @@ def _manifest(source: str | Path, resolution: int, params: ShardParams, scan: _S
         "resize_filter": params.resize_filter,
         "min_side_px": _min_side_px(resolution, params),
         "eval_fraction": params.eval_fraction,
+        "protocol": split_protocol(params, len(scan.usable)),
         "max_per_shard": params.max_per_shard,
         "source": str(source),
         "counts": counts,

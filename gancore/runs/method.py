@@ -11,12 +11,18 @@ from typing import Any
 
 from gancore.config import BaseParams, ConfigError, TrainParams, with_overrides
 from gancore.data.shards import read_manifest, train_shards
+from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curve_csv
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import record_training, run_training
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.grid import save_grid
+
+
+CURVE_KEYS = ("eval.every_kimg", "eval.curve_n_gen", "eval.seed")
+"""The in-training quality curve's params (one-stage runs; a sampler's codes are not images to
+score)."""
 
 
 def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
@@ -66,6 +72,7 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
     train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
+    curve = quality_curve(p, args.ref, args.shards) if args.pipeline is None else None
     return run_training(
         stage,
         spec,
@@ -74,6 +81,7 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
         p,
         args,
         lambda t, s, rid: _export(t, s, args, rid),
+        callbacks=[curve] if curve else [],
         method=args.method,
         pipeline=pipeline,
     )
@@ -93,3 +101,5 @@ def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: s
     )
     save_grid(sample(load_generator(gen_dir), 64, seed=run.base.seed), out / "grid.png")
     record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
+    if args.quality_curve:
+        write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)

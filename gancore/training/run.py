@@ -38,6 +38,8 @@ class TrainState:
     step: int = 0
     n_img: int = 0
     train_sec: float = 0.0
+    flops: int = 0
+    """Counted FLOPs of the steps taken, this rank (gancore/training/flops.py)."""
     nan_rollbacks: int = 0
     cursor: Cursor = field(default_factory=Cursor)
     """The data cursor of a run of one stream (several streams keep theirs beside their RNGs)."""

@@ -19,6 +19,7 @@ from torch import nn
 
 from gancore.training import distributed
 from gancore.training.ema import ema_beta_at, update_ema
+from gancore.training.flops import PhaseFlops
 from gancore.training.run import RunConfig, autocast_dtype
 from gancore.training.spec import TrainingSpec
 from gancore.training.streams import MicroBatches
@@ -68,6 +69,10 @@ class TrainStep:
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
         self.phases = spec.phases(run.method_cfg)
         self.amp_dtype = autocast_dtype(run.train.mixed_precision, spec.precision, device)
+        self.flops = PhaseFlops()
+        """Counted FLOPs of one run of each phase on this rank (gancore/training/flops.py)."""
+        self.step_flops = 0
+        """Counted FLOPs of the last step's phases on this rank."""
         fp16 = self.amp_dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
 
@@ -112,13 +117,17 @@ class TrainStep:
         """Run and step every phase due at `step` after `n_img` images; this rank's stats."""
         real = [real] if isinstance(real, torch.Tensor) else real
         stats: dict[str, torch.Tensor] = {}
+        self.step_flops = 0
         self.micro.start()
         for phase in self.phases:
             if not phase.due(step, n_img):
                 continue
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
-            loss, phase_stats = self._backward(phase.name, real, scaler)
+            (loss, phase_stats), flops = self.flops.run(
+                phase.name, lambda: self._backward(phase.name, real, scaler)
+            )
+            self.step_flops += flops
             distributed.all_reduce_grads(
                 [p for g in opt.param_groups for p in g["params"]], self.world
             )

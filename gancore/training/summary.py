@@ -22,6 +22,8 @@ def summary(trainer: Trainer, resumed: bool) -> dict[str, Any]:
         "train_sec": s.train_sec,
         "device": str(trainer.device),
         "device_hours": s.train_sec / 3600,
+        "flops": s.flops * trainer.world.size,
+        "flops_per_phase_run": {k: v * trainer.world.size for k, v in step.flops.per_run.items()},
         "img_per_sec": s.n_img / s.train_sec if s.train_sec else 0.0,
         "sec_per_kimg": 1000 * s.train_sec / s.n_img if s.n_img else 0.0,
         "peak_mem_gb": peak_memory_gb(trainer.device),

@@ -128,6 +128,7 @@ class Trainer:
         """
         s = self.state
         stats = self.step.backward_phases(real, s.step, s.n_img)
+        s.flops += self.step.step_flops
         stats, (stop, skipped) = self.step.sum_over_ranks(
             stats, [float(self.sigterm.requested), float(self.data.n_skipped())]
         )
