@@ -34,21 +34,32 @@ def _training(folder: Path) -> str:
     config = read_config(folder, kind="decoder")
     d, train = config["decoder"], config.get("train", {})
     start = d.get("pretrain_kimg")
-    phases = (f"{d['loss']} {d['total_kimg']:g} kimg" if start is None else
-              f"{d['loss']} {start:g} kimg + RaGAN {d['total_kimg'] - start:g} kimg "
-              f"(adv {d['adv_weight']:g}, l1 {d['pixel_weight']:g})")
+    phases = (
+        f"{d['loss']} {d['total_kimg']:g} kimg"
+        if start is None
+        else f"{d['loss']} {start:g} kimg + RaGAN {d['total_kimg'] - start:g} kimg "
+        f"(adv {d['adv_weight']:g}, l1 {d['pixel_weight']:g})"
+    )
     sec = f", {train['sec_per_kimg']:.1f} s/kimg" if "sec_per_kimg" in train else ""
     return f"{d['arch']} width {d['width']} blocks {d['blocks']}: {phases}{sec}"
 
 
 def _row(name: str, training: str, scores: dict) -> dict:
-    finest = max((k for k in scores if k.startswith("swd_") and k.endswith("px")),
-                 key=lambda k: int(k[4:-2]))
+    finest = max(
+        (k for k in scores if k.startswith("swd_") and k.endswith("px")), key=lambda k: int(k[4:-2])
+    )
     fd = next(k for k in scores if k.startswith("fd_el0"))
-    return {"decoder": name, "training": training, "psnr_db": scores["psnr_db"],
-            "ssim": scores["ssim"], "kid_el0": scores["kid_el0"], "fd_el0": scores[fd],
-            "swd_finest": scores[finest], "swd_finest_level": finest,
-            "swd_mean": scores["swd_mean"]}
+    return {
+        "decoder": name,
+        "training": training,
+        "psnr_db": scores["psnr_db"],
+        "ssim": scores["ssim"],
+        "kid_el0": scores["kid_el0"],
+        "fd_el0": scores[fd],
+        "swd_finest": scores[finest],
+        "swd_finest_level": finest,
+        "swd_mean": scores["swd_mean"],
+    }
 
 
 def measure(shards: str, decoders: dict[str, str], ep: EvalParams) -> list[dict]:
@@ -65,26 +76,49 @@ def measure(shards: str, decoders: dict[str, str], ep: EvalParams) -> list[dict]
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows."""
-    head = ["decoder", "training", "PSNR dB", "SSIM", "KID-EL0", "FD-EL0", "SWD finest (x1e3)",
-            "SWD mean"]
-    return markdown_table(head, [[r["decoder"], r["training"], f"{r['psnr_db']:.2f}", f"{r['ssim']:.4f}",
-                                  f"{r['kid_el0']:.4f}", f"{r['fd_el0']:.2f}",
-                                  f"{r['swd_finest']:.1f} ({r['swd_finest_level']})",
-                                  f"{r['swd_mean']:.1f}"] for r in rows])
+    head = [
+        "decoder",
+        "training",
+        "PSNR dB",
+        "SSIM",
+        "KID-EL0",
+        "FD-EL0",
+        "SWD finest (x1e3)",
+        "SWD mean",
+    ]
+    return markdown_table(
+        head,
+        [
+            [
+                r["decoder"],
+                r["training"],
+                f"{r['psnr_db']:.2f}",
+                f"{r['ssim']:.4f}",
+                f"{r['kid_el0']:.4f}",
+                f"{r['fd_el0']:.2f}",
+                f"{r['swd_finest']:.1f} ({r['swd_finest_level']})",
+                f"{r['swd_mean']:.1f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/decoder_only.json."""
-    return (f"## Decoders alone: L1-only vs adversarial fine-tuning (decoder-only score)\n\n"
-            f"`python -m benchmarks.decoder_only` — {results['machine']}, {results['load']}; "
-            f"{results['n_real']} held-out "
-            f"images of {results['shards']}, each decoded from its own code (no sampler).\n\n"
-            f"{table(results['rows'])}\n")
+    return (
+        f"## Decoders alone: L1-only vs adversarial fine-tuning (decoder-only score)\n\n"
+        f"`python -m benchmarks.decoder_only` — {results['machine']}, {results['load']}; "
+        f"{results['n_real']} held-out "
+        f"images of {results['shards']}, each decoded from its own code (no sampler).\n\n"
+        f"{table(results['rows'])}\n"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", default="params.yaml", help="its eval section sets the metrics")
     parser.add_argument("--shards", default="data/shards")
     parser.add_argument("--decoder", action="append", required=True, metavar="NAME=FOLDER")
@@ -94,8 +128,14 @@ def main() -> None:
     decoders = dict(d.split("=", 1) for d in args.decoder)
     ep = load_params(args.params, ["eval"])["eval"]
     rows = measure(args.shards, decoders, ep)
-    results = {"machine": machine(), "load": load_note(), "shards": args.label or args.shards,
-               "n_real": len(read_split(args.shards, "eval")), "decoders": decoders, "rows": rows}
+    results = {
+        "machine": machine(),
+        "load": load_note(),
+        "shards": args.label or args.shards,
+        "n_real": len(read_split(args.shards, "eval")),
+        "decoders": decoders,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(table(rows))

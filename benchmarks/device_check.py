@@ -57,15 +57,30 @@ PRECISIONS = ("off", "bf16")
 SIZES_PX = (256, 512, 1024)
 COMPILE_AFTER_SEC = 150.0
 """The compile rows run only while the check is under --budget-sec plus this."""
-_TINY_STYLEGAN2 = {"width_mult": 1 / 64, "d_width_mult": 1 / 32, "style_dim": 16,
-                   "mapping_layers": 2, "train": {"batch": 4}}
-TINY = {"method": {"fastgan": {"width_mult": 1 / 16, "z_dim": 16}, "pixelfolder": _TINY_STYLEGAN2,
-                   "cips": _TINY_STYLEGAN2, "inrpatch": {**_TINY_STYLEGAN2, "patch_px": 32}},
-        "train": {"batch": 4, "decode_threads": 1}}
+_TINY_STYLEGAN2 = {
+    "width_mult": 1 / 64,
+    "d_width_mult": 1 / 32,
+    "style_dim": 16,
+    "mapping_layers": 2,
+    "train": {"batch": 4},
+}
+TINY = {
+    "method": {
+        "fastgan": {"width_mult": 1 / 16, "z_dim": 16},
+        "pixelfolder": _TINY_STYLEGAN2,
+        "cips": _TINY_STYLEGAN2,
+        "inrpatch": {**_TINY_STYLEGAN2, "patch_px": 32},
+    },
+    "train": {"batch": 4, "decode_threads": 1},
+}
 """Applied over the GPU profile by --tiny: seconds on one CPU thread (with --sizes 64)."""
 
-PEAK_TFLOPS = {"H200": {"off": 494.7, "bf16": 989.4}, "H100": {"off": 494.7, "bf16": 989.4},
-               "A100": {"off": 156.0, "bf16": 312.0}, "L40S": {"off": 183.0, "bf16": 362.0}}
+PEAK_TFLOPS = {
+    "H200": {"off": 494.7, "bf16": 989.4},
+    "H100": {"off": 494.7, "bf16": 989.4},
+    "A100": {"off": 156.0, "bf16": 312.0},
+    "L40S": {"off": 183.0, "bf16": 362.0},
+}
 """Dense tensor-core peaks (NVIDIA datasheets, SXM parts, without sparsity). "off" is TF32: cuDNN
 runs fp32 convolutions on TF32 tensor cores by default (torch.backends.cudnn.allow_tf32)."""
 
@@ -89,10 +104,15 @@ def device_info(device: torch.device, peak_tflops: dict[str, float] | None) -> d
     """The machine, its peak TFLOPS per precision (None where unknown), the settings that matter."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    return {"machine": machine(), "device": name, "peak_tflops": peak, "load": load_note(),
-            "torch_threads": torch.get_num_threads(),
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "matmul_precision": torch.get_float32_matmul_precision()}
+    return {
+        "machine": machine(),
+        "device": name,
+        "peak_tflops": peak,
+        "load": load_note(),
+        "torch_threads": torch.get_num_threads(),
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_precision": torch.get_float32_matmul_precision(),
+    }
 
 
 def method_train(params: Path, method: str) -> tuple[Any, dict]:
@@ -102,13 +122,20 @@ def method_train(params: Path, method: str) -> tuple[Any, dict]:
     return with_overrides(p["train"], p[f"method.{method}"].train), p
 
 
-def make_trainer(params: Path, method: str, resolution: int, precision: str,
-                 batch: int | None = None) -> TimedStep:
-    """A train step built as the train stage builds it, at `precision` and `batch` (None: its own)."""
+def make_trainer(
+    params: Path, method: str, resolution: int, precision: str, batch: int | None = None
+) -> TimedStep:
+    """A train step built as the train stage builds it, at `precision` and `batch` (None: its
+    own)."""
     train, p = method_train(params, method)
     train = replace(train, mixed_precision=precision, batch=batch or train.batch, grad_accum=1)
-    run = RunConfig(method, p[f"method.{method}"], replace(p["base"], resolution=resolution), train,
-                    "device_check")
+    run = RunConfig(
+        method,
+        p[f"method.{method}"],
+        replace(p["base"], resolution=resolution),
+        train,
+        "device_check",
+    )
     return TimedStep(get_method(method), run)
 
 
@@ -130,22 +157,31 @@ def _timed(trainer: TimedStep, steps: int) -> dict:
     trainer.train_step(real)  # step 0: every phase, lazy R1 included; not timed
     flops = count_flops(lambda: trainer.train_step(real))
     sec = steps_sec(lambda: trainer.train_step(real), steps)
-    return {"batch": t.batch, "img_per_sec": round(steps * t.batch / sec, 2),
-            "tflop_per_img": round(flops / t.batch / 1e12, 5),
-            "peak_mem_gb": round(peak_memory_gb(trainer.device), 3),
-            "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off"}
+    return {
+        "batch": t.batch,
+        "img_per_sec": round(steps * t.batch / sec, 2),
+        "tflop_per_img": round(flops / t.batch / 1e12, 5),
+        "peak_mem_gb": round(peak_memory_gb(trainer.device), 3),
+        "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off",
+    }
 
 
-def _measure(params: Path, method: str, resolution: int, precision: str, batch: int,
-             steps: int) -> dict:
+def _measure(
+    params: Path, method: str, resolution: int, precision: str, batch: int, steps: int
+) -> dict:
     return _timed(make_trainer(params, method, resolution, precision, batch), steps)
 
 
-def throughput_row(params: Path, method: str, resolution: int, precision: str, steps: int,
-                   peak: dict | None) -> dict:
+def throughput_row(
+    params: Path, method: str, resolution: int, precision: str, steps: int, peak: dict | None
+) -> dict:
     """One method x resolution x precision at the method's batch, halved while out of memory."""
-    row: dict[str, Any] = {"method": method, "resolution": resolution, "precision": precision,
-                           "oom_batches": []}
+    row: dict[str, Any] = {
+        "method": method,
+        "resolution": resolution,
+        "precision": precision,
+        "oom_batches": [],
+    }
     batch = method_train(params, method)[0].batch
     device = resolve_device("auto")
     while "img_per_sec" not in row:
@@ -172,8 +208,9 @@ def throughput_row(params: Path, method: str, resolution: int, precision: str, s
 # fp32 vs bf16 agreement
 
 
-def _g_pass(trainer: TimedStep, real: torch.Tensor, amp: bool,
-            seed: int = 0) -> tuple[torch.Tensor, float, torch.Tensor]:
+def _g_pass(
+    trainer: TimedStep, real: torch.Tensor, amp: bool, seed: int = 0
+) -> tuple[torch.Tensor, float, torch.Tensor]:
     """G(z), the G-phase loss and G's flattened gradient, all random draws from `seed`."""
     G = trainer.nets["G"]
     G.zero_grad(set_to_none=True)
@@ -195,18 +232,23 @@ def agreement_row(params: Path, method: str, resolution: int) -> dict:
     real = torch.rand(*shape, device=trainer.device) * 2 - 1
     img32, loss32, grad32 = _g_pass(trainer, real, amp=False)
     img16, loss16, grad16 = _g_pass(trainer, real, amp=True)
-    return {"method": method, "resolution": resolution, "loss_fp32": round(loss32, 5),
-            "loss_bf16": round(loss16, 5),
-            "g_out_rel_err": round(float((img16 - img32).norm() / img32.norm()), 5),
-            "g_grad_cosine": round(float(F.cosine_similarity(grad16, grad32, dim=0)), 5)}
+    return {
+        "method": method,
+        "resolution": resolution,
+        "loss_fp32": round(loss32, 5),
+        "loss_bf16": round(loss16, 5),
+        "g_out_rel_err": round(float((img16 - img32).norm() / img32.norm()), 5),
+        "g_grad_cosine": round(float(F.cosine_similarity(grad16, grad32, dim=0)), 5),
+    }
 
 
 # ----------------------------------------------------------------------------
 # Data loading against the step's demand, compile and channels_last
 
 
-def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path,
-             n_img: int) -> dict:
+def data_row(
+    params: Path, resolution: int, demand_img_per_sec: float, tmp: Path, n_img: int
+) -> dict:
     """Decode rate of the shard loader at `resolution` with train.decode_threads."""
     t = load_params(params, ["train"])["train"]
     build_builtin(tmp / f"img{resolution}", n_img, resolution, 0)
@@ -222,9 +264,13 @@ def data_row(params: Path, resolution: int, demand_img_per_sec: float, tmp: Path
     rate = n_batches * t.batch / (time.perf_counter() - t0)
     batches.close()
     ratio = round(rate / demand_img_per_sec, 2) if demand_img_per_sec else None
-    return {"resolution": resolution, "decode_threads": t.decode_threads,
-            "loader_img_per_sec": round(rate, 1), "train_demand_img_per_sec": demand_img_per_sec,
-            "loader_over_demand": ratio}
+    return {
+        "resolution": resolution,
+        "decode_threads": t.decode_threads,
+        "loader_img_per_sec": round(rate, 1),
+        "train_demand_img_per_sec": demand_img_per_sec,
+        "loader_over_demand": ratio,
+    }
 
 
 def _variant_rate(trainer: TimedStep, steps: int, memory_format: torch.memory_format) -> float:
@@ -238,9 +284,11 @@ def _variant_rate(trainer: TimedStep, steps: int, memory_format: torch.memory_fo
 def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> list[dict]:
     """FastGAN's train_step img/s eager, with channels_last networks and inputs, and with every
     network compiled in place (nn.Module.compile)."""
-    variants = {"eager": (torch.contiguous_format, None),
-                "channels_last": (torch.channels_last, None),
-                f"compile ({backend})": (torch.contiguous_format, backend)}
+    variants = {
+        "eager": (torch.contiguous_format, None),
+        "channels_last": (torch.channels_last, None),
+        f"compile ({backend})": (torch.contiguous_format, backend),
+    }
     rows = []
     for name, (memory_format, compile_backend) in variants.items():
         t0 = time.perf_counter()
@@ -251,8 +299,13 @@ def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> lis
                 if compile_backend:
                     net.compile(backend=compile_backend)
             rate = _variant_rate(trainer, steps, memory_format)
-            rows.append({"variant": name, "img_per_sec": round(rate, 2),
-                         "setup_sec": round(time.perf_counter() - t0, 1)})
+            rows.append(
+                {
+                    "variant": name,
+                    "img_per_sec": round(rate, 2),
+                    "setup_sec": round(time.perf_counter() - t0, 1),
+                }
+            )
         except Exception as e:  # a variant that fails is a finding, not a crash of the check
             error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
             rows.append({"variant": name, "error": error})
@@ -266,8 +319,14 @@ def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> lis
 # The whole check
 
 
-def run(tiny: bool, sizes: list[int], steps: int, budget_sec: float, peak: dict | None,
-        compile_backend: str) -> dict:
+def run(
+    tiny: bool,
+    sizes: list[int],
+    steps: int,
+    budget_sec: float,
+    peak: dict | None,
+    compile_backend: str,
+) -> dict:
     """Every part, in order. Throughput rows past `budget_sec` and the compile rows past
     budget_sec + COMPILE_AFTER_SEC are recorded as skipped, so the check stays near 8 minutes."""
     device = resolve_device("auto")
@@ -281,26 +340,51 @@ def run(tiny: bool, sizes: list[int], steps: int, budget_sec: float, peak: dict 
             for method in METHODS:
                 for precision in PRECISIONS:
                     if time.perf_counter() - start > budget_sec:
-                        rows.append({"method": method, "resolution": res, "precision": precision,
-                                     "skipped": f"past --budget-sec {budget_sec:g}"})
+                        rows.append(
+                            {
+                                "method": method,
+                                "resolution": res,
+                                "precision": precision,
+                                "skipped": f"past --budget-sec {budget_sec:g}",
+                            }
+                        )
                         continue
-                    rows.append(throughput_row(params, method, res, precision, steps,
-                                               info["peak_tflops"]))
+                    rows.append(
+                        throughput_row(params, method, res, precision, steps, info["peak_tflops"])
+                    )
                     print(rows[-1], flush=True)
         agreement = [agreement_row(params, m, sizes[0]) for m in METHODS]
-        patch = inr_patch.run_all(str(params), sizes, batch=2 if tiny else 8,
-                                  steps=1 if tiny else 3, device=device.type, max_gb=100.0,
-                                  max_step_sec=60.0)
-        demand = {res: max([r.get("img_per_sec", 0) for r in rows if r["resolution"] == res],
-                           default=0) for res in sizes}
+        patch = inr_patch.run_all(
+            str(params),
+            sizes,
+            batch=2 if tiny else 8,
+            steps=1 if tiny else 3,
+            device=device.type,
+            max_gb=100.0,
+            max_step_sec=60.0,
+        )
+        demand = {
+            res: max([r.get("img_per_sec", 0) for r in rows if r["resolution"] == res], default=0)
+            for res in sizes
+        }
         data = [data_row(params, res, demand[res], tmp, 16 if tiny else 64) for res in sizes]
         late = time.perf_counter() - start > budget_sec + COMPILE_AFTER_SEC
-        compile_ = ([{"variant": "all", "error": "skipped: past the time budget", "vs_eager": None}]
-                    if late else compile_rows(params, sizes[0], steps, compile_backend))
-    return {**info, "tiny": tiny, "timed_steps": steps,
-            "wall_sec": round(time.perf_counter() - start, 1), "throughput": rows,
-            "agreement": agreement, "inr_patch": patch, "data": data,
-            "compile": compile_}
+        compile_ = (
+            [{"variant": "all", "error": "skipped: past the time budget", "vs_eager": None}]
+            if late
+            else compile_rows(params, sizes[0], steps, compile_backend)
+        )
+    return {
+        **info,
+        "tiny": tiny,
+        "timed_steps": steps,
+        "wall_sec": round(time.perf_counter() - start, 1),
+        "throughput": rows,
+        "agreement": agreement,
+        "inr_patch": patch,
+        "data": data,
+        "compile": compile_,
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -312,8 +396,11 @@ def _fmt(v: Any) -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(_fmt(v) for v in r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(_fmt(v) for v in r) + " |" for r in rows),
+    ]
 
 
 def _pf_vs_cips(rows: list[dict]) -> list[list[Any]]:
@@ -323,79 +410,181 @@ def _pf_vs_cips(rows: list[dict]) -> list[list[Any]]:
         cips = by.get(("cips", res, precision))
         if method != "pixelfolder" or cips is None:
             continue
-        ratio = (round(pf["img_per_sec"] / cips["img_per_sec"], 2)
-                 if "img_per_sec" in pf and "img_per_sec" in cips else None)
-        out.append([res, precision, pf.get("img_per_sec"), cips.get("img_per_sec"), ratio,
-                    pf.get("peak_mem_gb"), cips.get("peak_mem_gb")])
+        ratio = (
+            round(pf["img_per_sec"] / cips["img_per_sec"], 2)
+            if "img_per_sec" in pf and "img_per_sec" in cips
+            else None
+        )
+        out.append(
+            [
+                res,
+                precision,
+                pf.get("img_per_sec"),
+                cips.get("img_per_sec"),
+                ratio,
+                pf.get("peak_mem_gb"),
+                cips.get("peak_mem_gb"),
+            ]
+        )
     return out
 
 
 def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/device_check.json."""
     peak = results["peak_tflops"]
-    lines = ["## Device check: throughput, MFU, precision, patch memory, data, compile", "",
-             f"`python -m benchmarks.device_check{' --tiny' if results['tiny'] else ''}` — "
-             f"{results['machine']}; "
-             f"device {results['device']}; peak TFLOPS {peak or 'unknown (no MFU)'}; "
-             f"{results['torch_threads']} torch threads; {results['load']}; cuDNN TF32 "
-             f"{results['cudnn_allow_tf32']}, matmul precision {results['matmul_precision']}; "
-             f"{results['wall_sec']} s in all. Paper widths and official batches (params-gpu.yaml)"
-             + (" shrunk to CPU-test size: these rows only show the check runs."
-                if results["tiny"] else ".")
-             + " `amp` is what the trainer applied (CPU runs stay fp32).", "",
-             "### Training throughput and MFU (counted FLOPs of one train_step / peak)", ""]
-    lines += _table(["method", "res", "precision", "amp", "batch", "img/s", "peak GB", "TFLOP/img",
-                     "TFLOPS", "MFU", "OOM at batch"],
-                    [[r["method"], r["resolution"], r["precision"], r.get("amp"), r.get("batch"),
-                      r.get("img_per_sec"), r.get("peak_mem_gb"), r.get("tflop_per_img"),
-                      r.get("achieved_tflops"), r.get("mfu"),
-                      r.get("skipped") or r.get("error")
-                      or ", ".join(map(str, r.get("oom_batches", [])))]
-                     for r in results["throughput"]])
+    lines = [
+        "## Device check: throughput, MFU, precision, patch memory, data, compile",
+        "",
+        f"`python -m benchmarks.device_check{' --tiny' if results['tiny'] else ''}` — "
+        f"{results['machine']}; "
+        f"device {results['device']}; peak TFLOPS {peak or 'unknown (no MFU)'}; "
+        f"{results['torch_threads']} torch threads; {results['load']}; cuDNN TF32 "
+        f"{results['cudnn_allow_tf32']}, matmul precision {results['matmul_precision']}; "
+        f"{results['wall_sec']} s in all. Paper widths and official batches (params-gpu.yaml)"
+        + (
+            " shrunk to CPU-test size: these rows only show the check runs."
+            if results["tiny"]
+            else "."
+        )
+        + " `amp` is what the trainer applied (CPU runs stay fp32).",
+        "",
+        "### Training throughput and MFU (counted FLOPs of one train_step / peak)",
+        "",
+    ]
+    lines += _table(
+        [
+            "method",
+            "res",
+            "precision",
+            "amp",
+            "batch",
+            "img/s",
+            "peak GB",
+            "TFLOP/img",
+            "TFLOPS",
+            "MFU",
+            "OOM at batch",
+        ],
+        [
+            [
+                r["method"],
+                r["resolution"],
+                r["precision"],
+                r.get("amp"),
+                r.get("batch"),
+                r.get("img_per_sec"),
+                r.get("peak_mem_gb"),
+                r.get("tflop_per_img"),
+                r.get("achieved_tflops"),
+                r.get("mfu"),
+                r.get("skipped") or r.get("error") or ", ".join(map(str, r.get("oom_batches", []))),
+            ]
+            for r in results["throughput"]
+        ],
+    )
     lines += ["", "### PixelFolder vs CIPS", ""]
-    lines += _table(["res", "precision", "PixelFolder img/s", "CIPS img/s", "PF / CIPS",
-                     "PF peak GB", "CIPS peak GB"], _pf_vs_cips(results["throughput"]))
+    lines += _table(
+        [
+            "res",
+            "precision",
+            "PixelFolder img/s",
+            "CIPS img/s",
+            "PF / CIPS",
+            "PF peak GB",
+            "CIPS peak GB",
+        ],
+        _pf_vs_cips(results["throughput"]),
+    )
     lines += ["", "### fp32 vs bf16 autocast (same weights, latents and noise)", ""]
-    lines += _table(["method", "res", "G loss fp32", "G loss bf16", "G output rel. error",
-                     "G grad cosine"],
-                    [[a["method"], a["resolution"], a["loss_fp32"], a["loss_bf16"],
-                      a["g_out_rel_err"], a["g_grad_cosine"]] for a in results["agreement"]])
-    lines += ["", inr_patch.section(results["inr_patch"]).replace("## ", "### ", 1).rstrip(), "",
-              "### Data loading vs the training step's demand", ""]
-    lines += _table(["res", "decode threads", "loader img/s", "fastest train img/s",
-                     "loader / demand"],
-                    [[d["resolution"], d["decode_threads"], d["loader_img_per_sec"],
-                      d["train_demand_img_per_sec"], d["loader_over_demand"]]
-                     for d in results["data"]])
+    lines += _table(
+        ["method", "res", "G loss fp32", "G loss bf16", "G output rel. error", "G grad cosine"],
+        [
+            [
+                a["method"],
+                a["resolution"],
+                a["loss_fp32"],
+                a["loss_bf16"],
+                a["g_out_rel_err"],
+                a["g_grad_cosine"],
+            ]
+            for a in results["agreement"]
+        ],
+    )
+    lines += [
+        "",
+        inr_patch.section(results["inr_patch"]).replace("## ", "### ", 1).rstrip(),
+        "",
+        "### Data loading vs the training step's demand",
+        "",
+    ]
+    lines += _table(
+        ["res", "decode threads", "loader img/s", "fastest train img/s", "loader / demand"],
+        [
+            [
+                d["resolution"],
+                d["decode_threads"],
+                d["loader_img_per_sec"],
+                d["train_demand_img_per_sec"],
+                d["loader_over_demand"],
+            ]
+            for d in results["data"]
+        ],
+    )
     lines += ["", "### torch.compile and channels_last (FastGAN train_step, fp32)", ""]
-    lines += _table(["variant", "img/s", "vs eager", "set-up s"],
-                    [[c["variant"], c.get("img_per_sec", c.get("error")), c.get("vs_eager"),
-                      c.get("setup_sec")] for c in results["compile"]])
+    lines += _table(
+        ["variant", "img/s", "vs eager", "set-up s"],
+        [
+            [
+                c["variant"],
+                c.get("img_per_sec", c.get("error")),
+                c.get("vs_eager"),
+                c.get("setup_sec"),
+            ]
+            for c in results["compile"]
+        ],
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true", help="CPU-test sizes (with --sizes 64)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None,
-                        help=f"default {list(SIZES_PX)}; --tiny 64")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per row (default 5; --tiny 1)")
-    parser.add_argument("--budget-sec", type=float, default=240.0,
-                        help="throughput rows after this many seconds are skipped")
-    parser.add_argument("--peak-tflops", type=float, nargs=2, default=None,
-                        metavar=("FP32", "BF16"),
-                        help="the device's peaks when PEAK_TFLOPS does not know it")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help=f"default {list(SIZES_PX)}; --tiny 64"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per row (default 5; --tiny 1)"
+    )
+    parser.add_argument(
+        "--budget-sec",
+        type=float,
+        default=240.0,
+        help="throughput rows after this many seconds are skipped",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("FP32", "BF16"),
+        help="the device's peaks when PEAK_TFLOPS does not know it",
+    )
     parser.add_argument("--compile-backend", default=None, help="default inductor; --tiny eager")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/device_check.json"))
     args = parser.parse_args(argv)
     if not args.tiny:
         torch.set_num_threads(min(8, os.cpu_count() or 1))
     peak = dict(zip(PRECISIONS, args.peak_tflops)) if args.peak_tflops else None
-    results = run(args.tiny, args.sizes or ([64] if args.tiny else list(SIZES_PX)),
-                  args.steps or (1 if args.tiny else 5), args.budget_sec, peak,
-                  args.compile_backend or ("eager" if args.tiny else "inductor"))
+    results = run(
+        args.tiny,
+        args.sizes or ([64] if args.tiny else list(SIZES_PX)),
+        args.steps or (1 if args.tiny else 5),
+        args.budget_sec,
+        peak,
+        args.compile_backend or ("eager" if args.tiny else "inductor"),
+    )
     atomic_write_json(args.out, results)
     print(section(results))
 

@@ -1,4 +1,5 @@
-"""Shared timing and memory helpers of the benchmark scripts: interleaved rounds, per-config child processes."""
+"""Shared timing and memory helpers of the benchmark scripts: interleaved rounds, per-config child
+processes."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import queue as queue_module
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -29,7 +31,11 @@ class TimedStep:
     def __init__(self, spec: TrainingSpec, run: RunConfig):
         self.step = TrainStep(spec, run, resolve_device(run.train.device))
         self.run, self.device, self.nets = run, self.step.device, self.step.nets
-        self.loss, self.amp_dtype, self.G_ema = self.step.loss, self.step.amp_dtype, self.step.ema["G"]
+        self.loss, self.amp_dtype, self.G_ema = (
+            self.step.loss,
+            self.step.amp_dtype,
+            self.step.ema["G"],
+        )
         self.n_step = self.n_img = self.flops = 0
 
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -56,8 +62,11 @@ def steps_sec(step: StepFn, n_steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved_sec(steps: dict[str, StepFn], rounds: int, n_steps: int, warmup: int) -> dict[str, float]:
-    """Median seconds of `n_steps` calls per name, the names alternating round by round (fair on a shared CPU)."""
+def interleaved_sec(
+    steps: dict[str, StepFn], rounds: int, n_steps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds of `n_steps` calls per name, the names alternating round by round (fair on a
+    shared CPU)."""
     for fn in steps.values():
         for _ in range(warmup):
             fn()
@@ -89,7 +98,9 @@ class ChildError(RuntimeError):
         self.reason = reason
 
 
-def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, max_gb: float | None, queue) -> None:
+def _run_child(
+    fn: Callable[..., dict], kwargs: dict, threads: int, max_gb: float | None, queue
+) -> None:
     torch.set_num_threads(threads)
     if max_gb is not None:
         limit = int(max_gb * 2**30)
@@ -99,7 +110,9 @@ def _run_child(fn: Callable[..., dict], kwargs: dict, threads: int, max_gb: floa
     try:
         result = fn(**kwargs)
         sync()
-        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else vm_hwm_gb()
+        peak = (
+            torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else vm_hwm_gb()
+        )
         queue.put({**result, "peak_mem_gb": round(peak, 3)})
     except Exception as e:  # reported to the parent, which raises it
         queue.put(f"{type(e).__name__}: {e}")
@@ -118,10 +131,12 @@ def _child_message(queue, proc) -> dict | str:
                     return f"child exited with {proc.exitcode}"
 
 
-def in_child(fn: Callable[..., dict], kwargs: dict, threads: int = 1, max_gb: float | None = None) -> dict:
-    """`fn(**kwargs)` in a fresh spawned process, plus its `peak_mem_gb` (CUDA max allocated, else the
-    child's peak RSS). `fn` must be a module-level function returning a JSON-able dict. `max_gb` caps
-    the child's address space (CPU runs only: CUDA maps far more than it allocates). Raises
+def in_child(
+    fn: Callable[..., dict], kwargs: dict, threads: int = 1, max_gb: float | None = None
+) -> dict:
+    """`fn(**kwargs)` in a fresh spawned process, plus its `peak_mem_gb` (CUDA max allocated, else
+    the child's peak RSS). `fn` must be a module-level function returning a JSON-able dict. `max_gb`
+    caps the child's address space (CPU runs only: CUDA maps far more than it allocates). Raises
     ChildError when the child raises or dies."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -135,22 +150,27 @@ def in_child(fn: Callable[..., dict], kwargs: dict, threads: int = 1, max_gb: fl
 
 
 def run_steps(build: Callable[..., StepFn], kwargs: dict, n_steps: int) -> dict:
-    """Build a step with `build(**kwargs)` and call it `n_steps` times (for in_child's peak memory)."""
+    """Build a step with `build(**kwargs)` and call it `n_steps` times (for in_child's peak
+    memory)."""
     fn = build(**kwargs)
     for _ in range(n_steps):
         fn()
     return {}
 
 
-def peak_memory_gb(build: Callable[..., StepFn], kwargs: dict, n_steps: int = 2, threads: int = 1) -> float:
+def peak_memory_gb(
+    build: Callable[..., StepFn], kwargs: dict, n_steps: int = 2, threads: int = 1
+) -> float:
     """Peak memory (GB) of `n_steps` calls of `build(**kwargs)` in a fresh process."""
-    return in_child(run_steps, {"build": build, "kwargs": kwargs, "n_steps": n_steps}, threads)["peak_mem_gb"]
+    return in_child(run_steps, {"build": build, "kwargs": kwargs, "n_steps": n_steps}, threads)[
+        "peak_mem_gb"
+    ]
 
 
 def load_note() -> str:
-    """The machine's load when the numbers were taken (1-minute load average over the core count)."""
+    """The machine's load when the numbers were taken (1-minute load average over the core
+    count)."""
     return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
-
 
 
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:

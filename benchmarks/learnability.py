@@ -47,8 +47,10 @@ def mode_scores(images: torch.Tensor) -> dict[str, float]:
     best, mode = dist.min(dim=1)
     hit = best < TOLERANCE
     counts = torch.bincount(mode[hit], minlength=len(PALETTE))
-    return {"in_mode": hit.float().mean().item(),
-            "modes": int((counts >= len(images) / (4 * len(PALETTE))).sum())}
+    return {
+        "in_mode": hit.float().mean().item(),
+        "modes": int((counts >= len(images) / (4 * len(PALETTE))).sum()),
+    }
 
 
 RES_PX = 64
@@ -65,8 +67,15 @@ TINY_OVERRIDES: dict[str, dict] = {
     "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
     "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
     # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
-    "inrpatch": {"width_mult": 1 / 32, "d_width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2,
-                 "patch_px": 32, "n_stages": 2, "stage": 2},
+    "inrpatch": {
+        "width_mult": 1 / 32,
+        "d_width_mult": 1 / 32,
+        "style_dim": 32,
+        "mapping_layers": 2,
+        "patch_px": 32,
+        "n_stages": 2,
+        "stage": 2,
+    },
 }
 """params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests
 (also the method contract's, tests/methods/contract.py); other methods use their defaults."""
@@ -132,17 +141,30 @@ def learn(method: str, workdir: Path, total_kimg: float | None = None, seed: int
     total_kimg = total_kimg or KIMG_BY_METHOD.get(method, KIMG)
     spec = get_method(method)
     cfg = build_dataclass(spec.config_cls, overrides(method), f"method.{method}")
-    train = TrainParams(batch=8, total_kimg=total_kimg, ckpt_every_kimg=total_kimg,
-                        log_every_steps=50, device="cpu", decode_threads=1, shuffle_buffer=64,
-                        ema_beta=0.99, ema_rampup=0.05)
+    train = TrainParams(
+        batch=8,
+        total_kimg=total_kimg,
+        ckpt_every_kimg=total_kimg,
+        log_every_steps=50,
+        device="cpu",
+        decode_threads=1,
+        shuffle_buffer=64,
+        ema_beta=0.99,
+        ema_rampup=0.05,
+    )
     run = RunConfig(method, cfg, BaseParams(seed=seed, resolution=RES_PX), train, "modes")
     shards = write_mode_shards(workdir / "data")
     trainer = Trainer(spec, run, shards, workdir / "ckpt", progress=False)
     summary = trainer.fit()
     recalibrate_batchnorm(trainer.G_ema, 8, 16, seed)
-    return {"method": method, "init": sample_scores(trainer.G_init),
-            "trained": sample_scores(trainer.G_ema), "train_sec": round(summary["train_sec"], 1),
-            "kimg": total_kimg, "threads": torch.get_num_threads()}
+    return {
+        "method": method,
+        "init": sample_scores(trainer.G_init),
+        "trained": sample_scores(trainer.G_ema),
+        "train_sec": round(summary["train_sec"], 1),
+        "kimg": total_kimg,
+        "threads": torch.get_num_threads(),
+    }
 
 
 TWOSTAGE_PX = 128
@@ -171,9 +193,18 @@ def twostage_params(workdir: Path) -> Path:
     p = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     p["base"]["resolution"] = TWOSTAGE_PX
     p["data"]["source"] = str(workdir / "images")
-    p["train"].update(batch=8, total_kimg=KIMG, ckpt_every_kimg=KIMG, log_every_steps=50,
-                      device="cpu", decode_threads=1, shuffle_buffer=64, ema_beta=0.99,
-                      ema_rampup=0.05, bn_recalibration_batches=8)
+    p["train"].update(
+        batch=8,
+        total_kimg=KIMG,
+        ckpt_every_kimg=KIMG,
+        log_every_steps=50,
+        device="cpu",
+        decode_threads=1,
+        shuffle_buffer=64,
+        ema_beta=0.99,
+        ema_rampup=0.05,
+        bn_recalibration_batches=8,
+    )
     p["method"]["fastgan"].update(overrides("fastgan"))
     tiny_twostage(p, batch=8, kimg=0.05)
     path = workdir / "params.yaml"
@@ -186,9 +217,8 @@ def learn_twostage(pipeline: str, workdir: Path) -> dict:
     decoder, assemble) as DVC runs them; scores of the assembled generator with the sampler at
     initialisation and trained. MLflow logs to workdir/mlflow.db.
     """
-    from stages import assemble, compress, shard, train, train_decoder
-
     from gancore.generator import load_generator
+    from stages import assemble, compress, shard, train, train_decoder
 
     workdir.mkdir(parents=True, exist_ok=True)
     images = workdir / "images"
@@ -203,23 +233,77 @@ def learn_twostage(pipeline: str, workdir: Path) -> dict:
         shards = str(workdir / "shards")
 
         def outputs(name: str) -> list[str]:  # what every training stage writes, under workdir
-            return ["--ckpt-root", str(ck / name), "--metrics", str(m / f"{name}.json"),
-                    "--curve", str(m / f"{name}.csv"), "--no-progress"]
+            return [
+                "--ckpt-root",
+                str(ck / name),
+                "--metrics",
+                str(m / f"{name}.json"),
+                "--curve",
+                str(m / f"{name}.csv"),
+                "--no-progress",
+            ]
 
         steps = (
             (shard.main, [*P, "--out", shards, "--metrics", str(m / "shard.json")]),
-            (compress.main, [*P, "--pipeline", pipeline, "--shards", shards, "--out", str(codes),
-                             *outputs("compress")]),
-            (train.main, [*P, "--method", "fastgan", "--pipeline", pipeline,
-                          "--shards", str(codes / "shards"), "--out", str(runs / "sampler"),
-                          *outputs("sampler")]),
-            (train_decoder.main, [*P, "--pipeline", pipeline, "--shards", shards,
-                                  "--codec", str(codes / "codec"), "--out", str(runs / "decoder"),
-                                  *outputs("decoder")]),
-            (assemble.main, [*P, "--pipeline", pipeline,
-                             "--sampler", str(runs / "sampler/generator"),
-                             "--decoder", str(runs / "decoder/decoder"),
-                             "--codes", str(codes / "shards"), "--out", str(runs / "generator")]),
+            (
+                compress.main,
+                [
+                    *P,
+                    "--pipeline",
+                    pipeline,
+                    "--shards",
+                    shards,
+                    "--out",
+                    str(codes),
+                    *outputs("compress"),
+                ],
+            ),
+            (
+                train.main,
+                [
+                    *P,
+                    "--method",
+                    "fastgan",
+                    "--pipeline",
+                    pipeline,
+                    "--shards",
+                    str(codes / "shards"),
+                    "--out",
+                    str(runs / "sampler"),
+                    *outputs("sampler"),
+                ],
+            ),
+            (
+                train_decoder.main,
+                [
+                    *P,
+                    "--pipeline",
+                    pipeline,
+                    "--shards",
+                    shards,
+                    "--codec",
+                    str(codes / "codec"),
+                    "--out",
+                    str(runs / "decoder"),
+                    *outputs("decoder"),
+                ],
+            ),
+            (
+                assemble.main,
+                [
+                    *P,
+                    "--pipeline",
+                    pipeline,
+                    "--sampler",
+                    str(runs / "sampler/generator"),
+                    "--decoder",
+                    str(runs / "decoder/decoder"),
+                    "--codes",
+                    str(codes / "shards"),
+                    "--out",
+                    str(runs / "generator"),
+                ],
+            ),
         )
         for main, argv in steps:
             if main(argv) != 0:
@@ -230,9 +314,14 @@ def learn_twostage(pipeline: str, workdir: Path) -> dict:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = before
     seconds = time.perf_counter() - start
-    return {"method": pipeline, "init": sample_scores(load_generator(runs / "generator", "G_init")),
-            "trained": sample_scores(load_generator(runs / "generator")),
-            "train_sec": round(seconds, 1), "kimg": KIMG, "threads": torch.get_num_threads()}
+    return {
+        "method": pipeline,
+        "init": sample_scores(load_generator(runs / "generator", "G_init")),
+        "trained": sample_scores(load_generator(runs / "generator")),
+        "train_sec": round(seconds, 1),
+        "kimg": KIMG,
+        "threads": torch.get_num_threads(),
+    }
 
 
 TWOSTAGE = ("wavelet", "autoencoder")
@@ -241,38 +330,49 @@ TWOSTAGE = ("wavelet", "autoencoder")
 
 def machine() -> str:
     """One line naming the CPU, the torch threads and the load the numbers were taken under."""
-    return (f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch thread(s), load average {os.getloadavg()[0]:.2f} "
-            f"(torch {torch.__version__})")
+    return (
+        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch thread(s), load average {os.getloadavg()[0]:.2f} "
+        f"(torch {torch.__version__})"
+    )
 
 
 def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/learnability.json."""
-    rows = ["| method | kimg | in a mode at init | modes at init | in a mode trained "
-            "| modes trained | seconds |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| method | kimg | in a mode at init | modes at init | in a mode trained "
+        "| modes trained | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results["rows"]:
         init, trained = r["init"], r["trained"]
-        rows.append(f"| {r['method']} | {r['kimg']} | {init['in_mode']:.2f} | {init['modes']} | "
-                    f"{trained['in_mode']:.2f} | {trained['modes']} | {r['train_sec']:.0f} |")
-    return (f"## Learnability (K = {len(PALETTE)} flat colours)\n\n"
-            f"`python -m benchmarks.learnability` — {results['machine']}. Each method trains the "
-            f"kimg of its row (batch 8) at a tiny width through the Trainer on {N_IMAGES} images "
-            f"of "
-            f"{len(PALETTE)} flat colours at {RES_PX} px; the two-stage pipelines run their stages "
-            f"(compress, FastGAN sampler, decoder, assemble) at {TWOSTAGE_PX} px. Score: share of "
-            f"{N_SAMPLES} samples within mean |x - colour| < {TOLERANCE} of a mode colour, and "
-            f"modes "
-            f"hit by at least 1/(4K) of them (right answer 1.00 and {len(PALETTE)}). Seconds: "
-            f"training (two-stage: all stages, MLflow included). `tests/test_learnability.py` "
-            f"requires every row to reach {MIN_IN_MODE} and beat init by {MIN_GAIN}.\n\n"
-            + "\n".join(rows) + "\n")
+        rows.append(
+            f"| {r['method']} | {r['kimg']} | {init['in_mode']:.2f} | {init['modes']} | "
+            f"{trained['in_mode']:.2f} | {trained['modes']} | {r['train_sec']:.0f} |"
+        )
+    return (
+        f"## Learnability (K = {len(PALETTE)} flat colours)\n\n"
+        f"`python -m benchmarks.learnability` — {results['machine']}. Each method trains the "
+        f"kimg of its row (batch 8) at a tiny width through the Trainer on {N_IMAGES} images "
+        f"of "
+        f"{len(PALETTE)} flat colours at {RES_PX} px; the two-stage pipelines run their stages "
+        f"(compress, FastGAN sampler, decoder, assemble) at {TWOSTAGE_PX} px. Score: share of "
+        f"{N_SAMPLES} samples within mean |x - colour| < {TOLERANCE} of a mode colour, and "
+        f"modes "
+        f"hit by at least 1/(4K) of them (right answer 1.00 and {len(PALETTE)}). Seconds: "
+        f"training (two-stage: all stages, MLflow included). `tests/test_learnability.py` "
+        f"requires every row to reach {MIN_IN_MODE} and beat init by {MIN_GAIN}.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     from gancore.registry import list_methods
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="benchmarks/results/learnability.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -1,5 +1,6 @@
-"""Markdown tables of every pipeline's scores against its initialisation, from `metrics/<p>/eval.json`
-(and the two-stage decoders' held-out reconstructions from `metrics/<p>/decoder.json`).
+"""Markdown tables of every pipeline's scores against its initialisation, from
+`metrics/<p>/eval.json` (and the two-stage decoders' held-out reconstructions from
+`metrics/<p>/decoder.json`).
 
     python -m benchmarks.quality_table [--pipelines fastgan wavelet ...]
 """
@@ -22,10 +23,16 @@ def _load(path: Path) -> dict | None:
 
 
 def collect(root: Path, pipelines: list[str]) -> dict[str, dict]:
-    """{pipeline: {"eval": eval.json, "decoder": decoder.json or None}} of every evaluated pipeline."""
-    return {name: {"eval": _load(root / "metrics" / name / "eval.json"),
-                   "decoder": _load(root / "metrics" / name / "decoder.json")}
-            for name in pipelines if (root / "metrics" / name / "eval.json").is_file()}
+    """{pipeline: {"eval": eval.json, "decoder": decoder.json or None}} of every evaluated
+    pipeline."""
+    return {
+        name: {
+            "eval": _load(root / "metrics" / name / "eval.json"),
+            "decoder": _load(root / "metrics" / name / "decoder.json"),
+        }
+        for name in pipelines
+        if (root / "metrics" / name / "eval.json").is_file()
+    }
 
 
 def scores_table(metrics: dict[str, dict]) -> str:
@@ -40,37 +47,57 @@ def scores_table(metrics: dict[str, dict]) -> str:
 
 
 def decoder_table(metrics: dict[str, dict]) -> str:
-    """Held-out PSNR/SSIM of each two-stage decoder, trained and at init, and of the coarse image."""
-    lines = ["| pipeline | PSNR dB trained / init | SSIM trained / init | coarse image PSNR / SSIM | "
-             "sampler alone at low res: kid_el0 trained / init |", "|---|---|---|---|---|"]
+    """Held-out PSNR/SSIM of each two-stage decoder, trained and at init, and of the coarse
+    image."""
+    lines = [
+        "| pipeline | PSNR dB trained / init | SSIM trained / init | coarse image PSNR / SSIM | "
+        "sampler alone at low res: kid_el0 trained / init |",
+        "|---|---|---|---|---|",
+    ]
     for name, files in metrics.items():
         d, e = files["decoder"], files["eval"]
         if d is None:
             continue
         r, r0 = d["reconstruction"], d["reconstruction_init"]
-        low = (f"{e['sampler_low_res']['kid_el0']:.3g} / {e['init']['sampler_low_res']['kid_el0']:.3g}"
-               if e and "sampler_low_res" in e else "– (codes are not images)")
-        coarse = f"{r['coarse_psnr_db']:.2f} / {r['coarse_ssim']:.3f}" if "coarse_psnr_db" in r else "–"
-        lines.append(f"| {name} | {r['psnr_db']:.2f} / {r0['psnr_db']:.2f} | {r['ssim']:.3f} / {r0['ssim']:.3f} | "
-                     f"{coarse} | {low} |")
+        low = (
+            f"{e['sampler_low_res']['kid_el0']:.3g} / {e['init']['sampler_low_res']['kid_el0']:.3g}"
+            if e and "sampler_low_res" in e
+            else "– (codes are not images)"
+        )
+        coarse = (
+            f"{r['coarse_psnr_db']:.2f} / {r['coarse_ssim']:.3f}" if "coarse_psnr_db" in r else "–"
+        )
+        lines.append(
+            f"| {name} | {r['psnr_db']:.2f} / {r0['psnr_db']:.2f} | {r['ssim']:.3f} / "
+            f"{r0['ssim']:.3f} | "
+            f"{coarse} | {low} |"
+        )
     return "\n".join(lines)
 
 
 def section(results: dict) -> str:
-    """docs/benchmarks.md section from benchmarks/results/quality_table.json (a copy of metrics/<p>/*.json)."""
+    """docs/benchmarks.md section from benchmarks/results/quality_table.json (a copy of
+    metrics/<p>/*.json)."""
     m = results["metrics"]
     protocol = next(iter(m.values()))["eval"].get("protocol", {})
-    return ("## Quality: every pipeline against its initialisation\n\n`python -m benchmarks.quality_table` — "
-            "`metrics/<pipeline>/eval.json`, each cell **trained / init** (lower is better for kid_el0, "
-            "fd_el0 (at N = n_gen), swd_mean; higher for precision, recall, density, coverage). "
-            f"{protocol.get('n_gen')} "
-            f"samples (seed {protocol.get('seed')}) against the {protocol.get('reference_set')}.\n\n"
-            f"{scores_table(m)}\n\n### Two-stage decoders (held-out reconstruction) and samplers alone\n\n"
-            f"{decoder_table(m)}\n")
+    return (
+        "## Quality: every pipeline against its initialisation\n\n`python -m "
+        "benchmarks.quality_table` — "
+        "`metrics/<pipeline>/eval.json`, each cell **trained / init** (lower is better for "
+        "kid_el0, "
+        "fd_el0 (at N = n_gen), swd_mean; higher for precision, recall, density, coverage). "
+        f"{protocol.get('n_gen')} "
+        f"samples (seed {protocol.get('seed')}) against the {protocol.get('reference_set')}.\n\n"
+        f"{scores_table(m)}\n\n### Two-stage decoders (held-out reconstruction) and samplers "
+        "alone\n\n"
+        f"{decoder_table(m)}\n"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--project", default=".")
     parser.add_argument("--pipelines", nargs="+", default=list(PIPELINES))
     parser.add_argument("--out", default="benchmarks/results/quality_table.json")

@@ -46,8 +46,9 @@ def _trainer_step(tmp: str) -> tuple[Any, int]:
     return (lambda: trainer.train_step(real)), train.batch
 
 
-def _pair_child(counts: dict[str, int], rounds: int, n_steps: int, barrier: Any,
-                queue: Any) -> None:
+def _pair_child(
+    counts: dict[str, int], rounds: int, n_steps: int, barrier: Any, queue: Any
+) -> None:
     """One of two processes training at once: every thread count in turn, `rounds` times, each
     block started together with the other process's; puts {name: median img/s}."""
     import tempfile
@@ -69,8 +70,10 @@ def two_at_once(counts: dict[str, int], rounds: int, n_steps: int) -> dict[str, 
     """Summed img/s of two processes training at once, per thread count (both at that count)."""
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_pair_child, args=(counts, rounds, n_steps, barrier, queue))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_pair_child, args=(counts, rounds, n_steps, barrier, queue))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     rates = [queue.get(timeout=3600) for _ in procs]

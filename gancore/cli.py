@@ -247,8 +247,8 @@ def _write_walk(frames: list[Any], out: Path, fps: int) -> None:
 
 
 def _generator_folder(generator: str) -> str | Path:
-    """A folder as it is; an MLflow model URI (`models:/fastgan@best`) as the folder inside the logged
-    model, from the store of MLFLOW_TRACKING_URI, else this folder's mlflow.db."""
+    """A folder as it is; an MLflow model URI (`models:/fastgan@best`) as the folder inside the
+    logged model, from the store of MLFLOW_TRACKING_URI, else this folder's mlflow.db."""
     from gancore.tracking.mlflow_model import generator_folder, is_model_uri
     from gancore.tracking.mlflow_tracker import default_tracking_uri
 

@@ -1,5 +1,5 @@
-"""The pipelines of an MLflow experiment side by side: quality per unit of compute (the compute ledger of
-every training stage beside the evaluate stage's scores, each with its protocol).
+"""The pipelines of an MLflow experiment side by side: quality per unit of compute (the compute
+ledger of every training stage beside the evaluate stage's scores, each with its protocol).
 
 Compute is counted training FLOPs (gancore/training/flops.py), which machine load does not change;
 wall time stays a column. Every seed of a pipeline (runs told apart by their `base.seed` param) is a
@@ -28,7 +28,8 @@ their ledgers are summed."""
 GENERATOR_PARTS = ("train", "train_sampler", "train_decoder")
 """Stage kinds whose networks together generate an image (params and GMACs are their sum)."""
 STAGED_PARTS = ("train_inr",)
-"""Stage kinds trained stage after stage (`<kind>@<k>`): the last stage's network is the generator."""
+"""Stage kinds trained stage after stage (`<kind>@<k>`): the last stage's network is the
+generator."""
 SHOWN_PARTS = ("train", "train_sampler", "train_inr")
 """Stage kinds whose images shown are the pipeline's (the GAN's)."""
 QUALITY = {
@@ -124,11 +125,13 @@ COMPUTE = (
     "kimg_shown",
     "peak_mem_gb",
 )
-"""A pipeline's compute, summed over its training parts (PipelineRow fields; MLflow `compute.<name>`)."""
+"""A pipeline's compute, summed over its training parts (PipelineRow fields; MLflow
+`compute.<name>`)."""
 
 
 def _ledger(run) -> dict[str, float]:
-    """A training run's compute ledger (runs logged before the ledger lost its `ledger/` prefix too)."""
+    """A training run's compute ledger (runs logged before the ledger lost its `ledger/` prefix
+    too)."""
     return {k.removeprefix("ledger/"): v for k, v in run.data.metrics.items()}
 
 
@@ -530,8 +533,8 @@ def plot_quality_vs_compute(rows: list[PipelineRow], path: Path, metric: str = "
 
 
 def plot_vs_resolution(rows: list[dict], key: str, ylabel: str, path: Path, title: str) -> Path:
-    """One line per row `name` of `key` over `resolution` (log axes), e.g. benchmarks/results/suite.json's
-    train rows: peak memory or img/s against resolution."""
+    """One line per row `name` of `key` over `resolution` (log axes), e.g.
+    benchmarks/results/suite.json's train rows: peak memory or img/s against resolution."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -650,11 +653,10 @@ def write_report(
 ) -> Path:
     """Write report.md, rows.json and PNG plots to `out_dir`; log them as artifacts of a new run.
 
-    Args:
-        suite_json: benchmarks/results/suite.json; when it exists, a memory-vs-resolution plot is added.
-        log_tags: tags of the MLflow run that gets the report as artifacts (under `compare/`); None: no run.
-        strict: refuse (CompareError) rows that differ in resolution, reference set or protocol,
-            instead of flagging them.
+    Args: suite_json: benchmarks/results/suite.json; when it exists, a memory-vs-resolution plot is
+    added. log_tags: tags of the MLflow run that gets the report as artifacts (under `compare/`);
+    None: no run. strict: refuse (CompareError) rows that differ in resolution, reference set or
+    protocol, instead of flagging them.
         kid_target: the KID-EL0 of the compute-to-reach table (None: the worst pipeline's mean).
     Returns:
         The report's path.
@@ -722,10 +724,15 @@ def set_best_alias(
     client, chosen = MlflowClient(tracking_uri, registry_uri=tracking_uri), {}
     sign = 1.0 if QUALITY[score] == "lower" else -1.0
     for name in names:
-        runs = [(client.get_run(v.run_id).data, int(v.version))
-                for v in client.search_model_versions(f"name = '{name}'") if v.run_id]
-        keys = [(d.metrics, recorded_name(score, d.params.get("eval.n_gen")), version)
-                for d, version in runs]
+        runs = [
+            (client.get_run(v.run_id).data, int(v.version))
+            for v in client.search_model_versions(f"name = '{name}'")
+            if v.run_id
+        ]
+        keys = [
+            (d.metrics, recorded_name(score, d.params.get("eval.n_gen")), version)
+            for d, version in runs
+        ]
         scored = [(sign * m[key], version) for m, key, version in keys if key in m]
         if scored:
             best = str(min(scored)[1])  # ties: the older version

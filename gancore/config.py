@@ -8,17 +8,30 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
 from gancore.errors import ConfigError
 
-__all__ = ["ConfigError", "build_dataclass", "to_dict", "load_params", "is_power_of_two",
-           "TrainOverrides", "with_overrides", "MethodParams", "read_yaml", "PipelinesParams",
-           "STAGED_METHODS", "inr_stage_table", "full_selection"]
+__all__ = [
+    "STAGED_METHODS",
+    "ConfigError",
+    "MethodParams",
+    "PipelinesParams",
+    "TrainOverrides",
+    "build_dataclass",
+    "full_selection",
+    "inr_stage_table",
+    "is_power_of_two",
+    "load_params",
+    "read_yaml",
+    "to_dict",
+    "with_overrides",
+]
 
 
 def is_power_of_two(n: int) -> bool:
@@ -85,7 +98,8 @@ def _check_range(name: str, value: Any, key: str) -> None:
 
 
 def _check_value(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; return it converted (list -> tuple, int -> float)."""
+    """Check `value` against the annotation `tp`; return it converted (list -> tuple, int ->
+    float)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -125,8 +139,9 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(key, f"must be a number, got {value!r}")
         # abs() first: isfinite(10**400) would overflow; NaN fails only isfinite.
         if abs(value) > FLOAT_LIMIT or not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number within +-{FLOAT_LIMIT:g}, "
-                                   f"got {value!r}")
+            raise ConfigError(
+                key, f"must be a finite number within +-{FLOAT_LIMIT:g}, got {value!r}"
+            )
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -181,8 +196,11 @@ keeps every existing run identity, config.json and MLflow param set as it was.""
 
 
 def _omitted(obj: Any, f: dataclasses.Field) -> bool:
-    return bool(f.metadata.get("omit_default")) and f.default_factory is not dataclasses.MISSING \
+    return (
+        bool(f.metadata.get("omit_default"))
+        and f.default_factory is not dataclasses.MISSING
         and getattr(obj, f.name) == f.default_factory()
+    )
 
 
 def to_dict(obj: Any, omit_defaults: bool = True) -> Any:
@@ -193,8 +211,11 @@ def to_dict(obj: Any, omit_defaults: bool = True) -> Any:
             config.json do); False keeps every field, as params.yaml lists them.
     """
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name), omit_defaults) for f in dataclasses.fields(obj)
-                if not (omit_defaults and _omitted(obj, f))}
+        return {
+            f.name: to_dict(getattr(obj, f.name), omit_defaults)
+            for f in dataclasses.fields(obj)
+            if not (omit_defaults and _omitted(obj, f))
+        }
     if isinstance(obj, (list, tuple)):
         return [to_dict(v, omit_defaults) for v in obj]
     if isinstance(obj, dict):
@@ -226,7 +247,9 @@ class BaseParams:
 
     def __post_init__(self) -> None:
         if not is_power_of_two(self.resolution) or not 16 <= self.resolution <= 2048:
-            raise ConfigError("resolution", f"must be a power of two in [16, 2048], got {self.resolution}")
+            raise ConfigError(
+                "resolution", f"must be a power of two in [16, 2048], got {self.resolution}"
+            )
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
 
@@ -296,7 +319,8 @@ class TrainParams:
     ema_beta: float = 0.999
     """Per-step decay of the exponential moving average of G's parameters."""
     ema_rampup: float = 0.02
-    """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always ema_beta."""
+    """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always
+    ema_beta."""
     ckpt_every_kimg: float = 2.0
     """Checkpoint interval in kimg (a final checkpoint is always written)."""
     keep_latest_k: int = 3
@@ -317,7 +341,8 @@ class TrainParams:
     xflip: bool = True
     """Flip half of the training images horizontally (seeded)."""
     bn_recalibration_batches: int = 32
-    """Batches of fresh latents that recompute G_ema's BatchNorm statistics for the exported generator."""
+    """Batches of fresh latents that recompute G_ema's BatchNorm statistics for the exported
+    generator."""
     grad_accum: int = 1
     """Micro-batches per step on each rank (gradients summed); `batch` stays the global batch."""
     nproc_per_node: int = 1
@@ -347,8 +372,11 @@ class TrainParams:
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
         if self.batch % n_streams:
-            raise ConfigError("batch", f"{self.batch} images do not split into nproc_per_node x nnodes x "
-                                       f"grad_accum = {n_streams} equal micro-batches")
+            raise ConfigError(
+                "batch",
+                f"{self.batch} images do not split into nproc_per_node x nnodes x "
+                f"grad_accum = {n_streams} equal micro-batches",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,8 +458,18 @@ class EvalParams:
     def __post_init__(self) -> None:
         if self.every_kimg < 0:
             raise ConfigError("every_kimg", f"must be >= 0 (0 = off), got {self.every_kimg}")
-        positive = ("n_gen", "batch", "kid_subsets", "kid_subset_size", "swd_descriptors",
-                    "swd_directions", "swd_repeats", "prdc_k", "grid_n", "curve_n_gen")
+        positive = (
+            "n_gen",
+            "batch",
+            "kid_subsets",
+            "kid_subset_size",
+            "swd_descriptors",
+            "swd_directions",
+            "swd_repeats",
+            "prdc_k",
+            "grid_n",
+            "curve_n_gen",
+        )
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(key, f"must be >= 1, got {getattr(self, key)}")
@@ -449,7 +487,8 @@ class TrackParams:
 
 @dataclass(frozen=True, kw_only=True)
 class AutoencoderParams:
-    """The learned compressor of the Acceleration Framework pipeline (compress.method autoencoder)."""
+    """The learned compressor of the Acceleration Framework pipeline (compress.method
+    autoencoder)."""
 
     width: int = 16
     """Feature channels of the encoder and decoder at every scale."""
@@ -463,7 +502,8 @@ class AutoencoderParams:
     perceptual_weight: float = 0.0
     """Weight of LPIPS(VGG) in the reconstruction loss; used only when lpips_vgg_weights exists."""
     lpips_vgg_weights: str = ""
-    """torchvision's VGG16 state dict (a local file, never downloaded); absent = no perceptual term."""
+    """torchvision's VGG16 state dict (a local file, never downloaded); absent = no perceptual
+    term."""
     adv_weight: float = 0.0
     """Weight of a patch discriminator's adversarial term (hinge loss); 0 = no discriminator."""
     lr: float = 1e-3
@@ -476,9 +516,15 @@ class AutoencoderParams:
     """Training length in thousands of real images."""
 
     def __post_init__(self) -> None:
-        checks = {"width": self.width >= 4, "blocks": self.blocks >= 0, "lr": self.lr > 0,
-                  "perceptual_weight": self.perceptual_weight >= 0, "adv_weight": self.adv_weight >= 0,
-                  "batch": self.batch >= 1, "total_kimg": self.total_kimg > 0}
+        checks = {
+            "width": self.width >= 4,
+            "blocks": self.blocks >= 0,
+            "lr": self.lr > 0,
+            "perceptual_weight": self.perceptual_weight >= 0,
+            "adv_weight": self.adv_weight >= 0,
+            "batch": self.batch >= 1,
+            "total_kimg": self.total_kimg > 0,
+        }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
@@ -490,7 +536,8 @@ class CompressParams:
     """wavelet: the level-L DWT low band (nsb-GAN); pixel: antialiased bicubic downsampling (its
     ablation); autoencoder: a learned convolutional encoder/decoder (Acceleration Framework)."""
     levels: int = 1
-    """Halvings of the side: codes are base.resolution / 2**levels pixels square (factor 2**levels)."""
+    """Halvings of the side: codes are base.resolution / 2**levels pixels square (factor
+    2**levels)."""
     channels: int = 3
     """Code channels C (autoencoder only; the fixed codecs keep the image's 3)."""
     wavelet: str = "bior2.2"
@@ -507,11 +554,17 @@ class CompressParams:
         if self.channels < 1:
             raise ConfigError("channels", f"must be >= 1, got {self.channels}")
         if self.method != "autoencoder" and self.channels != 3:
-            raise ConfigError("channels", f"method {self.method} keeps the image's 3 channels; "
-                                          "only autoencoder codes have C channels")
+            raise ConfigError(
+                "channels",
+                f"method {self.method} keeps the image's 3 channels; "
+                "only autoencoder codes have C channels",
+            )
         if self.method != "wavelet" and self.boundary != "periodization":
-            raise ConfigError("boundary", f"method {self.method} has no wavelet boundary; only "
-                                          "method wavelet takes boundary zero")
+            raise ConfigError(
+                "boundary",
+                f"method {self.method} has no wavelet boundary; only "
+                "method wavelet takes boundary zero",
+            )
         if self.method == "wavelet":
             from gancore.compress.dwt import check_wavelet
 
@@ -526,7 +579,8 @@ class DecoderParams:
     arch: Literal["residual", "unet", "codec"] = "residual"
     """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
     wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only); codec:
-    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg > 0."""
+    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg
+    > 0."""
     width: int = 32
     """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
     blocks: int = 4
@@ -560,13 +614,18 @@ class DecoderParams:
 
     def __post_init__(self) -> None:
         fine_tuned = self.pretrain_kimg is not None
-        checks = {"width": self.width >= 4, "blocks": self.blocks >= 1, "lr": self.lr > 0,
-                  "batch": self.batch >= 1,
-                  "total_kimg": self.total_kimg > 0
-                  or (self.arch == "codec" and self.total_kimg == 0),
-                  "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
-                  "adv_weight": self.adv_weight >= 0, "pixel_weight": self.pixel_weight >= 0,
-                  "perceptual_weight": self.perceptual_weight >= 0, "d_width": self.d_width >= 1}
+        checks = {
+            "width": self.width >= 4,
+            "blocks": self.blocks >= 1,
+            "lr": self.lr > 0,
+            "batch": self.batch >= 1,
+            "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0),
+            "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
+            "adv_weight": self.adv_weight >= 0,
+            "pixel_weight": self.pixel_weight >= 0,
+            "perceptual_weight": self.perceptual_weight >= 0,
+            "d_width": self.d_width >= 1,
+        }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
@@ -575,13 +634,15 @@ class DecoderParams:
 @dataclass(frozen=True, kw_only=True)
 class SamplerParams:
     total_kimg: float | None = None
-    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler costs
-    about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
+    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler
+    costs about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
     comparison gives it more images than the one-stage run."""
 
     def __post_init__(self) -> None:
         if self.total_kimg is not None and self.total_kimg <= 0:
-            raise ConfigError("total_kimg", f"must be > 0 (or null for train.total_kimg), got {self.total_kimg}")
+            raise ConfigError(
+                "total_kimg", f"must be > 0 (or null for train.total_kimg), got {self.total_kimg}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -594,10 +655,19 @@ class TwoStageParams:
 
     def __post_init__(self) -> None:
         if self.decoder.arch == "unet" and self.compress.method != "wavelet":
-            raise ConfigError("decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet")
-        if self.decoder.arch == "codec" and self.decoder.total_kimg > 0 and self.compress.method != "autoencoder":
-            raise ConfigError("decoder.total_kimg", f"a {self.compress.method} codec has nothing to fine-tune: "
-                                                    "use 0 with arch codec, or compress.method autoencoder")
+            raise ConfigError(
+                "decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet"
+            )
+        if (
+            self.decoder.arch == "codec"
+            and self.decoder.total_kimg > 0
+            and self.compress.method != "autoencoder"
+        ):
+            raise ConfigError(
+                "decoder.total_kimg",
+                f"a {self.compress.method} codec has nothing to fine-tune: "
+                "use 0 with arch codec, or compress.method autoencoder",
+            )
 
 
 # ----------------------------------------------------------------------------
@@ -641,11 +711,18 @@ STAGED_METHODS = ("inrpatch",)
 def inr_stage_table(n_stages: int) -> dict[str, dict[str, str]]:
     """The train_inr@<k> items of patch INR-GAN's `n_stages` stages (pipelines.inrpatch): stage
     k > 1 depends on stage k-1's generator folder (its frozen teacher); the last: runs/inrpatch."""
-    out = {k: "runs/inrpatch" if k == n_stages else f"runs/inrpatch_stage{k}"
-           for k in range(1, n_stages + 1)}
-    return {str(k): {"teacher": f"{out[k - 1]}/generator" if k > 1 else "",
-                     "after": f"{out[k - 1]}/generator" if k > 1 else "data/shards",
-                     "out": out[k]} for k in out}
+    out = {
+        k: "runs/inrpatch" if k == n_stages else f"runs/inrpatch_stage{k}"
+        for k in range(1, n_stages + 1)
+    }
+    return {
+        str(k): {
+            "teacher": f"{out[k - 1]}/generator" if k > 1 else "",
+            "after": f"{out[k - 1]}/generator" if k > 1 else "data/shards",
+            "out": out[k],
+        }
+        for k in out
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -686,10 +763,12 @@ def _build_pipelines(raw: Any) -> PipelinesParams:
     for key, value in (("twostage", twostage), ("inrpatch", inrpatch)):
         if not isinstance(value, Mapping):
             raise ConfigError(f"pipelines.{key}", f"must be a mapping ({{}} = none), got {value!r}")
-    return PipelinesParams(onestage=_names(raw.get("onestage", ["fastgan"]), "pipelines.onestage"),
-                           twostage={str(k): v for k, v in twostage.items()},
-                           inrpatch={str(k): v for k, v in inrpatch.items()},
-                           evaluate=_names(raw.get("evaluate", ["fastgan"]), "pipelines.evaluate"))
+    return PipelinesParams(
+        onestage=_names(raw.get("onestage", ["fastgan"]), "pipelines.onestage"),
+        twostage={str(k): v for k, v in twostage.items()},
+        inrpatch={str(k): v for k, v in inrpatch.items()},
+        evaluate=_names(raw.get("evaluate", ["fastgan"]), "pipelines.evaluate"),
+    )
 
 
 def _check_pipelines(params: dict[str, Any]) -> None:
@@ -700,27 +779,37 @@ def _check_pipelines(params: dict[str, Any]) -> None:
     one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
     for name in chosen.onestage:
         if name not in one_stage:
-            raise ConfigError("pipelines.onestage", f"{name!r} is not a one-stage method; "
-                                                    f"choose from {one_stage}")
+            raise ConfigError(
+                "pipelines.onestage", f"{name!r} is not a one-stage method; choose from {one_stage}"
+            )
     for name, sampler in chosen.twostage.items():
         if name not in params["twostage"]:
-            raise ConfigError(f"pipelines.twostage.{name}", "no such section twostage."
-                              f"{name}; have {sorted(params['twostage'])}")
+            raise ConfigError(
+                f"pipelines.twostage.{name}",
+                f"no such section twostage.{name}; have {sorted(params['twostage'])}",
+            )
         if sampler not in one_stage:
-            raise ConfigError(f"pipelines.twostage.{name}",
-                              f"sampler {sampler!r} is not a one-stage method: {one_stage}")
+            raise ConfigError(
+                f"pipelines.twostage.{name}",
+                f"sampler {sampler!r} is not a one-stage method: {one_stage}",
+            )
     if chosen.inrpatch:
         n_stages = getattr(params["method"].get("inrpatch"), "n_stages", None)
         expected = inr_stage_table(n_stages) if n_stages else None
         if chosen.inrpatch != expected:
-            raise ConfigError("pipelines.inrpatch", "must be {} or the stages of "
-                              f"method.inrpatch.n_stages: {expected}")
+            raise ConfigError(
+                "pipelines.inrpatch",
+                f"must be {{}} or the stages of method.inrpatch.n_stages: {expected}",
+            )
     for name in chosen.names():  # e.g. inrpatch's last stage must reach base.resolution
         if callable(getattr(params["method"].get(name), "check_final", None)):
             params["method"][name].check_final(params["base"].resolution)
     if sorted(chosen.evaluate) != sorted(chosen.names()):
-        raise ConfigError("pipelines.evaluate", f"must list exactly the selected pipelines "
-                                                f"{chosen.names()}, got {list(chosen.evaluate)}")
+        raise ConfigError(
+            "pipelines.evaluate",
+            f"must list exactly the selected pipelines "
+            f"{chosen.names()}, got {list(chosen.evaluate)}",
+        )
 
 
 def full_selection(params: dict[str, Any]) -> dict[str, Any]:
@@ -729,9 +818,11 @@ def full_selection(params: dict[str, Any]) -> dict[str, Any]:
     from gancore.registry import list_methods
 
     n_stages = params["method"]["inrpatch"].n_stages
-    chosen = PipelinesParams(onestage=tuple(m for m in list_methods() if m not in STAGED_METHODS),
-                             twostage={name: "fastgan" for name in params["twostage"]},
-                             inrpatch=inr_stage_table(n_stages))
+    chosen = PipelinesParams(
+        onestage=tuple(m for m in list_methods() if m not in STAGED_METHODS),
+        twostage=dict.fromkeys(params["twostage"], "fastgan"),
+        inrpatch=inr_stage_table(n_stages),
+    )
     return {**to_dict(chosen), "evaluate": chosen.names()}
 
 
@@ -769,12 +860,15 @@ def _build_twostage(raw: Any) -> dict[str, TwoStageParams]:
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise ConfigError("twostage", "must map pipeline names to their compress/decoder settings")
-    return {str(name): build_dataclass(TwoStageParams, section, f"twostage.{name}")
-            for name, section in raw.items()}
+    return {
+        str(name): build_dataclass(TwoStageParams, section, f"twostage.{name}")
+        for name, section in raw.items()
+    }
 
 
 def validate(raw: Any) -> dict[str, Any]:
-    """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name: config}}."""
+    """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name:
+    config}}."""
     if not isinstance(raw, Mapping):
         raise ConfigError("<top>", "params.yaml must be a mapping of sections")
     known = sorted([*SECTIONS, "method", "twostage", "pipelines"])
@@ -800,9 +894,11 @@ def _cross_check(params: dict[str, Any]) -> None:
     for name, pipeline in params["twostage"].items():
         code_px = resolution >> pipeline.compress.levels
         if code_px < 4:
-            raise ConfigError(f"twostage.{name}.compress.levels",
-                              f"{pipeline.compress.levels} levels leave {resolution}px images "
-                              f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4")
+            raise ConfigError(
+                f"twostage.{name}.compress.levels",
+                f"{pipeline.compress.levels} levels leave {resolution}px images "
+                f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4",
+            )
 
 
 MAX_PARAMS_BYTES = 2**20
@@ -817,8 +913,11 @@ class _StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.constructor.ConstructorError(
-                None, None, f"aliases (*{event.anchor}) are not allowed in params; "
-                "write the value out", event.start_mark)
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in params; write the value out",
+                event.start_mark,
+            )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -829,7 +928,8 @@ class _StrictLoader(yaml.SafeLoader):
                 break  # the safe loader's own error names it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
+                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -844,11 +944,13 @@ def read_yaml(path: str | Path) -> Any:
     if not path.is_file():
         raise ConfigError(str(path), "params file not found (or not a regular file)")
     if path.stat().st_size > MAX_PARAMS_BYTES:
-        raise ConfigError(str(path), f"params file of {path.stat().st_size} bytes is over the "
-                                     f"{MAX_PARAMS_BYTES}-byte limit")
+        raise ConfigError(
+            str(path),
+            f"params file of {path.stat().st_size} bytes is over the {MAX_PARAMS_BYTES}-byte limit",
+        )
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)  # noqa: S506
+            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)
     except yaml.YAMLError as e:
         raise ConfigError(str(path), f"not valid YAML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -871,8 +973,8 @@ def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
         keys: the `params:` entries of the stage in dvc.yaml, e.g. ("base", "method.fastgan").
             A stage cannot read what it did not declare, so DVC reruns it on every change it sees.
 
-    Returns:
-        {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan": FastGANConfig(...)}.
+    Returns: {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan":
+    FastGANConfig(...)}.
 
     Raises:
         ConfigError: naming the first bad key anywhere in the file.
@@ -884,7 +986,11 @@ def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
         for i, part in enumerate(key.split(".")):
             value = _get(value, part)
             if value is dataclasses.MISSING:
-                where = "section" if i == 0 or isinstance(params.get(key.split(".")[0]), dict) else "key"
+                where = (
+                    "section"
+                    if i == 0 or isinstance(params.get(key.split(".")[0]), dict)
+                    else "key"
+                )
                 hint = " (add it to params.yaml)" if where == "section" and i else ""
                 raise ConfigError(key, f"no such {where}{hint}")
         out[key] = value

@@ -28,20 +28,20 @@ from gancore.sampling import render, renderer, sample, to_uint8
 from gancore.twostage.assembled import load_twostage
 
 __all__ = [
-    "load_generator",
     "FORMAT",
     "MAX_CONFIG_BYTES",
     "MAX_WEIGHTS_BYTES",
     "generator_file",
+    "load_generator",
     "load_network",
     "load_weights",
     "read_config",
-    "require_field",
-    "save_generator",
-    "save_networks",
     "render",
     "renderer",
+    "require_field",
     "sample",
+    "save_generator",
+    "save_networks",
     "to_uint8",
 ]
 """load_generator, and the format and sampling functions it is used with (their homes are

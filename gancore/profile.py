@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gancore.config import ConfigError, flatten, validate
 
@@ -30,8 +31,11 @@ def apply_profile(raw: Mapping[str, Any], profile: Any, name: str = "profile") -
     merged = copy.deepcopy(dict(raw))
     for key, value in flatten(profile).items():
         if key not in known:
-            raise ConfigError(key, f"{name} sets a key params.yaml does not have (a profile only "
-                                   "changes existing keys)")
+            raise ConfigError(
+                key,
+                f"{name} sets a key params.yaml does not have (a profile only "
+                "changes existing keys)",
+            )
         *parents, last = key.split(".")
         node = merged
         for part in parents:

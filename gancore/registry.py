@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,8 +17,15 @@ from gancore.config import MethodParams
 from gancore.errors import DataError
 from gancore.training.spec import GANLoss, Phase, TrainingSpec
 
-__all__ = ["GANLoss", "MethodSpec", "Phase", "get_method", "list_methods", "load_method_generator",
-           "register_method"]
+__all__ = [
+    "GANLoss",
+    "MethodSpec",
+    "Phase",
+    "get_method",
+    "list_methods",
+    "load_method_generator",
+    "register_method",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,8 +47,10 @@ _REGISTRY: dict[str, MethodSpec] = {}
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Add a method; called once by each method package when it is imported."""
     if not issubclass(spec.config_cls, MethodParams):
-        raise TypeError(f"method {spec.name!r}: config_cls must derive from "
-                        "gancore.config.MethodParams (its section carries the train overrides)")
+        raise TypeError(
+            f"method {spec.name!r}: config_cls must derive from "
+            "gancore.config.MethodParams (its section carries the train overrides)"
+        )
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"method {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec
@@ -70,8 +80,12 @@ def get_method(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def load_method_generator(path: str | Path, config: dict[str, Any], which: str | None = None,
-                          device: str | torch.device = "cpu") -> nn.Module:
+def load_method_generator(
+    path: str | Path,
+    config: dict[str, Any],
+    which: str | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
     """A registered method's generator from a kind "single" folder whose config.json is `config`.
 
     Raises:
@@ -79,7 +93,9 @@ def load_method_generator(path: str | Path, config: dict[str, Any], which: str |
     """
     method = require_field(config, "method", str, path)
     if method not in list_methods():
-        raise DataError(f"{path}/config.json: unknown method {method[:80]!r}; "
-                        f"known: {', '.join(list_methods())}")
+        raise DataError(
+            f"{path}/config.json: unknown method {method[:80]!r}; "
+            f"known: {', '.join(list_methods())}"
+        )
     spec = get_method(method)
     return load_single(path, config, spec.config_cls, spec.build_networks, which, device)

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -21,20 +22,31 @@ from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
+from gancore.utils import threads
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
-from gancore.utils import threads
 from gancore.utils.metrics_file import write_metrics
 
-
-TRAIN_KEYS = ("ema_beta", "ema_rampup", "ckpt_every_kimg", "keep_latest_k", "log_every_steps", "device",
-              "mixed_precision", "max_nan_retries", "decode_threads", "shuffle_buffer", "xflip")
+TRAIN_KEYS = (
+    "ema_beta",
+    "ema_rampup",
+    "ckpt_every_kimg",
+    "keep_latest_k",
+    "log_every_steps",
+    "device",
+    "mixed_precision",
+    "max_nan_retries",
+    "decode_threads",
+    "shuffle_buffer",
+    "xflip",
+)
 """The train section's plumbing that the two-stage parts' trainings share (decoder, autoencoder);
 their batch and length are their own."""
 
 
 FLOW_RUN_ENV = "GANCORE_FLOW_RUN_ID"
-"""Set by pipelines/flows.py on every stage it runs: the Prefect flow run, tagged on the stage's MLflow run."""
+"""Set by pipelines/flows.py on every stage it runs: the Prefect flow run, tagged on the stage's
+MLflow run."""
 
 
 def train_keys() -> list[str]:
@@ -48,8 +60,12 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
     Args:
         params: load_params output holding every key of train_keys().
     """
-    return TrainParams(batch=batch, total_kimg=total_kimg, bn_recalibration_batches=0,
-                       **{k: params[f"train.{k}"] for k in TRAIN_KEYS})
+    return TrainParams(
+        batch=batch,
+        total_kimg=total_kimg,
+        bn_recalibration_batches=0,
+        **{k: params[f"train.{k}"] for k in TRAIN_KEYS},
+    )
 
 
 def params_path_of(argv: Sequence[str]) -> str:
@@ -79,7 +95,9 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
     return n_threads
 
 
-def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> None:
+def run_main(
+    main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None
+) -> None:
     """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
     status 2. Torch's threads are set first, from the params file's `runtime.threads`."""
     try:
@@ -111,13 +129,21 @@ def training_parser(description: str) -> argparse.ArgumentParser:
 
 
 def git_commit(root: Path) -> tuple[str, bool]:
-    """HEAD commit of the project and whether the work tree differs from it (('unknown', False) without git)."""
+    """HEAD commit of the project and whether the work tree differs from it (('unknown', False)
+    without git)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
         sha = git("rev-parse", "HEAD")
-        return (sha, bool(git("status", "--porcelain", "--untracked-files=no"))) if sha else ("unknown", False)
+        return (
+            (sha, bool(git("status", "--porcelain", "--untracked-files=no")))
+            if sha
+            else ("unknown", False)
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
 
@@ -129,11 +155,14 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
 
     root = Path(params_path).resolve().parent
-    return MlflowTracker(track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending")
+    return MlflowTracker(
+        track.experiment, default_tracking_uri(root), pending_dir=root / "mlflow_pending"
+    )
 
 
 def process_start_ms() -> int:
-    """When this process started (epoch ms): a stage run's start, so its MLflow duration is the stage's."""
+    """When this process started (epoch ms): a stage run's start, so its MLflow duration is the
+    stage's."""
     import psutil
 
     return int(psutil.Process().create_time() * 1000)
@@ -145,30 +174,41 @@ def process_age_sec() -> float:
 
 
 def declared_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The params a stage read, flat under their params.yaml keys (the names `dvc exp run -S` takes),
-    unset overrides (null in params.yaml) included."""
+    """The params a stage read, flat under their params.yaml keys (the names `dvc exp run -S`
+    takes), unset overrides (null in params.yaml) included."""
     return flatten({key: to_dict(value, omit_defaults=False) for key, value in params.items()})
 
 
-def log_shards(tracker: Tracker, shard_dir: str | Path, params_path: str | Path, context: str) -> None:
-    """Record a shard folder as an MLflow dataset input of the run: named by its path in the project,
-    digest = the fingerprint of the split read (train for training, eval for evaluation), source = the
-    images it was made from (`data.source`; the image shards, for code shards)."""
+def log_shards(
+    tracker: Tracker, shard_dir: str | Path, params_path: str | Path, context: str
+) -> None:
+    """Record a shard folder as an MLflow dataset input of the run: named by its path in the
+    project, digest = the fingerprint of the split read (train for training, eval for evaluation),
+    source = the images it was made from (`data.source`; the image shards, for code shards)."""
     from gancore.data.shards import read_manifest
 
     manifest, root = read_manifest(shard_dir), Path(params_path).resolve().parent
     path = Path(shard_dir).resolve()
     name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
     split = "train" if context == "training" else "eval"
-    tracker.log_dataset(name, manifest["fingerprint"][split], str(manifest.get("source", path)), context)
+    tracker.log_dataset(
+        name, manifest["fingerprint"][split], str(manifest.get("source", path)), context
+    )
 
 
-def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, logged: dict[str, Any],
-                 metrics: dict[str, float], artifacts: Sequence[str | Path],
-                 shards: tuple[str | Path, str] | None = None, **tags: str) -> None:
+def record_stage(
+    stage: str,
+    params: dict[str, Any],
+    params_path: str | Path,
+    logged: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: Sequence[str | Path],
+    shards: tuple[str | Path, str] | None = None,
+    **tags: str,
+) -> None:
     """One finished MLflow run for a stage without steps, started when the stage process started:
-    the declared params (plus `logged`), metrics (plus `stage_wall_sec`), artifacts, run tags and the
-    `shards` (folder, context) it read as a dataset input."""
+    the declared params (plus `logged`), metrics (plus `stage_wall_sec`), artifacts, run tags and
+    the `shards` (folder, context) it read as a dataset input."""
     tracker = make_tracker(params["track"], params_path)
     tracker.start(stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms())
     tracker.log_params({**declared_params(params), **flatten(logged)})
@@ -180,15 +220,23 @@ def record_stage(stage: str, params: dict[str, Any], params_path: str | Path, lo
     tracker.close()
 
 
-def record_evaluation(stage: str, pipeline: str, params: dict[str, Any], params_path: str | Path,
-                      scores: dict[str, float], artifacts: Sequence[str | Path], generator: str | Path,
-                      shards: str | Path, **tags: str) -> None:
-    """The pipeline's comparable MLflow run: `evaluate@<pipeline>`, started with the stage, holding the
-    params of every training part of the pipeline and its own under their params.yaml keys, the scores
-    (names as in the eval JSON, flattened with dots), the summed compute (`compute.*`), the evaluation
-    shards as a dataset, and the generator as a model registered under the pipeline's name. The
-    training runs are then nested beneath it (`mlflow.parentRunId`), so the runs table shows one
-    row per pipeline."""
+def record_evaluation(
+    stage: str,
+    pipeline: str,
+    params: dict[str, Any],
+    params_path: str | Path,
+    scores: dict[str, float],
+    artifacts: Sequence[str | Path],
+    generator: str | Path,
+    shards: str | Path,
+    **tags: str,
+) -> None:
+    """The pipeline's comparable MLflow run: `evaluate@<pipeline>`, started with the stage, holding
+    the params of every training part of the pipeline and its own under their params.yaml keys, the
+    scores (names as in the eval JSON, flattened with dots), the summed compute (`compute.*`), the
+    evaluation shards as a dataset, and the generator as a model registered under the pipeline's
+    name. The training runs are then nested beneath it (`mlflow.parentRunId`), so the runs table
+    shows one row per pipeline."""
     if not params["track"].enabled:
         return
     from gancore.compare import ANY_SEED, pipeline_parts
@@ -199,13 +247,22 @@ def record_evaluation(stage: str, pipeline: str, params: dict[str, Any], params_
         seed = str(params["base.seed"]) if "base.seed" in params else ANY_SEED
         parts, compute = pipeline_parts(uri, params["track"].experiment, pipeline, seed)
     except Exception as e:  # the store is optional: the scores are in the metrics JSON either way
-        warnings.warn(f"MLflow store {uri}: the training runs of {pipeline} not found ({e})", stacklevel=2)
+        warnings.warn(
+            f"MLflow store {uri}: the training runs of {pipeline} not found ({e})", stacklevel=2
+        )
         parts, compute = {}, {}
-    part_params = {k: v for run in parts.values() for k, v in run.data.params.items()
-                   if not k.startswith("resolved.")}
+    part_params = {
+        k: v
+        for run in parts.values()
+        for k, v in run.data.params.items()
+        if not k.startswith("resolved.")
+    }
     tracker = make_tracker(params["track"], params_path)
-    run_id = tracker.start(stage, run_tags(stage, params, params_path, pipeline=pipeline,
-                                           parts=",".join(parts), **tags), start_ms=process_start_ms())
+    run_id = tracker.start(
+        stage,
+        run_tags(stage, params, params_path, pipeline=pipeline, parts=",".join(parts), **tags),
+        start_ms=process_start_ms(),
+    )
     tracker.log_params({**part_params, **declared_params(params)})
     log_shards(tracker, shards, params_path, "evaluation")
     tracker.log_metrics({**scores, **compute, "stage_wall_sec": process_age_sec()}, step=0)
@@ -227,21 +284,33 @@ def _nest(uri: str, parts: dict[str, Any], parent_id: str | None) -> None:
         for run in parts.values():
             client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_id)
     except Exception as e:  # the store is optional
-        warnings.warn(f"MLflow store {uri}: training runs not nested under {parent_id} ({e})", stacklevel=2)
+        warnings.warn(
+            f"MLflow store {uri}: training runs not nested under {parent_id} ({e})", stacklevel=2
+        )
 
 
-def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extra: str) -> dict[str, str]:
-    """Tags of a stage run: MLflow's source and commit tags, DVC stage, params hash, versions, device."""
+def run_tags(
+    stage: str, params: dict[str, Any], params_path: str | Path, **extra: str
+) -> dict[str, str]:
+    """Tags of a stage run: MLflow's source and commit tags, DVC stage, params hash, versions,
+    device."""
     root = Path(params_path).resolve().parent
     commit, dirty = git_commit(root)
     script = Path(sys.argv[0]).resolve()
-    tags = {"mlflow.source.git.commit": commit, "mlflow.source.type": "LOCAL",
-            "mlflow.source.name": str(script.relative_to(root)) if script.is_relative_to(root) else script.name,
-            "git_dirty": str(dirty).lower(), "dvc_stage": stage,
-            "params_hash": sha256_json({k: to_dict(v) for k, v in params.items()})[:16],
-            "gancore_version": gancore.__version__, "torch_version": torch.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "torch_threads": str(torch.get_num_threads())}
+    tags = {
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": str(script.relative_to(root))
+        if script.is_relative_to(root)
+        else script.name,
+        "git_dirty": str(dirty).lower(),
+        "dvc_stage": stage,
+        "params_hash": sha256_json({k: to_dict(v) for k, v in params.items()})[:16],
+        "gancore_version": gancore.__version__,
+        "torch_version": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "torch_threads": str(torch.get_num_threads()),
+    }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get(FLOW_RUN_ENV):
@@ -249,10 +318,18 @@ def run_tags(stage: str, params: dict[str, Any], params_path: str | Path, **extr
     return {**tags, **extra}
 
 
-def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
-                export: Callable[[dict[str, Any], str | None], None], shards: str | Path, **tags: str) -> int:
-    """Train with an MLflow run that a resumed stage continues (its tags updated); export on success.
-    The checkpoint folder is locked throughout (RunLocked when another process trains on it).
+def tracked_fit(
+    trainer: Trainer,
+    stage: str,
+    params: dict[str, Any],
+    params_path: str | Path,
+    export: Callable[[dict[str, Any], str | None], None],
+    shards: str | Path,
+    **tags: str,
+) -> int:
+    """Train with an MLflow run that a resumed stage continues (its tags updated); export on
+    success. The checkpoint folder is locked throughout (RunLocked when another process trains on
+    it).
 
     A new run gets the declared params under their params.yaml keys, `resolved.*` (what the loss
     resolved, method config fields that differ from the declared ones) and `shards` as its dataset.
@@ -264,10 +341,17 @@ def tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_pat
         return _tracked_fit(trainer, stage, params, params_path, export, shards, **tags)
 
 
-def run_training(stage: str, spec: TrainingSpec, run: RunConfig, shard_paths: list[Path],
-                 params: dict[str, Any], args: argparse.Namespace,
-                 export: Callable[[Trainer, dict[str, Any], str | None], None],
-                 callbacks: Sequence[Callback] = (), **tags: str) -> int:
+def run_training(
+    stage: str,
+    spec: TrainingSpec,
+    run: RunConfig,
+    shard_paths: list[Path],
+    params: dict[str, Any],
+    args: argparse.Namespace,
+    export: Callable[[Trainer, dict[str, Any], str | None], None],
+    callbacks: Sequence[Callback] = (),
+    **tags: str,
+) -> int:
     """The lifecycle every training stage shares: this function owns the tracker, trains `spec`
     for `run` in <--ckpt-root>/<run identity> (a rerun resumes it, a changed config trains afresh
     in its own folder) inside one MLflow run (`tracked_fit`), and calls `export(trainer, summary,
@@ -278,10 +362,24 @@ def run_training(stage: str, spec: TrainingSpec, run: RunConfig, shard_paths: li
         0 when finished, 143 after SIGTERM (checkpoint saved).
     """
     tracker = make_tracker(params["track"], args.params)
-    trainer = Trainer(spec, run, shard_paths, Path(args.ckpt_root) / run.identity_hash()[:16],
-                      tracker, progress=not args.no_progress, callbacks=list(callbacks))
-    return tracked_fit(trainer, stage, params, args.params, lambda s, rid: export(trainer, s, rid),
-                       shards=args.shards, **tags)
+    trainer = Trainer(
+        spec,
+        run,
+        shard_paths,
+        Path(args.ckpt_root) / run.identity_hash()[:16],
+        tracker,
+        progress=not args.no_progress,
+        callbacks=list(callbacks),
+    )
+    return tracked_fit(
+        trainer,
+        stage,
+        params,
+        args.params,
+        lambda s, rid: export(trainer, s, rid),
+        shards=args.shards,
+        **tags,
+    )
 
 
 def read_run_link(path: Path) -> str | None:
@@ -293,20 +391,37 @@ def read_run_link(path: Path) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
-def _tracked_fit(trainer: Trainer, stage: str, params: dict[str, Any], params_path: str | Path,
-                 export: Callable[[dict[str, Any], str | None], None], shards: str | Path,
-                 **tags: str) -> int:
+def _tracked_fit(
+    trainer: Trainer,
+    stage: str,
+    params: dict[str, Any],
+    params_path: str | Path,
+    export: Callable[[dict[str, Any], str | None], None],
+    shards: str | Path,
+    **tags: str,
+) -> int:
     run = trainer.run
     run_file = trainer.ckpt_dir / "mlflow_run.json"
     old_id = read_run_link(run_file)
-    tags = run_tags(stage, params, params_path, dataset_fingerprint=run.dataset_fingerprint,
-                    identity_hash=run.identity_hash(), **tags)
+    tags = run_tags(
+        stage,
+        params,
+        params_path,
+        dataset_fingerprint=run.dataset_fingerprint,
+        identity_hash=run.identity_hash(),
+        **tags,
+    )
     run_id = trainer.tracker.start(stage, tags, old_id, start_ms=process_start_ms())
     if run_id != old_id:
         declared = declared_params(params)
-        derived = {k: v for k, v in flatten(to_dict(run.method_cfg)).items()
-                   if declared.get(f"method.{run.method}.{k}") != v}
-        trainer.tracker.log_params({**declared, **flatten({"resolved": {**trainer.loss_info(), **derived}})})
+        derived = {
+            k: v
+            for k, v in flatten(to_dict(run.method_cfg)).items()
+            if declared.get(f"method.{run.method}.{k}") != v
+        }
+        trainer.tracker.log_params(
+            {**declared, **flatten({"resolved": {**trainer.loss_info(), **derived}})}
+        )
         log_shards(trainer.tracker, shards, params_path, "training")
     main = trainer.world.is_main  # other ranks train only
     # During a store outage start() returns None: keep the link, so the replayed records and later
@@ -343,11 +458,18 @@ def write_curve(history_path: Path | None, csv_path: str | Path) -> None:
     atomic_write(csv_path, lambda f: f.write(buf.getvalue()), mode="w")
 
 
-def record_training(trainer: Trainer, summary: dict[str, Any], run_id: str | None, args: argparse.Namespace,
-                    gen_dir: Path, grids: Sequence[Path], label: str) -> None:
-    """A training stage's records of a finished run: its MLflow run id beside the outputs, the ledger
-    as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids as artifacts and the
-    generator as an MLflow model."""
+def record_training(
+    trainer: Trainer,
+    summary: dict[str, Any],
+    run_id: str | None,
+    args: argparse.Namespace,
+    gen_dir: Path,
+    grids: Sequence[Path],
+    label: str,
+) -> None:
+    """A training stage's records of a finished run: its MLflow run id beside the outputs, the
+    ledger as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids as artifacts
+    and the generator as an MLflow model."""
     atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
     trainer.tracker.log_artifact(write_metrics(args.metrics, summary))
     write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
@@ -355,15 +477,27 @@ def record_training(trainer: Trainer, summary: dict[str, Any], run_id: str | Non
     for grid in grids:
         trainer.tracker.log_artifact(grid)
     trainer.tracker.log_model(gen_dir)
-    print(f"[{label}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
-          f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}")
+    print(
+        f"[{label}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
+        f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}"
+    )
 
 
 def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
-    """The numeric compute-ledger entries of a training summary as MLflow metrics under their names in
-    the `--metrics` JSON (`kimg`, `params.G`), plus `gpu_hours` (the device-hours of a CUDA run, else 0)
-    and `stage_wall_sec` (the stage process's age: set-up, training, export)."""
-    extra = {"gpu_hours": summary.get("device_hours", 0.0) if str(summary.get("device", "")).startswith("cuda")
-             else 0.0, "stage_wall_sec": process_age_sec()}
-    tracker.log_metrics({k: v for k, v in flatten({**summary, **extra}).items()
-                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=summary["n_img"])
+    """The numeric compute-ledger entries of a training summary as MLflow metrics under their names
+    in the `--metrics` JSON (`kimg`, `params.G`), plus `gpu_hours` (the device-hours of a CUDA run,
+    else 0) and `stage_wall_sec` (the stage process's age: set-up, training, export)."""
+    extra = {
+        "gpu_hours": summary.get("device_hours", 0.0)
+        if str(summary.get("device", "")).startswith("cuda")
+        else 0.0,
+        "stage_wall_sec": process_age_sec(),
+    }
+    tracker.log_metrics(
+        {
+            k: v
+            for k, v in flatten({**summary, **extra}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        },
+        step=summary["n_img"],
+    )

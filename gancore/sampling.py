@@ -15,7 +15,7 @@ from torch import nn
 from gancore.errors import DataError
 from gancore.utils.progress import progress
 
-__all__ = ["sample", "render", "renderer", "to_uint8"]
+__all__ = ["render", "renderer", "sample", "to_uint8"]
 
 
 @torch.no_grad()

@@ -1,1 +1,2 @@
-"""Prefect flows that schedule the DVC pipeline (README, "Orchestration with Prefect"; docs/stack.md)."""
+"""Prefect flows that schedule the DVC pipeline (README, "Orchestration with Prefect";
+docs/stack.md)."""

@@ -1,12 +1,13 @@
-"""The pipelines of dvc.yaml as stage graphs: a pipeline is an `evaluate@<name>` stage and its ancestry.
+"""The pipelines of dvc.yaml as stage graphs: a pipeline is an `evaluate@<name>` stage and its
+ancestry.
 
 A new pipeline in dvc.yaml (its stages ending in `evaluate@<name>`) gets a flow with no code here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 PROJECT = Path(__file__).resolve().parents[1]
 """The gancore project (the default folder whose dvc.yaml the flows run)."""
@@ -17,7 +18,8 @@ TERMINAL = "evaluate"
 def stage_graph(
     project: str | Path, targets: Iterable[str] | str | None = None
 ) -> dict[str, list[str]]:
-    """{stage: [stages it depends on]} of dvc.yaml (foreach expanded), limited to the targets' ancestry.
+    """{stage: [stages it depends on]} of dvc.yaml (foreach expanded), limited to the targets'
+    ancestry.
 
     Args:
         project: folder holding dvc.yaml.
@@ -80,7 +82,8 @@ def pipelines_graph(graph: dict[str, list[str]], pipelines: Iterable[str]) -> di
 
 
 def own_stages(graph: dict[str, list[str]], pipelines: list[str]) -> dict[str, set[str]]:
-    """{pipeline: the stages only this pipeline needs}; stages several need (shard, ref_stats) are in none."""
+    """{pipeline: the stages only this pipeline needs}; stages several need (shard, ref_stats) are
+    in none."""
     closures = {p: upstream(graph, f"{TERMINAL}@{p}") for p in pipelines}
     return {
         p: {s for s in stages if all(s not in c for q, c in closures.items() if q != p)}

@@ -2,8 +2,8 @@
 
 DVC stays the source of truth for what is stale (a fresh stage is skipped, and the task says so);
 Prefect adds parallel branches (a two-stage pipeline's sampler and decoder train at the same time),
-retries for infrastructure failures only, schedules and GPU work pools. A pipeline is the ancestry of
-an `evaluate@<name>` stage (pipelines/dag.py), so a new pipeline in dvc.yaml needs no code here.
+retries for infrastructure failures only, schedules and GPU work pools. A pipeline is the ancestry
+of an `evaluate@<name>` stage (pipelines/dag.py), so a new pipeline in dvc.yaml needs no code here.
 Each flow run opens one parent MLflow run; every stage run nests under it and carries the Prefect
 flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `gancore flow`
 (pipelines/cli.py).
@@ -18,8 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -36,10 +37,12 @@ from pipelines.dag import (
 )
 
 MAX_THREADS = 64
-"""Threads of the task runner: tasks wait for their upstream inside a thread; the work is subprocesses."""
+"""Threads of the task runner: tasks wait for their upstream inside a thread; the work is
+subprocesses."""
 INFRA_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP)
 """A stage killed by one of these lost its machine or was preempted (a SIGTERMed training saved a
-checkpoint and resumes): worth a retry. Exit 2 (a GancoreError: bad params, a diverged model) is not."""
+checkpoint and resumes): worth a retry. Exit 2 (a GancoreError: bad params, a diverged model) is
+not."""
 LOCK_MESSAGES = ("Unable to acquire lock", "LockError")
 DVC_HINTS = (
     "To track the changes with git, run:",
@@ -53,7 +56,8 @@ log of a flow (the flow's records say what changed)."""
 
 
 class StageFailed(RuntimeError):
-    """`dvc repro` of one stage exited non-zero; `infrastructure` says whether a retry may cure it."""
+    """`dvc repro` of one stage exited non-zero; `infrastructure` says whether a retry may cure
+    it."""
 
     def __init__(self, stage: str, returncode: int, output: str):
         super().__init__(
@@ -63,7 +67,8 @@ class StageFailed(RuntimeError):
 
     @property
     def infrastructure(self) -> bool:
-        """Killed by a signal (DVC itself, or the stage command DVC reports), or DVC's lock was held."""
+        """Killed by a signal (DVC itself, or the stage command DVC reports), or DVC's lock was
+        held."""
         if any(m in self.output for m in LOCK_MESSAGES):
             return True
         killed = {-s for s in INFRA_SIGNALS} | {128 + s for s in INFRA_SIGNALS}
@@ -72,7 +77,8 @@ class StageFailed(RuntimeError):
 
 
 def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry_condition_fn: retry a StageFailed from a lost process or a held lock, nothing else."""
+    """Prefect retry_condition_fn: retry a StageFailed from a lost process or a held lock, nothing
+    else."""
     error = state.result(raise_on_failure=False)
     return isinstance(error, StageFailed) and error.infrastructure
 
@@ -107,7 +113,8 @@ def stage_env(
 
 
 def dvc_action(output: str) -> str:
-    """What `dvc repro` did to a stage: "ran", "restored" (from the run-cache) or "skipped" (fresh)."""
+    """What `dvc repro` did to a stage: "ran", "restored" (from the run-cache) or "skipped"
+    (fresh)."""
     if "is cached - skipping run" in output:
         return "restored"
     return "ran" if "Running stage" in output else "skipped"
@@ -198,7 +205,8 @@ def _submit_all(
     env: dict[str, str],
     devices: dict[str, str] | None,
 ) -> dict[str, Any]:
-    """Submit every stage of `graph` (the pipelines' stages), shared stages once, each after its upstream.
+    """Submit every stage of `graph` (the pipelines' stages), shared stages once, each after its
+    upstream.
 
     Pipeline i (in the given order) starts after pipeline i - max_parallel has ended (either way).
     """
@@ -304,8 +312,9 @@ def compare(
     overrides: dict[str, Any] | None = None,
     devices: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run several pipelines for comparison: shared stages (shard, ref_stats) once, then the pipelines,
-    `max_parallel` of them at a time (1: one after another; each still runs its own branches in parallel).
+    """Run several pipelines for comparison: shared stages (shard, ref_stats) once, then the
+    pipelines, `max_parallel` of them at a time (1: one after another; each still runs its own
+    branches in parallel).
 
     Args:
         pipelines: names in the order to run them; None: every pipeline of dvc.yaml.

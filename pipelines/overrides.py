@@ -2,16 +2,17 @@
 
 Like `dvc exp run -S`, an override is written into the workspace's params.yaml (comments and order
 kept) and stays there after the run: DVC then sees changed params and reruns exactly the stages that
-declare them, and dvc.lock records the values used. Every override is validated on a copy of the file
-with gancore.config.load_params first, so a bad key or value fails naming the key before any stage runs
-and params.yaml is left untouched.
+declare them, and dvc.lock records the values used. Every override is validated on a copy of the
+file with gancore.config.load_params first, so a bad key or value fails naming the key before any
+stage runs and params.yaml is left untouched.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -20,7 +21,8 @@ from gancore.utils.fsio import atomic_write
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
-    """["train.total_kimg=2", "base.seed=3"] -> {"train.total_kimg": 2, "base.seed": 3}; values are YAML."""
+    """["train.total_kimg=2", "base.seed=3"] -> {"train.total_kimg": 2, "base.seed": 3}; values are
+    YAML."""
     out = {}
     for text in assignments:
         key, sep, value = text.partition("=")

@@ -17,11 +17,21 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-LENGTHS = {"train.total_kimg": 0.2, "twostage.wavelet.sampler.total_kimg": 0.3,
-           "twostage.wavelet.decoder.total_kimg": 0.1, "eval.every_kimg": 0.05}
+LENGTHS = {
+    "train.total_kimg": 0.2,
+    "twostage.wavelet.sampler.total_kimg": 0.3,
+    "twostage.wavelet.decoder.total_kimg": 0.1,
+    "eval.every_kimg": 0.05,
+}
 """kimg of each part (the default params.yaml: 9, 14 and 4) and the curve spacing."""
-SMALL = {"builtin.n_img": 320, "eval.n_gen": 100, "eval.curve_n_gen": 50, "eval.kid_subsets": 50,
-         "eval.swd_directions": 128, "eval.swd_repeats": 1}
+SMALL = {
+    "builtin.n_img": 320,
+    "eval.n_gen": 100,
+    "eval.curve_n_gen": 50,
+    "eval.kid_subsets": 50,
+    "eval.swd_directions": 128,
+    "eval.swd_repeats": 1,
+}
 """A smaller demo set (320 images: few-shot under shard.protocol auto) and evaluation, so three
 seeds of both pipelines fit ~12 CPU-minutes."""
 
@@ -35,9 +45,14 @@ def _set(p: dict, key: str, value) -> None:
 
 def _params(work: Path, seed: int) -> Path:
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in {**LENGTHS, **SMALL, "base.seed": seed, "eval.compare_init": False,
-                       "data.source": str(work / "builtin"),
-                       "track.experiment": "short_seeds"}.items():
+    for key, value in {
+        **LENGTHS,
+        **SMALL,
+        "base.seed": seed,
+        "eval.compare_init": False,
+        "data.source": str(work / "builtin"),
+        "track.experiment": "short_seeds",
+    }.items():
         _set(p, key, value)
     path = work / f"params-seed{seed}.yaml"
     path.write_text(yaml.safe_dump(p))

@@ -29,19 +29,28 @@ def _hydra(value: Any) -> str:
 def set_param_args(selection: dict[str, Any]) -> list[str]:
     """`-S` arguments that replace the pipelines section with `selection` (++ adds mapping keys)."""
     plus = {key: "++" if isinstance(value, dict) else "" for key, value in selection.items()}
-    return [a for key, value in selection.items()
-            for a in ("-S", f"{plus[key]}pipelines.{key}={_hydra(value)}")]
+    return [
+        a
+        for key, value in selection.items()
+        for a in ("-S", f"{plus[key]}pipelines.{key}={_hydra(value)}")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
-    parser.add_argument("--print", action="store_true",
-                        help="print the command instead of running it")
+    parser.add_argument(
+        "--print", action="store_true", help="print the command instead of running it"
+    )
     args = parser.parse_args(argv)
-    command = [shutil.which("dvc") or "dvc", "exp", "run",
-               *set_param_args(full_selection(validate(read_yaml(args.params))))]
+    command = [
+        shutil.which("dvc") or "dvc",
+        "exp",
+        "run",
+        *set_param_args(full_selection(validate(read_yaml(args.params)))),
+    ]
     if args.print:
         print(" ".join(f'"{a}"' if any(c in a for c in "+{[") else a for a in command))
         return 0

@@ -46,11 +46,25 @@ def free_port() -> int:
 
 def start_ui(store: Path, port: int, log: Path) -> subprocess.Popen:
     """`mlflow ui` over `store` on 127.0.0.1:`port` (one worker, no job runner), once it answers."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-           f"sqlite:///{store.resolve()}",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        f"sqlite:///{store.resolve()}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -68,9 +82,18 @@ def start_ui(store: Path, port: int, log: Path) -> subprocess.Popen:
 def chromium(url: str, *args: str) -> str:
     """Run headless Chromium on `url` with `args` (e.g. --dump-dom); return its stdout."""
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               f"--user-data-dir={profile}", f"--window-size={WINDOW_PX[0]},{WINDOW_PX[1]}",
-               f"--virtual-time-budget={RENDER_MS}", *args, url]
+        cmd = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={WINDOW_PX[0]},{WINDOW_PX[1]}",
+            f"--virtual-time-budget={RENDER_MS}",
+            *args,
+            url,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
 
 
@@ -86,8 +109,9 @@ def store_checks(store: Path, experiment: str, pipelines: list[str]) -> tuple[st
     if exp.tags.get("mlflow.experimentKind") != "custom_model_development":
         failed.append("the experiment does not open in the model-training view")
     for name in pipelines:
-        rows = client.search_runs([exp.experiment_id], f"tags.dvc_stage = 'evaluate@{name}'",
-                                  max_results=1)
+        rows = client.search_runs(
+            [exp.experiment_id], f"tags.dvc_stage = 'evaluate@{name}'", max_results=1
+        )
         if not rows:
             failed.append(f"no evaluate@{name} run")
             continue
@@ -109,38 +133,51 @@ def save_view(store: Path, exp_id: str, score: str, columns: list[str]) -> None:
 
     shown = [f"attributes.`{a}`" for a in ("Duration", "Dataset", "Models")]
     shown += [f"metrics.`{m}`" for m in (score, f"init.{score}", "compute.device_hours")]
-    state = {"selectedColumns": [*shown, *(f"params.`{c}`" for c in columns)],
-             "searchFilter": "tags.dvc_stage LIKE 'evaluate@%'", "orderByKey": f"metrics.`{score}`",
-             "orderByAsc": True}
+    state = {
+        "selectedColumns": [*shown, *(f"params.`{c}`" for c in columns)],
+        "searchFilter": "tags.dvc_stage LIKE 'evaluate@%'",
+        "orderByKey": f"metrics.`{score}`",
+        "orderByAsc": True,
+    }
     MlflowClient(f"sqlite:///{store.resolve()}").set_experiment_tag(
-        exp_id, f"mlflow.sharedViewState.{VIEW}", json.dumps(state))
+        exp_id, f"mlflow.sharedViewState.{VIEW}", json.dumps(state)
+    )
 
 
 def page_checks(dom: str, pipelines: list[str], score: str, columns: list[str]) -> list[str]:
     """Failed checks of the rendered runs table: each row, the score and param columns, a dataset
     and each pipeline's registered model shown."""
-    failed = [f"evaluate@{name} not in the runs table" for name in pipelines
-              if f"evaluate@{name}" not in dom]
+    failed = [
+        f"evaluate@{name} not in the runs table"
+        for name in pipelines
+        if f"evaluate@{name}" not in dom
+    ]
     failed += [f"column {c} not shown" for c in [score, *columns] if c not in dom]
     if "shards (" not in dom:
         failed.append("no dataset shown in the runs table")
-    failed += [f"registered model {name} not shown" for name in pipelines
-               if f"/models/{name}/" not in dom]
+    failed += [
+        f"registered model {name} not shown" for name in pipelines if f"/models/{name}/" not in dom
+    ]
     return failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--store", required=True, help="the project's mlflow.db")
     parser.add_argument("--experiment", default="gancore")
-    parser.add_argument("--pipelines", nargs="+", required=True,
-                        help="pipelines whose rows must show")
+    parser.add_argument(
+        "--pipelines", nargs="+", required=True, help="pipelines whose rows must show"
+    )
     parser.add_argument("--screenshot", required=True, help="PNG path")
     parser.add_argument("--score", default="kid_el0", help="score column the rows are sorted by")
-    parser.add_argument("--columns", nargs="*",
-                        default=["method.fastgan.width_mult", "train.total_kimg"],
-                        help="params (params.yaml keys) shown as columns")
+    parser.add_argument(
+        "--columns",
+        nargs="*",
+        default=["method.fastgan.width_mult", "train.total_kimg"],
+        help="params (params.yaml keys) shown as columns",
+    )
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).is_file():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
@@ -163,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     for line in failed:
         print(f"FAILED: {line}", file=sys.stderr)
-    print(f"{len(args.pipelines)} pipelines checked, {len(failed)} failed; "
-          f"screenshot {args.screenshot}")
+    print(
+        f"{len(args.pipelines)} pipelines checked, {len(failed)} failed; "
+        f"screenshot {args.screenshot}"
+    )
     return 1 if failed else 0
 
 

@@ -26,8 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "testing.md"
 BEGIN, END = "<!-- mutations:begin -->", "<!-- mutations:end -->"
-TESTS = ("tests/methods", "tests/unit/test_ema.py", "tests/compress/test_dwt.py",
-         "tests/compress/test_codec.py", "tests/test_learnability.py")
+TESTS = (
+    "tests/methods",
+    "tests/unit/test_ema.py",
+    "tests/compress/test_dwt.py",
+    "tests/compress/test_codec.py",
+    "tests/test_learnability.py",
+)
 """Test paths run against every mutation (the method, component and learnability tests)."""
 MAX_LISTED = 8
 """Failing tests named per mutation in the table; the rest are counted."""
@@ -43,38 +48,70 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("fastgan_g_sign", "FastGAN: G's loss sign flipped (+D(G(z)))",
-             "gancore/methods/fastgan/loss.py",
-             "loss = -logits.float().mean()", "loss = logits.float().mean()"),
-    Mutation("stylegan2_g_sign",
-             "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
-             "gancore/methods/stylegan2_family.py",
-             "return F.softplus(-fake_logits.float()).mean()",
-             "return F.softplus(fake_logits.float()).mean()"),
-    Mutation("fastgan_d_fake_sign", "FastGAN: the fake term's sign flipped in D's hinge loss",
-             "gancore/methods/fastgan/loss.py",
-             "_margin_hinge(-logits_fake)", "_margin_hinge(logits_fake)"),
-    Mutation("fastgan_no_sle", "FastGAN: SLE removed from G's forward pass",
-             "gancore/methods/fastgan/networks.py",
-             "x = self.sle[str(s)](feats[s // 16], x)", "x = x"),
-    Mutation("fastgan_clean_reals", "FastGAN: DiffAugment dropped on the real images only",
-             "gancore/methods/fastgan/loss.py",
-             "real_big = diff_augment(real, self.policy)", "real_big = real"),
-    Mutation("inrpatch_mirrored_teacher",
-             "patch INR: teacher rendered at mirrored coordinates in the structure loss",
-             "gancore/methods/inrpatch/loss.py",
-             "target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))",
-             "target = self.teacher.synthesize(z, F.avg_pool2d(coords.flip(-1), 2))"),
-    Mutation("dwt_synthesis_filters", "wavelet codec: synthesis with the analysis filters",
-             "gancore/compress/dwt.py",
-             "_, _, lo, hi = _bank(wavelet, low)", "lo, hi, _, _ = _bank(wavelet, low)"),
+    Mutation(
+        "fastgan_g_sign",
+        "FastGAN: G's loss sign flipped (+D(G(z)))",
+        "gancore/methods/fastgan/loss.py",
+        "loss = -logits.float().mean()",
+        "loss = logits.float().mean()",
+    ),
+    Mutation(
+        "stylegan2_g_sign",
+        "StyleGAN2 loss (PixelFolder, CIPS, inrpatch): non-saturating G term sign flipped",
+        "gancore/methods/stylegan2_family.py",
+        "return F.softplus(-fake_logits.float()).mean()",
+        "return F.softplus(fake_logits.float()).mean()",
+    ),
+    Mutation(
+        "fastgan_d_fake_sign",
+        "FastGAN: the fake term's sign flipped in D's hinge loss",
+        "gancore/methods/fastgan/loss.py",
+        "_margin_hinge(-logits_fake)",
+        "_margin_hinge(logits_fake)",
+    ),
+    Mutation(
+        "fastgan_no_sle",
+        "FastGAN: SLE removed from G's forward pass",
+        "gancore/methods/fastgan/networks.py",
+        "x = self.sle[str(s)](feats[s // 16], x)",
+        "x = x",
+    ),
+    Mutation(
+        "fastgan_clean_reals",
+        "FastGAN: DiffAugment dropped on the real images only",
+        "gancore/methods/fastgan/loss.py",
+        "real_big = diff_augment(real, self.policy)",
+        "real_big = real",
+    ),
+    Mutation(
+        "inrpatch_mirrored_teacher",
+        "patch INR: teacher rendered at mirrored coordinates in the structure loss",
+        "gancore/methods/inrpatch/loss.py",
+        "target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))",
+        "target = self.teacher.synthesize(z, F.avg_pool2d(coords.flip(-1), 2))",
+    ),
+    Mutation(
+        "dwt_synthesis_filters",
+        "wavelet codec: synthesis with the analysis filters",
+        "gancore/compress/dwt.py",
+        "_, _, lo, hi = _bank(wavelet, low)",
+        "lo, hi, _, _ = _bank(wavelet, low)",
+    ),
 )
 
 
 def scratch_copy(dest: Path) -> None:
     """The working tree's tracked and untracked-but-not-ignored files, copied under `dest`."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = ROOT / rel
         if src.is_file():
@@ -86,13 +123,16 @@ def patched(mutation: Mutation, tree: Path) -> str:
     """The mutated text of the file in `tree`; the old text must occur exactly once."""
     path = tree / mutation.file
     if not path.is_file():
-        raise SystemExit(f"mutation {mutation.name}: {mutation.file} does not exist "
-                         f"(moved? edit MUTATIONS)")
+        raise SystemExit(
+            f"mutation {mutation.name}: {mutation.file} does not exist (moved? edit MUTATIONS)"
+        )
     text = path.read_text()
     count = text.count(mutation.old)
     if count != 1:
-        raise SystemExit(f"mutation {mutation.name}: old text found {count} times in "
-                         f"{mutation.file}, expected once (edit MUTATIONS): {mutation.old!r}")
+        raise SystemExit(
+            f"mutation {mutation.name}: old text found {count} times in "
+            f"{mutation.file}, expected once (edit MUTATIONS): {mutation.old!r}"
+        )
     return text.replace(mutation.old, mutation.new)
 
 
@@ -102,8 +142,9 @@ def failing_tests(tree: Path, tests: tuple[str, ...]) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *tests]
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"pytest could not run in {tree} (exit {proc.returncode}):\n"
-                         f"{proc.stdout[-3000:]}")
+        raise SystemExit(
+            f"pytest could not run in {tree} (exit {proc.returncode}):\n{proc.stdout[-3000:]}"
+        )
     return sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)))
 
 
@@ -119,8 +160,12 @@ def mutated_failures(m: Mutation, clean: Path, tests: tuple[str, ...]) -> list[s
 
 
 def table(rows: list[tuple[Mutation, list[str]]], tests: tuple[str, ...]) -> str:
-    lines = [f"Tests run: `{' '.join(tests)}` (`python -m scripts.mutations`).", "",
-             "| mutation | file | tests that fail |", "|---|---|---|"]
+    lines = [
+        f"Tests run: `{' '.join(tests)}` (`python -m scripts.mutations`).",
+        "",
+        "| mutation | file | tests that fail |",
+        "|---|---|---|",
+    ]
     for m, failed in rows:
         cell = "<br>".join(f"`{t}`" for t in failed[:MAX_LISTED]) or "**none (survives)**"
         if len(failed) > MAX_LISTED:
@@ -143,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="mutation names (default: all)")
     ap.add_argument("--tests", nargs="*", default=list(TESTS), help="test paths to run")
     ap.add_argument("--jobs", type=int, default=1, help="mutations tested at once")
-    ap.add_argument("--no-write", action="store_true",
-                    help="print the table, leave docs/testing.md as it is")
+    ap.add_argument(
+        "--no-write", action="store_true", help="print the table, leave docs/testing.md as it is"
+    )
     args = ap.parse_args(argv)
     names = {m.name for m in MUTATIONS}
     unknown = set(args.only or ()) - names

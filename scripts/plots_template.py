@@ -50,21 +50,28 @@ def _read(archive: Path) -> tuple[str, str, str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tarballs", nargs=3, type=Path,
-                        help="vega, vega-lite, vega-embed (npm pack)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "tarballs", nargs=3, type=Path, help="vega, vega-lite, vega-embed (npm pack)"
+    )
     args = parser.parse_args(argv)
     parts = [_read(a) for a in args.tarballs]
-    scripts = "\n".join(f"    <script>/* {name} */\n{build}\n    </script>"
-                        for name, build, _, _ in parts)
+    scripts = "\n".join(
+        f"    <script>/* {name} */\n{build}\n    </script>" for name, build, _, _ in parts
+    )
     names = ", ".join(name for name, *_ in parts)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "offline.html").write_text(PAGE.format(scripts=scripts, names=names,
-                                                  licences="BSD-3-Clause: vega-LICENSES.txt"))
-    (OUT / "vega-LICENSES.txt").write_text("".join(
-        f"==== {name} (npm tarball sha256 {sha}) ====\n{licence}\n"
-        for name, _, licence, sha in parts))
+    (OUT / "offline.html").write_text(
+        PAGE.format(scripts=scripts, names=names, licences="BSD-3-Clause: vega-LICENSES.txt")
+    )
+    (OUT / "vega-LICENSES.txt").write_text(
+        "".join(
+            f"==== {name} (npm tarball sha256 {sha}) ====\n{licence}\n"
+            for name, _, licence, sha in parts
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.config import load_params
 from gancore.data.shards import read_manifest
@@ -23,11 +23,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the assembled generator folder")
     args = parser.parse_args(argv)
     p = load_params(args.params, PARAMS)
-    out = assemble(args.sampler, args.decoder, read_manifest(args.codes), args.out,
-                   extra={"pipeline": args.pipeline})
+    out = assemble(
+        args.sampler,
+        args.decoder,
+        read_manifest(args.codes),
+        args.out,
+        extra={"pipeline": args.pipeline},
+    )
     print(f"[assemble] {args.sampler} + {args.decoder} -> {out}")
-    record_stage(f"assemble@{args.pipeline}", p, args.params, {"sampler": args.sampler, "decoder": args.decoder},
-                 {}, [Path(out) / "config.json"], pipeline=args.pipeline)
+    record_stage(
+        f"assemble@{args.pipeline}",
+        p,
+        args.params,
+        {"sampler": args.sampler, "decoder": args.decoder},
+        {},
+        [Path(out) / "config.json"],
+        pipeline=args.pipeline,
+    )
     return 0
 
 

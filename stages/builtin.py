@@ -1,9 +1,10 @@
-"""Stage `builtin`: build the offline demo set from CC0/public-domain photographs in scikit-image."""
+"""Stage `builtin`: build the offline demo set from CC0/public-domain photographs in
+scikit-image."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.config import load_params
 from gancore.data.builtin import SOURCES_FILE, build_builtin
@@ -17,12 +18,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="data/builtin", help="output folder of PNG files")
     args = parser.parse_args(argv)
     p = load_params(args.params, PARAMS)
-    summary = build_builtin(args.out, n_img=p["builtin"].n_img, side_px=p["builtin"].side_px,
-                            seed=p["base.seed"])
+    summary = build_builtin(
+        args.out, n_img=p["builtin"].n_img, side_px=p["builtin"].side_px, seed=p["base.seed"]
+    )
     print(f"[builtin] {summary}")
-    record_stage("builtin", p, args.params, {},
-                 {"n_img": summary["n_img"]}, [Path(args.out) / SOURCES_FILE],
-                 builtin_fingerprint=summary["fingerprint"])
+    record_stage(
+        "builtin",
+        p,
+        args.params,
+        {},
+        {"n_img": summary["n_img"]},
+        [Path(args.out) / SOURCES_FILE],
+        builtin_fingerprint=summary["fingerprint"],
+    )
     return 0
 
 

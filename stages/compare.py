@@ -1,10 +1,10 @@
-"""Stage `compare`: the default pipelines side by side (gancore.compare) from the project's MLflow store,
-written as markdown + PNG and logged as the artifacts of a `compare` run."""
+"""Stage `compare`: the default pipelines side by side (gancore.compare) from the project's MLflow
+store, written as markdown + PNG and logged as the artifacts of a `compare` run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.compare import alias_reported, write_report
 from gancore.config import load_params
@@ -16,9 +16,14 @@ PARAMS = ["track"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", required=True, help="report folder (report.md, rows.json, PNG plots)")
-    parser.add_argument("--suite", default="benchmarks/results/suite.json",
-                        help="benchmark results for the memory-vs-resolution plot (skipped when absent)")
+    parser.add_argument(
+        "--out", required=True, help="report folder (report.md, rows.json, PNG plots)"
+    )
+    parser.add_argument(
+        "--suite",
+        default="benchmarks/results/suite.json",
+        help="benchmark results for the memory-vs-resolution plot (skipped when absent)",
+    )
     args = parser.parse_args(argv)
     p = load_params(args.params, PARAMS)
     uri = default_tracking_uri(Path(args.params).resolve().parent)

@@ -5,8 +5,8 @@ codes' resolution."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.compare import QUALITY
 from gancore.config import flatten, load_params
@@ -32,13 +32,18 @@ PARAMS = ["base.seed", "eval", "track"]
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__)
-    parser.add_argument("--generator", required=True, help="generator folder, e.g. runs/fastgan/generator")
+    parser.add_argument(
+        "--generator", required=True, help="generator folder, e.g. runs/fastgan/generator"
+    )
     parser.add_argument("--shards", default="data/shards")
     parser.add_argument("--ref", default="data/ref_stats")
     parser.add_argument("--out", required=True, help="folder for sample grids")
@@ -55,9 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         fake = sample(G, ep.n_gen, ep.seed, ep.batch)
         results[name] = score(fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta))
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
-        if getattr(G, "previewable", False):  # a two-stage generator: its sampler alone, at low resolution
+        if getattr(
+            G, "previewable", False
+        ):  # a two-stage generator: its sampler alone, at low resolution
             results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
-            save_grid(sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png")
+            save_grid(
+                sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png"
+            )
         if name == "G_ema" and hasattr(G, "decoder"):  # a two-stage generator: its decoder alone
             results[name]["decoder_only"] = decoder_only_score(G.decoder, real_eval, ep, el0)
     metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
@@ -67,8 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
     memo = results["G_ema"]
-    print(f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
-          f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}")
+    print(
+        f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
+        f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}"
+    )
     return 0
 
 
@@ -76,20 +87,34 @@ def _score_sampler(G, real_eval, ep, el0) -> dict:
     """The sampler's codes as images against the real images' codes, both at the codes' side."""
     real = to_uint8(G.preview_real(real_eval.float() / 127.5 - 1))
     fake = sample(G, ep.n_gen, ep.seed, ep.batch, forward=G.preview)
-    return {**score_low_res(fake, real, ep, el0), "resolution": real.shape[-1],
-            "reference": f"the {len(real)} held-out images through the codec, previewed "
-                         f"(the bilinear 224px resize of EL0 as at full resolution)"}
+    return {
+        **score_low_res(fake, real, ep, el0),
+        "resolution": real.shape[-1],
+        "reference": f"the {len(real)} held-out images through the codec, previewed "
+        f"(the bilinear 224px resize of EL0 as at full resolution)",
+    }
 
 
 def _track(p: dict, args, metrics: dict, out: Path) -> None:
-    """The pipeline's row in MLflow: scores under their names in the metrics JSON (`init.kid_el0`)."""
+    """The pipeline's row in MLflow: scores under their names in the metrics JSON
+    (`init.kid_el0`)."""
     pipeline = Path(args.generator).parent.name
-    unavailable = {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
+    unavailable = (
+        {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
+    )
     scores = _numeric(flatten({k: v for k, v in metrics.items() if k != "protocol"}))
-    record_evaluation(f"evaluate@{pipeline}", pipeline, p, args.params, scores,
-                      [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)],
-                      args.generator, args.shards,
-                      method=pipeline, **unavailable)
+    record_evaluation(
+        f"evaluate@{pipeline}",
+        pipeline,
+        p,
+        args.params,
+        scores,
+        [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)],
+        args.generator,
+        args.shards,
+        method=pipeline,
+        **unavailable,
+    )
 
 
 if __name__ == "__main__":

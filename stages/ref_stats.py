@@ -1,9 +1,10 @@
-"""Stage `ref_stats`: features of the real train/eval splits, cached as a DVC output keyed by fingerprint."""
+"""Stage `ref_stats`: features of the real train/eval splits, cached as a DVC output keyed by
+fingerprint."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.config import load_params
 from gancore.eval.evaluate import build_reference
@@ -19,11 +20,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     p = load_params(args.params, PARAMS)
     meta = build_reference(args.shards, args.out, p["eval.inception_weights"])
-    print(f"[ref_stats] {meta['n_eval']} eval + {meta['n_train']} train images; "
-          f"inception: {meta['features']['inception']}")
-    record_stage("ref_stats", p, args.params, {},
-                 {"n_eval": meta["n_eval"], "n_train": meta["n_train"]}, [Path(args.out) / "meta.json"], (args.shards, "evaluation"),
-                 dataset_fingerprint=meta["fingerprint"]["train"], inception=meta["features"]["inception"][:250])
+    print(
+        f"[ref_stats] {meta['n_eval']} eval + {meta['n_train']} train images; "
+        f"inception: {meta['features']['inception']}"
+    )
+    record_stage(
+        "ref_stats",
+        p,
+        args.params,
+        {},
+        {"n_eval": meta["n_eval"], "n_train": meta["n_train"]},
+        [Path(args.out) / "meta.json"],
+        (args.shards, "evaluation"),
+        dataset_fingerprint=meta["fingerprint"]["train"],
+        inception=meta["features"]["inception"][:250],
+    )
     return 0
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from gancore.config import load_params
 from gancore.data.shards import write_shards
@@ -23,11 +23,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = manifest["counts"]
     fingerprint = manifest["fingerprint"]["train"]
     info = write_metrics(args.metrics, {**counts, "fingerprint_train": fingerprint})
-    print(f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
-          f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}")
-    record_stage("shard", p, args.params, {},
-                 {k: v for k, v in counts.items() if isinstance(v, (int, float))},
-                 [Path(args.out) / "manifest.json", info], dataset_fingerprint=fingerprint)
+    print(
+        f"[shard] {counts['n_train']} train / {counts['n_eval']} eval images, "
+        f"{counts['n_skipped']} skipped {counts['skipped_by_reason']} -> {args.out}"
+    )
+    record_stage(
+        "shard",
+        p,
+        args.params,
+        {},
+        {k: v for k, v in counts.items() if isinstance(v, (int, float))},
+        [Path(args.out) / "manifest.json", info],
+        dataset_fingerprint=fingerprint,
+    )
     return 0
 
 

@@ -9,7 +9,7 @@ two-stage pipeline's sampler) the method trains at the codes' side, never seeing
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from gancore.config import load_params
 from gancore.runs.method import CURVE_KEYS, resolved_train, train
@@ -17,7 +17,7 @@ from gancore.runtime import run_main, training_parser
 from gancore.training import distributed
 from gancore.training.run import resolve_device
 
-__all__ = ["PARAMS_ARG", "params_for", "resolved_train", "main"]
+__all__ = ["PARAMS_ARG", "main", "params_for", "resolved_train"]
 
 PARAMS_ARG = ("--method", "--pipeline")
 
@@ -32,16 +32,23 @@ def params_for(method: str, pipeline: str | None = None) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = training_parser(__doc__)
     parser.add_argument("--method", required=True)
-    parser.add_argument("--shards", default="data/shards", help="image shards, or a pipeline's code shards")
-    parser.add_argument("--pipeline", default=None, help="pipeline name for tags (default: the method)")
+    parser.add_argument(
+        "--shards", default="data/shards", help="image shards, or a pipeline's code shards"
+    )
+    parser.add_argument(
+        "--pipeline", default=None, help="pipeline name for tags (default: the method)"
+    )
     parser.add_argument("--ref", default="data/ref_stats", help="reference features of the curve")
-    parser.add_argument("--quality-curve", default=None, help="in-training KID-EL0 curve CSV (one-stage)")
+    parser.add_argument(
+        "--quality-curve", default=None, help="in-training KID-EL0 curve CSV (one-stage)"
+    )
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
     t = p["train"]
     if distributed.needs_launch(t.nproc_per_node, t.nnodes):
-        return distributed.relaunch(t.nproc_per_node, t.nnodes, "stages.train",
-                                    sys.argv[1:] if argv is None else argv)
+        return distributed.relaunch(
+            t.nproc_per_node, t.nnodes, "stages.train", sys.argv[1:] if argv is None else argv
+        )
     with distributed.joined(resolve_device(t.device)) as world:
         return train(args, p, world)
 

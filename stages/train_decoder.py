@@ -1,5 +1,6 @@
-"""Stage `train_decoder@<pipeline>`: train the decoder on real images and their codes only (a sibling
-of the sampler, not a descendant), export it and score its held-out reconstructions (PSNR, SSIM).
+"""Stage `train_decoder@<pipeline>`: train the decoder on real images and their codes only (a
+sibling of the sampler, not a descendant), export it and score its held-out reconstructions (PSNR,
+SSIM).
 
 With `decoder.arch: codec` and `decoder.total_kimg: 0` nothing trains: the codec's own decoder (the
 autoencoder's, trained by the compress stage) is exported as it is; its G_init, as every decoder's,
@@ -8,14 +9,14 @@ sits on the codec at initialisation, so an assembled G_init is an untrained pipe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from gancore.config import load_params
 from gancore.runs.decoder import train
 from gancore.runtime import TRAIN_KEYS, run_main, train_keys, training_parser
 
 PARAMS_ARG = "--pipeline"
-__all__ = ["TRAIN_KEYS", "params_for", "main"]
+__all__ = ["TRAIN_KEYS", "main", "params_for"]
 
 
 def params_for(pipeline: str) -> list[str]:

@@ -7,7 +7,7 @@ stage number and the teacher's sha256, so a retrained previous stage never resum
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from gancore.config import load_params
 from gancore.runs.inr import train
@@ -19,9 +19,12 @@ PARAMS = ["base", "train", "method.inrpatch", "track"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = training_parser(__doc__)
-    parser.add_argument("--stage", type=int_in(1, 16), required=True,
-                        help="1 .. method.inrpatch.n_stages")
-    parser.add_argument("--teacher", default=None, help="previous stage's generator folder (stage > 1)")
+    parser.add_argument(
+        "--stage", type=int_in(1, 16), required=True, help="1 .. method.inrpatch.n_stages"
+    )
+    parser.add_argument(
+        "--teacher", default=None, help="previous stage's generator folder (stage > 1)"
+    )
     parser.add_argument("--shards", default="data/shards")
     args = parser.parse_args(argv)
     return train(args, load_params(args.params, PARAMS))

@@ -39,8 +39,12 @@ def copy_project(dest: Path, params: dict[str, Any] | None = None, code: bool = 
         for name in ("gancore", "stages"):
             shutil.copytree(ROOT / name, dest / name, ignore=ignore)
         git(dest, "init", "-q")
-    subprocess.run([*dvc_command(), "init", "-q", *([] if code else ["--no-scm"])], cwd=dest,
-                   check=True, env=dvc_env())
+    subprocess.run(
+        [*dvc_command(), "init", "-q", *([] if code else ["--no-scm"])],
+        cwd=dest,
+        check=True,
+        env=dvc_env(),
+    )
     return dest
 
 
@@ -52,9 +56,16 @@ def dvc_command() -> list[str]:
 def dvc_env() -> dict[str, str]:
     """The environment a stage command needs: this interpreter's bin first (the stages' `python`),
     no analytics, one thread."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "OMP_NUM_THREADS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
 
 
 def git(cwd: Path, *args: str) -> None:

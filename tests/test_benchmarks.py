@@ -1,5 +1,5 @@
-"""The benchmark suite's plumbing at tiny sizes: a row measured in a fresh process, and the pluggable
-docs/benchmarks.md renderer. Speeds are measured by the scripts, never asserted here."""
+"""The benchmark suite's plumbing at tiny sizes: a row measured in a fresh process, and the
+pluggable docs/benchmarks.md renderer. Speeds are measured by the scripts, never asserted here."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ def test_rows_use_the_params_widths_and_run_in_a_child(tmp_path: Path):
     params = str(tiny_params(tmp_path))
     assert spec_run(params, "fastgan", 64)[1].method_cfg.width_mult == 1 / 16
     assert spec_run(params, "sampler", 128)[1].base.resolution == 64
-    row = in_child(measure_train, {"params": params, "name": "decoder:unet", "resolution": 64, "n_steps": 1,
-                                   "warmup": 0})
+    row = in_child(
+        measure_train,
+        {"params": params, "name": "decoder:unet", "resolution": 64, "n_steps": 1, "warmup": 0},
+    )
     assert row["name"] == "decoder:unet" and row["batch"] == 4 and row["params"]["G"] > 0
     assert row["img_per_sec"] > 0 and row["peak_mem_gb"] > 0 and row["infer_img_per_sec"] is None
 
@@ -37,9 +39,15 @@ def test_report_collects_every_section_module_and_its_snippet(tmp_path: Path):
     (snippets / "twostage_cost.md").write_text("prose after the table\n")
     (snippets / "zz_extra.md").write_text("an unordered snippet\n")
     text = report.render(results, snippets)
-    assert text.index("# Benchmarks") < text.index("## Two-stage parts") < text.index("prose after the table")
+    assert (
+        text.index("# Benchmarks")
+        < text.index("## Two-stage parts")
+        < text.index("prose after the table")
+    )
     assert text.rstrip().endswith("an unordered snippet")
-    assert stored["machine"] in text and "## PixelFolder" not in text  # method_cost.json absent: no section
+    assert (
+        stored["machine"] in text and "## PixelFolder" not in text
+    )  # method_cost.json absent: no section
 
 
 def _exit_now(code: int) -> dict:
@@ -63,6 +71,10 @@ def test_a_child_that_dies_or_passes_its_memory_cap_is_reported_not_waited_on():
 def test_inr_patch_rows_are_measured_in_a_child_and_failures_become_error_rows():
     cfg = get_method("cips").config_cls(width_mult=1 / 64, style_dim=16, mapping_layers=2)
     row = inr_patch.measure("cips", cfg, 64, 2, 1, "cpu", max_gb=64.0)
-    assert set(row) == {"sec_per_step", "peak_mem_gb"} and row["sec_per_step"] > 0 and row["peak_mem_gb"] > 0
+    assert (
+        set(row) == {"sec_per_step", "peak_mem_gb"}
+        and row["sec_per_step"] > 0
+        and row["peak_mem_gb"] > 0
+    )
     bad = inr_patch.measure("cips", cfg, 48, 2, 1, "cpu", max_gb=64.0)
     assert set(bad) == {"error"} and bad["error"].startswith("ConfigError"), bad

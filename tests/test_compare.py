@@ -1,4 +1,5 @@
-"""gancore compare on a real tiny MLflow store: runs logged by the project's tracker and log_ledger."""
+"""gancore compare on a real tiny MLflow store: runs logged by the project's tracker and
+log_ledger."""
 
 from __future__ import annotations
 
@@ -16,25 +17,51 @@ from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
 from tests.tiny import tiny_params
 
-PROTOCOL = {"kid_el0": "EL0 features", "n_gen": 24, "reference_set": "held-out, 256 images",
-            "seed": 0}
+PROTOCOL = {
+    "kid_el0": "EL0 features",
+    "n_gen": 24,
+    "reference_set": "held-out, 256 images",
+    "seed": 0,
+}
 
 
-def _train(uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gmacs: float, mem_gb: float) -> None:
+def _train(
+    uri: str, stage: str, n_img: int, train_sec: float, params_g: int, gmacs: float, mem_gb: float
+) -> None:
     tracker = MlflowTracker("exp", uri)
     tracker.start(stage, {"dvc_stage": stage, "pipeline": stage.split("@")[1]})
-    log_ledger(tracker, {"n_img": n_img, "kimg": n_img / 1000, "train_sec": train_sec, "device": "cpu",
-                         "device_hours": train_sec / 3600, "peak_mem_gb": mem_gb, "params": {"G": params_g, "D": 7},
-                         "g_gmacs_per_img": gmacs})
+    log_ledger(
+        tracker,
+        {
+            "n_img": n_img,
+            "kimg": n_img / 1000,
+            "train_sec": train_sec,
+            "device": "cpu",
+            "device_hours": train_sec / 3600,
+            "peak_mem_gb": mem_gb,
+            "params": {"G": params_g, "D": 7},
+            "g_gmacs_per_img": gmacs,
+        },
+    )
     tracker.close()
 
 
 def _evaluate(uri: str, tmp: Path, pipeline: str, kid: float) -> None:
     tracker = MlflowTracker("exp", uri)
-    tracker.start(f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline})
+    tracker.start(
+        f"evaluate@{pipeline}", {"dvc_stage": f"evaluate@{pipeline}", "pipeline": pipeline}
+    )
     # fd_el0 at the protocol's N (24), and at another N that no row may read as its fd_el0
-    tracker.log_metrics({"kid_el0": kid, "init.kid_el0": 0.5, "swd_mean": 100.0, "fd_el0_24": 9.0,
-                         "fd_el0_500": 1.0}, step=0)
+    tracker.log_metrics(
+        {
+            "kid_el0": kid,
+            "init.kid_el0": 0.5,
+            "swd_mean": 100.0,
+            "fd_el0_24": 9.0,
+            "fd_el0_500": 1.0,
+        },
+        step=0,
+    )
     path = tmp / pipeline / "eval.json"
     tracker.log_artifact(write_metrics(path, {"kid_el0": kid, "protocol": PROTOCOL}))
     tracker.log_artifact(path)
@@ -43,8 +70,8 @@ def _evaluate(uri: str, tmp: Path, pipeline: str, kid: float) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    """A one-stage pipeline `a` and a two-stage pipeline `b` (sampler, decoder, compressor), both evaluated
-    (one store for the module: MLflow's schema set-up takes seconds)."""
+    """A one-stage pipeline `a` and a two-stage pipeline `b` (sampler, decoder, compressor), both
+    evaluated (one store for the module: MLflow's schema set-up takes seconds)."""
     tmp_path = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _train(uri, "train@a", 2000, 36.0, 100, 0.5, 1.0)
@@ -62,7 +89,9 @@ def test_two_stage_rows_sum_their_parts(store: str):
     assert (a.pipeline, b.pipeline) == ("a", "b")
     assert a.device_hours == pytest.approx(0.01) and a.kimg_shown == pytest.approx(2.0)
     assert b.device_hours == pytest.approx((72 + 18 + 18) / 3600)  # sampler + decoder + compressor
-    assert b.params_g == 230 and b.gmacs_per_img == pytest.approx(0.375)  # sampler + decoder, not the encoder
+    assert b.params_g == 230 and b.gmacs_per_img == pytest.approx(
+        0.375
+    )  # sampler + decoder, not the encoder
     assert b.kimg_shown == pytest.approx(3.0) and b.peak_mem_gb == pytest.approx(1.5)
     assert set(b.parts) == {"train_sampler@b", "train_decoder@b", "compress@b", "evaluate@b"}
     assert b.scores == {"kid_el0": 0.3, "swd_mean": 100.0, "fd_el0": 9.0}
@@ -72,8 +101,16 @@ def test_two_stage_rows_sum_their_parts(store: str):
 
 def test_report_is_written_and_logged_as_a_run(store: str, tmp_path: Path):
     suite = tmp_path / "suite.json"
-    suite.write_text(json.dumps({"machine": "cpu", "train": [
-        {"name": "fastgan", "resolution": r, "peak_mem_gb": r / 64} for r in (64, 128)]}))
+    suite.write_text(
+        json.dumps(
+            {
+                "machine": "cpu",
+                "train": [
+                    {"name": "fastgan", "resolution": r, "peak_mem_gb": r / 64} for r in (64, 128)
+                ],
+            }
+        )
+    )
     report = write_report(store, "exp", tmp_path / "out", suite, log_tags={"dvc_stage": "compare"})
     text = report.read_text()
     assert "| a | ? px | not counted | 0.010 cpu-h | 0.000 | 0.500 | 2 | 1.00 | `train@a` |" in text
@@ -81,26 +118,60 @@ def test_report_is_written_and_logged_as_a_run(store: str, tmp_path: Path):
     for png in ("quality_vs_compute.png", "memory_vs_resolution.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
     client = MlflowClient(store)
-    run = client.search_runs([client.get_experiment_by_name("exp").experiment_id],
-                             filter_string="tags.dvc_stage = 'compare'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id],
+        filter_string="tags.dvc_stage = 'compare'",
+    )[0]
     assert run.data.tags["pipelines"] == "a,b"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "compare")} >= {
-        "compare/report.md", "compare/rows.json", "compare/quality_vs_compute.png"}
+        "compare/report.md",
+        "compare/rows.json",
+        "compare/quality_vs_compute.png",
+    }
 
 
 def test_cli_and_stage(store: str, tmp_path: Path, monkeypatch):
-    assert cli_main(["compare", "--tracking-uri", store, "--experiment", "exp", "--out", str(tmp_path / "cli"),
-                     "--suite", str(tmp_path / "none.json"), "--no-log"]) == 0
+    assert (
+        cli_main(
+            [
+                "compare",
+                "--tracking-uri",
+                store,
+                "--experiment",
+                "exp",
+                "--out",
+                str(tmp_path / "cli"),
+                "--suite",
+                str(tmp_path / "none.json"),
+                "--no-log",
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "cli" / "memory_vs_resolution.png").exists()
     params = tiny_params(tmp_path)
     params.write_text(params.read_text().replace("experiment: e2e", "experiment: exp"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    assert stage_main(["--params", str(params), "--out", str(tmp_path / "stage"),
-                       "--suite", str(tmp_path / "none.json")]) == 0
+    assert (
+        stage_main(
+            [
+                "--params",
+                str(params),
+                "--out",
+                str(tmp_path / "stage"),
+                "--suite",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 0
+    )
     assert "| b |" in (tmp_path / "stage" / "report.md").read_text()
     client = MlflowClient(store)
-    run = client.search_runs([client.get_experiment_by_name("exp").experiment_id],
-                             filter_string="tags.dvc_stage = 'compare'", order_by=["attributes.start_time DESC"])[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("exp").experiment_id],
+        filter_string="tags.dvc_stage = 'compare'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
     assert run.data.tags["mlflow.source.git.commit"] and run.data.tags["params_hash"]
 
 
@@ -110,7 +181,12 @@ def test_missing_experiment_or_evaluation_is_a_clear_error(store: str, tmp_path:
     MlflowTracker("trained-only", store).start("t", {"dvc_stage": "train@a"})
     with pytest.raises(CompareError, match="no finished evaluate@<pipeline> run in 'trained-only'"):
         pipeline_rows(MlflowClient(store), "trained-only")
-    assert cli_main(["compare", "--tracking-uri", store, "--experiment", "nope", "--out", str(tmp_path)]) == 2
+    assert (
+        cli_main(
+            ["compare", "--tracking-uri", store, "--experiment", "nope", "--out", str(tmp_path)]
+        )
+        == 2
+    )
     assert not (tmp_path / "report.md").exists()
 
 
@@ -118,10 +194,19 @@ def test_best_alias_names_the_version_with_the_best_score(store: str):
     from gancore.compare import set_best_alias
 
     client = MlflowClient(store, registry_uri=store)
-    runs = {r.data.tags["dvc_stage"]: r.info.run_id for r in client.search_runs(
-        [client.get_experiment_by_name("exp").experiment_id], filter_string="tags.dvc_stage LIKE 'evaluate@%'")}
+    runs = {
+        r.data.tags["dvc_stage"]: r.info.run_id
+        for r in client.search_runs(
+            [client.get_experiment_by_name("exp").experiment_id],
+            filter_string="tags.dvc_stage LIKE 'evaluate@%'",
+        )
+    }
     client.create_registered_model("g")
-    for stage in ("evaluate@b", "evaluate@a", "evaluate@b"):  # kid 0.3, then 0.2 (best: version 2), 0.3
+    for stage in (
+        "evaluate@b",
+        "evaluate@a",
+        "evaluate@b",
+    ):  # kid 0.3, then 0.2 (best: version 2), 0.3
         client.create_model_version("g", source="unused", run_id=runs[stage])
     assert set_best_alias(store, ["g"], "kid_el0", "best") == {"g": "2"}
     assert str(client.get_model_version_by_alias("g", "best").version) == "2"

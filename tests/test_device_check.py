@@ -5,7 +5,6 @@ the FLOP counter are checked exactly. Speeds are measured, never asserted."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,14 +23,16 @@ def results(tmp_path_factory) -> dict:
 def test_every_part_runs_at_tiny_size(results):
     rows = results["throughput"]
     assert {(r["method"], r["precision"]) for r in rows} == {
-        (m, p) for m in device_check.METHODS for p in device_check.PRECISIONS}
+        (m, p) for m in device_check.METHODS for p in device_check.PRECISIONS
+    }
     for r in rows:
         assert r["resolution"] == 64 and r["img_per_sec"] > 0 and r["tflop_per_img"] > 0
         assert r["amp"] == "off" and r["mfu"] is None  # CPU: no autocast in training, no known peak
         assert r["batch"] == 4 and r["oom_batches"] == []
     assert [a["method"] for a in results["agreement"]] == list(device_check.METHODS)
-    assert all(0.9 < a["g_grad_cosine"] <= 1.0 and a["g_out_rel_err"] > 0
-               for a in results["agreement"])
+    assert all(
+        0.9 < a["g_grad_cosine"] <= 1.0 and a["g_out_rel_err"] > 0 for a in results["agreement"]
+    )
     assert "peak_mem_gb" in results["inr_patch"]["rows"]["64"]["patch"]
     data = results["data"][0]
     assert data["loader_img_per_sec"] > 0 and data["loader_over_demand"] > 0

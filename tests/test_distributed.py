@@ -13,6 +13,8 @@ import sys
 import pytest
 import torch
 import torch.multiprocessing as mp
+from methods.contract import tiny_config
+from tiny import one_thread, smooth_image_shards
 
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import ConfigError
@@ -20,8 +22,6 @@ from gancore.registry import get_method, list_methods
 from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from methods.contract import tiny_config
-from tiny import one_thread, smooth_image_shards
 
 RES_PX = 64
 BATCH = 4
@@ -34,9 +34,16 @@ def shards(tmp_path_factory):
 
 
 def _run(world_size: int, grad_accum: int, method: str = "pixelfolder") -> RunConfig:
-    train = TrainParams(batch=BATCH, total_kimg=N_STEPS * BATCH / 1000, ckpt_every_kimg=2 * BATCH / 1000,
-                        log_every_steps=1, device="cpu", shuffle_buffer=5, decode_threads=1,
-                        grad_accum=grad_accum)
+    train = TrainParams(
+        batch=BATCH,
+        total_kimg=N_STEPS * BATCH / 1000,
+        ckpt_every_kimg=2 * BATCH / 1000,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=5,
+        decode_threads=1,
+        grad_accum=grad_accum,
+    )
     cfg = tiny_config(get_method(method))
     if any(f.name == "r1_interval" for f in dataclasses.fields(cfg)):
         # r1_interval 2: the lazy R1 phase runs on some steps and not on others.
@@ -46,8 +53,14 @@ def _run(world_size: int, grad_accum: int, method: str = "pixelfolder") -> RunCo
 
 def _worker(rank: int, world_size: int, port: int, shards, ckpt_root: str) -> None:
     """One rank: trains every registered method (one process start for all of them)."""
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     with distributed.joined(torch.device("cpu")) as world:
         assert world.size == world_size
@@ -83,12 +96,14 @@ def one_process(shards, tmp_path_factory):
                 single.fit()
             done[method] = single, root / method
         return done[method]
+
     return train
 
 
 @pytest.mark.parametrize("method", list_methods())
-def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two_ranks,
-                                                                     one_process):
+def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(
+    method, two_ranks, one_process
+):
     single, one_dir = one_process(method)
     ddp_dir = two_ranks / method
     ddp_rows = read_history(ddp_dir / "history.jsonl")
@@ -99,21 +114,27 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch(method, two
         assert logged == [s % phase.interval == 0 for s in range(4)], phase.name
     for ddp, one in zip(ddp_rows, one_rows):
         losses = {k: v for k, v in one.items() if k.startswith("loss/")}
-        assert {k: ddp[k] for k in losses} == pytest.approx(losses, rel=1e-5, abs=1e-6), ddp["n_img"]
+        assert {k: ddp[k] for k in losses} == pytest.approx(losses, rel=1e-5, abs=1e-6), ddp[
+            "n_img"
+        ]
     # Rank 0 alone wrote checkpoints; its final networks equal the single process's, buffers too
     # (BatchNorm statistics, spectral norm vectors: micro-batch k runs with rank k's).
     ddp_nets = ckpt.load_latest(ddp_dir).networks
     for name, net in single._all_nets().items():
         for key, value in net.state_dict().items():
-            torch.testing.assert_close(ddp_nets[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
+            torch.testing.assert_close(
+                ddp_nets[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name}.{key}"
+            )
     # Same streams, so the same run: a 2-rank checkpoint has the 1-process run's identity.
     assert ckpt.load_latest(ddp_dir).meta["identity_hash"] == single.run.identity_hash()
 
 
-def test_a_one_process_or_two_rank_checkpoint_resumes_in_one_process(two_ranks, one_process, shards,
-                                                                     tmp_path):
+def test_a_one_process_or_two_rank_checkpoint_resumes_in_one_process(
+    two_ranks, one_process, shards, tmp_path
+):
     # Resume from the step-2 checkpoints in one process with grad_accum 2: from its own checkpoint
-    # bit for bit (RNG streams and data cursors restored), from the 2-rank one within float tolerance.
+    # bit for bit (RNG streams and data cursors restored), from the 2-rank one within float
+    # tolerance.
     single, one_dir = one_process("pixelfolder")
     for source, exact in ((one_dir, True), (two_ranks / "pixelfolder", False)):
         copy = tmp_path / f"resume-{'exact' if exact else 'ddp'}"
@@ -172,13 +193,15 @@ def test_launch_is_needed_only_outside_torchrun(monkeypatch):
 
 
 @pytest.mark.slow  # a minute of process start-up; the trainer's distributed path is tested above
-def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_exports(tmp_path, monkeypatch):
+def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_exports(
+    tmp_path, monkeypatch
+):
     import sqlite3
 
     import yaml
+    from tiny import ROOT, tiny_params
 
     from stages import builtin, shard, train
-    from tiny import ROOT, tiny_params
 
     params = tiny_params(tmp_path)
     p = yaml.safe_load(params.read_text())
@@ -186,16 +209,38 @@ def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_expor
     params.write_text(yaml.safe_dump(p))
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp_path / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp_path / "shards"), "--metrics", str(tmp_path / "shard.json")]) == 0
+    assert (
+        shard.main(
+            [*P, "--out", str(tmp_path / "shards"), "--metrics", str(tmp_path / "shard.json")]
+        )
+        == 0
+    )
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.chdir(ROOT)
     m = tmp_path / "metrics"
-    assert train.main([*P, "--method", "fastgan", "--shards", str(tmp_path / "shards"),
-                       "--out", str(tmp_path / "run"), "--ckpt-root", str(tmp_path / "ckpt"),
-                       "--metrics", str(m / "train.json"), "--curve", str(m / "train.csv"),
-                       "--no-progress"]) == 0
+    assert (
+        train.main(
+            [
+                *P,
+                "--method",
+                "fastgan",
+                "--shards",
+                str(tmp_path / "shards"),
+                "--out",
+                str(tmp_path / "run"),
+                "--ckpt-root",
+                str(tmp_path / "ckpt"),
+                "--metrics",
+                str(m / "train.json"),
+                "--curve",
+                str(m / "train.csv"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = yaml.safe_load((m / "train.json").read_text())
     assert summary["steps"] == 4 and summary["n_img"] == 16
     assert (tmp_path / "run/generator/G_ema.safetensors").is_file()
@@ -203,6 +248,8 @@ def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_expor
     assert ckpt.load_latest(run_dir).meta["identity"]["train"]["n_streams"] == 2
     assert [r["step"] for r in read_history(run_dir / "history.jsonl")] == [2, 4]
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
-        runs = db.execute("SELECT r.status FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
-                          "WHERE t.key = 'dvc_stage' AND t.value = 'train@fastgan'").fetchall()
+        runs = db.execute(
+            "SELECT r.status FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
+            "WHERE t.key = 'dvc_stage' AND t.value = 'train@fastgan'"
+        ).fetchall()
     assert runs == [("FINISHED",)]  # one run: rank 1 logged nothing

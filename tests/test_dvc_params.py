@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import importlib
 import shlex
-from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -20,8 +19,8 @@ from dvc.dependency.param import ParamsDependency
 
 from gancore.config import STAGED_METHODS, load_params, read_yaml, validate
 from gancore.registry import list_methods
-from tests.dvcproject import ROOT, full_project, stage_graph
 from gancore.utils.threads import THREADS_KEY
+from tests.dvcproject import ROOT, full_project, stage_graph
 
 GRAPH, FULL = full_project()
 
@@ -48,15 +47,24 @@ def test_pipeline_has_the_expected_stages():
     shared = {"validate", "builtin", "shard", "ref_stats", "train@fastgan", "evaluate@fastgan"}
     assert shared <= set(STAGES)
     for pipeline in ("wavelet", "pixel", "autoencoder"):
-        assert {f"{s}@{pipeline}" for s in ("compress", "train_sampler", "train_decoder", "assemble",
-                                            "evaluate")} <= set(STAGES)
+        assert {
+            f"{s}@{pipeline}"
+            for s in ("compress", "train_sampler", "train_decoder", "assemble", "evaluate")
+        } <= set(STAGES)
 
 
 def test_quick_path_is_the_default():
     """Plain `dvc repro` on params.yaml builds FastGAN alone (and the shared stages, compare)."""
     _, stages = stage_graph(ROOT)
-    assert set(stages) == {"validate", "builtin", "shard", "ref_stats", "train@fastgan",
-                           "evaluate@fastgan", "compare"}
+    assert set(stages) == {
+        "validate",
+        "builtin",
+        "shard",
+        "ref_stats",
+        "train@fastgan",
+        "evaluate@fastgan",
+        "compare",
+    }
 
 
 def test_every_registered_pipeline_is_wired():
@@ -83,7 +91,8 @@ def test_every_stage_runs_after_validate():
     """validate checks the whole params file; every other stage depends on its output, so a bad
     value stops DVC before it removes any stage's outputs."""
     assert STAGES["validate"][0] == [] and "params.yaml" in {
-        d.def_path for d in FULL["validate"].deps if isinstance(d, ParamsDependency)}
+        d.def_path for d in FULL["validate"].deps if isinstance(d, ParamsDependency)
+    }
     for name, stage in FULL.items():
         if name != "validate":
             assert "data/params.valid" in {d.def_path for d in stage.deps}, name
@@ -91,14 +100,19 @@ def test_every_stage_runs_after_validate():
 
 @pytest.mark.parametrize("pipeline", ["wavelet", "pixel", "autoencoder"])
 def test_sampler_and_decoder_are_siblings_and_decoder_params_stay_downstream(pipeline):
-    """Both depend on compress, neither on the other; a decoder param reruns only its descendants."""
+    """Both depend on compress, neither on the other; a decoder param reruns only its
+    descendants."""
     graph, stages = GRAPH, FULL
     sampler, decoder = stages[f"train_sampler@{pipeline}"], stages[f"train_decoder@{pipeline}"]
     # DVC's graph points from a stage to the stages it depends on.
     assert not nx.has_path(graph, sampler, decoder) and not nx.has_path(graph, decoder, sampler)
-    assert stages[f"compress@{pipeline}"] in nx.descendants(graph, sampler) & nx.descendants(graph, decoder)
+    assert stages[f"compress@{pipeline}"] in nx.descendants(graph, sampler) & nx.descendants(
+        graph, decoder
+    )
     key = f"twostage.{pipeline}.decoder"
-    assert [n for n, (declared, _) in STAGES.items() if key in declared] == [f"train_decoder@{pipeline}"]
+    assert [n for n, (declared, _) in STAGES.items() if key in declared] == [
+        f"train_decoder@{pipeline}"
+    ]
     downstream = {s.name for s in nx.ancestors(graph, decoder)}
     assert downstream == {f"assemble@{pipeline}", f"evaluate@{pipeline}", "compare"}
 
@@ -121,15 +135,27 @@ def test_script_has_no_other_way_to_params(name):
     module_name, _ = _script_params(STAGES[name][1])
     path = ROOT / (module_name.replace(".", "/") + ".py")
     tree = ast.parse(path.read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                for a in n.names} | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported = {
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    } | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "yaml" not in imported and "dvc.api" not in imported
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", getattr(n.func, "attr", "")) == "load_params"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "id", getattr(n.func, "attr", "")) == "load_params"
+    ]
     assert len(calls) == 1
     declared_arg = ast.unparse(calls[0].args[1])
-    assert declared_arg in ("PARAMS", "params_for(args.method)", "params_for(args.pipeline)",
-                            "params_for(args.method, args.pipeline)")
+    assert declared_arg in (
+        "PARAMS",
+        "params_for(args.method)",
+        "params_for(args.pipeline)",
+        "params_for(args.method, args.pipeline)",
+    )
 
 
 def test_load_params_returns_only_declared_sections():

@@ -29,8 +29,12 @@ def _write_stand_ins(project: Path, stages: dict) -> None:
     """A file for every output (a folder holding one file when the path has no suffix) and for
     every dep outside the outputs (benchmarks/results/suite.json)."""
     paths = {o.def_path for s in stages.values() for o in s.outs}
-    paths |= {d.def_path for s in stages.values() for d in s.deps
-              if not hasattr(d, "params") and not (project / d.def_path).exists()}
+    paths |= {
+        d.def_path
+        for s in stages.values()
+        for d in s.deps
+        if not hasattr(d, "params") and not (project / d.def_path).exists()
+    }
     for rel in sorted(paths):
         path = project / rel
         target = path if path.suffix else path / "stand_in.txt"
@@ -40,8 +44,15 @@ def _write_stand_ins(project: Path, stages: dict) -> None:
 
 
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*dvc_command(), *args], check=False, cwd=project, env=dvc_env(),
-                          text=True, capture_output=True, timeout=300)
+    return subprocess.run(
+        [*dvc_command(), *args],
+        check=False,
+        cwd=project,
+        env=dvc_env(),
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +104,12 @@ def test_plots_declare_x_and_y_and_render_offline(tmp_path):
         (project / "plots" / folder).mkdir(parents=True)
         shutil.copy(ROOT / "plots" / folder / ".gitkeep", project / "plots" / folder / ".gitkeep")
     (project / "plots" / "losses" / "fastgan.csv").write_text(
-        "loss/D,loss/G,n_img,step\n2.0,1.0,8,1\n1.5,1.2,16,2\n")
+        "loss/D,loss/G,n_img,step\n2.0,1.0,8,1\n1.5,1.2,16,2\n"
+    )
     (project / "metrics" / "fastgan").mkdir(parents=True)
-    (project / "metrics" / "fastgan" / "quality_curve.csv").write_text("kimg,kid_el0\n1,0.3\n2,0.2\n")
+    (project / "metrics" / "fastgan" / "quality_curve.csv").write_text(
+        "kimg,kid_el0\n1,0.3\n2,0.2\n"
+    )
     shown = _dvc(project, "plots", "show", "--json")
     assert shown.returncode == 0 and "errors" not in json.loads(shown.stdout), shown.stdout
     (chart,) = json.loads(shown.stdout)["data"]["plots/losses/fastgan.csv"]

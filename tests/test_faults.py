@@ -1,5 +1,6 @@
-"""Injected faults, each for real: SIGKILL and SIGTERM of the train stage process, a torn checkpoint,
-corrupt samples and shards mid-run, a locked or unreachable MLflow store, a full disk."""
+"""Injected faults, each for real: SIGKILL and SIGTERM of the train stage process, a torn
+checkpoint, corrupt samples and shards mid-run, a locked or unreachable MLflow store, a full
+disk."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 import webdataset as wds
 import yaml
 from PIL import Image
+from tiny import ROOT, closed_port, mounted_tmpfs, one_thread, smooth_image_shards, tiny_params
 
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import CheckpointError
@@ -30,8 +32,6 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from tiny import closed_port, mounted_tmpfs, one_thread, smooth_image_shards
-from tiny import ROOT, tiny_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -41,9 +41,11 @@ BATCH = 2
 
 # -- the real train stage as a process ----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stage_data(tmp_path_factory):
-    """Tiny params (10 steps, a checkpoint every 2) and image shards, made by the real data stages."""
+    """Tiny params (10 steps, a checkpoint every 2) and image shards, made by the real data
+    stages."""
     from stages import builtin, shard
 
     tmp = tmp_path_factory.mktemp("faults")
@@ -58,17 +60,36 @@ def stage_data(tmp_path_factory):
 
 
 def _argv(tmp: Path, params: Path, name: str) -> list[str]:
-    return ["--params", str(params), "--method", "fastgan", "--shards", str(tmp / "shards"),
-            "--out", str(tmp / "runs" / name), "--ckpt-root", str(tmp / "ckpt" / name),
-            "--metrics", str(tmp / "metrics" / f"{name}.json"),
-            "--curve", str(tmp / "metrics" / f"{name}.csv"), "--no-progress"]
+    return [
+        "--params",
+        str(params),
+        "--method",
+        "fastgan",
+        "--shards",
+        str(tmp / "shards"),
+        "--out",
+        str(tmp / "runs" / name),
+        "--ckpt-root",
+        str(tmp / "ckpt" / name),
+        "--metrics",
+        str(tmp / "metrics" / f"{name}.json"),
+        "--curve",
+        str(tmp / "metrics" / f"{name}.csv"),
+        "--no-progress",
+    ]
 
 
 def _stage(argv: list[str]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "stages.train", *argv], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _checkpoints(ckpt_root: Path) -> list[Path]:
@@ -83,7 +104,9 @@ def _wait_for_checkpoint_past_start(proc: subprocess.Popen, ckpt_root: Path) -> 
         if any(s > 0 for s in steps):
             return max(steps)
         time.sleep(0.02)
-    raise AssertionError(f"no checkpoint past step 0 (exit {proc.poll()}): {proc.communicate()[0][-2000:]}")
+    raise AssertionError(
+        f"no checkpoint past step 0 (exit {proc.poll()}): {proc.communicate()[0][-2000:]}"
+    )
 
 
 def _final_networks(ckpt_root: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -112,8 +135,9 @@ def test_sigkill_then_rerun_resumes_to_the_weights_of_an_uninterrupted_run(stage
     for net in whole:
         for key, value in whole[net].items():
             assert torch.equal(killed[net][key], value), f"{net}.{key} differs"
-    assert ((tmp / "runs/killed/generator/G_ema.safetensors").read_bytes()
-            == (tmp / "runs/whole/generator/G_ema.safetensors").read_bytes())
+    assert (tmp / "runs/killed/generator/G_ema.safetensors").read_bytes() == (
+        tmp / "runs/whole/generator/G_ema.safetensors"
+    ).read_bytes()
 
 
 def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_data):
@@ -136,24 +160,40 @@ def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_
 
 # -- checkpoints ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return smooth_image_shards(tmp_path_factory, 12, RES_PX, seed=0, eval_fraction=0.1)
 
 
 def _run(n_steps: int, **train) -> RunConfig:
-    t = TrainParams(batch=BATCH, total_kimg=n_steps * BATCH / 1000, ckpt_every_kimg=2 * BATCH / 1000,
-                    keep_latest_k=3, log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1,
-                    **train)
-    return RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8), BaseParams(seed=1, resolution=RES_PX),
-                     t, "data")
+    t = TrainParams(
+        batch=BATCH,
+        total_kimg=n_steps * BATCH / 1000,
+        ckpt_every_kimg=2 * BATCH / 1000,
+        keep_latest_k=3,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+        **train,
+    )
+    return RunConfig(
+        "fastgan",
+        FastGANConfig(width_mult=1 / 16, z_dim=8),
+        BaseParams(seed=1, resolution=RES_PX),
+        t,
+        "data",
+    )
 
 
 def _trainer(run: RunConfig, paths, ckpt_dir, tracker=None) -> Trainer:
     return Trainer(get_method("fastgan"), run, paths, ckpt_dir, tracker=tracker, progress=False)
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_the_run_goes_on(shards, tmp_path):
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_the_run_goes_on(
+    shards, tmp_path
+):
     _trainer(_run(4), shards, tmp_path).fit()
     latest = ckpt.list_checkpoints(tmp_path)[0]
     weights = latest / "networks.safetensors"
@@ -186,13 +226,17 @@ def small_tmpfs(tmp_path):
 
 
 def _assert_full_disk_is_reported_and_previous_kept(trainer: Trainer, ckpt_dir: Path) -> None:
-    with pytest.raises(CheckpointError, match=f"disk full.*{ckpt_dir}/step_000000001.*previous checkpoints"):
+    with pytest.raises(
+        CheckpointError, match=f"disk full.*{ckpt_dir}/step_000000001.*previous checkpoints"
+    ):
         trainer.save()
     assert [c.name for c in ckpt.list_checkpoints(ckpt_dir)] == ["step_000000000"]
     assert not [p for p in ckpt_dir.iterdir() if p.name.endswith(".tmp")], "a temporary was left"
 
 
-def test_a_full_disk_at_checkpoint_time_is_a_clear_error_and_keeps_the_previous_checkpoint(shards, small_tmpfs):
+def test_a_full_disk_at_checkpoint_time_is_a_clear_error_and_keeps_the_previous_checkpoint(
+    shards, small_tmpfs
+):
     trainer = _trainer(_run(2), shards, small_tmpfs / "ckpt")
     trainer.resume_or_start()
     real = torch.rand(BATCH, 3, RES_PX, RES_PX) * 2 - 1
@@ -204,7 +248,9 @@ def test_a_full_disk_at_checkpoint_time_is_a_clear_error_and_keeps_the_previous_
         assert ckpt.load_latest(small_tmpfs / "ckpt").meta["step"] == 0
 
 
-# -- corrupt data mid-run ---------------------------------------------------------------------------
+# -- corrupt data mid-run
+# ---------------------------------------------------------------------------
+
 
 def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
@@ -231,22 +277,30 @@ def broken_shards(tmp_path_factory):
 
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
-def test_corrupt_samples_and_shards_mid_run_are_skipped_counted_and_the_run_finishes(broken_shards, tmp_path,
-                                                                                    grad_accum):
+def test_corrupt_samples_and_shards_mid_run_are_skipped_counted_and_the_run_finishes(
+    broken_shards, tmp_path, grad_accum
+):
     # 12 steps x 2 images = 24 of 9 good images a pass: the bad items come back every epoch.
     summary = _trainer(_run(12, grad_accum=grad_accum), broken_shards, tmp_path).fit()
     assert summary["steps"] == 12
     epochs = 3  # 24 images / 9 good ones per epoch, the third one partly read
     assert summary["skipped_samples"] >= 2 * (epochs - 1)
     counts = [r["data/skipped_samples"] for r in read_history(tmp_path / "history.jsonl")]
-    assert counts == sorted(counts) and counts[-1] == summary["skipped_samples"] and counts[0] < counts[-1]
+    assert (
+        counts == sorted(counts)
+        and counts[-1] == summary["skipped_samples"]
+        and counts[0] < counts[-1]
+    )
 
 
 # -- MLflow store locked or unreachable ------------------------------------------------------------
 
+
 def test_a_locked_mlflow_store_is_caught_up_once_released(shards, tmp_path):
     db = tmp_path / "mlflow.db"
-    tracker = MlflowTracker("faults", f"sqlite:///{db}", pending_dir=tmp_path / "pending", retry_sec=0.2)
+    tracker = MlflowTracker(
+        "faults", f"sqlite:///{db}", pending_dir=tmp_path / "pending", retry_sec=0.2
+    )
     run_id = tracker.start("locked", {})
     lock = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     lock.execute("BEGIN EXCLUSIVE")
@@ -272,10 +326,16 @@ def test_a_locked_mlflow_store_is_caught_up_once_released(shards, tmp_path):
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-def test_an_unreachable_mlflow_store_leaves_a_local_record_that_replays_later(shards, tmp_path, monkeypatch):
+def test_an_unreachable_mlflow_store_leaves_a_local_record_that_replays_later(
+    shards, tmp_path, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    tracker = MlflowTracker("faults", f"http://127.0.0.1:{closed_port()}", pending_dir=tmp_path / "pending",
-                            retry_sec=3600)
+    tracker = MlflowTracker(
+        "faults",
+        f"http://127.0.0.1:{closed_port()}",
+        pending_dir=tmp_path / "pending",
+        retry_sec=3600,
+    )
     with pytest.warns(UserWarning, match="records are kept"):
         assert tracker.start("offline", {"a": "b"}) is None
     summary = _trainer(_run(4), shards, tmp_path / "ckpt", tracker).fit()
@@ -296,7 +356,9 @@ def test_an_unreachable_mlflow_store_leaves_a_local_record_that_replays_later(sh
     assert len(client.get_metric_history(run.info.run_id, "loss/G")) == 4
 
 
-# -- untrusted input --------------------------------------------------------------------------------
+# -- untrusted input
+# --------------------------------------------------------------------------------
+
 
 class _Payload:
     """Unpickling this writes a marker file: proof that pickled code ran."""
@@ -318,17 +380,26 @@ def test_checkpoints_and_generators_never_unpickle_code(shards, tmp_path):
     marker = tmp_path / "marker"
     torch.save({"evil": _Payload(marker)}, path / "state.pt")
     meta = yaml.safe_load((path / "meta.json").read_text())
-    meta["sha256"]["state.pt"] = ckpt.sha256_file(path / "state.pt")  # a consistent, malicious checkpoint
+    meta["sha256"]["state.pt"] = ckpt.sha256_file(
+        path / "state.pt"
+    )  # a consistent, malicious checkpoint
     (path / "meta.json").write_text(yaml.safe_dump(meta))
     with pytest.raises(CheckpointError, match="unreadable"):
         ckpt.load_checkpoint(path)
 
     from gancore.generator import save_generator
 
-    gen = save_generator(tmp_path / "gen", "fastgan", trainer.run.method_cfg, RES_PX,
-                         {"G_ema": trainer.G_ema, "G_init": trainer.G_init}, 0, 1)
+    gen = save_generator(
+        tmp_path / "gen",
+        "fastgan",
+        trainer.run.method_cfg,
+        RES_PX,
+        {"G_ema": trainer.G_ema, "G_init": trainer.G_init},
+        0,
+        1,
+    )
     (gen / "G_ema.safetensors").write_bytes(pickle.dumps(_Payload(marker)))
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whichever error: the point is the payload never ran)
         load_generator(gen)
     assert not marker.exists()
 
@@ -342,7 +413,11 @@ def test_shard_members_with_escaping_names_write_nothing_and_are_skipped(tmp_pat
     good, evil = (_png(np.full((RES_PX, RES_PX, 3), v, dtype=np.uint8)) for v in (0, 255))
     shard = work / "train-000000.tar"
     with tarfile.open(shard, "w") as tar:
-        for name, data in [("../evil.png", evil), ("/tmp/gancore-evil-abs.png", evil), ("ok.png", good)]:
+        for name, data in [
+            ("../evil.png", evil),
+            ("/tmp/gancore-evil-abs.png", evil),
+            ("ok.png", good),
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

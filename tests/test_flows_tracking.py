@@ -1,6 +1,7 @@
-"""A flow's params overrides and MLflow runs on a toy pipeline whose stages record real gancore stage
-runs (gancore.runtime.record_stage): overrides validated before any stage and written like `dvc exp
-run -S`, one parent run per flow run, the stage runs nested under it with the Prefect flow-run id."""
+"""A flow's params overrides and MLflow runs on a toy pipeline whose stages record real gancore
+stage runs (gancore.runtime.record_stage): overrides validated before any stage and written like
+`dvc exp run -S`, one parent run per flow run, the stage runs nested under it with the Prefect
+flow-run id."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import sys
 
 import pytest
 import yaml
+from tiny import ROOT, tiny_params
 
 from gancore.errors import ConfigError
 from pipelines.overrides import apply_overrides, parse_assignments
-from tiny import ROOT, tiny_params
 
 RECORD = """import sys
 from gancore.config import load_params
@@ -29,11 +30,24 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     tiny_params(tmp_path)
     (tmp_path / "record.py").write_text(RECORD)
-    stage = {"cmd": "python record.py train@toy model.txt", "deps": ["record.py"], "params": ["base.seed"],
-             "outs": ["model.txt"]}
-    evaluate = {"cmd": "python record.py evaluate@toy score.txt", "deps": ["model.txt"], "outs": ["score.txt"]}
-    stages = {"train": {"foreach": ["toy"], "do": stage}, "evaluate": {"foreach": ["toy"], "do": evaluate}}
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    stage = {
+        "cmd": "python record.py train@toy model.txt",
+        "deps": ["record.py"],
+        "params": ["base.seed"],
+        "outs": ["model.txt"],
+    }
+    evaluate = {
+        "cmd": "python record.py evaluate@toy score.txt",
+        "deps": ["model.txt"],
+        "outs": ["score.txt"],
+    }
+    stages = {
+        "train": {"foreach": ["toy"], "do": stage},
+        "evaluate": {"foreach": ["toy"], "do": evaluate},
+    }
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True
+    )
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     return tmp_path
 
@@ -48,7 +62,9 @@ def test_overrides_are_parsed_validated_and_written_keeping_comments(tmp_path):
         apply_overrides(params, {"train.batch": "many"})
     with pytest.raises(ConfigError, match="key=value"):
         parse_assignments(["train.batch"])
-    assert params.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    assert params.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "params.yaml"
+    ]
     apply_overrides(params, parse_assignments(["train.batch=2", "eval.grid_n=9"]))
     after = yaml.safe_load(params.read_text())
     assert after["train"]["batch"] == 2 and after["eval"]["grid_n"] == 9
@@ -65,13 +81,19 @@ def test_one_parent_run_per_flow_run_with_the_stage_runs_under_it(project, prefe
     assert not (project / "dvc.lock").exists()
     first = pipeline(pipeline="toy", project=str(project), overrides={"base.seed": 5})
     again = pipeline(pipeline="toy", project=str(project))
-    assert [r["action"] for r in first] == ["ran", "ran"] and [r["action"] for r in again] == ["skipped"] * 2
+    assert [r["action"] for r in first] == ["ran", "ran"] and [r["action"] for r in again] == [
+        "skipped"
+    ] * 2
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
-    parents = sorted((r for r in runs if r.data.tags["dvc_stage"] == "flow"), key=lambda r: r.info.start_time)
+    parents = sorted(
+        (r for r in runs if r.data.tags["dvc_stage"] == "flow"), key=lambda r: r.info.start_time
+    )
     assert len(parents) == 2 and parents[0].data.params["override.base.seed"] == "5"
     stages = [r for r in runs if r.data.tags["dvc_stage"] != "flow"]
     assert sorted(r.data.tags["dvc_stage"] for r in stages) == ["evaluate@toy", "train@toy"]
     assert {r.data.tags["mlflow.parentRunId"] for r in stages} == {parents[0].info.run_id}
-    assert {r.data.tags["prefect_flow_run_id"] for r in stages} == {parents[0].data.tags["prefect_flow_run_id"]}
+    assert {r.data.tags["prefect_flow_run_id"] for r in stages} == {
+        parents[0].data.tags["prefect_flow_run_id"]
+    }
     assert stages[0].data.params["seed"] == "5"

@@ -1,6 +1,6 @@
 """Patch INR-GAN through its stage CLIs on a tiny config: builtin -> shard -> ref_stats ->
-train_inr@1 -> train_inr@2 (teacher: stage 1's generator) -> evaluate, then `gancore generate` at
-2x the training resolution and outpainted. Real shards, MLflow (SQLite), training and EL0 features."""
+train_inr@1 -> train_inr@2 (teacher: stage 1's generator) -> evaluate, then `gancore generate` at 2x
+the training resolution and outpainted. Real shards, MLflow (SQLite), training and EL0 features."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 from gancore import cli
 from gancore.errors import ConfigError
 from gancore.utils.metrics_file import read_metrics
 from stages import evaluate, train_inr
-from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 RES = 64
 
@@ -23,8 +23,15 @@ RES = 64
 def _params(tmp: Path) -> Path:
     path = tiny_params(tmp, resolution=RES)
     p = yaml.safe_load(path.read_text())
-    p["method"]["inrpatch"].update(width_mult=1 / 32, d_width_mult=1 / 32, style_dim=16, mapping_layers=2,
-                                   patch_px=32, n_stages=2, stage_kimg=0.016)
+    p["method"]["inrpatch"].update(
+        width_mult=1 / 32,
+        d_width_mult=1 / 32,
+        style_dim=16,
+        mapping_layers=2,
+        patch_px=32,
+        n_stages=2,
+        stage_kimg=0.016,
+    )
     path.write_text(yaml.safe_dump(p))
     return path
 
@@ -36,10 +43,24 @@ def _out(tmp: Path, stage: int) -> Path:
 
 def _stage_argv(params: Path, tmp: Path, stage: int) -> list[str]:
     teacher = ["--teacher", str(tmp / "runs/stage1/generator")] if stage > 1 else []
-    return ["--params", str(params), "--stage", str(stage), *teacher, "--shards", str(tmp / "shards"),
-            "--out", str(_out(tmp, stage)), "--ckpt-root", str(tmp / f"ckpt/stage{stage}"),
-            "--metrics", str(tmp / f"metrics/stage{stage}.json"),
-            "--curve", str(tmp / f"metrics/stage{stage}.csv"), "--no-progress"]
+    return [
+        "--params",
+        str(params),
+        "--stage",
+        str(stage),
+        *teacher,
+        "--shards",
+        str(tmp / "shards"),
+        "--out",
+        str(_out(tmp, stage)),
+        "--ckpt-root",
+        str(tmp / f"ckpt/stage{stage}"),
+        "--metrics",
+        str(tmp / f"metrics/stage{stage}.json"),
+        "--curve",
+        str(tmp / f"metrics/stage{stage}.csv"),
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +71,25 @@ def pipeline(tmp_path_factory):
         prepare_data(params, tmp)
         for stage in (1, 2):
             assert train_inr.main(_stage_argv(params, tmp, stage)) == 0
-        assert evaluate.main(["--params", str(params), "--generator", str(tmp / "runs/inrpatch/generator"),
-                              "--shards", str(tmp / "shards"), "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
-                              "--metrics", str(tmp / "metrics/eval.json")]) == 0
+        assert (
+            evaluate.main(
+                [
+                    "--params",
+                    str(params),
+                    "--generator",
+                    str(tmp / "runs/inrpatch/generator"),
+                    "--shards",
+                    str(tmp / "shards"),
+                    "--ref",
+                    str(tmp / "ref"),
+                    "--out",
+                    str(tmp / "eval"),
+                    "--metrics",
+                    str(tmp / "metrics/eval.json"),
+                ]
+            )
+            == 0
+        )
         yield tmp, params
 
 
@@ -88,13 +125,21 @@ def test_stages_log_their_runs_and_grids_to_mlflow(pipeline):
     assert params["method.inrpatch.patch_px"] == "32" and "train.total_kimg" in params
     artifacts = {a.path for a in client.list_artifacts(runs["train_inr@2"].info.run_id)}
     assert {"grid_2x.png", "grid_4x.png"} <= artifacts
-    models = client.search_logged_models([experiment], filter_string=f"source_run_id = '{runs['train_inr@2'].info.run_id}'")
+    models = client.search_logged_models(
+        [experiment], filter_string=f"source_run_id = '{runs['train_inr@2'].info.run_id}'"
+    )
     assert [m.name for m in models] == ["generator"]
 
 
 def test_mlflow_row_of_the_pipeline(pipeline):
     tmp, params = pipeline
-    check_pipeline_row(tmp, params, "inrpatch", ["base", "train", "method.inrpatch", "eval"], tmp / "metrics/eval.json")
+    check_pipeline_row(
+        tmp,
+        params,
+        "inrpatch",
+        ["base", "train", "method.inrpatch", "eval"],
+        tmp / "metrics/eval.json",
+    )
 
 
 def test_rerunning_a_finished_stage_resumes_it(pipeline):
@@ -106,11 +151,41 @@ def test_rerunning_a_finished_stage_resumes_it(pipeline):
 def test_generate_renders_at_any_resolution_and_outpaints(pipeline, tmp_path):
     tmp, _ = pipeline
     gen = str(tmp / "runs/inrpatch/generator")
-    assert cli.main(["generate", "--generator", gen, "--n", "2", "--resolution", str(2 * RES),
-                     "--tile-px", "48", "--out", str(tmp_path / "big")]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--generator",
+                gen,
+                "--n",
+                "2",
+                "--resolution",
+                str(2 * RES),
+                "--tile-px",
+                "48",
+                "--out",
+                str(tmp_path / "big"),
+            ]
+        )
+        == 0
+    )
     assert [Image.open(f).size for f in sorted((tmp_path / "big").iterdir())] == [(128, 128)] * 2
-    assert cli.main(["generate", "--generator", gen, "--n", "1", "--extent", "1.5",
-                     "--out", str(tmp_path / "wide")]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--generator",
+                gen,
+                "--n",
+                "1",
+                "--extent",
+                "1.5",
+                "--out",
+                str(tmp_path / "wide"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(next((tmp_path / "wide").iterdir())).size == (RES, RES)
 
 

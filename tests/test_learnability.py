@@ -7,10 +7,10 @@ docs/benchmarks.md ("Learnability")."""
 from __future__ import annotations
 
 import pytest
+from tiny import one_thread
 
 from benchmarks.learnability import MIN_GAIN, MIN_IN_MODE, TWOSTAGE, learn, learn_twostage
 from gancore.registry import list_methods
-from tiny import one_thread
 
 
 def _check(result: dict) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from PIL import Image
+from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 from gancore import cli
 from gancore.errors import ConfigError, DataError
 from gancore.utils.metrics_file import read_metrics
 from stages import evaluate, train
-from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 
 def _tiny_params(tmp: Path) -> Path:
@@ -25,10 +25,23 @@ def _tiny_params(tmp: Path) -> Path:
 
 
 def _train_argv(params: Path, tmp: Path) -> list[str]:
-    return ["--params", str(params), "--method", "fastgan", "--shards", str(tmp / "shards"),
-            "--out", str(tmp / "runs/fastgan"), "--ckpt-root", str(tmp / "ckpt"),
-            "--metrics", str(tmp / "metrics/train.json"), "--curve", str(tmp / "metrics/curve.csv"),
-            "--no-progress"]
+    return [
+        "--params",
+        str(params),
+        "--method",
+        "fastgan",
+        "--shards",
+        str(tmp / "shards"),
+        "--out",
+        str(tmp / "runs/fastgan"),
+        "--ckpt-root",
+        str(tmp / "ckpt"),
+        "--metrics",
+        str(tmp / "metrics/train.json"),
+        "--curve",
+        str(tmp / "metrics/curve.csv"),
+        "--no-progress",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +53,24 @@ def pipeline(tmp_path_factory):
         P = ["--params", str(params)]
         prepare_data(params, tmp)
         assert train.main(_train_argv(params, tmp)) == 0
-        assert evaluate.main([*P, "--generator", str(tmp / "runs/fastgan/generator"), "--shards", str(tmp / "shards"),
-                              "--ref", str(tmp / "ref"), "--out", str(tmp / "eval"),
-                              "--metrics", str(tmp / "metrics/eval.json")]) == 0
+        assert (
+            evaluate.main(
+                [
+                    *P,
+                    "--generator",
+                    str(tmp / "runs/fastgan/generator"),
+                    "--shards",
+                    str(tmp / "shards"),
+                    "--ref",
+                    str(tmp / "ref"),
+                    "--out",
+                    str(tmp / "eval"),
+                    "--metrics",
+                    str(tmp / "metrics/eval.json"),
+                ]
+            )
+            == 0
+        )
         yield tmp
 
 
@@ -69,8 +97,18 @@ def test_every_stage_writes_its_outputs(pipeline):
 
 def test_evaluate_records_scores_protocol_and_missing_fid(pipeline):
     m = read_metrics(pipeline / "metrics/eval.json")
-    for key in ("kid_el0", "kid_el0_std", "fd_el0_24", "swd_64px", "swd_mean", "precision",
-                "recall", "density", "coverage", "memo_nn_ratio"):
+    for key in (
+        "kid_el0",
+        "kid_el0_std",
+        "fd_el0_24",
+        "swd_64px",
+        "swd_mean",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "memo_nn_ratio",
+    ):
         assert isinstance(m[key], float), key
         assert isinstance(m["init"][key], float), key
     assert m["fid_clean_24"] is None and "absent.pt" in m["fid_unavailable"]
@@ -92,8 +130,20 @@ def test_mlflow_has_one_tagged_run_per_stage(pipeline):
 
 
 def test_generate_cli_writes_pngs(pipeline, tmp_path):
-    assert cli.main(["generate", "--generator", str(pipeline / "runs/fastgan/generator"),
-                     "--n", "3", "--out", str(tmp_path / "imgs")]) == 0
+    assert (
+        cli.main(
+            [
+                "generate",
+                "--generator",
+                str(pipeline / "runs/fastgan/generator"),
+                "--n",
+                "3",
+                "--out",
+                str(tmp_path / "imgs"),
+            ]
+        )
+        == 0
+    )
     files = sorted((tmp_path / "imgs").glob("*.png"))
     assert len(files) == 3 and Image.open(files[0]).size == (64, 64)
 
@@ -109,8 +159,13 @@ def test_bad_param_fails_before_any_work(tmp_path):
 
 
 def test_mlflow_row_of_the_pipeline(pipeline):
-    check_pipeline_row(pipeline, pipeline / "params.yaml", "fastgan", ["base", "train", "method.fastgan", "eval"],
-                       pipeline / "metrics/eval.json")
+    check_pipeline_row(
+        pipeline,
+        pipeline / "params.yaml",
+        "fastgan",
+        ["base", "train", "method.fastgan", "eval"],
+        pipeline / "metrics/eval.json",
+    )
 
 
 def _model_uri(pipeline: Path, version: str = "1") -> str:
@@ -138,10 +193,29 @@ def test_logged_generator_predicts_the_images_of_the_folder(pipeline):
 
 def test_compare_sets_best_alias_and_generate_reads_it(pipeline, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{pipeline / 'mlflow.db'}")
-    assert cli.main(["compare", "--experiment", "e2e", "--out", str(tmp_path / "report"), "--no-log",
-                     "--suite", str(tmp_path / "none.json")]) == 0
-    for source, out in [("models:/fastgan@best", "alias"), (str(pipeline / "runs/fastgan/generator"), "folder")]:
-        assert cli.main(["generate", "--generator", source, "--n", "3", "--out", str(tmp_path / out)]) == 0
+    assert (
+        cli.main(
+            [
+                "compare",
+                "--experiment",
+                "e2e",
+                "--out",
+                str(tmp_path / "report"),
+                "--no-log",
+                "--suite",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 0
+    )
+    for source, out in [
+        ("models:/fastgan@best", "alias"),
+        (str(pipeline / "runs/fastgan/generator"), "folder"),
+    ]:
+        assert (
+            cli.main(["generate", "--generator", source, "--n", "3", "--out", str(tmp_path / out)])
+            == 0
+        )
     alias, folder = (sorted((tmp_path / d).glob("*.png")) for d in ("alias", "folder"))
     assert len(alias) == 3 and [p.read_bytes() for p in alias] == [p.read_bytes() for p in folder]
 
@@ -164,7 +238,11 @@ def test_a_model_with_a_pickle_payload_is_refused_unread(pipeline, tmp_path):
     with pytest.raises(DataError, match="extra.pkl"):  # not logged in the first place
         log_generator(uri, run_id, bad)
     info = log_generator(uri, run_id, pipeline / "runs/fastgan/generator")
-    model_dir = Path(mlflow.MlflowClient(uri).get_logged_model(info.model_id).artifact_location.removeprefix("file://"))
+    model_dir = Path(
+        mlflow.MlflowClient(uri)
+        .get_logged_model(info.model_id)
+        .artifact_location.removeprefix("file://")
+    )
     (model_dir / "data/generator/G_ema.safetensors").write_bytes(payload)  # tampered in the store
     (model_dir / "data/generator/extra.pkl").write_bytes(payload)
     with pytest.raises(DataError, match="extra.pkl"):
@@ -173,8 +251,11 @@ def test_a_model_with_a_pickle_payload_is_refused_unread(pipeline, tmp_path):
         mlflow.pyfunc.load_model(info.model_uri)
     (model_dir / "data/generator/extra.pkl").unlink()
     mlmodel = model_dir / "MLmodel"  # a cloudpickled python_model instead of our loader
-    mlmodel.write_text(mlmodel.read_text().replace("loader_module: gancore.tracking.mlflow_model",
-                                                   "python_model: python_model.pkl"))
+    mlmodel.write_text(
+        mlmodel.read_text().replace(
+            "loader_module: gancore.tracking.mlflow_model", "python_model: python_model.pkl"
+        )
+    )
     (model_dir / "python_model.pkl").write_bytes(payload)
     with pytest.raises(DataError, match="not a gancore generator model"):
         generator_folder(info.model_uri, tmp_path / "dl2", tracking_uri=uri)

@@ -27,7 +27,8 @@ def one_thread() -> Iterator[None]:
 
 @contextlib.contextmanager
 def local_mlflow(tmp: Path) -> Iterator[None]:
-    """MLFLOW_TRACKING_URI at tmp/mlflow.db inside the block: the store an end-to-end fixture's stages log to."""
+    """MLFLOW_TRACKING_URI at tmp/mlflow.db inside the block: the store an end-to-end fixture's
+    stages log to."""
     import pytest
 
     with pytest.MonkeyPatch.context() as mp:
@@ -44,8 +45,9 @@ def mounted_tmpfs(mnt: Path, size_mb: int) -> Iterator[Path]:
     import pytest
 
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield mnt
@@ -62,7 +64,9 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def smooth_image_shards(tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float) -> list[Path]:
+def smooth_image_shards(
+    tmp_path_factory, n_img: int, res_px: int, seed: int, eval_fraction: float
+) -> list[Path]:
     """Train shards of `n_img` smooth random colour images (4x4 noise, bilinearly upsampled)."""
     import numpy as np
     from PIL import Image
@@ -89,13 +93,28 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["builtin"].update(n_img=40, side_px=resolution)
     p["data"]["source"] = str(tmp / "builtin")
     p["shard"]["protocol"] = "holdout"  # 40 images: few-shot under auto (tests/test_fewshot.py)
-    p["train"].update(batch=4, total_kimg=0.016, ckpt_every_kimg=0.008, shuffle_buffer=8,
-                      bn_recalibration_batches=2, log_every_steps=2, device="cpu")
+    p["train"].update(
+        batch=4,
+        total_kimg=0.016,
+        ckpt_every_kimg=0.008,
+        shuffle_buffer=8,
+        bn_recalibration_batches=2,
+        log_every_steps=2,
+        device="cpu",
+    )
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     tiny_twostage(p, batch=4, kimg=0.016)
-    p["eval"].update(n_gen=24, kid_subsets=4, kid_subset_size=8, swd_directions=16, swd_repeats=1,
-                     swd_descriptors=16, grid_n=4, inception_weights=str(tmp / "absent.pt"),
-                     every_kimg=0)  # the in-training curve: tests/eval/test_quality_curve.py
+    p["eval"].update(
+        n_gen=24,
+        kid_subsets=4,
+        kid_subset_size=8,
+        swd_directions=16,
+        swd_repeats=1,
+        swd_descriptors=16,
+        grid_n=4,
+        inception_weights=str(tmp / "absent.pt"),
+        every_kimg=0,
+    )  # the in-training curve: tests/eval/test_quality_curve.py
     p["track"]["experiment"] = "e2e"
     path = tmp / name
     path.write_text(yaml.safe_dump(p))
@@ -107,26 +126,90 @@ def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
     P, codes = ["--params", str(params)], tmp / "codes" / pipeline
     runs, m = tmp / "runs" / pipeline, tmp / "metrics" / pipeline
     return {
-        "compress": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--out", str(codes),
-                     "--ckpt-root", str(tmp / "ckpt" / pipeline / "compress"), "--metrics", str(m / "compress.json"),
-                     "--curve", str(m / "compress.csv"), "--no-progress"],
-        "sampler": [*P, "--method", "fastgan", "--pipeline", pipeline, "--shards", str(codes / "shards"),
-                    "--out", str(runs / "sampler"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "sampler"),
-                    "--metrics", str(m / "sampler.json"), "--curve", str(m / "sampler.csv"), "--no-progress"],
-        "decoder": [*P, "--pipeline", pipeline, "--shards", str(tmp / "shards"), "--codec", str(codes / "codec"),
-                    "--out", str(runs / "decoder"), "--ckpt-root", str(tmp / "ckpt" / pipeline / "decoder"),
-                    "--metrics", str(m / "decoder.json"), "--curve", str(m / "decoder.csv"), "--no-progress"],
-        "assemble": [*P, "--pipeline", pipeline, "--sampler", str(runs / "sampler/generator"),
-                     "--decoder", str(runs / "decoder/decoder"), "--codes", str(codes / "shards"),
-                     "--out", str(runs / "generator")],
-        "evaluate": [*P, "--generator", str(runs / "generator"), "--shards", str(tmp / "shards"),
-                     "--ref", str(tmp / "ref"), "--out", str(tmp / "eval" / pipeline),
-                     "--metrics", str(m / "eval.json")],
+        "compress": [
+            *P,
+            "--pipeline",
+            pipeline,
+            "--shards",
+            str(tmp / "shards"),
+            "--out",
+            str(codes),
+            "--ckpt-root",
+            str(tmp / "ckpt" / pipeline / "compress"),
+            "--metrics",
+            str(m / "compress.json"),
+            "--curve",
+            str(m / "compress.csv"),
+            "--no-progress",
+        ],
+        "sampler": [
+            *P,
+            "--method",
+            "fastgan",
+            "--pipeline",
+            pipeline,
+            "--shards",
+            str(codes / "shards"),
+            "--out",
+            str(runs / "sampler"),
+            "--ckpt-root",
+            str(tmp / "ckpt" / pipeline / "sampler"),
+            "--metrics",
+            str(m / "sampler.json"),
+            "--curve",
+            str(m / "sampler.csv"),
+            "--no-progress",
+        ],
+        "decoder": [
+            *P,
+            "--pipeline",
+            pipeline,
+            "--shards",
+            str(tmp / "shards"),
+            "--codec",
+            str(codes / "codec"),
+            "--out",
+            str(runs / "decoder"),
+            "--ckpt-root",
+            str(tmp / "ckpt" / pipeline / "decoder"),
+            "--metrics",
+            str(m / "decoder.json"),
+            "--curve",
+            str(m / "decoder.csv"),
+            "--no-progress",
+        ],
+        "assemble": [
+            *P,
+            "--pipeline",
+            pipeline,
+            "--sampler",
+            str(runs / "sampler/generator"),
+            "--decoder",
+            str(runs / "decoder/decoder"),
+            "--codes",
+            str(codes / "shards"),
+            "--out",
+            str(runs / "generator"),
+        ],
+        "evaluate": [
+            *P,
+            "--generator",
+            str(runs / "generator"),
+            "--shards",
+            str(tmp / "shards"),
+            "--ref",
+            str(tmp / "ref"),
+            "--out",
+            str(tmp / "eval" / pipeline),
+            "--metrics",
+            str(m / "eval.json"),
+        ],
     }
 
 
 def run_twostage(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
-    """Every stage of a two-stage pipeline after the data stages, in DVC's order; returns their argv."""
+    """Every stage of a two-stage pipeline after the data stages, in DVC's order; returns their
+    argv."""
     from stages import assemble, compress, evaluate, train, train_decoder
 
     argv = stage_argv(params, tmp, pipeline)
@@ -139,23 +222,27 @@ def run_twostage(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]
 
 
 def prepare_data(params: Path, tmp: Path) -> None:
-    """The data stages every end-to-end test starts with: builtin -> shard -> ref_stats, under `tmp`."""
+    """The data stages every end-to-end test starts with: builtin -> shard -> ref_stats, under
+    `tmp`."""
     from stages import builtin, ref_stats, shard
 
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
-    assert shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")]) == 0
+    assert (
+        shard.main([*P, "--out", str(tmp / "shards"), "--metrics", str(tmp / "metrics/shard.json")])
+        == 0
+    )
     assert ref_stats.main([*P, "--shards", str(tmp / "shards"), "--out", str(tmp / "ref")]) == 0
 
 
-
-def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[str],
-                       eval_json: Path | None = None) -> None:
+def check_pipeline_row(
+    tmp: Path, params: Path, pipeline: str, sections: list[str], eval_json: Path | None = None
+) -> None:
     """The acceptance of a pipeline in the MLflow store under `tmp` (experiment e2e): its
     `evaluate@<pipeline>` run is one comparable row holding the `sections` of `params` under their
-    params.yaml keys, the scores under their names in the eval JSON, the summed compute, the evaluation
-    shards as a dataset and a registered model version; its training runs (each with its training
-    shards as a dataset) are nested beneath it; every run is named by its DVC stage.
+    params.yaml keys, the scores under their names in the eval JSON, the summed compute, the
+    evaluation shards as a dataset and a registered model version; its training runs (each with its
+    training shards as a dataset) are nested beneath it; every run is named by its DVC stage.
 
     Args:
         eval_json: the evaluate stage's metrics JSON (default tmp/metrics/<pipeline>/eval.json).
@@ -168,9 +255,13 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
     from gancore.config import flatten
     from gancore.runtime import process_start_ms
 
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    client = MlflowClient(
+        f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}"
+    )
     exp = client.get_experiment_by_name("e2e")
-    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
+    assert (
+        exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    )  # the model-training view
     runs = client.search_runs([exp.experiment_id])
     assert all(r.info.run_name == r.data.tags["dvc_stage"] for r in runs)
     row = next(r for r in runs if r.data.tags["dvc_stage"] == f"evaluate@{pipeline}")
@@ -179,29 +270,51 @@ def check_pipeline_row(tmp: Path, params: Path, pipeline: str, sections: list[st
         value = raw
         for part in section.split("."):
             value = value[part]
-        for key, v in flatten({section: value}).items():  # numbers as their dataclass field types them
+        for key, v in flatten(
+            {section: value}
+        ).items():  # numbers as their dataclass field types them
             logged = row.data.params[key]
-            assert (float(logged) == v) if isinstance(v, (int, float)) and not isinstance(v, bool) else logged == str(v), key
+            assert (
+                (float(logged) == v)
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else logged == str(v)
+            ), key
     eval_json = json.loads((eval_json or tmp / "metrics" / pipeline / "eval.json").read_text())
-    scores = {k: v for k, v in flatten(eval_json).items() if not k.startswith("protocol.")
-              and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    scores = {
+        k: v
+        for k, v in flatten(eval_json).items()
+        if not k.startswith("protocol.") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     assert "kid_el0" in scores and "init.kid_el0" in scores
     assert {k: row.data.metrics[k] for k in scores} == pytest.approx(scores)
-    assert row.data.metrics["compute.device_hours"] > 0 and row.data.metrics["compute.kimg_shown"] > 0
+    assert (
+        row.data.metrics["compute.device_hours"] > 0 and row.data.metrics["compute.kimg_shown"] > 0
+    )
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == row.info.run_id]
     assert children and {r.data.tags["pipeline"] for r in children} == {pipeline}
     # Opened when the stage (here: the test process) started, not when it logged: true durations.
     assert {r.info.start_time for r in [row, *children]} == {process_start_ms()}
     for run in [row, *children]:
-        contexts = {t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+        contexts = {
+            t.value
+            for i in run.inputs.dataset_inputs
+            for t in i.tags
+            if t.key == "mlflow.data.context"
+        }
         assert contexts == ({"evaluation"} if run is row else {"training"}), run.info.run_name
     digest = row.inputs.dataset_inputs[0].dataset.digest
-    assert digest == json.loads((tmp / "shards/manifest.json").read_text())["fingerprint"]["eval"][:36]
+    assert (
+        digest == json.loads((tmp / "shards/manifest.json").read_text())["fingerprint"]["eval"][:36]
+    )
     versions = client.search_model_versions(f"name = '{pipeline}'")
     assert row.info.run_id in {v.run_id for v in versions}
-    [model] = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'")
-    assert model.name == "generator" and {m.key for m in model.metrics} >= {"kid_el0", "init.kid_el0"}
-
+    [model] = client.search_logged_models(
+        [exp.experiment_id], filter_string=f"source_run_id = '{row.info.run_id}'"
+    )
+    assert model.name == "generator" and {m.key for m in model.metrics} >= {
+        "kid_el0",
+        "init.kid_el0",
+    }
 
 
 def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callbacks=()):
@@ -212,8 +325,22 @@ def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callb
     from gancore.registry import get_method
     from gancore.training.trainer import RunConfig, Trainer
 
-    train = TrainParams(batch=2, total_kimg=n_steps * 2 / 1000, ckpt_every_kimg=0.004,
-                        log_every_steps=1, device="cpu", shuffle_buffer=4, decode_threads=1)
-    run = RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8),
-                    BaseParams(seed=2, resolution=64), train, "data-v1")
-    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, progress=False, callbacks=list(callbacks))
+    train = TrainParams(
+        batch=2,
+        total_kimg=n_steps * 2 / 1000,
+        ckpt_every_kimg=0.004,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+    )
+    run = RunConfig(
+        "fastgan",
+        FastGANConfig(width_mult=1 / 16, z_dim=8),
+        BaseParams(seed=2, resolution=64),
+        train,
+        "data-v1",
+    )
+    return Trainer(
+        get_method("fastgan"), run, shards, ckpt_dir, progress=False, callbacks=list(callbacks)
+    )

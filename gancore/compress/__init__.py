@@ -1,1 +1,2 @@
-"""Compressors of the two-stage pipelines: images -> small codes a sampler learns (nsb-GAN, Acceleration Framework)."""
+"""Compressors of the two-stage pipelines: images -> small codes a sampler learns (nsb-GAN,
+Acceleration Framework)."""

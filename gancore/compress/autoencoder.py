@@ -1,23 +1,23 @@
-"""Learned compressor of "An Acceleration Framework for High Resolution Image Synthesis" (arXiv 1909.03611).
+"""Learned compressor of "An Acceleration Framework for High Resolution Image Synthesis" (arXiv
+1909.03611).
 
-The paper gives only its shape (its section on the compressor): an encoder/decoder maps images to a code many
-times smaller, a GAN learns the codes, the decoder maps generated codes back. Our choices, not the
-paper's: a spatial code (C, R/2^L, R/2^L) so a convolutional GAN (FastGAN) can learn it like an
-image; a convolutional autoencoder without normalisation layers (conv, then per level residual
+The paper gives only its shape (its section on the compressor): an encoder/decoder maps images to a
+code many times smaller, a GAN learns the codes, the decoder maps generated codes back. Our choices,
+not the paper's: a spatial code (C, R/2^L, R/2^L) so a convolutional GAN (FastGAN) can learn it like
+an image; a convolutional autoencoder without normalisation layers (conv, then per level residual
 blocks and a stride-2 conv; the decoder mirrors it with nearest x2 upsampling); by default
 (`autoencoder.skip`) both learn residuals over antialiased bicubic down/upsampling, their last convs
 starting at zero, so the untrained autoencoder is the pixel codec and a CPU-sized training only has
-to learn what downsampling loses (from scratch, 1.5 kimg reached 23 dB held-out PSNR where the
-pixel codec has 32 dB); an L1 or L2 pixel loss, plus LPIPS(VGG) only when its weights file exists,
-plus an optional hinge-loss patch discriminator. The codes are then normalised per channel by the
-Codec base class like any other.
+to learn what downsampling loses (from scratch, 1.5 kimg reached 23 dB held-out PSNR where the pixel
+codec has 32 dB); an L1 or L2 pixel loss, plus LPIPS(VGG) only when its weights file exists, plus an
+optional hinge-loss patch discriminator. The codes are then normalised per channel by the Codec base
+class like any other.
 
 `AUTOENCODER_SPEC` lets the generic Trainer train it (resume, NaN rollback, EMA, MLflow): nets "G"
 (the codec; G(x) reconstructs x) and, with an adversarial term, "D".
 """
 
 from __future__ import annotations
-
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from gancore.losses.pixel import pixel_distance
 from gancore.nn.patchgan import PatchDiscriminator
 from gancore.training.spec import Phase, TrainingSpec
 
-__all__ = ["AutoencoderCodec", "PatchDiscriminator", "AUTOENCODER_SPEC"]
+__all__ = ["AUTOENCODER_SPEC", "AutoencoderCodec", "PatchDiscriminator"]
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
@@ -42,7 +42,8 @@ def _act() -> nn.LeakyReLU:
 
 
 class _ResBlock(nn.Module):
-    """x + conv(act(conv(act(x)))), the second conv starting at zero (the block starts as identity)."""
+    """x + conv(act(conv(act(x)))), the second conv starting at zero (the block starts as
+    identity)."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -76,14 +77,23 @@ class AutoencoderCodec(Codec):
 
     previewable = False  # learned codes are not a low-resolution image
 
-    def __init__(self, params: CompressParams, resolution: int,
-                 lo: list[float] | None = None, hi: list[float] | None = None):
+    def __init__(
+        self,
+        params: CompressParams,
+        resolution: int,
+        lo: list[float] | None = None,
+        hi: list[float] | None = None,
+    ):
         super().__init__(params, resolution, lo, hi)
         a, levels = params.autoencoder, params.levels
         self.input_shape = (3, resolution, resolution)  # of forward, for the compute ledger
         enc: list[nn.Module] = [_conv(3, a.width)]
         for _ in range(levels):
-            enc += [*(_ResBlock(a.width) for _ in range(a.blocks)), _act(), _conv(a.width, a.width, 4, 2)]
+            enc += [
+                *(_ResBlock(a.width) for _ in range(a.blocks)),
+                _act(),
+                _conv(a.width, a.width, 4, 2),
+            ]
         enc += [_act(), _conv(a.width, params.channels)]
         dec: list[nn.Module] = [_conv(params.channels, a.width)]
         for _ in range(levels):
@@ -97,8 +107,11 @@ class AutoencoderCodec(Codec):
                 nn.init.zeros_(last.bias)
 
     def _down(self, x: torch.Tensor) -> torch.Tensor:
-        """The image downsampled (antialiased bicubic) as the first min(C, 3) code channels, zeros after."""
-        small = F.interpolate(x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False)
+        """The image downsampled (antialiased bicubic) as the first min(C, 3) code channels, zeros
+        after."""
+        small = F.interpolate(
+            x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False
+        )
         c = min(self.channels, 3)
         return F.pad(small[:, :c], (0, 0, 0, 0, 0, self.channels - c))
 
@@ -120,7 +133,8 @@ class AutoencoderCodec(Codec):
         return list(self.decoder.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, R, R) images in [-1, 1] -> their reconstructions (through raw, unnormalised codes)."""
+        """(N, 3, R, R) images in [-1, 1] -> their reconstructions (through raw, unnormalised
+        codes)."""
         return self.synthesise(self.analyse(x))
 
 
@@ -135,13 +149,20 @@ def _build_networks(cfg: CompressParams, resolution: int) -> dict[str, nn.Module
     return nets
 
 
-def _build_optimizers(cfg: CompressParams, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+def _build_optimizers(
+    cfg: CompressParams, nets: dict[str, nn.Module]
+) -> dict[str, torch.optim.Optimizer]:
     a = cfg.autoencoder
-    return {k: torch.optim.Adam(net.parameters(), lr=a.lr, betas=a.betas) for k, net in nets.items()}
+    return {
+        k: torch.optim.Adam(net.parameters(), lr=a.lr, betas=a.betas) for k, net in nets.items()
+    }
 
 
 def _phases(cfg: CompressParams) -> list[Phase]:
-    return [Phase("rec", opt="G"), *([Phase("D", opt="D")] if cfg.autoencoder.adv_weight > 0 else [])]
+    return [
+        Phase("rec", opt="G"),
+        *([Phase("D", opt="D")] if cfg.autoencoder.adv_weight > 0 else []),
+    ]
 
 
 class AutoencoderLoss:
@@ -156,12 +177,18 @@ class AutoencoderLoss:
         self.distance, self.adv_weight = pixel_distance(a.loss), a.adv_weight
         self.perceptual_weight = a.perceptual_weight
         key = "twostage.<pipeline>.compress.autoencoder.lpips_vgg_weights"
-        self.lpips, perceptual = optional_lpips(a.lpips_vgg_weights, a.perceptual_weight, key,
-                                                next(self.G.parameters()).device)
-        self.info = {"ae_pixel_loss": a.loss, "ae_perceptual": perceptual,
-                     "ae_adversarial": f"hinge patch D x {a.adv_weight:g}" if self.D is not None else "off"}
+        self.lpips, perceptual = optional_lpips(
+            a.lpips_vgg_weights, a.perceptual_weight, key, next(self.G.parameters()).device
+        )
+        self.info = {
+            "ae_pixel_loss": a.loss,
+            "ae_perceptual": perceptual,
+            "ae_adversarial": f"hinge patch D x {a.adv_weight:g}" if self.D is not None else "off",
+        }
 
-    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, phase: str, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if phase == "D":
             with torch.no_grad():
                 fake = self.G(real)
@@ -183,8 +210,12 @@ class AutoencoderLoss:
 
 
 AUTOENCODER_SPEC = TrainingSpec(
-    name="autoencoder", build_networks=_build_networks, build_optimizers=_build_optimizers,
-    build_loss=AutoencoderLoss, phases=_phases)
+    name="autoencoder",
+    build_networks=_build_networks,
+    build_optimizers=_build_optimizers,
+    build_loss=AutoencoderLoss,
+    phases=_phases,
+)
 """Not a registered method (it generates nothing from latents): a training spec of its own; the
 codec checks its resolution when built."""
 

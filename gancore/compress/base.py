@@ -17,7 +17,7 @@ from gancore.errors import DataError
 if TYPE_CHECKING:
     from gancore.training.spec import TrainingSpec
 
-__all__ = ["Codec", "WaveletCodec", "PixelCodec", "NORM_BUFFERS"]
+__all__ = ["NORM_BUFFERS", "Codec", "PixelCodec", "WaveletCodec"]
 
 NORM_BUFFERS = ("lo", "hi")
 """The normalisation statistics of every codec, kept apart from its learned weights."""

@@ -25,21 +25,37 @@ from gancore.config import CompressParams, build_dataclass, to_dict
 from gancore.errors import DataError
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
-__all__ = ["Codec", "WaveletCodec", "PixelCodec", "CODECS", "build_codec", "codec_config", "save_codec",
-           "codec_from_config", "load_codec"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "PixelCodec",
+    "WaveletCodec",
+    "build_codec",
+    "codec_config",
+    "codec_from_config",
+    "load_codec",
+    "save_codec",
+]
 
 FORMAT = "gancore.codec/1"
 WEIGHT_FILES = {"G_ema": "codec.safetensors", "G_init": "codec_init.safetensors"}
 """The weights of a trainable codec in its folder: trained (EMA) and at initialisation."""
 
 
-CODECS: dict[str, type[Codec]] = {"wavelet": WaveletCodec, "pixel": PixelCodec,
-                                  "autoencoder": AutoencoderCodec}
+CODECS: dict[str, type[Codec]] = {
+    "wavelet": WaveletCodec,
+    "pixel": PixelCodec,
+    "autoencoder": AutoencoderCodec,
+}
 """Codec classes by `compress.method`: the one list of codecs."""
 
 
-def build_codec(params: CompressParams, resolution: int,
-                lo: list[float] | None = None, hi: list[float] | None = None) -> Codec:
+def build_codec(
+    params: CompressParams,
+    resolution: int,
+    lo: list[float] | None = None,
+    hi: list[float] | None = None,
+) -> Codec:
     """The codec of `params.method` in eval mode (a trainable one at its seeded initialisation)."""
     return CODECS[params.method](params, resolution, lo, hi).eval()
 
@@ -54,16 +70,24 @@ def weights_sha256(codec: Codec) -> str:
 
 
 def codec_config(codec: Codec) -> dict[str, Any]:
-    """What rebuilds the codec: settings, resolution, normalisation (and its weights' sha256 if any).
+    """What rebuilds the codec: settings, resolution, normalisation (and its weights' sha256 if
+    any).
 
     Two codecs with other weights never have equal configs, so the assembly's check that sampler
     and decoder share a codec also holds for learned codecs.
     """
-    compress = {k: v for k, v in to_dict(codec.params).items()
-                if codec.config_fields is None or k in codec.config_fields}
-    config = {"format": FORMAT, "compress": compress, "resolution": codec.resolution,
-              "code_shape": list(codec.code_shape),
-              "norm": {"lo": codec.lo.tolist(), "hi": codec.hi.tolist()}}
+    compress = {
+        k: v
+        for k, v in to_dict(codec.params).items()
+        if codec.config_fields is None or k in codec.config_fields
+    }
+    config = {
+        "format": FORMAT,
+        "compress": compress,
+        "resolution": codec.resolution,
+        "code_shape": list(codec.code_shape),
+        "norm": {"lo": codec.lo.tolist(), "hi": codec.hi.tolist()},
+    }
     if codec.weights():
         config["weights_sha256"] = weights_sha256(codec)
     return config
@@ -73,13 +97,18 @@ def _tensors(codec: Codec) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in codec.weights().items()}
 
 
-def save_codec(out_dir: str | Path, codec: Codec, extra: dict[str, Any] | None = None,
-               init: Codec | None = None) -> Path:
+def save_codec(
+    out_dir: str | Path,
+    codec: Codec,
+    extra: dict[str, Any] | None = None,
+    init: Codec | None = None,
+) -> Path:
     """Write `codec.json` and, for a trainable codec, its weights (atomically, as a folder).
 
     Args:
         init: the same codec at initialisation (trainable codecs): `codec_init.safetensors`.
     """
+
     def fill(tmp: Path) -> None:
         if codec.weights():
             save_file(_tensors(codec), str(tmp / WEIGHT_FILES["G_ema"]))
@@ -90,8 +119,9 @@ def save_codec(out_dir: str | Path, codec: Codec, extra: dict[str, Any] | None =
     return atomic_dir(out_dir, fill)
 
 
-def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = None,
-                      which: str = "G_ema") -> Codec:
+def codec_from_config(
+    config: dict[str, Any], weights_dir: str | Path | None = None, which: str = "G_ema"
+) -> Codec:
     """Rebuild a codec from `codec_config` output.
 
     Args:
@@ -103,17 +133,22 @@ def codec_from_config(config: dict[str, Any], weights_dir: str | Path | None = N
     if config.get("format") != FORMAT:
         raise DataError(f"unsupported codec format {str(config.get('format'))[:80]!r}")
     norm = config.get("norm")
-    if (not isinstance(config.get("compress"), dict) or not isinstance(norm, dict)
-            or not isinstance(config.get("resolution"), int)
-            or not all(isinstance(norm.get(k), list) for k in ("lo", "hi"))):
+    if (
+        not isinstance(config.get("compress"), dict)
+        or not isinstance(norm, dict)
+        or not isinstance(config.get("resolution"), int)
+        or not all(isinstance(norm.get(k), list) for k in ("lo", "hi"))
+    ):
         raise DataError("codec config lacks compress, resolution or norm.lo/hi of the right types")
     params = build_dataclass(CompressParams, config["compress"], "compress")
     codec = build_codec(params, config["resolution"], config["norm"]["lo"], config["norm"]["hi"])
     if weights_dir is not None and "weights_sha256" in config:
         _load_weights(codec, Path(weights_dir), which)
         if which == "G_ema" and weights_sha256(codec) != config["weights_sha256"]:
-            raise DataError(f"{weights_dir}/{WEIGHT_FILES[which]} is not the codec codec.json describes "
-                            "(sha256 differs): rerun the compress stage")
+            raise DataError(
+                f"{weights_dir}/{WEIGHT_FILES[which]} is not the codec codec.json describes "
+                "(sha256 differs): rerun the compress stage"
+            )
     return codec
 
 
@@ -127,14 +162,18 @@ def _load_weights(codec: Codec, folder: Path, which: str) -> None:
     except Exception as e:  # safetensors' and torch's own error types (a pickle, a torn file)
         raise DataError(f"{file} does not load: {e}"[:300]) from None
     if unexpected or set(missing) - set(NORM_BUFFERS):
-        raise DataError(f"{file} does not fit the codec: missing {missing}, unexpected {unexpected}")
+        raise DataError(
+            f"{file} does not fit the codec: missing {missing}, unexpected {unexpected}"
+        )
 
 
 def load_codec(path: str | Path, which: str = "G_ema") -> Codec:
-    """The codec saved in folder `path` by save_codec (trainable codecs: trained or initial weights)."""
+    """The codec saved in folder `path` by save_codec (trainable codecs: trained or initial
+    weights)."""
     try:  # a regular file inside the folder: not a link outside it, a FIFO or a device
         file = contained_file(path, "codec.json")
     except ValueError:
-        raise DataError(f"{path} is not a codec folder (no codec.json): "
-                        "run the compress stage") from None
+        raise DataError(
+            f"{path} is not a codec folder (no codec.json): run the compress stage"
+        ) from None
     return codec_from_config(read_json_object(file), path, which)

@@ -5,7 +5,7 @@ conv on a zero-padded image; not invertible within a filter's reach of the borde
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pywt
 import torch
@@ -21,7 +21,7 @@ def _supported() -> tuple[str, ...]:
     return tuple(name for fam in _FAMILIES for name in pywt.wavelist(fam, kind="discrete"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _filters(name: str) -> tuple[tuple[float, ...], ...]:
     """(dec_lo, dec_hi, rec_lo, rec_hi) of `name` as float64 tuples (all of one even length)."""
     bank = pywt.Wavelet(name)
@@ -97,8 +97,9 @@ def _analysis(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pad_fn=_wrap)
     return y.view(n, c, 4, h // 2, w // 2)
 
 
-def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-               pad_fn=_wrap) -> torch.Tensor:
+def _synthesis(
+    bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, pad_fn=_wrap
+) -> torch.Tensor:
     """Inverse of `_analysis`: (N, C, 4, h, w) -> (N, C, 2h, 2w).
 
     x[m] = sum_o r[(m - 2o + F/2 - 1) mod 2n] * a[o]: a stride-2 transposed convolution of the
@@ -110,10 +111,10 @@ def _synthesis(bands: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     bank = torch.stack([lo, hi])
     cols = bank.repeat(2 * c, 1).view(4 * c, 1, size, 1)
     y = pad_fn(bands.reshape(n, 4 * c, h, w), 2, pad, pad)
-    y = F.conv_transpose2d(y, cols, stride=(2, 1), groups=2 * c)[:, :, start:start + 2 * h]
+    y = F.conv_transpose2d(y, cols, stride=(2, 1), groups=2 * c)[:, :, start : start + 2 * h]
     rows = bank.repeat(c, 1).view(2 * c, 1, 1, size)
     y = F.conv_transpose2d(pad_fn(y, 3, pad, pad), rows, stride=(1, 2), groups=c)
-    return y[..., start:start + 2 * w]
+    return y[..., start : start + 2 * w]
 
 
 def _check_tensor(x: torch.Tensor, what: str) -> None:
@@ -122,8 +123,9 @@ def _check_tensor(x: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} must be a floating-point (N, C, H, W) tensor, got {got}")
 
 
-def dwt2(x: torch.Tensor, wavelet: str, levels: int, mode: str = "periodization"
-         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def dwt2(
+    x: torch.Tensor, wavelet: str, levels: int, mode: str = "periodization"
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Multi-level 2-D DWT, like pywt.wavedec2(mode="periodization") in the default mode.
 
     Args:
@@ -149,8 +151,10 @@ def dwt2(x: torch.Tensor, wavelet: str, levels: int, mode: str = "periodization"
         raise ValueError(f"levels must be an int >= 1, got {levels!r}")
     h, w = x.shape[-2:]
     if h % 2**levels or w % 2**levels:
-        raise ValueError(f"image size {h}x{w} is not divisible by 2**levels = {2**levels} "
-                         f"(levels={levels}); crop or pad to a multiple of {2**levels}")
+        raise ValueError(
+            f"image size {h}x{w} is not divisible by 2**levels = {2**levels} "
+            f"(levels={levels}); crop or pad to a multiple of {2**levels}"
+        )
     lo, hi, _, _ = _bank(wavelet, x)
     low, details = x, []
     for _ in range(levels):
@@ -159,8 +163,9 @@ def dwt2(x: torch.Tensor, wavelet: str, levels: int, mode: str = "periodization"
     return low, details
 
 
-def idwt2(low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str,
-          mode: str = "periodization") -> torch.Tensor:
+def idwt2(
+    low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str, mode: str = "periodization"
+) -> torch.Tensor:
     """Inverse of dwt2: exact with periodization (like pywt.waverec2(mode="periodization")); with
     "zero", the official code's transposed conv, exact away from the border.
 
@@ -184,7 +189,8 @@ def idwt2(low: torch.Tensor, details: list[torch.Tensor | None], wavelet: str,
         if band is None:
             band = low.new_zeros(n, c, 3, h, w)
         elif tuple(band.shape) != (n, c, 3, h, w):
-            raise ValueError(f"details[{i}] has shape {tuple(band.shape)}, "
-                             f"expected {(n, c, 3, h, w)}")
+            raise ValueError(
+                f"details[{i}] has shape {tuple(band.shape)}, expected {(n, c, 3, h, w)}"
+            )
         low = _synthesis(torch.cat([low.unsqueeze(2), band], dim=2), lo, hi, pad_fn)
     return low

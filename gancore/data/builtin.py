@@ -43,40 +43,95 @@ class Photo:
 
 
 PHOTOS: tuple[Photo, ...] = (
-    Photo("astronaut", "astronaut.png", "astronaut", "public domain",
-          "No known copyright restrictions, released into the public domain.",
-          "NASA Great Images database (https://flic.kr/p/r9qvLn), Eileen Collins"),
-    Photo("chelsea", "chelsea.png", "chelsea", "CC0",
-          "No copyright restrictions. CC0 by the photographer (Stefan van der Walt).",
-          "Stefan van der Walt"),
-    Photo("coffee", "coffee.png", "coffee", "CC0",
-          "No copyright restrictions. CC0 by the photographer (Rachel Michetti).",
-          "Rachel Michetti"),
-    Photo("rocket", "rocket.jpg", "rocket", "public domain",
-          "The image was captured by SpaceX and `released in the public domain",
-          "SpaceX Photos on Flickr (photos/spacexphotos/16511594820)"),
-    Photo("hubble_deep_field", "hubble_deep_field.jpg", "hubble_deep_field", "public domain",
-          "The image was captured by NASA and `may be freely used in the public domain",
-          "NASA, HubbleSite news release 2012-37"),
-    Photo("retina", "retina.jpg", "retina", "CC0",
-          "This file is made available under the Creative Commons CC0 1.0 Universal Public "
-          "Domain Dedication.",
-          "Mikael Häggström, Wikimedia Commons 'Fundus photograph of normal left eye'"),
-    Photo("camera", "camera.png", "camera", "CC0",
-          "No copyright restrictions. CC0 by the photographer (Lav Varshney).",
-          "Lav Varshney"),
-    Photo("clock_motion", "clock_motion.png", "clock", "public domain",
-          "Released into the public domain by the photographer (Stefan van der Walt).",
-          "Stefan van der Walt"),
-    Photo("brick", "brick.png", "brick", "CC0",
-          "licensed under the Creative Commons CC0 License.",
-          "CC0Textures 'Bricks25' (warped, rotated, cropped, grey by scikit-image)"),
-    Photo("grass", "grass.png", "grass", "CC0",
-          "and licensed under the Creative Commons CC0 License.",
-          "DeviantArt linolafett 'Grass 01' (cropped, grey by scikit-image)"),
-    Photo("gravel", "gravel.png", "gravel", "CC0",
-          "licensed under the Creative Commons CC0 License.",
-          "CC0Textures 'Gravel04' (rescaled, cropped, grey by scikit-image)"),
+    Photo(
+        "astronaut",
+        "astronaut.png",
+        "astronaut",
+        "public domain",
+        "No known copyright restrictions, released into the public domain.",
+        "NASA Great Images database (https://flic.kr/p/r9qvLn), Eileen Collins",
+    ),
+    Photo(
+        "chelsea",
+        "chelsea.png",
+        "chelsea",
+        "CC0",
+        "No copyright restrictions. CC0 by the photographer (Stefan van der Walt).",
+        "Stefan van der Walt",
+    ),
+    Photo(
+        "coffee",
+        "coffee.png",
+        "coffee",
+        "CC0",
+        "No copyright restrictions. CC0 by the photographer (Rachel Michetti).",
+        "Rachel Michetti",
+    ),
+    Photo(
+        "rocket",
+        "rocket.jpg",
+        "rocket",
+        "public domain",
+        "The image was captured by SpaceX and `released in the public domain",
+        "SpaceX Photos on Flickr (photos/spacexphotos/16511594820)",
+    ),
+    Photo(
+        "hubble_deep_field",
+        "hubble_deep_field.jpg",
+        "hubble_deep_field",
+        "public domain",
+        "The image was captured by NASA and `may be freely used in the public domain",
+        "NASA, HubbleSite news release 2012-37",
+    ),
+    Photo(
+        "retina",
+        "retina.jpg",
+        "retina",
+        "CC0",
+        "This file is made available under the Creative Commons CC0 1.0 Universal Public "
+        "Domain Dedication.",
+        "Mikael Häggström, Wikimedia Commons 'Fundus photograph of normal left eye'",
+    ),
+    Photo(
+        "camera",
+        "camera.png",
+        "camera",
+        "CC0",
+        "No copyright restrictions. CC0 by the photographer (Lav Varshney).",
+        "Lav Varshney",
+    ),
+    Photo(
+        "clock_motion",
+        "clock_motion.png",
+        "clock",
+        "public domain",
+        "Released into the public domain by the photographer (Stefan van der Walt).",
+        "Stefan van der Walt",
+    ),
+    Photo(
+        "brick",
+        "brick.png",
+        "brick",
+        "CC0",
+        "licensed under the Creative Commons CC0 License.",
+        "CC0Textures 'Bricks25' (warped, rotated, cropped, grey by scikit-image)",
+    ),
+    Photo(
+        "grass",
+        "grass.png",
+        "grass",
+        "CC0",
+        "and licensed under the Creative Commons CC0 License.",
+        "DeviantArt linolafett 'Grass 01' (cropped, grey by scikit-image)",
+    ),
+    Photo(
+        "gravel",
+        "gravel.png",
+        "gravel",
+        "CC0",
+        "licensed under the Creative Commons CC0 License.",
+        "CC0Textures 'Gravel04' (rescaled, cropped, grey by scikit-image)",
+    ),
 )
 
 
@@ -173,21 +228,38 @@ def build_builtin(out_dir: str | Path, n_img: int, side_px: int, seed: int) -> d
 
     atomic_dir(out_dir, fill)
     per_photo = dict(zip([p.name for p in PHOTOS], _shares(n_img, len(PHOTOS))))
-    return {"out_dir": str(out_dir), "n_img": n_img, "side_px": side_px, "seed": seed,
-            "per_photo": per_photo, "fingerprint": sha256_json(file_hashes)}
+    return {
+        "out_dir": str(out_dir),
+        "n_img": n_img,
+        "side_px": side_px,
+        "seed": seed,
+        "per_photo": per_photo,
+        "fingerprint": sha256_json(file_hashes),
+    }
 
 
 def _record(photo: Photo, size: tuple[int, int], n_crops: int, sha: str) -> dict:
-    return {"photo": photo.name, "file": f"skimage/data/{photo.file}", "licence": photo.licence,
-            "licence_quote": photo.licence_quote, "origin": photo.origin,
-            "original_size": list(size), "n_crops": n_crops, "sha256": sha}
+    return {
+        "photo": photo.name,
+        "file": f"skimage/data/{photo.file}",
+        "licence": photo.licence,
+        "licence_quote": photo.licence_quote,
+        "origin": photo.origin,
+        "original_size": list(size),
+        "n_crops": n_crops,
+        "sha256": sha,
+    }
 
 
 def _sources_json(n_img: int, side_px: int, seed: int, records: list[dict]) -> dict:
     return {
         "what": "gancore demo set: random square crops of photos shipped in scikit-image",
         "scikit_image_version": importlib.metadata.version("scikit-image"),
-        "n_img": n_img, "side_px": side_px, "seed": seed,
-        "crop_side_fraction": list(CROP_FRACTION), "resize_filter": "lanczos",
-        "flip": "left-right with probability 0.5", "photos": records,
+        "n_img": n_img,
+        "side_px": side_px,
+        "seed": seed,
+        "crop_side_fraction": list(CROP_FRACTION),
+        "resize_filter": "lanczos",
+        "flip": "left-right with probability 0.5",
+        "photos": records,
     }

@@ -12,8 +12,9 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import numpy as np
 import torch
@@ -49,7 +50,12 @@ CROPS = ("center", "none")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
 _ARCHIVE_ERRORS = (
-    tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error, lzma.LZMAError,
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
 )
 
 MAX_FILE_BYTES = 256 * 2**20
@@ -182,8 +188,9 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         return _read_capped(f, info.st_size, max_bytes)
 
 
-def _iter_folder(root: Path, on_error: OnError | None,
-                 max_bytes: int) -> Iterator[tuple[str, bytes]]:
+def _iter_folder(
+    root: Path, on_error: OnError | None, max_bytes: int
+) -> Iterator[tuple[str, bytes]]:
     for name in _list_folder(root, on_error):
         try:
             data = _read_file(root / name, max_bytes)
@@ -218,8 +225,9 @@ def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: i
         return _read_capped(f, member.size, max_bytes)
 
 
-def _spool(archive: tarfile.TarFile, members: list[tarfile.TarInfo], spool: IO[bytes],
-           max_bytes: int) -> dict[tarfile.TarInfo, tuple[int, int] | BaseException]:
+def _spool(
+    archive: tarfile.TarFile, members: list[tarfile.TarInfo], spool: IO[bytes], max_bytes: int
+) -> dict[tarfile.TarInfo, tuple[int, int] | BaseException]:
     """Copy the members within the cap to `spool` in stream order (one pass, no rewinds).
 
     Returns:
@@ -455,4 +463,3 @@ def png_to_tensor(png: bytes) -> torch.Tensor:
 def npy_to_tensor(npy: bytes) -> torch.Tensor:
     """A stored code sample (.npy, float16 or float32) -> float32 tensor."""
     return torch.from_numpy(np.load(io.BytesIO(npy), allow_pickle=False).astype(np.float32))
-

@@ -1,4 +1,5 @@
-"""Deterministic, resumable batches from webdataset shards (shard order and shuffle seeded per epoch).
+"""Deterministic, resumable batches from webdataset shards (shard order and shuffle seeded per
+epoch).
 
 The sample order of epoch e is a pure function of (seed, e), so a run resumes exactly by replaying
 the epoch and skipping the samples its checkpoint says were consumed; only PNG decoding is done in
@@ -11,10 +12,10 @@ from __future__ import annotations
 import random
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import webdataset as wds
@@ -43,8 +44,8 @@ class _Raw:
 
 class ShardStream:
     """Endless, seeded stream of batches from training shards: uint8 images (`{key}.png`) or float
-    codes (`{key}.npy`, two-stage pipelines; flipping a code flips its map, exact for pixel codes and
-    the Haar low band, within half a sample for longer symmetric wavelets).
+    codes (`{key}.npy`, two-stage pipelines; flipping a code flips its map, exact for pixel codes
+    and the Haar low band, within half a sample for longer symmetric wavelets).
 
     Args:
         paths: shard tar files.
@@ -58,9 +59,17 @@ class ShardStream:
             order (rank or micro-batch k of n); only those are decoded. (0, 1): every sample.
     """
 
-    def __init__(self, paths: list[Path], resolution: int, seed: int, shuffle_buffer: int,
-                 decode_threads: int, xflip: bool, cursor: Cursor | None = None,
-                 part: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        paths: list[Path],
+        resolution: int,
+        seed: int,
+        shuffle_buffer: int,
+        decode_threads: int,
+        xflip: bool,
+        cursor: Cursor | None = None,
+        part: tuple[int, int] = (0, 1),
+    ):
         if not paths:
             raise DataError("no training shards given")
         self.paths = [str(p) for p in paths]
@@ -87,10 +96,16 @@ class ShardStream:
         rng = random.Random(f"{self.seed}-{epoch}")
         order = list(self.paths)
         rng.shuffle(order)
-        # Every rank reads every shard in the same order and keeps its part sample by sample
-        # (equal counts per rank whatever the shard sizes): no node or worker split of the shard list.
-        dataset = wds.WebDataset(order, shardshuffle=False, handler=self._on_error,
-                                 empty_check=False, nodesplitter=None, workersplitter=None)
+        # Every rank reads every shard in the same order and keeps its part sample by sample (equal
+        # counts per rank whatever the shard sizes): no node or worker split of the shard list.
+        dataset = wds.WebDataset(
+            order,
+            shardshuffle=False,
+            handler=self._on_error,
+            empty_check=False,
+            nodesplitter=None,
+            workersplitter=None,
+        )
         buffer: list[dict] = []
         index = 0
         for sample in dataset:
@@ -152,7 +167,8 @@ class ShardStream:
                     yield pending.popleft().result()
 
     def batches(self, batch: int) -> Iterator[torch.Tensor]:
-        """Yield `(batch, C, R, R)` tensors forever (uint8 images, or float32 codes from .npy samples); `self.cursor` follows the last yielded batch."""
+        """Yield `(batch, C, R, R)` tensors forever (uint8 images, or float32 codes from .npy
+        samples); `self.cursor` follows the last yielded batch."""
         images: list[torch.Tensor] = []
         first_epoch, epochs_with_image = self.cursor.epoch, set()
         for raw, img in self._decoded():
@@ -161,8 +177,10 @@ class ShardStream:
                 # later epoch will have one either (same samples), so stop instead of spinning.
                 done = raw.epoch - 1
                 if done > first_epoch and done not in epochs_with_image:
-                    raise DataError(f"epoch {done} yielded no usable image from "
-                                    f"{len(self.paths)} shards ({self.n_skipped} samples skipped)")
+                    raise DataError(
+                        f"epoch {done} yielded no usable image from "
+                        f"{len(self.paths)} shards ({self.n_skipped} samples skipped)"
+                    )
                 continue
             epochs_with_image.add(raw.epoch)
             images.append(img)

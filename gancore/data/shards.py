@@ -19,7 +19,6 @@ from gancore.data.images import (
     square_resize,
 )
 from gancore.errors import ConfigError, DataError
-from gancore.utils.progress import progress
 from gancore.utils.fsio import (
     atomic_dir,
     atomic_write_json,
@@ -28,6 +27,7 @@ from gancore.utils.fsio import (
     sha256_file,
     sha256_json,
 )
+from gancore.utils.progress import progress
 
 __all__ = ["MANIFEST", "SPLITS", "read_manifest", "shard_paths", "write_shards"]
 
@@ -166,34 +166,43 @@ def _split(scan: _Scan, params: ShardParams, source: str | Path) -> dict[str, li
     if n == 0:
         reasons = ", ".join(f"{k}: {v}" for k, v in _reasons(scan.skipped).items()) or "no files"
         raise DataError(
-            f"no usable images in {source}: {len(scan.skipped)} files skipped ({reasons})")
+            f"no usable images in {source}: {len(scan.skipped)} files skipped ({reasons})"
+        )
     if n == 1:
-        raise DataError(f"only 1 usable image in {source} ({len(scan.skipped)} skipped); "
-                        "need at least 2, one for train and one for eval")
+        raise DataError(
+            f"only 1 usable image in {source} ({len(scan.skipped)} skipped); "
+            "need at least 2, one for train and one for eval"
+        )
     if split_protocol(params, n) == "fewshot":
         return {"train": list(scan.usable), "eval": list(scan.usable)}
     n_eval = min(n - 1, max(1, round(params.eval_fraction * n)))
     eval_shas = {u.sha256 for u in sorted(scan.usable, key=lambda u: u.sha256)[:n_eval]}
-    return {"train": [u for u in scan.usable if u.sha256 not in eval_shas],
-            "eval": [u for u in scan.usable if u.sha256 in eval_shas]}
+    return {
+        "train": [u for u in scan.usable if u.sha256 not in eval_shas],
+        "eval": [u for u in scan.usable if u.sha256 in eval_shas],
+    }
 
 
 def _sample(index: int, item: _Usable, spill: IO[bytes]) -> dict:
     spill.seek(item.offset)
     png = spill.read(item.n_bytes)
     meta = {"source": item.name, "sha256": item.sha256, "orig_size": list(item.orig_size)}
-    return {"__key__": f"{index:08d}", "png": png,
-            "json": json.dumps(meta, sort_keys=True).encode("utf-8")}
+    return {
+        "__key__": f"{index:08d}",
+        "png": png,
+        "json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+    }
 
 
-def _write_split(tmp: Path, split: str, items: list[_Usable], spill: IO[bytes],
-                 max_per_shard: int) -> list[dict]:
+def _write_split(
+    tmp: Path, split: str, items: list[_Usable], spill: IO[bytes], max_per_shard: int
+) -> list[dict]:
     """Write `items` as {split}-%06d.tar shards; return [{"name", "sha256", "n"}] in order."""
     from webdataset import TarWriter  # imports torch: keep it out of module import
 
     shards = []
     for start in range(0, len(items), max_per_shard):
-        chunk = items[start:start + max_per_shard]
+        chunk = items[start : start + max_per_shard]
         path = tmp / f"{split}-{len(shards):06d}.tar"
         with open(path, "wb") as stream, TarWriter(stream, encoder=False, mtime=0) as writer:
             for index, item in enumerate(chunk, start):
@@ -203,13 +212,23 @@ def _write_split(tmp: Path, split: str, items: list[_Usable], spill: IO[bytes],
 
 
 def _fingerprint(resolution: int, params: ShardParams, shards: list[dict]) -> str:
-    return sha256_json({"resolution": resolution, "crop": params.crop,
-                        "resize_filter": params.resize_filter,
-                        "shards": [s["sha256"] for s in shards]})
+    return sha256_json(
+        {
+            "resolution": resolution,
+            "crop": params.crop,
+            "resize_filter": params.resize_filter,
+            "shards": [s["sha256"] for s in shards],
+        }
+    )
 
 
-def _manifest(source: str | Path, resolution: int, params: ShardParams, scan: _Scan,
-              shards: dict[str, list[dict]]) -> dict:
+def _manifest(
+    source: str | Path,
+    resolution: int,
+    params: ShardParams,
+    scan: _Scan,
+    shards: dict[str, list[dict]],
+) -> dict:
     counts = {
         "n_files": len(scan.usable) + len(scan.skipped),
         "n_train": sum(s["n"] for s in shards["train"]),
@@ -262,12 +281,15 @@ def read_manifest(shard_dir: str | Path) -> dict:
 
 
 def train_shards(shard_dir: str | Path, resolution_px: int) -> tuple[list[Path], str, int]:
-    """(train shard paths, their fingerprint, sample side) of image or code shards made at base.resolution."""
+    """(train shard paths, their fingerprint, sample side) of image or code shards made at
+    base.resolution."""
     manifest = read_manifest(shard_dir)
     image_px = manifest.get("image_resolution", manifest["resolution"])
     if image_px != resolution_px:
-        raise DataError(f"{shard_dir} holds {image_px}px images but base.resolution is "
-                        f"{resolution_px}: rerun the shard stage")
+        raise DataError(
+            f"{shard_dir} holds {image_px}px images but base.resolution is "
+            f"{resolution_px}: rerun the shard stage"
+        )
     paths = [Path(shard_dir) / s["name"] for s in manifest["shards"]["train"]]
     return paths, manifest["fingerprint"]["train"], manifest["resolution"]
 

@@ -1,1 +1,2 @@
-"""Offline image-synthesis metrics: feature networks, FD/KID, multi-scale SWD, PRDC and memorisation."""
+"""Offline image-synthesis metrics: feature networks, FD/KID, multi-scale SWD, PRDC and
+memorisation."""

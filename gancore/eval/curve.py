@@ -4,8 +4,9 @@ the run trains.
 
 The curve's rows live beside the checkpoints (`quality_curve.csv`, cut back to the resumed point
 like history.jsonl), so an interrupted stage keeps its earlier points; the stage copies them to its
-DVC plot at the end. Scoring never touches the training's random streams (latents from their own seeded
-generator, the torch RNG forked), so a run trains to the same weights with the curve on or off.
+DVC plot at the end. Scoring never touches the training's random streams (latents from their own
+seeded generator, the torch RNG forked), so a run trains to the same weights with the curve on or
+off.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fréchet distance (Heusel et al. 2017) and KID, unbiased cubic-kernel MMD² (Bińkowski et al. 2018)."""
+"""Fréchet distance (Heusel et al. 2017) and KID, unbiased cubic-kernel MMD² (Bińkowski et al.
+2018)."""
 
 from __future__ import annotations
 
@@ -129,7 +130,9 @@ def kid(
         raise DataError(f"KID needs >= 2 rows per subset, got {m} ({len(a)} and {len(b)} rows)")
     rng = np.random.default_rng(seed)
     values = [
-        _mmd2_unbiased(a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)])
+        _mmd2_unbiased(
+            a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        )
         for _ in range(n_subsets)
     ]
     return float(np.mean(values)), float(np.std(values))

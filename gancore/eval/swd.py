@@ -1,4 +1,5 @@
-"""Multi-scale sliced Wasserstein distance of Karras et al. 2018 (ProGAN, App. D), with reference-set normalisation."""
+"""Multi-scale sliced Wasserstein distance of Karras et al. 2018 (ProGAN, App. D), with
+reference-set normalisation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from gancore.errors import DataError
 from gancore.eval.features import as_uint8_images
 
-__all__ = ["sliced_wasserstein", "laplacian_pyramid", "pyramid_sizes_px"]
+__all__ = ["laplacian_pyramid", "pyramid_sizes_px", "sliced_wasserstein"]
 
 NHOOD_PX = 7
 """Side of the square neighbourhoods drawn as descriptors (7x7x3 = 147-d)."""
@@ -30,7 +31,9 @@ def _binomial_kernel(channels: int) -> torch.Tensor:
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
     """Depthwise binomial blur with mirror padding; shape kept."""
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), _binomial_kernel(x.shape[1]), groups=x.shape[1])
+    return F.conv2d(
+        F.pad(x, (2, 2, 2, 2), mode="reflect"), _binomial_kernel(x.shape[1]), groups=x.shape[1]
+    )
 
 
 def _downsample(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +75,9 @@ def laplacian_pyramid(images: torch.Tensor, n_levels: int) -> list[torch.Tensor]
     return levels
 
 
-def _draw_descriptors(level: np.ndarray, n_descriptors: int, rng: np.random.Generator) -> np.ndarray:
+def _draw_descriptors(
+    level: np.ndarray, n_descriptors: int, rng: np.random.Generator
+) -> np.ndarray:
     """Random 7x7 neighbourhoods: `(N, C, h, w)` -> `(N * n_descriptors, C, 7, 7)`."""
     n, _, h, w = level.shape
     windows = sliding_window_view(level, (NHOOD_PX, NHOOD_PX), axis=(2, 3))
@@ -143,9 +148,13 @@ def _sliced_distance(
 
 def _check_sets(real: torch.Tensor, fake: torch.Tensor, min_level_px: int) -> None:
     if real.shape[2:] != fake.shape[2:]:
-        raise DataError(f"real and fake images differ in size: {tuple(real.shape)} vs {tuple(fake.shape)}")
+        raise DataError(
+            f"real and fake images differ in size: {tuple(real.shape)} vs {tuple(fake.shape)}"
+        )
     if min(real.shape[2:]) < min_level_px:
-        raise DataError(f"images of {tuple(real.shape[2:])} px are smaller than min_level_px={min_level_px}")
+        raise DataError(
+            f"images of {tuple(real.shape[2:])} px are smaller than min_level_px={min_level_px}"
+        )
 
 
 def sliced_wasserstein(
@@ -185,7 +194,9 @@ def sliced_wasserstein(
         DataError: images of the wrong shape/dtype, different sizes, or smaller than min_level_px.
     """
     if min(n_descriptors, n_directions, n_repeats) < 1 or min_level_px < NHOOD_PX:
-        raise ValueError("n_descriptors, n_directions, n_repeats must be >= 1 and min_level_px >= 7")
+        raise ValueError(
+            "n_descriptors, n_directions, n_repeats must be >= 1 and min_level_px >= 7"
+        )
     real, fake = as_uint8_images(real), as_uint8_images(fake)
     _check_sets(real, fake, min_level_px)
     sizes = pyramid_sizes_px(real.shape[2], min_level_px)

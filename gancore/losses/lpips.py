@@ -16,14 +16,16 @@ __all__ = ["LPIPSDistance", "build_lpips_vgg", "optional_lpips"]
 
 
 class LPIPSDistance(nn.Module):
-    """Frozen LPIPS: per-sample distance between two image batches, always in eval mode, in float32."""
+    """Frozen LPIPS: per-sample distance between two image batches, always in eval mode, in
+    float32."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> LPIPSDistance:
-        """Stay in eval mode (the linear heads have dropout): this is a fixed metric, not trained."""
+        """Stay in eval mode (the linear heads have dropout): this is a fixed metric, not
+        trained."""
         return super().train(False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -57,17 +59,25 @@ def build_lpips_vgg(vgg_weights_path: str | Path, key: str = "lpips_vgg_weights"
     """
     path = Path(vgg_weights_path)
     if not path.is_file():
-        raise ConfigError(key, f"VGG16 weights file not found: {str(path)!r} (LPIPS needs torchvision's "
-                               "vgg16 ImageNet state dict as a local file; it is never downloaded)")
+        raise ConfigError(
+            key,
+            f"VGG16 weights file not found: {str(path)!r} (LPIPS needs torchvision's "
+            "vgg16 ImageNet state dict as a local file; it is never downloaded)",
+        )
     state = _load_state_dict(path, key)
     try:
         import lpips
     except ImportError as e:
-        raise ImportError("LPIPS needs the lpips package (requirements.txt pins lpips==0.1.4)") from e
+        raise ImportError(
+            "LPIPS needs the lpips package (requirements.txt pins lpips==0.1.4)"
+        ) from e
     with warnings.catch_warnings():
-        # lpips 0.1.4 calls torchvision's deprecated `pretrained=False`, i.e. weights=None: no download.
+        # lpips 0.1.4 calls torchvision's deprecated `pretrained=False`, i.e. weights=None: no
+        # download.
         warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+        model = lpips.LPIPS(
+            net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False
+        )
     _load_vgg_features(model.net, state, path, key)
     return LPIPSDistance(model)
 
@@ -82,8 +92,11 @@ def _load_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_vgg_features(net: nn.Module, state: dict[str, torch.Tensor], path: Path, key: str) -> None:
-    """Copy torchvision's `features.<i>.*` tensors into lpips' slices, whose children keep index i."""
+def _load_vgg_features(
+    net: nn.Module, state: dict[str, torch.Tensor], path: Path, key: str
+) -> None:
+    """Copy torchvision's `features.<i>.*` tensors into lpips' slices, whose children keep index
+    i."""
     for slice_ in (net.slice1, net.slice2, net.slice3, net.slice4, net.slice5):
         wanted = list(slice_.state_dict())
         missing = [f"features.{k}" for k in wanted if f"features.{k}" not in state]
@@ -95,8 +108,9 @@ def _load_vgg_features(net: nn.Module, state: dict[str, torch.Tensor], path: Pat
             raise ConfigError(key, f"{str(path)!r} is not a VGG16 state dict: {e}") from None
 
 
-def optional_lpips(vgg_weights_path: str, weight: float, key: str,
-                   device: torch.device) -> tuple[LPIPSDistance | None, str]:
+def optional_lpips(
+    vgg_weights_path: str, weight: float, key: str, device: torch.device
+) -> tuple[LPIPSDistance | None, str]:
     """LPIPS(VGG) for a perceptual term that is on only when its weight is > 0 and its file exists.
 
     Args:

@@ -21,15 +21,15 @@ from gancore.nn.stylegan2 import Discriminator
 from gancore.registry import MethodSpec, Phase
 
 __all__ = [
+    "StyleGAN2Loss",
     "StyleGAN2Settings",
     "d_logistic_loss",
-    "g_nonsaturating_loss",
-    "r1_penalty",
     "frozen",
-    "StyleGAN2Loss",
-    "stylegan2_phases",
+    "g_nonsaturating_loss",
     "lazy_adam",
+    "r1_penalty",
     "stylegan2_method",
+    "stylegan2_phases",
 ]
 
 

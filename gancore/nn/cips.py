@@ -15,8 +15,8 @@ directly, as the official code does in training. `synthesize(z, coords)` reads i
 coordinates with bilinear grid_sample (align_corners=True, border padding), which equals the direct
 read on the canonical grid; the official eval path uses align_corners=False, which resamples the
 embedding half a pixel off the training grid. Coordinates outside [-1, 1] (outpainting) read the
-border embedding and extrapolate the Fourier features. G.forward clamps to [-1, 1]; losses use the raw
-`synthesize`, as the official D sees raw images.
+border embedding and extrapolate the Fourier features. G.forward clamps to [-1, 1]; losses use the
+raw `synthesize`, as the official D sees raw images.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch import nn
 
 from gancore.nn.stylegan2 import FourierFeatures, MappingNetwork, StyledConv, ToRGB, coordinate_grid
 
-__all__ = ["SUPPORTED_RESOLUTIONS", "GROUP_CHANNELS", "PAPER_HIDDEN", "group_channels", "Generator"]
+__all__ = ["GROUP_CHANNELS", "PAPER_HIDDEN", "SUPPORTED_RESOLUTIONS", "Generator", "group_channels"]
 
 SUPPORTED_RESOLUTIONS = (64, 128, 256, 512, 1024)
 GROUP_CHANNELS = (512, 512, 512, 512, 512, 256, 128, 64, 32)
@@ -57,8 +57,15 @@ class Generator(nn.Module):
             patch-trained stage keeps the final resolution's layers with a smaller embedding.
     """
 
-    def __init__(self, resolution: int, width_mult: float = 1.0, style_dim: int = 512,
-                 mapping_layers: int = 8, mapping_lr_mult: float = 0.01, depth_px: int | None = None):
+    def __init__(
+        self,
+        resolution: int,
+        width_mult: float = 1.0,
+        style_dim: int = 512,
+        mapping_layers: int = 8,
+        mapping_lr_mult: float = 0.01,
+        depth_px: int | None = None,
+    ):
         super().__init__()
         depth_px = depth_px or resolution
         if depth_px not in SUPPORTED_RESOLUTIONS:
@@ -74,28 +81,36 @@ class Generator(nn.Module):
         self.to_rgbs = nn.ModuleList()
         c_in = widths[0]
         for c_out in widths:
-            self.convs.extend([StyledConv(c_in, c_out, 1, style_dim), StyledConv(c_out, c_out, 1, style_dim)])
+            self.convs.extend(
+                [StyledConv(c_in, c_out, 1, style_dim), StyledConv(c_out, c_out, 1, style_dim)]
+            )
             self.to_rgbs.append(ToRGB(c_out, style_dim, upsample=False))
             c_in = c_out
 
     def read_embedding(self, n: int, coords: torch.Tensor | None) -> torch.Tensor:
         """(n, hidden, H, W): the embedding itself on the canonical grid, else bilinear at coords.
 
-        All n grids are read in one grid_sample call on the single embedding (stacked along H), so the
-        backward pass builds one embedding-sized gradient rather than n of them (patch training at
-        high resolution would otherwise pay n x the embedding in memory)."""
+        All n grids are read in one grid_sample call on the single embedding (stacked along H), so
+        the backward pass builds one embedding-sized gradient rather than n of them (patch training
+        at high resolution would otherwise pay n x the embedding in memory)."""
         if coords is None:
             return self.embedding.expand(n, -1, -1, -1)
         _, _, h, w = coords.shape
         grid = coords.permute(0, 2, 3, 1).reshape(1, n * h, w, 2).to(self.embedding.dtype)
-        out = F.grid_sample(self.embedding, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        out = F.grid_sample(
+            self.embedding, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
         return out.reshape(-1, n, h, w).transpose(0, 1)
 
     def synthesize(self, z: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw RGB (not clamped) at `coords` ((N, 2, H, W) in [-1, 1], x then y), default the R x R grid."""
+        """Raw RGB (not clamped) at `coords` ((N, 2, H, W) in [-1, 1], x then y), default the R x R
+        grid."""
         w = self.mapping(z)
-        grid = coords if coords is not None else coordinate_grid(z.shape[0], self.resolution, self.resolution,
-                                                                 device=z.device)
+        grid = (
+            coords
+            if coords is not None
+            else coordinate_grid(z.shape[0], self.resolution, self.resolution, device=z.device)
+        )
         x = torch.cat([self.fourier(grid), self.read_embedding(z.shape[0], coords)], dim=1)
         x = self.conv_in(x, w)
         rgb = None

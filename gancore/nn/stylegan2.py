@@ -1,12 +1,12 @@
-"""StyleGAN2 pieces (Karras et al., CVPR 2020, arXiv 1912.04958) in pure PyTorch, shared by PixelFolder
-and CIPS: equalised-LR layers, mapping network, modulated convolution, noise, blur/upfirdn2d, the
-residual discriminator with minibatch-stddev and Fourier-feature coordinates (CIPS): layers only.
-The settings, loss, optimisers and spec factory the StyleGAN2 family trains with are in
-gancore/methods/stylegan2_family.py.
+"""StyleGAN2 pieces (Karras et al., CVPR 2020, arXiv 1912.04958) in pure PyTorch, shared by
+PixelFolder and CIPS: equalised-LR layers, mapping network, modulated convolution, noise,
+blur/upfirdn2d, the residual discriminator with minibatch-stddev and Fourier-feature coordinates
+(CIPS): layers only. The settings, loss, optimisers and spec factory the StyleGAN2 family trains
+with are in gancore/methods/stylegan2_family.py.
 
 Layer facts follow the rosinality-style layers that BlingHe/PixelFolder (a6c3aec) and CIPS build on
-(no compiled CUDA ops here). One deliberate implementation choice: a modulated convolution scales the
-input by the style and the output by the demodulation coefficients around one shared-weight conv
+(no compiled CUDA ops here). One deliberate implementation choice: a modulated convolution scales
+the input by the style and the output by the demodulation coefficients around one shared-weight conv
 (StyleGAN2-ADA's non-fused path) instead of a grouped conv with per-sample weights; the result is
 the same function and the same convolution MACs.
 """
@@ -14,30 +14,48 @@ the same function and the same convolution MACs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 __all__ = [
-    "PAPER_CHANNELS", "scaled_channels",
-    "EqualLinear", "EqualConv2d", "BiasLeakyReLU", "ConvLayer", "MappingNetwork", "ModulatedConv2d",
-    "NoiseInjection", "StyledConv", "ToRGB", "blur_kernel", "upfirdn2d", "Upsample2x",
-    "coordinate_grid", "FourierFeatures", "minibatch_stddev", "ResBlock", "Discriminator",
+    "PAPER_CHANNELS",
+    "BiasLeakyReLU",
+    "ConvLayer",
+    "Discriminator",
+    "EqualConv2d",
+    "EqualLinear",
+    "FourierFeatures",
+    "MappingNetwork",
+    "ModulatedConv2d",
+    "NoiseInjection",
+    "ResBlock",
+    "StyledConv",
+    "ToRGB",
+    "Upsample2x",
+    "blur_kernel",
+    "coordinate_grid",
+    "minibatch_stddev",
+    "scaled_channels",
+    "upfirdn2d",
 ]
 
 SQRT2 = math.sqrt(2.0)
 PAPER_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
-"""Channels at each spatial size with channel_multiplier 2 (StyleGAN2 config-f, PixelFolder, its D)."""
+"""Channels at each spatial size with channel_multiplier 2 (StyleGAN2 config-f, PixelFolder, its
+D)."""
 BLUR_TAPS = (1, 3, 3, 1)
 
 
 def scaled_channels(width_mult: float, multiple: int = 1) -> dict[int, int]:
-    """PAPER_CHANNELS times width_mult, rounded to the nearest multiple of `multiple` (at least one)."""
-    return {s: max(multiple, int(c * width_mult / multiple + 0.5) * multiple) for s, c in PAPER_CHANNELS.items()}
+    """PAPER_CHANNELS times width_mult, rounded to the nearest multiple of `multiple` (at least
+    one)."""
+    return {
+        s: max(multiple, int(c * width_mult / multiple + 0.5) * multiple)
+        for s, c in PAPER_CHANNELS.items()
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -64,8 +82,14 @@ class BiasLeakyReLU(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with weights N(0, 1/lr_mult) scaled at run time by lr_mult/sqrt(in_dim)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mult: float = 1.0,
-                 activate: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias_init: float = 0.0,
+        lr_mult: float = 1.0,
+        activate: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mult)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -83,7 +107,15 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Conv with weights N(0, 1) scaled at run time by 1/sqrt(fan_in)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
@@ -95,16 +127,32 @@ class EqualConv2d(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    """[blur + stride-2 when downsample] equalised conv [+ bias leaky ReLU]; "same" padding otherwise."""
+    """[blur + stride-2 when downsample] equalised conv [+ bias leaky ReLU]; "same" padding
+    otherwise."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, downsample: bool = False, activate: bool = True,
-                 bias: bool = True):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        downsample: bool = False,
+        activate: bool = True,
+        bias: bool = True,
+    ):
         layers: list[nn.Module] = []
         if downsample:
             p = len(BLUR_TAPS) - 2 + kernel - 1
             layers.append(Blur(pad=((p + 1) // 2, p // 2)))
-        layers.append(EqualConv2d(c_in, c_out, kernel, stride=2 if downsample else 1,
-                                  padding=0 if downsample else kernel // 2, bias=bias and not activate))
+        layers.append(
+            EqualConv2d(
+                c_in,
+                c_out,
+                kernel,
+                stride=2 if downsample else 1,
+                padding=0 if downsample else kernel // 2,
+                bias=bias and not activate,
+            )
+        )
         if activate:
             layers.append(BiasLeakyReLU(c_out) if bias else _ScaledLeakyReLU())
         super().__init__(*layers)
@@ -124,8 +172,12 @@ class MappingNetwork(nn.Module):
 
     def __init__(self, style_dim: int, n_layers: int = 8, lr_mult: float = 0.01):
         super().__init__()
-        self.layers = nn.Sequential(*[EqualLinear(style_dim, style_dim, lr_mult=lr_mult, activate=True)
-                                      for _ in range(n_layers)])
+        self.layers = nn.Sequential(
+            *[
+                EqualLinear(style_dim, style_dim, lr_mult=lr_mult, activate=True)
+                for _ in range(n_layers)
+            ]
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(N, style_dim) -> (N, style_dim)."""
@@ -148,8 +200,11 @@ class ModulatedConv2d(nn.Module):
         """x (N, c_in, H, W), w (N, style_dim) -> (N, c_out, H, W)."""
         styles = self.modulation(w)
         weight = self.weight * self.scale
-        out = F.conv2d(x * styles[:, :, None, None].to(x.dtype), weight.to(x.dtype),
-                       padding=weight.shape[-1] // 2)
+        out = F.conv2d(
+            x * styles[:, :, None, None].to(x.dtype),
+            weight.to(x.dtype),
+            padding=weight.shape[-1] // 2,
+        )
         if self.demodulate:
             # sum over (c_in, k, k) of (weight * style)^2, per sample and output channel
             energy = styles.square() @ weight.square().sum(dim=(2, 3)).t()
@@ -166,14 +221,16 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, H, W); noise drawn in float32 from torch's global RNG on x's device."""
+        """(N, C, H, W) -> (N, C, H, W); noise drawn in float32 from torch's global RNG on x's
+        device."""
         n, _, h, w = x.shape
         noise = torch.randn(n, 1, h, w, device=x.device)
         return x + (self.weight * noise).to(x.dtype)
 
 
 class StyledConv(nn.Module):
-    """Modulated, demodulated conv; noise; bias + leaky ReLU (StyleGAN2's StyledConv, no resampling)."""
+    """Modulated, demodulated conv; noise; bias + leaky ReLU (StyleGAN2's StyledConv, no
+    resampling)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, style_dim: int):
         super().__init__()
@@ -195,7 +252,9 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
         self.upsample = Upsample2x() if upsample else None
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
         out = self.conv(x, w) + self.bias.to(x.dtype)
         if skip is None:
             return out
@@ -213,8 +272,9 @@ def blur_kernel(taps: tuple[int, ...] = BLUR_TAPS) -> torch.Tensor:
     return k / k.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Zero-insertion upsampling by `up`, padding (negative = crop) by pad on each side, FIR filter
     with `kernel` (true convolution), then keep every `down`-th pixel; per channel."""
     n, c, h, w = x.shape
@@ -254,7 +314,9 @@ class Blur(nn.Module):
 # Coordinates (CIPS / PixelFolder positional inputs)
 
 
-def coordinate_grid(n: int, height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+def coordinate_grid(
+    n: int, height: int, width: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(n, 2, H, W) pixel coordinates in [-1, 1], endpoints included: channel 0 = x (along W),
     channel 1 = y (along H)."""
     ys = torch.linspace(-1.0, 1.0, height, device=device)
@@ -264,8 +326,8 @@ def coordinate_grid(n: int, height: int, width: int, device: torch.device | str 
 
 
 class FourierFeatures(nn.Module):
-    """sin(1x1 conv of (x, y)) to `channels` features; weights U(±sqrt(9/2)) (SIREN first layer), bias
-    PyTorch's default U(±1/sqrt(2)) (CIPS's LFF)."""
+    """sin(1x1 conv of (x, y)) to `channels` features; weights U(±sqrt(9/2)) (SIREN first layer),
+    bias PyTorch's default U(±1/sqrt(2)) (CIPS's LFF)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -304,7 +366,8 @@ def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
-    """Residual down-block: conv3x3, blur + conv3x3 stride 2; skip blur + 1x1 stride 2; sum / sqrt(2)."""
+    """Residual down-block: conv3x3, blur + conv3x3 stride 2; skip blur + 1x1 stride 2; sum /
+    sqrt(2)."""
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
@@ -317,8 +380,8 @@ class ResBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """StyleGAN2 residual D: 1x1 from-RGB, ResBlocks down to 4x4, minibatch-stddev (group 4), conv3x3,
-    two linear layers to one logit per image."""
+    """StyleGAN2 residual D: 1x1 from-RGB, ResBlocks down to 4x4, minibatch-stddev (group 4),
+    conv3x3, two linear layers to one logit per image."""
 
     def __init__(self, resolution: int, width_mult: float = 1.0):
         super().__init__()
@@ -328,7 +391,9 @@ class Discriminator(nn.Module):
         self.from_rgb = ConvLayer(3, ch[resolution], 1)
         self.blocks = nn.Sequential(*[ResBlock(ch[s], ch[s // 2]) for s in sizes])
         self.final_conv = ConvLayer(ch[4] + 1, ch[4], 3)
-        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1))
+        self.final_linear = nn.Sequential(
+            EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1)
+        )
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """(N, 3, R, R) -> (N, 1) logits."""

@@ -42,8 +42,8 @@ from gancore.twostage.training import (
     save_decoder,
 )
 from gancore.utils.fsio import atomic_write_json
-from gancore.utils.metrics_file import write_metrics
 from gancore.utils.grid import save_grid
+from gancore.utils.metrics_file import write_metrics
 
 
 def train(args: argparse.Namespace, p: dict[str, Any]) -> int:

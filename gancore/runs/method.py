@@ -19,7 +19,6 @@ from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.grid import save_grid
 
-
 CURVE_KEYS = ("eval.every_kimg", "eval.curve_n_gen", "eval.seed")
 """The in-training quality curve's params (one-stage runs; a sampler's codes are not images to
 score)."""

@@ -1,4 +1,5 @@
-"""The Tracker interface every stage logs through, and the no-op tracker for `track.enabled: false`."""
+"""The Tracker interface every stage logs through, and the no-op tracker for `track.enabled:
+false`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ class Tracker(Protocol):
 
     run_id: str | None
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
-              start_ms: int | None = None) -> str | None:
+    def start(
+        self,
+        run_name: str,
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+        start_ms: int | None = None,
+    ) -> str | None:
         """Open a run started at `start_ms` (epoch ms, default now), or reopen `resume_run_id` and
         update its tags; return its id."""
         ...
@@ -52,8 +58,13 @@ class NullTracker:
 
     run_id: str | None = None
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
-              start_ms: int | None = None) -> None:
+    def start(
+        self,
+        run_name: str,
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+        start_ms: int | None = None,
+    ) -> None:
         return None
 
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:

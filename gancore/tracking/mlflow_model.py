@@ -34,8 +34,10 @@ def check_folder(path: str | Path) -> Path:
     for item in sorted(path.rglob("*")):
         if item.is_symlink() or (item.is_file() and item.suffix not in SAFE_SUFFIXES):
             allowed = ", ".join(SAFE_SUFFIXES)
-            raise DataError(f"{item} is not allowed in a generator folder (only {allowed} files; "
-                            "pickles and links are refused)")
+            raise DataError(
+                f"{item} is not allowed in a generator folder (only {allowed} files; "
+                "pickles and links are refused)"
+            )
     return path
 
 
@@ -79,8 +81,9 @@ def signature(resolution: int) -> Any:
     return ModelSignature(inputs=Schema([ColSpec("long", "seed")]), outputs=Schema([images]))
 
 
-def log_generator(tracking_uri: str, run_id: str, folder: str | Path,
-                  registered_name: str | None = None) -> Any:
+def log_generator(
+    tracking_uri: str, run_id: str, folder: str | Path, registered_name: str | None = None
+) -> Any:
     """Log a generator folder as the MLflow model `generator` of run `run_id` (a LoggedModel holding
     the run's params and metrics), registered as a new version of `registered_name` when given.
 
@@ -100,16 +103,29 @@ def log_generator(tracking_uri: str, run_id: str, folder: str | Path,
     # Made here, in the run's experiment: Model.log alone files it under the active (Default) one.
     client = mlflow.MlflowClient(tracking_uri)
     run = client.get_run(run_id)
-    model = client.create_logged_model(run.info.experiment_id, name=MODEL_NAME,
-                                       source_run_id=run_id, params=run.data.params,
-                                       model_type="generator")
+    model = client.create_logged_model(
+        run.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params=run.data.params,
+        model_type="generator",
+    )
     torch_pin = f"torch=={torch.__version__.split('+')[0]}"
     metadata = {"gancore_version": gancore.__version__, "kind": config.get("kind", "single")}
-    return Model.log(artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id,
-                     model_id=model.model_id, loader_module=LOADER, data_path=str(folder),
-                     signature=signature(config["resolution"]),
-                     pip_requirements=[torch_pin, "safetensors"], metadata=metadata,
-                     registered_model_name=registered_name, await_registration_for=0)
+    return Model.log(
+        artifact_path=None,
+        name=MODEL_NAME,
+        flavor=mlflow.pyfunc,
+        run_id=run_id,
+        model_id=model.model_id,
+        loader_module=LOADER,
+        data_path=str(folder),
+        signature=signature(config["resolution"]),
+        pip_requirements=[torch_pin, "safetensors"],
+        metadata=metadata,
+        registered_model_name=registered_name,
+        await_registration_for=0,
+    )
 
 
 def is_model_uri(uri: str) -> bool:
@@ -117,8 +133,9 @@ def is_model_uri(uri: str) -> bool:
     return uri.startswith(("models:/", "runs:/"))
 
 
-def generator_folder(uri: str, dst: str | Path | None = None,
-                     tracking_uri: str | None = None) -> Path:
+def generator_folder(
+    uri: str, dst: str | Path | None = None, tracking_uri: str | None = None
+) -> Path:
     """The generator folder inside a logged model (downloaded to `dst`, default a temp folder),
     checked.
 
@@ -141,6 +158,8 @@ def generator_folder(uri: str, dst: str | Path | None = None,
     flavor = (yaml.safe_load(mlmodel.read_text()) if mlmodel.is_file() else {}) or {}
     pyfunc = flavor.get("flavors", {}).get("python_function", {})
     if pyfunc.get("loader_module") != LOADER or "data" not in pyfunc:
-        raise DataError(f"{uri} is not a gancore generator model (its MLmodel does not load "
-                        f"through {LOADER}); refused without loading it")
+        raise DataError(
+            f"{uri} is not a gancore generator model (its MLmodel does not load "
+            f"through {LOADER}); refused without loading it"
+        )
     return check_folder(local / pyfunc["data"])

@@ -26,7 +26,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def default_tracking_uri(project_root: str | Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else sqlite:////<abs project>/mlflow.db (the workspace's, also from a DVC temp copy)."""
+    """MLFLOW_TRACKING_URI if set, else sqlite:////<abs project>/mlflow.db (the workspace's, also
+    from a DVC temp copy)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
@@ -34,13 +35,14 @@ def default_tracking_uri(project_root: str | Path) -> str:
 
 
 def _workspace(root: Path) -> Path:
-    """The real project of `dvc exp run --queue/--temp`, which runs in <project>/.dvc/tmp/exps/<id>/.
+    """The real project of `dvc exp run --queue/--temp`, which runs in
+    <project>/.dvc/tmp/exps/<id>/.
 
     Runs logged inside that copy would be deleted with it (docs/stack.md, pitfalls).
     """
     parts = root.parts
     for i in range(len(parts) - 2):
-        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
             return Path(*parts[:i])
     return root
 
@@ -55,15 +57,19 @@ def artifact_root(tracking_uri: str) -> str | None:
 class MlflowTracker:
     """Tracker on an MLflow store that catches up after the store was locked or unreachable.
 
-    Args:
-        experiment: experiment name (created if absent).
-        tracking_uri: store URI (see default_tracking_uri).
-        pending_dir: folder of the JSONL file of records the store has not taken yet (None: memory only).
-        retry_sec: least seconds between attempts while the store fails (close always tries).
+    Args: experiment: experiment name (created if absent). tracking_uri: store URI (see
+    default_tracking_uri). pending_dir: folder of the JSONL file of records the store has not taken
+    yet (None: memory only). retry_sec: least seconds between attempts while the store fails (close
+    always tries).
     """
 
-    def __init__(self, experiment: str, tracking_uri: str, pending_dir: str | Path | None = None,
-                 retry_sec: float = 60.0):
+    def __init__(
+        self,
+        experiment: str,
+        tracking_uri: str,
+        pending_dir: str | Path | None = None,
+        retry_sec: float = 60.0,
+    ):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         # An unreachable server must not hold training for minutes (MLflow's default is 7 retries).
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -105,8 +111,10 @@ class MlflowTracker:
             n_sent += 1
         if not self.pending and self.failing:
             self.failing = False
-            warnings.warn(f"MLflow store {self.tracking_uri} answers again: {n_sent} records caught up",
-                          stacklevel=3)
+            warnings.warn(
+                f"MLflow store {self.tracking_uri} answers again: {n_sent} records caught up",
+                stacklevel=3,
+            )
         if n_sent:
             self._write_pending()
         return not self.pending
@@ -118,11 +126,16 @@ class MlflowTracker:
         self.failing = True
         if self.pending_dir is not None and self.pending_file is None:
             self.pending_dir.mkdir(parents=True, exist_ok=True)
-            self.pending_file = self.pending_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+            self.pending_file = (
+                self.pending_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+            )
             self._write_pending()
         kept = f"in memory and {self.pending_file}" if self.pending_file else "in memory"
-        warnings.warn(f"MLflow store {self.tracking_uri} failed ({type(e).__name__}: {e}); training goes "
-                      f"on, records are kept {kept} and sent when the store answers", stacklevel=4)
+        warnings.warn(
+            f"MLflow store {self.tracking_uri} failed ({type(e).__name__}: {e}); training goes "
+            f"on, records are kept {kept} and sent when the store answers",
+            stacklevel=4,
+        )
 
     def _write_pending(self) -> None:
         if self.pending_file is None:
@@ -146,20 +159,24 @@ class MlflowTracker:
             self.client = MlflowClient(tracking_uri=self.tracking_uri)
         kind, run_id = op["op"], op.get("run_id") or self.run_id
         if kind == "start":
-            self.run_id = self._open_run(op["run_name"], op["tags"], op["resume_run_id"], op.get("start_ms"))
+            self.run_id = self._open_run(
+                op["run_name"], op["tags"], op["resume_run_id"], op.get("start_ms")
+            )
         elif run_id is None:
             return  # only reachable when a start was never submitted
         elif kind == "params":
             items = [Param(k, v) for k, v in op["params"].items()]
             for i in range(0, len(items), 100):
-                self.client.log_batch(run_id, params=items[i:i + 100])
+                self.client.log_batch(run_id, params=items[i : i + 100])
         elif kind == "metrics":
             batch = [Metric(k, v, op["time_ms"], op["step"]) for k, v in op["metrics"].items()]
             self.client.log_batch(run_id, metrics=batch)
         elif kind == "tags":
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
         elif kind == "artifact":
-            log = self.client.log_artifacts if Path(op["path"]).is_dir() else self.client.log_artifact
+            log = (
+                self.client.log_artifacts if Path(op["path"]).is_dir() else self.client.log_artifact
+            )
             log(run_id, op["path"], op["artifact_path"])
         elif kind == "dataset":
             self.client.log_inputs(run_id, datasets=[_dataset_input(**op["dataset"])])
@@ -169,15 +186,23 @@ class MlflowTracker:
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
-            return self.client.create_experiment(self.experiment, artifact_location=artifact_root(self.tracking_uri),
-                                                 tags=EXPERIMENT_KIND)
+            return self.client.create_experiment(
+                self.experiment,
+                artifact_location=artifact_root(self.tracking_uri),
+                tags=EXPERIMENT_KIND,
+            )
         for key, value in EXPERIMENT_KIND.items():  # an experiment made before the tag existed
             if exp.tags.get(key) != value:
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
-    def _open_run(self, run_name: str, tags: dict[str, str], resume_run_id: str | None,
-                  start_ms: int | None = None) -> str:
+    def _open_run(
+        self,
+        run_name: str,
+        tags: dict[str, str],
+        resume_run_id: str | None,
+        start_ms: int | None = None,
+    ) -> str:
         from mlflow.entities import RunTag
 
         all_tags = dict(tags)
@@ -185,11 +210,13 @@ class MlflowTracker:
             all_tags["mlflow.parentRunId"] = os.environ[PARENT_ENV]
         if resume_run_id and self._run_exists(resume_run_id):
             self.client.update_run(resume_run_id, status="RUNNING")
-            # A resumed run is this execution's: its DVC experiment, flow run and commit replace the old.
+            # A resumed run is this execution's: its DVC experiment, flow run and commit replace the
+            # old.
             self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
             return resume_run_id
-        return self.client.create_run(self._experiment_id(), start_time=start_ms, run_name=run_name,
-                                      tags=all_tags).info.run_id
+        return self.client.create_run(
+            self._experiment_id(), start_time=start_ms, run_name=run_name, tags=all_tags
+        ).info.run_id
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -199,26 +226,52 @@ class MlflowTracker:
 
     # -- the Tracker interface --------------------------------------------------------------------
 
-    def start(self, run_name: str, tags: dict[str, str], resume_run_id: str | None = None,
-              start_ms: int | None = None) -> str | None:
-        self._submit({"op": "start", "experiment": self.experiment, "run_name": run_name,
-                      "tags": {k: str(v) for k, v in tags.items()}, "resume_run_id": resume_run_id,
-                      "start_ms": start_ms})
+    def start(
+        self,
+        run_name: str,
+        tags: dict[str, str],
+        resume_run_id: str | None = None,
+        start_ms: int | None = None,
+    ) -> str | None:
+        self._submit(
+            {
+                "op": "start",
+                "experiment": self.experiment,
+                "run_name": run_name,
+                "tags": {k: str(v) for k, v in tags.items()},
+                "resume_run_id": resume_run_id,
+                "start_ms": start_ms,
+            }
+        )
         return self.run_id
 
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
-        self._submit({"op": "dataset", "dataset": {"name": name, "digest": digest, "source": source,
-                                                   "context": context}})
+        self._submit(
+            {
+                "op": "dataset",
+                "dataset": {"name": name, "digest": digest, "source": source, "context": context},
+            }
+        )
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._submit({"op": "params", "params": {k: str(v)[:6000] for k, v in sorted(params.items())}})
+        self._submit(
+            {"op": "params", "params": {k: str(v)[:6000] for k, v in sorted(params.items())}}
+        )
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._submit({"op": "metrics", "metrics": {k: float(v) for k, v in metrics.items()},
-                      "step": int(step), "time_ms": int(time.time() * 1000)})
+        self._submit(
+            {
+                "op": "metrics",
+                "metrics": {k: float(v) for k, v in metrics.items()},
+                "step": int(step),
+                "time_ms": int(time.time() * 1000),
+            }
+        )
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._submit({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
+        self._submit(
+            {"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path}
+        )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._submit({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
@@ -229,23 +282,36 @@ class MlflowTracker:
         from gancore.tracking.mlflow_model import log_generator
 
         if not self.flush() or self.run_id is None:
-            warnings.warn(f"MLflow store {self.tracking_uri} failing: generator {folder} not logged as a model",
-                          stacklevel=2)
+            warnings.warn(
+                f"MLflow store {self.tracking_uri} failing: generator {folder} not logged as a "
+                "model",
+                stacklevel=2,
+            )
             return None
         try:
             return log_generator(self.tracking_uri, self.run_id, folder, registered_name).model_uri
         except Exception as e:  # the store is optional for training; never let it kill a run
             if isinstance(e, GancoreError):
                 raise
-            warnings.warn(f"logging {folder} as an MLflow model failed ({type(e).__name__}: {e})", stacklevel=2)
+            warnings.warn(
+                f"logging {folder} as an MLflow model failed ({type(e).__name__}: {e})",
+                stacklevel=2,
+            )
             return None
 
     def close(self, status: str = "FINISHED") -> None:
         self._submit({"op": "close", "status": status})
         if not self.flush():
-            where = f"; they are kept in {self.pending_file} (replay_pending sends them)" if self.pending_file else ""
-            warnings.warn(f"MLflow store {self.tracking_uri} still failing at the end of the run: "
-                          f"{len(self.pending)} records not sent{where}", stacklevel=2)
+            where = (
+                f"; they are kept in {self.pending_file} (replay_pending sends them)"
+                if self.pending_file
+                else ""
+            )
+            warnings.warn(
+                f"MLflow store {self.tracking_uri} still failing at the end of the run: "
+                f"{len(self.pending)} records not sent{where}",
+                stacklevel=2,
+            )
 
 
 def _dataset_input(name: str, digest: str, source: str, context: str) -> Any:
@@ -255,13 +321,15 @@ def _dataset_input(name: str, digest: str, source: str, context: str) -> Any:
     """
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    dataset = Dataset(name=name, digest=digest[:36], source_type="local", source=json.dumps({"uri": source}))
+    dataset = Dataset(
+        name=name, digest=digest[:36], source_type="local", source=json.dumps({"uri": source})
+    )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
 
 
 def replay_pending(path: str | Path, tracking_uri: str) -> bool:
-    """Send the records a run kept in `path` (see MlflowTracker.pending_dir) to the store; True when all
-    went (the file is then deleted)."""
+    """Send the records a run kept in `path` (see MlflowTracker.pending_dir) to the store; True when
+    all went (the file is then deleted)."""
     path = Path(path)
     ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     experiment = next((op["experiment"] for op in ops if op["op"] == "start"), "Default")

@@ -1,12 +1,14 @@
-"""Atomic, checksummed checkpoints: weights as safetensors, the rest loadable with weights_only=True.
+"""Atomic, checksummed checkpoints: weights as safetensors, the rest loadable with
+weights_only=True.
 
 Layout of one checkpoint `ckpt_dir/step_000001234/` (built under a temporary name, renamed whole):
-  networks.safetensors   every network's state_dict, keys prefixed "<net>." (G, D, G_ema, ...)
-  state.pt               optimizers, grad scalers, train state, RNG states (tensors and numbers only)
-  meta.json              config, run identity, dataset fingerprint, versions, sha256 of both files
+networks.safetensors   every network's state_dict, keys prefixed "<net>." (G, D, G_ema, ...)
+state.pt               optimizers, grad scalers, train state, RNG states (tensors and numbers only)
+meta.json              config, run identity, dataset fingerprint, versions, sha256 of both files
 A checkpoint whose files do not match their recorded sha256 is torn: loading falls back to the
 previous one and says so. So does one whose content does not fit the run (`check_content`: a network
-or optimizer missing, another shape, a NaN/inf) or whose meta.json names another step than its folder.
+or optimizer missing, another shape, a NaN/inf) or whose meta.json names another step than its
+folder.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import json
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
@@ -43,12 +46,20 @@ class Checkpoint:
 
 
 def _flat_weights(networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    return {f"{name}.{key}": value.detach().to("cpu", copy=True).contiguous()
-            for name, net in networks.items() for key, value in net.state_dict().items()}
+    return {
+        f"{name}.{key}": value.detach().to("cpu", copy=True).contiguous()
+        for name, net in networks.items()
+        for key, value in net.state_dict().items()
+    }
 
 
-def save_checkpoint(ckpt_dir: str | Path, step: int, networks: dict[str, nn.Module],
-                    state: dict[str, Any], meta: dict[str, Any]) -> Path:
+def save_checkpoint(
+    ckpt_dir: str | Path,
+    step: int,
+    networks: dict[str, nn.Module],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
     """Write `ckpt_dir/step_<step>/` atomically (temporary folder, fsync, rename).
 
     Raises:
@@ -72,7 +83,8 @@ def save_checkpoint(ckpt_dir: str | Path, step: int, networks: dict[str, nn.Modu
             raise
         raise CheckpointError(
             f"disk full: no space left on the device writing checkpoint {final} ({e.strerror}); "
-            f"the previous checkpoints in {final.parent} are intact: free space and rerun to resume") from e
+            f"the previous checkpoints in {final.parent} are intact: free space and rerun to resume"
+        ) from e
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -155,13 +167,16 @@ def _check_optimizer(name: str, saved: Any, opt: torch.optim.Optimizer) -> None:
             if not isinstance(value, torch.Tensor) or value.ndim == 0:
                 continue
             if index not in params or value.shape != params[index].shape:
-                raise CheckpointError(f"optimizer {name}: state {key} of parameter {index} "
-                                      "has another shape than the parameter")
+                raise CheckpointError(
+                    f"optimizer {name}: state {key} of parameter {index} "
+                    "has another shape than the parameter"
+                )
             _finite(f"optimizer {name} state {key}", value)
 
 
-def check_content(c: Checkpoint, networks: dict[str, nn.Module],
-                  optimizers: dict[str, torch.optim.Optimizer]) -> None:
+def check_content(
+    c: Checkpoint, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+) -> None:
     """Check that a loaded checkpoint fits a run, beyond its sha256: every network present with
     exactly the run's tensor names and shapes, every optimizer present and shaped like its
     parameters, and every float tensor finite (a checkpoint saved after divergence is skipped).
@@ -189,8 +204,9 @@ def check_content(c: Checkpoint, networks: dict[str, nn.Module],
             raise CheckpointError(f"{c.path}: state.pt lacks {key}")
 
 
-def load_latest(ckpt_dir: str | Path,
-                check: Callable[[Checkpoint], None] | None = None) -> Checkpoint | None:
+def load_latest(
+    ckpt_dir: str | Path, check: Callable[[Checkpoint], None] | None = None
+) -> Checkpoint | None:
     """The newest checkpoint that verifies (and passes `check`, e.g. `check_content`); torn and
     failing ones are skipped with a warning.
 
@@ -210,7 +226,9 @@ def load_latest(ckpt_dir: str | Path,
             return c
         except CheckpointError as e:
             problems.append(str(e))
-            warnings.warn(f"skipping checkpoint: {e}; falling back to the previous one", stacklevel=2)
+            warnings.warn(
+                f"skipping checkpoint: {e}; falling back to the previous one", stacklevel=2
+            )
     if problems:
         raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
     return None

@@ -1,19 +1,21 @@
-"""Data-parallel training over torch.distributed: DDP's gradient mean (Li et al. 2020, "PyTorch Distributed") without the module wrapper.
+"""Data-parallel training over torch.distributed: DDP's gradient mean (Li et al. 2020, "PyTorch
+Distributed") without the module wrapper.
 
 The methods' losses call their networks directly, phase by phase, so instead of wrapping nets in
 DistributedDataParallel the trainer all-reduces each phase's gradients (flattened, one bucket per
 dtype) before its optimizer step, broadcasts parameters and buffers from rank 0 at the start and
-buffers after every step (DDP's broadcast_buffers). Launch is by `torchrun`; `relaunch` re-executes a
-stage under torchrun when `train.nproc_per_node * train.nnodes > 1`.
+buffers after every step (DDP's broadcast_buffers). Launch is by `torchrun`; `relaunch` re-executes
+a stage under torchrun when `train.nproc_per_node * train.nnodes > 1`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -41,7 +43,9 @@ def world_from_env() -> World:
     """World of a torchrun worker (RANK, WORLD_SIZE, LOCAL_RANK), else the single process."""
     if not all(k in os.environ for k in _TORCHRUN_ENV):
         return World()
-    return World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    return World(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    )
 
 
 def current_world() -> World:
@@ -52,7 +56,8 @@ def current_world() -> World:
 
 
 def init(device: torch.device) -> World:
-    """Join the process group of a torchrun launch (nccl on CUDA, gloo on CPU) and pin the local GPU.
+    """Join the process group of a torchrun launch (nccl on CUDA, gloo on CPU) and pin the local
+    GPU.
 
     A single process (no torchrun environment, or WORLD_SIZE 1) stays outside any group.
     """
@@ -116,7 +121,8 @@ def broadcast_state(modules: Iterable[nn.Module], world: World, buffers_only: bo
 
 
 def all_reduce_grads(params: Iterable[nn.Parameter], world: World) -> None:
-    """Sum the gradients of `params` over ranks in place (each rank's loss already carries 1/n_streams)."""
+    """Sum the gradients of `params` over ranks in place (each rank's loss already carries
+    1/n_streams)."""
     if world.size == 1:
         return
     grads = [p.grad for p in params if p.grad is not None]
@@ -155,7 +161,7 @@ def _unflatten_into(flat: torch.Tensor, bucket: list[torch.Tensor]) -> None:
     offset = 0
     for t in bucket:
         n = t.numel()
-        t.copy_(flat[offset:offset + n].view_as(t))
+        t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
 
 
@@ -171,22 +177,31 @@ def sync_batchnorm(module: nn.Module, device: torch.device, world: World) -> nn.
 
 # -- launch ---------------------------------------------------------------------------------------
 
+
 def torchrun_argv(nproc_per_node: int, nnodes: int, module: str, argv: Sequence[str]) -> list[str]:
     """The torchrun command line running `python -m module argv` on nproc_per_node x nnodes ranks.
 
-    One node: a local rendezvous on a free port (--standalone). Several nodes: the c10d rendezvous at
-    MASTER_ADDR:MASTER_PORT (default port 29500) with NODE_RANK, all from the environment.
+    One node: a local rendezvous on a free port (--standalone). Several nodes: the c10d rendezvous
+    at MASTER_ADDR:MASTER_PORT (default port 29500) with NODE_RANK, all from the environment.
     """
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc_per_node}",
-           f"--nnodes={nnodes}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc_per_node}",
+        f"--nnodes={nnodes}",
+    ]
     if nnodes == 1:
         cmd.append("--standalone")
     else:
         addr = os.environ.get("MASTER_ADDR", "127.0.0.1")
         port = os.environ.get("MASTER_PORT", "29500")
-        cmd += ["--rdzv_backend=c10d", f"--rdzv_endpoint={addr}:{port}",
-                f"--rdzv_id={os.environ.get('GANCORE_RDZV_ID', 'gancore')}",
-                f"--node_rank={os.environ.get('NODE_RANK', '0')}"]
+        cmd += [
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={addr}:{port}",
+            f"--rdzv_id={os.environ.get('GANCORE_RDZV_ID', 'gancore')}",
+            f"--node_rank={os.environ.get('NODE_RANK', '0')}",
+        ]
     return [*cmd, "-m", module, *argv]
 
 

@@ -1,4 +1,5 @@
-"""EMA of G's parameters and BatchNorm "standing statistics" (Brock et al. 2019, BigGAN §4) for G_ema.
+"""EMA of G's parameters and BatchNorm "standing statistics" (Brock et al. 2019, BigGAN §4) for
+G_ema.
 
 EMA + BatchNorm policy (FastGAN issue #4): the EMA averages parameters only; BatchNorm running
 statistics of the averaged G do not match its weights, so before sampling they are recomputed by
@@ -14,15 +15,15 @@ from torch import nn
 
 from gancore.nn.batchnorm import recalibrate_batchnorm
 
-__all__ = ["ema_beta_at", "update_ema", "recalibrate_batchnorm"]
+__all__ = ["ema_beta_at", "recalibrate_batchnorm", "update_ema"]
 
 
 def ema_beta_at(beta: float, batch: int, n_img: int, rampup: float) -> float:
     """The per-step decay after `n_img` images: `beta`, with its half-life capped at rampup * n_img.
 
     StyleGAN2-ADA's ramp-up, with `beta` per step of `batch` images as the asymptote. Without it a
-    0.999 EMA after 1,125 steps is still 32% the initial weights; measured on 9-kimg CPU runs, an EMA
-    spanning more than a few percent of training was worse than G itself (docs/benchmarks.md).
+    0.999 EMA after 1,125 steps is still 32% the initial weights; measured on 9-kimg CPU runs, an
+    EMA spanning more than a few percent of training was worse than G itself (docs/benchmarks.md).
     """
     if rampup <= 0 or beta <= 0:
         return beta

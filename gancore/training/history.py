@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from gancore.utils.progress import progress as show_progress
 from gancore.tracking.base import Tracker
+from gancore.utils.progress import progress as show_progress
 
 
 class History:

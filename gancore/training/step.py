@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import torch
@@ -125,7 +126,7 @@ class TrainStep:
             opt, scaler = self.opts[phase.opt], self.scalers[phase.opt]
             opt.zero_grad(set_to_none=True)
             (loss, phase_stats), flops = self.flops.run(
-                phase.name, lambda: self._backward(phase.name, real, scaler)
+                phase.name, partial(self._backward, phase.name, real, scaler)
             )
             self.step_flops += flops
             distributed.all_reduce_grads(

@@ -33,8 +33,13 @@ class StreamBuffers:
     """
 
     def __init__(self, modules: Iterable[nn.Module], ids: list[int]):
-        self.slots = [(m, name) for net in modules for m in net.modules()
-                      for name, b in m.named_buffers(recurse=False) if b is not None]
+        self.slots = [
+            (m, name)
+            for net in modules
+            for m in net.modules()
+            for name, b in m.named_buffers(recurse=False)
+            if b is not None
+        ]
         self.ids = list(ids)
         self.states: dict[int, list[torch.Tensor]] = {}
 
@@ -49,8 +54,9 @@ class StreamBuffers:
     def start_step(self) -> None:
         """Every stream starts the step from the networks' current buffers (the first uses them)."""
         live = self._live()
-        self.states = {k: live if i == 0 else [b.clone() for b in live]
-                       for i, k in enumerate(self.ids)}
+        self.states = {
+            k: live if i == 0 else [b.clone() for b in live] for i, k in enumerate(self.ids)
+        }
 
     @contextmanager
     def use(self, k: int) -> Iterator[None]:

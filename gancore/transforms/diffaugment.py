@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["POLICIES", "parse_policy", "diff_augment"]
+__all__ = ["POLICIES", "diff_augment", "parse_policy"]
 
 POLICIES = ("color", "translation", "cutout")
 """Known augmentation names, in the order the paper lists them."""

@@ -1,1 +1,2 @@
-"""Two-stage pipelines (not-so-BigGAN; Acceleration Framework): a sampler on codes, a decoder to pixels."""
+"""Two-stage pipelines (not-so-BigGAN; Acceleration Framework): a sampler on codes, a decoder to
+pixels."""

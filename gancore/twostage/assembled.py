@@ -1,5 +1,6 @@
-"""The assembled two-stage generator (not-so-BigGAN, Acceleration Framework): G(z) = decoder(sampler(z)),
-saved as one folder holding both parts, each with its own config and weights (G_ema and G_init of each)."""
+"""The assembled two-stage generator (not-so-BigGAN, Acceleration Framework): G(z) =
+decoder(sampler(z)), saved as one folder holding both parts, each with its own config and weights
+(G_ema and G_init of each)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gancore.errors import DataError
 from gancore.artifacts import FORMAT, read_config, require_field
+from gancore.errors import DataError
 from gancore.registry import load_method_generator
 from gancore.twostage.training import load_decoder
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file
@@ -39,7 +40,8 @@ class TwoStageGenerator(nn.Module):
         return self.decoder.codec.previewable
 
     def preview(self, z: torch.Tensor) -> torch.Tensor:
-        """The sampler alone: its codes as low-resolution images (sampler quality at low resolution)."""
+        """The sampler alone: its codes as low-resolution images (sampler quality at low
+        resolution)."""
         return self.decoder.codec.preview(self.sampler(z))
 
     @torch.no_grad()
@@ -49,8 +51,13 @@ class TwoStageGenerator(nn.Module):
         return codec.preview(codec.encode(images.to(codec.lo.device)))
 
 
-def assemble(sampler_dir: str | Path, decoder_dir: str | Path, codes_manifest: dict, out_dir: str | Path,
-             extra: dict[str, Any] | None = None) -> Path:
+def assemble(
+    sampler_dir: str | Path,
+    decoder_dir: str | Path,
+    codes_manifest: dict,
+    out_dir: str | Path,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Copy a trained sampler and decoder into one generator folder (atomically), checking they fit.
 
     Args:
@@ -61,16 +68,31 @@ def assemble(sampler_dir: str | Path, decoder_dir: str | Path, codes_manifest: d
     Raises:
         DataError: the parts were made with different codecs or sizes.
     """
-    sampler, decoder = read_config(sampler_dir, kind="single"), read_config(decoder_dir, kind="decoder")
+    sampler, decoder = (
+        read_config(sampler_dir, kind="single"),
+        read_config(decoder_dir, kind="decoder"),
+    )
     if codes_manifest["codec"] != decoder["codec"]:
-        raise DataError(f"{decoder_dir} inverts another codec than the one of the sampler's codes: "
-                        "rerun the decoder stage")
+        raise DataError(
+            f"{decoder_dir} inverts another codec than the one of the sampler's codes: "
+            "rerun the decoder stage"
+        )
     if sampler["resolution"] != codes_manifest["resolution"]:
-        raise DataError(f"{sampler_dir} makes {sampler['resolution']}px codes, the codec "
-                        f"{codes_manifest['resolution']}px")
-    config = {"format": FORMAT, "kind": "twostage", "resolution": decoder["resolution"],
-              "z_dim": sampler["z_dim"], "main": sampler["main"], "parts": list(PARTS),
-              "sampler_method": sampler["method"], "codec": decoder["codec"], **(extra or {})}
+        raise DataError(
+            f"{sampler_dir} makes {sampler['resolution']}px codes, the codec "
+            f"{codes_manifest['resolution']}px"
+        )
+    config = {
+        "format": FORMAT,
+        "kind": "twostage",
+        "resolution": decoder["resolution"],
+        "z_dim": sampler["z_dim"],
+        "main": sampler["main"],
+        "parts": list(PARTS),
+        "sampler_method": sampler["method"],
+        "codec": decoder["codec"],
+        **(extra or {}),
+    }
 
     def fill(tmp: Path) -> None:
         for part, src in zip(PARTS, (sampler_dir, decoder_dir)):
@@ -88,8 +110,9 @@ def _part(path: Path, name: str) -> Path:
         raise DataError(str(e)) from None
 
 
-def load_twostage(path: Path, config: dict[str, Any], which: str | None,
-                  device: str | torch.device) -> TwoStageGenerator:
+def load_twostage(
+    path: Path, config: dict[str, Any], which: str | None, device: str | torch.device
+) -> TwoStageGenerator:
     """Both parts with the same weights choice (G_ema or G_init), in eval mode."""
     which = which or require_field(config, "main", str, path)
     sampler_dir = _part(path, "sampler")

@@ -1,8 +1,9 @@
-"""Decoders of not-so-BigGAN (Sinha et al.): codes -> full-resolution images, trained on real pairs only.
+"""Decoders of not-so-BigGAN (Sinha et al.): codes -> full-resolution images, trained on real pairs
+only.
 
 - `ResidualDecoder` (ESRGAN-W, the decoder behind the paper's headline numbers): an SRResNet on the
-  code (residual blocks without BatchNorm, LeakyReLU 0.1, one pixel-shuffle x2 per level) whose output
-  is added to the codec's coarse image (inverse DWT of the zero-padded low band, or bicubic
+  code (residual blocks without BatchNorm, LeakyReLU 0.1, one pixel-shuffle x2 per level) whose
+  output is added to the codec's coarse image (inverse DWT of the zero-padded low band, or bicubic
   upsampling). Its last conv starts at zero, so the untrained decoder is exactly the coarse image.
   Trained with the pixel L1 of ESRGAN-W's pre-training ("ResNet-W"), then optionally ESRGAN's
   adversarial fine-tuning (`gancore/twostage/training.py`: RaGAN patch D, LPIPS(VGG16) in place of
@@ -19,13 +20,13 @@
   paper's framework suggests, would make the decoder wait for the sampler; it is not implemented.
 
 All read the normalised code a sampler generates and return images in about [-1, 1]. The residual
-and UNet decoders keep their codec frozen (a learned codec's coarse image is its own reconstruction).
+and UNet decoders keep their codec frozen (a learned codec's coarse image is its own
+reconstruction).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,13 @@ from gancore.config import DecoderParams
 from gancore.errors import ConfigError
 from gancore.losses.pixel import pixel_distance
 
-__all__ = ["ResidualDecoder", "WaveletUNetDecoder", "CodecDecoder", "build_decoder", "pixel_distance"]
+__all__ = [
+    "CodecDecoder",
+    "ResidualDecoder",
+    "WaveletUNetDecoder",
+    "build_decoder",
+    "pixel_distance",
+]
 
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
@@ -72,8 +79,13 @@ class ResidualDecoder(nn.Module):
         channels = codec.code_shape[0]
         self.head = nn.Sequential(_conv(channels, width), _lrelu())
         self.body = nn.Sequential(*[_ResBlock(width) for _ in range(blocks)], _conv(width, width))
-        self.up = nn.Sequential(*[m for _ in range(codec.params.levels)
-                                  for m in (_conv(width, 4 * width), nn.PixelShuffle(2), _lrelu())])
+        self.up = nn.Sequential(
+            *[
+                m
+                for _ in range(codec.params.levels)
+                for m in (_conv(width, 4 * width), nn.PixelShuffle(2), _lrelu())
+            ]
+        )
         self.tail = nn.Sequential(_conv(width, width), _lrelu(), _conv(width, 3))
         nn.init.zeros_(self.tail[-1].weight)
         nn.init.zeros_(self.tail[-1].bias)
@@ -83,7 +95,9 @@ class ResidualDecoder(nn.Module):
         feat = self.head(code)
         return self.codec.coarse(code) + self.tail(self.up(feat + self.body(feat)))
 
-    def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, real: torch.Tensor, kind: str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pixel loss of the decoded real codes against the real images."""
         with torch.no_grad():
             code = self.codec.encode(real)
@@ -96,7 +110,9 @@ class _UNet(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, width: int, depth: int):
         super().__init__()
-        self.down = nn.ModuleList([self._pair(c_in if i == 0 else width, width) for i in range(depth + 1)])
+        self.down = nn.ModuleList(
+            [self._pair(c_in if i == 0 else width, width) for i in range(depth + 1)]
+        )
         self.up = nn.ModuleList([self._pair(2 * width, width) for _ in range(depth)])
         self.out = nn.Conv2d(width, c_out, 1)
         nn.init.zeros_(self.out.weight)
@@ -118,19 +134,25 @@ class _UNet(nn.Module):
 
 
 class WaveletUNetDecoder(nn.Module):
-    """nsb-GAN's UNet decoder: one UNet per level predicts the (H, V, D) detail bands of its low band."""
+    """nsb-GAN's UNet decoder: one UNet per level predicts the (H, V, D) detail bands of its low
+    band."""
 
     def __init__(self, codec: Codec, width: int, depth: int):
         super().__init__()
         levels, code_px = codec.params.levels, codec.code_px
         if code_px >> depth < 2:
-            raise ConfigError("decoder.blocks", f"a UNet of depth {depth} cannot pool a {code_px}px code "
-                                                f"{depth} times; use at most {int(math.log2(code_px)) - 1}")
+            raise ConfigError(
+                "decoder.blocks",
+                f"a UNet of depth {depth} cannot pool a {code_px}px code "
+                f"{depth} times; use at most {int(math.log2(code_px)) - 1}",
+            )
         self.codec, self.resolution = codec, codec.resolution
         self.wavelet, self.boundary = codec.params.wavelet, codec.params.boundary
         self.input_shape = codec.code_shape
         channels = codec.code_shape[0]
-        self.unets = nn.ModuleList([_UNet(channels, 3 * channels, width, depth) for _ in range(levels)])
+        self.unets = nn.ModuleList(
+            [_UNet(channels, 3 * channels, width, depth) for _ in range(levels)]
+        )
 
     def _gain(self, step: int) -> float:
         """DC gain of the low band fed to UNet `step` (0 = coarsest level)."""
@@ -150,7 +172,9 @@ class WaveletUNetDecoder(nn.Module):
             low = idwt2(low, [self._details(step, low)], self.wavelet, self.boundary)
         return low
 
-    def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, real: torch.Tensor, kind: str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Coefficient loss of every level (the paper's: kind "mse"), each UNet fed the real low
         band of its level; predicted and true detail bands both divided by the level's DC gain."""
         from gancore.compress.dwt import dwt2, idwt2
@@ -179,7 +203,9 @@ class CodecDecoder(nn.Module):
         """(N, C, h, w) normalised codes -> (N, 3, R, R) images."""
         return self.codec.coarse(code)
 
-    def training_loss(self, real: torch.Tensor, kind: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, real: torch.Tensor, kind: str
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pixel loss of the decoded real codes against the real images (the encoder is frozen)."""
         with torch.no_grad():
             code = self.codec.encode(real)

@@ -1,15 +1,17 @@
-"""What every command line shares: argument types with ranges, and one-line usage errors (exit 2)."""
+"""What every command line shares: argument types with ranges, and one-line usage errors (exit
+2)."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gancore.errors import GancoreError
 
-__all__ = ["ArgParser", "HelpFormatter", "device_name", "float_in", "int_in", "exit_code_for"]
+__all__ = ["ArgParser", "HelpFormatter", "device_name", "exit_code_for", "float_in", "int_in"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -19,8 +21,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))
-        if unset or action.default == [] or "default" in text or action.nargs in (
-                argparse.REMAINDER, argparse.PARSER):
+        if (
+            unset
+            or action.default == []
+            or "default" in text
+            or action.nargs in (argparse.REMAINDER, argparse.PARSER)
+        ):
             return text
         return f"{text} (default: %(default)s)".strip()
 
@@ -39,6 +45,7 @@ class ArgParser(argparse.ArgumentParser):
 
 def _ranged(kind: type, lo: float, hi: float, what: str) -> Callable[[str], Any]:
     """An argparse type: a finite `kind` (int or float) in [lo, hi]."""
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -70,8 +77,9 @@ def device_name(text: str) -> str:
         device = torch.device(text)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a torch device") from None
-    if device.type == "cuda" and not (torch.cuda.is_available()
-                                      and (device.index or 0) < torch.cuda.device_count()):
+    if device.type == "cuda" and not (
+        torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    ):
         raise argparse.ArgumentTypeError(f"{text} is not available here (no such CUDA device)")
     if device.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text}: only cpu and cuda devices are supported")
@@ -87,7 +95,10 @@ def exit_code_for(error: BaseException) -> int | None:
         return 2
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" writing {error.filename}" if error.filename else ""
-        print(f"error: no space left on the device{where}: free space and rerun "
-              "(outputs are written atomically; nothing complete was replaced)", file=sys.stderr)
+        print(
+            f"error: no space left on the device{where}: free space and rerun "
+            "(outputs are written atomically; nothing complete was replaced)",
+            file=sys.stderr,
+        )
         return 2
     return None

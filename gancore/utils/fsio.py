@@ -10,8 +10,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from gancore.errors import DataError, RunLocked
 
@@ -93,8 +94,11 @@ def contained_file(folder: str | Path, name: Any, directory: bool = False) -> Pa
         ValueError: naming the folder, the name and what is wrong with it.
     """
     folder = Path(folder)
-    if (not isinstance(name, str) or name in ("", ".", "..")
-            or any(c in name for c in ("/", "\\", "\0"))):
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(c in name for c in ("/", "\\", "\0"))
+    ):
         raise ValueError(f"{folder}: {str(name)[:80]!r} is not a plain file name inside the folder")
     try:
         real = (folder / name).resolve(strict=True)
@@ -127,8 +131,10 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunLocked(f"{what} is in use by another process (lock {path}); wait for it to "
-                            "finish or stop it, then rerun") from None
+            raise RunLocked(
+                f"{what} is in use by another process (lock {path}); wait for it to "
+                "finish or stop it, then rerun"
+            ) from None
         try:
             yield
         finally:
@@ -157,7 +163,8 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
 
 
 def atomic_dir(final: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Build a folder under a temporary name with `fill(tmp_dir)`, fsync it, then rename it to `final`.
+    """Build a folder under a temporary name with `fill(tmp_dir)`, fsync it, then rename it to
+    `final`.
 
     An existing `final` is replaced only once the new folder is complete.
     """

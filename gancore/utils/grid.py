@@ -14,7 +14,8 @@ from gancore.utils.fsio import atomic_write_bytes
 
 
 def grid_image(images: torch.Tensor, pad_px: int = 2, n_cols: int | None = None) -> Image.Image:
-    """Tile `(N, 3, H, W) uint8` images into a grid (square-ish unless `n_cols`) with white padding."""
+    """Tile `(N, 3, H, W) uint8` images into a grid (square-ish unless `n_cols`) with white
+    padding."""
     n, _, h, w = images.shape
     cols = n_cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
@@ -22,12 +23,13 @@ def grid_image(images: torch.Tensor, pad_px: int = 2, n_cols: int | None = None)
     for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
         r, c = divmod(i, cols)
         y, x = pad_px + r * (h + pad_px), pad_px + c * (w + pad_px)
-        canvas[y:y + h, x:x + w] = img
+        canvas[y : y + h, x : x + w] = img
     return Image.fromarray(canvas)
 
 
-def save_grid(images: torch.Tensor, path: str | Path, n_cols: int | None = None,
-              image_format: str = "PNG") -> None:
+def save_grid(
+    images: torch.Tensor, path: str | Path, n_cols: int | None = None, image_format: str = "PNG"
+) -> None:
     """Write a grid image (PNG unless `image_format` names another Pillow format) atomically."""
     buf = io.BytesIO()
     grid_image(images, n_cols=n_cols).save(buf, format=image_format)

@@ -1,5 +1,6 @@
 """The autoencoder codec (Acceleration Framework) at tiny sizes: shapes for every factor, learning
-through the trainer's contract, its folder with weights, code shards, the decoder over it, config keys."""
+through the trainer's contract, its folder with weights, code shards, the decoder over it, config
+keys."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from PIL import Image
 from gancore.compress.autoencoder import AUTOENCODER_SPEC, AutoencoderCodec
 from gancore.compress.codec import build_codec, codec_config, load_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
-from gancore.config import AutoencoderParams, CompressParams, DecoderParams, ShardParams, TwoStageParams, build_dataclass
+from gancore.config import (
+    AutoencoderParams,
+    CompressParams,
+    DecoderParams,
+    ShardParams,
+    TwoStageParams,
+    build_dataclass,
+)
 from gancore.data.shards import read_manifest, shard_paths, write_shards
 from gancore.errors import ConfigError, DataError
 from gancore.twostage.decoders import CodecDecoder, ResidualDecoder, build_decoder
@@ -23,13 +31,20 @@ from gancore.twostage.training import DECODER_SPEC, DecoderRun, initial_decoder
 
 
 def _params(levels: int = 1, channels: int = 3, **ae) -> CompressParams:
-    return CompressParams(method="autoencoder", levels=levels, channels=channels,
-                          autoencoder=AutoencoderParams(**{"width": 4, "blocks": 1, **ae}))
+    return CompressParams(
+        method="autoencoder",
+        levels=levels,
+        channels=channels,
+        autoencoder=AutoencoderParams(**{"width": 4, "blocks": 1, **ae}),
+    )
 
 
 def _images(n: int = 2, px: int = 32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(n, 3, px // 4, px // 4, generator=g), size=px, mode="bilinear") * 2 - 1
+    return (
+        F.interpolate(torch.rand(n, 3, px // 4, px // 4, generator=g), size=px, mode="bilinear") * 2
+        - 1
+    )
 
 
 @pytest.mark.parametrize("channels", [3, 8])
@@ -48,7 +63,8 @@ def test_encoder_and_decoder_shapes_for_every_factor(levels, channels):
 
 
 def _train(cfg: CompressParams, real: torch.Tensor, steps: int) -> tuple[list[float], dict]:
-    """`steps` trainer-style steps on one batch: pixel losses of phase rec, last stats of every phase."""
+    """`steps` trainer-style steps on one batch: pixel losses of phase rec, last stats of every
+    phase."""
     nets = AUTOENCODER_SPEC.build_networks(cfg, real.shape[-1])
     opts = AUTOENCODER_SPEC.build_optimizers(cfg, nets)
     loss_fn = AUTOENCODER_SPEC.build_loss(cfg, nets, real.shape[-1])
@@ -65,7 +81,8 @@ def _train(cfg: CompressParams, real: torch.Tensor, steps: int) -> tuple[list[fl
 
 
 def _detailed(n: int = 4, px: int = 32) -> torch.Tensor:
-    """Smooth images plus a one-pixel checkerboard: detail that downsampling loses and the AE can learn."""
+    """Smooth images plus a one-pixel checkerboard: detail that downsampling loses and the AE can
+    learn."""
     checker = (torch.arange(px)[:, None] + torch.arange(px)[None]) % 2 * 0.6 - 0.3
     return (_images(n, px) * 0.6 + checker).clamp(-1, 1)
 
@@ -92,10 +109,17 @@ def test_adversarial_term_adds_a_patch_discriminator_phase():
 def test_perceptual_term_is_recorded_off_without_its_weights(tmp_path):
     cfg = _params(1, perceptual_weight=1.0, lpips_vgg_weights=str(tmp_path / "absent.pth"))
     loss_fn = AUTOENCODER_SPEC.build_loss(cfg, AUTOENCODER_SPEC.build_networks(cfg, 16), 16)
-    assert loss_fn.lpips is None and loss_fn.info["ae_perceptual"].startswith("off (lpips_vgg_weights")
-    loss_fn = AUTOENCODER_SPEC.build_loss(_params(1), AUTOENCODER_SPEC.build_networks(_params(1), 16), 16)
-    assert loss_fn.info == {"ae_pixel_loss": "l1", "ae_perceptual": "off (perceptual_weight 0)",
-                            "ae_adversarial": "off"}
+    assert loss_fn.lpips is None and loss_fn.info["ae_perceptual"].startswith(
+        "off (lpips_vgg_weights"
+    )
+    loss_fn = AUTOENCODER_SPEC.build_loss(
+        _params(1), AUTOENCODER_SPEC.build_networks(_params(1), 16), 16
+    )
+    assert loss_fn.info == {
+        "ae_pixel_loss": "l1",
+        "ae_perceptual": "off (perceptual_weight 0)",
+        "ae_adversarial": "off",
+    }
 
 
 def test_untrained_autoencoder_is_the_pixel_codec_unless_skip_is_off():
@@ -121,23 +145,36 @@ def _trained_pair(levels: int = 1) -> tuple[AutoencoderCodec, AutoencoderCodec]:
 def test_codec_folder_round_trip_with_weights(tmp_path):
     trained, init = _trained_pair()
     save_codec(tmp_path / "codec", trained, init=init)
-    assert {p.name for p in (tmp_path / "codec").iterdir()} == {"codec.json", "codec.safetensors",
-                                                                "codec_init.safetensors"}
+    assert {p.name for p in (tmp_path / "codec").iterdir()} == {
+        "codec.json",
+        "codec.safetensors",
+        "codec_init.safetensors",
+    }
     x = _images()
     again, again_init = load_codec(tmp_path / "codec"), load_codec(tmp_path / "codec", "G_init")
-    assert torch.equal(again.encode(x), trained.encode(x)) and codec_config(again) == codec_config(trained)
-    assert torch.equal(again_init.encode(x), init.encode(x)) and not torch.equal(again_init.encode(x), again.encode(x))
+    assert torch.equal(again.encode(x), trained.encode(x)) and codec_config(again) == codec_config(
+        trained
+    )
+    assert torch.equal(again_init.encode(x), init.encode(x)) and not torch.equal(
+        again_init.encode(x), again.encode(x)
+    )
     assert torch.equal(again_init.lo, again.lo)  # the initial codec keeps the statistics
     # Different weights, different configs: the assembly's codec check tells them apart.
     assert codec_config(init)["weights_sha256"] != codec_config(trained)["weights_sha256"]
-    (tmp_path / "codec/codec.safetensors").write_bytes((tmp_path / "codec/codec_init.safetensors").read_bytes())
+    (tmp_path / "codec/codec.safetensors").write_bytes(
+        (tmp_path / "codec/codec_init.safetensors").read_bytes()
+    )
     with pytest.raises(DataError, match="sha256"):
         load_codec(tmp_path / "codec")
 
 
 def test_fixed_codecs_keep_no_weights(tmp_path):
     codec = build_codec(CompressParams(method="pixel"), 32)
-    assert not codec.trainable and codec.weights() == {} and "weights_sha256" not in codec_config(codec)
+    assert (
+        not codec.trainable
+        and codec.weights() == {}
+        and "weights_sha256" not in codec_config(codec)
+    )
     save_codec(tmp_path / "codec", codec)
     assert [p.name for p in (tmp_path / "codec").iterdir()] == ["codec.json"]
 
@@ -148,7 +185,9 @@ def image_shards(tmp_path):
     src.mkdir()
     rng = np.random.default_rng(0)
     for i in range(10):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((32, 32)).save(src / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((32, 32)).save(
+            src / f"{i}.png"
+        )
     write_shards(src, tmp_path / "shards", 32, ShardParams(eval_fraction=0.3, max_per_shard=4))
     return tmp_path / "shards"
 
@@ -165,23 +204,33 @@ def test_code_shard_round_trip(image_shards, tmp_path):
     for split in ("train", "eval"):
         urls = [str(p) for p in shard_paths(tmp_path / "codes", split)]
         image_urls = [str(p) for p in shard_paths(image_shards, split)]
-        for sample, image in zip(wds.WebDataset(urls, shardshuffle=False), wds.WebDataset(image_urls, shardshuffle=False)):
+        for sample, image in zip(
+            wds.WebDataset(urls, shardshuffle=False), wds.WebDataset(image_urls, shardshuffle=False)
+        ):
             assert sample["__key__"] == image["__key__"]
             code = np.load(io.BytesIO(sample["npy"]))
-            x = torch.from_numpy(np.array(Image.open(io.BytesIO(image["png"])))).permute(2, 0, 1)[None]
+            x = torch.from_numpy(np.array(Image.open(io.BytesIO(image["png"])))).permute(2, 0, 1)[
+                None
+            ]
             with torch.no_grad():
                 expected = codec.encode(x.float() / 127.5 - 1)[0].numpy()
             assert code.dtype == np.float16 and code.shape == (3, 8, 8)
             np.testing.assert_allclose(code.astype(np.float32), expected, atol=2e-3)
     # Byte-reproducible: the same codec writes the same fingerprint.
-    assert write_code_shards(image_shards, tmp_path / "again", codec, 3)["fingerprint"] == manifest["fingerprint"]
+    assert (
+        write_code_shards(image_shards, tmp_path / "again", codec, 3)["fingerprint"]
+        == manifest["fingerprint"]
+    )
 
 
 def test_codec_decoder_is_the_autoencoders_decoder_and_fine_tunes_only_it(tmp_path):
     trained, init = _trained_pair()
     save_codec(tmp_path / "codec", trained, init=init)
-    cfg = DecoderRun(decoder=DecoderParams(arch="codec", total_kimg=0), codec=codec_config(trained),
-                     codec_dir=str(tmp_path / "codec"))
+    cfg = DecoderRun(
+        decoder=DecoderParams(arch="codec", total_kimg=0),
+        codec=codec_config(trained),
+        codec_dir=str(tmp_path / "codec"),
+    )
     decoder = DECODER_SPEC.build_networks(cfg, 32)["G"]
     assert isinstance(decoder, CodecDecoder)
     code = trained.encode(_images())
@@ -190,7 +239,8 @@ def test_codec_decoder_is_the_autoencoders_decoder_and_fine_tunes_only_it(tmp_pa
     assert trainable and all(n.startswith("codec.decoder.") for n in trainable)
     opt = DECODER_SPEC.build_optimizers(cfg, {"G": decoder})["G"]
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
-        p.numel() for p in trained.decoder.parameters())
+        p.numel() for p in trained.decoder.parameters()
+    )
     # G_init sits on the autoencoder at initialisation, statistics kept.
     first = initial_decoder(cfg, decoder)
     assert torch.equal(first(code), init.coarse(code)) and torch.equal(first.codec.lo, trained.lo)
@@ -202,17 +252,32 @@ def test_codec_decoder_is_the_autoencoders_decoder_and_fine_tunes_only_it(tmp_pa
 
 def test_autoencoder_params_errors_name_the_key():
     with pytest.raises(ConfigError, match="compress.channels"):
-        build_dataclass(TwoStageParams, {"compress": {"method": "wavelet", "channels": 8}}, "twostage.w")
+        build_dataclass(
+            TwoStageParams, {"compress": {"method": "wavelet", "channels": 8}}, "twostage.w"
+        )
     with pytest.raises(ConfigError, match="twostage.a.compress.autoencoder.width"):
-        build_dataclass(TwoStageParams, {"compress": {"method": "autoencoder", "autoencoder": {"width": 2}}},
-                        "twostage.a")
+        build_dataclass(
+            TwoStageParams,
+            {"compress": {"method": "autoencoder", "autoencoder": {"width": 2}}},
+            "twostage.a",
+        )
     with pytest.raises(ConfigError, match="twostage.a.decoder.total_kimg"):
-        build_dataclass(TwoStageParams, {"decoder": {"arch": "residual", "total_kimg": 0}}, "twostage.a")
+        build_dataclass(
+            TwoStageParams, {"decoder": {"arch": "residual", "total_kimg": 0}}, "twostage.a"
+        )
     with pytest.raises(ConfigError, match="twostage.a.decoder.total_kimg"):
-        build_dataclass(TwoStageParams, {"compress": {"method": "pixel"}, "decoder": {"arch": "codec"}},
-                        "twostage.a")
+        build_dataclass(
+            TwoStageParams,
+            {"compress": {"method": "pixel"}, "decoder": {"arch": "codec"}},
+            "twostage.a",
+        )
     with pytest.raises(ConfigError, match="twostage.a.compress.autoencoder.losss"):
-        build_dataclass(TwoStageParams, {"compress": {"autoencoder": {"losss": "l1"}}}, "twostage.a")
-    ok = build_dataclass(TwoStageParams, {"compress": {"method": "pixel"}, "decoder": {"arch": "codec",
-                                                                                       "total_kimg": 0}}, "t")
+        build_dataclass(
+            TwoStageParams, {"compress": {"autoencoder": {"losss": "l1"}}}, "twostage.a"
+        )
+    ok = build_dataclass(
+        TwoStageParams,
+        {"compress": {"method": "pixel"}, "decoder": {"arch": "codec", "total_kimg": 0}},
+        "t",
+    )
     assert ok.decoder.arch == "codec"

@@ -1,4 +1,5 @@
-"""Codecs (wavelet low band, pixel downsampling) and the decoders that invert them, at tiny sizes."""
+"""Codecs (wavelet low band, pixel downsampling) and the decoders that invert them, at tiny
+sizes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gancore.compress.codec import build_codec, codec_config, codec_from_config, load_codec, save_codec
+from gancore.compress.codec import (
+    build_codec,
+    codec_config,
+    codec_from_config,
+    load_codec,
+    save_codec,
+)
 from gancore.config import CompressParams, DecoderParams
 from gancore.errors import ConfigError, DataError
 from gancore.twostage.decoders import ResidualDecoder, WaveletUNetDecoder, build_decoder
@@ -15,13 +22,18 @@ from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 def _images(n: int = 2, px: int = 32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(n, 3, px // 4, px // 4, generator=g), size=px, mode="bilinear") * 2 - 1
+    return (
+        F.interpolate(torch.rand(n, 3, px // 4, px // 4, generator=g), size=px, mode="bilinear") * 2
+        - 1
+    )
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3])
 @pytest.mark.parametrize("method", ["wavelet", "pixel"])
 def test_codes_have_the_promised_shape_and_normalisation_inverts(method, levels):
-    codec = build_codec(CompressParams(method=method, levels=levels), 32, [-3.0, -2.0, -1.0], [3.0, 2.0, 5.0])
+    codec = build_codec(
+        CompressParams(method=method, levels=levels), 32, [-3.0, -2.0, -1.0], [3.0, 2.0, 5.0]
+    )
     x = _images()
     code = codec.encode(x)
     assert code.shape == (2, *codec.code_shape) == (2, 3, 32 >> levels, 32 >> levels)
@@ -78,7 +90,9 @@ def test_unet_deeper_than_the_code_is_refused():
 def test_decoder_learns_through_the_trainer_contract(arch):
     torch.manual_seed(0)
     codec = build_codec(CompressParams(levels=1), 32)
-    cfg = DecoderRun(decoder=DecoderParams(arch=arch, width=8, blocks=1, lr=2e-3), codec=codec_config(codec))
+    cfg = DecoderRun(
+        decoder=DecoderParams(arch=arch, width=8, blocks=1, lr=2e-3), codec=codec_config(codec)
+    )
     nets = DECODER_SPEC.build_networks(cfg, 32)
     opt = DECODER_SPEC.build_optimizers(cfg, nets)["G"]
     loss_fn = DECODER_SPEC.build_loss(cfg, nets, 32)
@@ -104,4 +118,9 @@ def test_paper_resolution_pairs(resolution, levels):
     for arch in ("residual", "unet"):
         decoder = build_decoder(DecoderParams(arch=arch, width=4, blocks=1), codec)
         with torch.no_grad():
-            assert decoder(torch.zeros(1, *codec.code_shape)).shape == (1, 3, resolution, resolution)
+            assert decoder(torch.zeros(1, *codec.code_shape)).shape == (
+                1,
+                3,
+                resolution,
+                resolution,
+            )

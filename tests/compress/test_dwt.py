@@ -121,7 +121,7 @@ def test_cuda_matches_cpu():
 def test_autograd_gradcheck():
     x = rand((1, 2, 8, 8)).requires_grad_()
     assert torch.autograd.gradcheck(lambda t: dwt2(t, "bior2.2", 2)[1][0], (x,))
-    low, details = dwt2(rand((1, 2, 8, 8)), "db2", 1)
+    low, _details = dwt2(rand((1, 2, 8, 8)), "db2", 1)
     low.requires_grad_()
     assert torch.autograd.gradcheck(lambda t: idwt2(t, [None], "db2"), (low,))
 

@@ -18,16 +18,21 @@ N_IMG, SIDE = 22, 32
 
 
 def all_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Two builds with seed 0 and one with seed 1: (folder, summary) each."""
     root = tmp_path_factory.mktemp("builtin")
-    return {name: (root / name, build_builtin(root / name, N_IMG, SIDE, seed))
-            for name, seed in (("a", 0), ("b", 0), ("other_seed", 1))}
+    return {
+        name: (root / name, build_builtin(root / name, N_IMG, SIDE, seed))
+        for name, seed in (("a", 0), ("b", 0), ("other_seed", 1))
+    }
 
 
 def test_same_seed_gives_identical_bytes_and_fingerprint(built):
@@ -51,12 +56,13 @@ def test_files_are_rgb_pngs_of_side_px(built):
     assert len(pngs) == N_IMG
     assert summary["per_photo"] == {p.name: 2 for p in PHOTOS}
     assert {p.relative_to(folder).as_posix() for p in pngs} == {
-        f"{p.name}/{i:05d}.png" for p in PHOTOS for i in range(2)}
+        f"{p.name}/{i:05d}.png" for p in PHOTOS for i in range(2)
+    }
     for path in pngs:
         with Image.open(path) as img:
             assert (img.format, img.mode, img.size) == ("PNG", "RGB", (SIDE, SIDE))
     hashes = {hashlib.sha256(p.read_bytes()).hexdigest() for p in pngs}
-    assert len(hashes) == N_IMG                                    # no two crops alike
+    assert len(hashes) == N_IMG  # no two crops alike
 
 
 def test_grey_photos_give_equal_channels(built):
@@ -84,8 +90,11 @@ def test_licence_quotes_are_verbatim_from_scikit_image():
     """Each quote appears in the docstring of its skimage.data fetcher (whitespace aside)."""
     data_dir = skimage_data_dir()
     tree = ast.parse((data_dir / "_fetchers.py").read_text(encoding="utf-8"))
-    docs = {node.name: ast.get_docstring(node) or ""
-            for node in tree.body if isinstance(node, ast.FunctionDef)}
+    docs = {
+        node.name: ast.get_docstring(node) or ""
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+    }
     assert len(PHOTOS) == 11 and len({p.name for p in PHOTOS}) == 11
     for photo in PHOTOS:
         assert photo.licence in {"CC0", "public domain"}

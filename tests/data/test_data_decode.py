@@ -40,9 +40,15 @@ def reason_of(data: bytes) -> str:
 # Formats
 
 
-@pytest.mark.parametrize("fmt, kw", [
-    ("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}),
-])
+@pytest.mark.parametrize(
+    "fmt, kw",
+    [
+        ("PNG", {}),
+        ("WEBP", {"lossless": True}),
+        ("BMP", {}),
+        ("TIFF", {}),
+    ],
+)
 def test_lossless_formats_decode_exactly(fmt, kw):
     arr = noise()
     out = decoded(encode(Image.fromarray(arr), fmt, **kw))
@@ -101,9 +107,9 @@ def test_palette_transparency_goes_over_white():
 def test_rgba_is_composited_over_white():
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[..., :3] = (10, 20, 30)
-    rgba[:, 0, 3] = 0      # fully transparent
-    rgba[:, 1, 3] = 255    # opaque
-    rgba[:, 2, 3] = 128    # half
+    rgba[:, 0, 3] = 0  # fully transparent
+    rgba[:, 1, 3] = 255  # opaque
+    rgba[:, 2, 3] = 128  # half
     out = decoded(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
     assert tuple(out[0, 0]) == (255, 255, 255)
     assert tuple(out[0, 1]) == (10, 20, 30)
@@ -146,12 +152,12 @@ def test_float_image_in_unit_range_is_scaled():
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_exif_orientation_is_applied(fmt):
     img = Image.new("RGB", (20, 10), (0, 0, 255))
-    img.paste((255, 0, 0), (0, 0, 4, 4))          # red top-left corner
+    img.paste((255, 0, 0), (0, 0, 4, 4))  # red top-left corner
     exif = Image.Exif()
-    exif[0x0112] = 6                               # rotate 90 degrees clockwise to display
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     out = decoded(encode(img, fmt, exif=exif.tobytes(), quality=95))
-    assert out.shape == (20, 10, 3)                # (H, W): 10 wide, 20 high
-    assert np.abs(out[1, -2].astype(int) - (255, 0, 0)).max() <= 8   # now top-right
+    assert out.shape == (20, 10, 3)  # (H, W): 10 wide, 20 high
+    assert np.abs(out[1, -2].astype(int) - (255, 0, 0)).max() <= 8  # now top-right
     assert np.abs(out[-2, 1].astype(int) - (0, 0, 255)).max() <= 8
 
 
@@ -182,13 +188,13 @@ def test_truncated_file(fmt):
 
 def test_garbage_after_a_valid_png_header_is_corrupt():
     data = encode(Image.fromarray(noise(32, 32)), "PNG")
-    start = data.index(b"IDAT") + 4                # keep signature, IHDR and the IDAT header
+    start = data.index(b"IDAT") + 4  # keep signature, IHDR and the IDAT header
     garbage = np.random.default_rng(1).integers(0, 256, len(data) - start, dtype=np.uint8)
     assert reason_of(data[:start] + garbage.tobytes()) == "corrupt"
 
 
 def test_decompression_bomb_is_too_large(monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # > 2x this raises DecompressionBombError
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # > 2x this raises DecompressionBombError
     assert reason_of(encode(Image.new("RGB", (16, 16)), "PNG")) == "too_large"
 
 
@@ -202,7 +208,7 @@ def test_lab_is_unsupported():
 
 def test_square_resize_center_crops_then_resizes():
     arr = np.zeros((10, 30, 3), np.uint8)
-    arr[:, 10:20] = 255                            # the centred 10x10 square is white
+    arr[:, 10:20] = 255  # the centred 10x10 square is white
     out = square_resize(Image.fromarray(arr), 5, "center", "nearest")
     assert out.size == (5, 5)
     assert (np.asarray(out) == 255).all()

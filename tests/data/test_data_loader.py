@@ -1,4 +1,5 @@
-"""ShardStream: seeded uint8 batches, exact resume from a Cursor, bad samples skipped and counted."""
+"""ShardStream: seeded uint8 batches, exact resume from a Cursor, bad samples skipped and
+counted."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def write_shard(path: Path, samples: list[tuple[str, bytes]]) -> Path:
 
 
 def make_shards(tmp_path: Path, sizes=(7, 6), extra: list[tuple[str, bytes]] = ()):
-    """Shards of noise images (plus `extra` samples in the first); returns (paths, images by key)."""
+    """Shards of noise images (plus `extra` samples in the first); returns (paths, images by
+    key)."""
     rng = np.random.default_rng(0)
     images, paths = {}, []
     for s, n in enumerate(sizes):
@@ -84,7 +86,7 @@ def test_batches_are_uint8_images_from_the_shards(tmp_path):
     for b in batches:
         assert b.shape == (4, 3, RES, RES) and b.dtype == torch.uint8
         flips += [f for _, f in identify(b, images)]
-    assert any(flips) and not all(flips)           # xflip flips some, not all
+    assert any(flips) and not all(flips)  # xflip flips some, not all
 
 
 def test_without_xflip_nothing_is_flipped_and_each_epoch_is_a_permutation(tmp_path):
@@ -94,14 +96,14 @@ def test_without_xflip_nothing_is_flipped_and_each_epoch_is_a_permutation(tmp_pa
         ids = identify(b, images)
         assert not any(f for _, f in ids)
         keys = [k for k, _ in ids]
-        assert sorted(keys) == sorted(images)      # one batch = one whole epoch
+        assert sorted(keys) == sorted(images)  # one batch = one whole epoch
         orders.append(keys)
-    assert len({tuple(o) for o in orders}) > 1     # reshuffled per epoch
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled per epoch
 
 
 def test_same_seed_gives_the_same_sequence(tmp_path):
     paths, _ = make_shards(tmp_path)
-    first = take(stream(paths, seed=3), 4, 8)      # 32 images: over 2 epochs of 13
+    first = take(stream(paths, seed=3), 4, 8)  # 32 images: over 2 epochs of 13
     again = take(stream(paths, seed=3, threads=2), 4, 8)
     other = take(stream(paths, seed=4), 4, 8)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
@@ -123,23 +125,24 @@ def test_resume_from_a_cursor_yields_the_uninterrupted_batches(tmp_path, k):
 
 
 def test_cursor_counts_raw_samples_per_epoch(tmp_path):
-    paths, _ = make_shards(tmp_path)               # 13 samples per epoch
+    paths, _ = make_shards(tmp_path)  # 13 samples per epoch
     s = stream(paths, xflip=False)
     it = s.batches(5)
     next(it)
     assert s.cursor == Cursor(0, 5)
-    next(it), next(it)                             # 15 images: 13 of epoch 0, 2 of epoch 1
+    next(it), next(it)  # 15 images: 13 of epoch 0, 2 of epoch 1
     assert s.cursor == Cursor(1, 2)
 
 
 def test_corrupt_and_wrong_size_samples_are_skipped_and_counted(tmp_path):
     small = png(np.zeros((RES // 2, RES // 2, 3), np.uint8))
-    paths, images = make_shards(tmp_path, extra=[("bad-corrupt", corrupt_png()),
-                                                 ("bad-small", small)])
+    paths, images = make_shards(
+        tmp_path, extra=[("bad-corrupt", corrupt_png()), ("bad-small", small)]
+    )
     s = stream(paths, xflip=False)
     with pytest.warns(UserWarning, match="skipping sample"):
         batches = take(s, len(images), 3)
-    for b in batches:                              # every batch: exactly the good images
+    for b in batches:  # every batch: exactly the good images
         assert sorted(k for k, _ in identify(b, images)) == sorted(images)
     # 2 bad per epoch; epochs 0 and 1 were fully decoded, the lookahead may reach further.
     assert 4 <= s.n_skipped <= 8

@@ -42,8 +42,12 @@ def write(root: Path, name: str, data: bytes) -> None:
 
 
 def good_files(n: int) -> dict[str, bytes]:
-    formats = [("png", "PNG", {}), ("jpg", "JPEG", {"quality": 90}),
-               ("webp", "WEBP", {"lossless": True}), ("bmp", "BMP", {})]
+    formats = [
+        ("png", "PNG", {}),
+        ("jpg", "JPEG", {"quality": 90}),
+        ("webp", "WEBP", {"lossless": True}),
+        ("bmp", "BMP", {}),
+    ]
     files = {}
     for i in range(n):
         ext, fmt, kw = formats[i % len(formats)]
@@ -96,8 +100,11 @@ def read_shard(path: Path) -> list[tuple[str, np.ndarray, dict]]:
 
 
 def all_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -115,7 +122,7 @@ def test_bad_files_are_skipped_with_their_reasons(mixed, tmp_path):
     assert counts["n_skipped"] == len(bad)
     assert counts["n_train"] + counts["n_eval"] == len(good)
     assert counts["n_train"] + counts["n_eval"] + counts["n_skipped"] == counts["n_files"]
-    assert counts["skipped_by_reason"] == {r: 1 for r in sorted(bad.values())}
+    assert counts["skipped_by_reason"] == dict.fromkeys(sorted(bad.values()), 1)
     assert read_manifest(tmp_path / "shards") == manifest
 
 
@@ -132,7 +139,7 @@ def test_shards_hold_exactly_the_usable_images(mixed, tmp_path):
         samples = [s for p in paths for s in read_shard(p)]
         assert [k for k, _, _ in samples] == [f"{i:08d}" for i in range(len(samples))]
         names = [meta["source"] for _, _, meta in samples]
-        assert names == sorted(names)                  # name order within a split
+        assert names == sorted(names)  # name order within a split
         for _, pixels, meta in samples:
             assert pixels.shape == (RES, RES, 3)
             src_img = decode_rgb(good[meta["source"]])
@@ -143,12 +150,17 @@ def test_shards_hold_exactly_the_usable_images(mixed, tmp_path):
 
 
 def test_eval_split_is_nonempty_disjoint_and_content_based(mixed, tmp_path):
-    src, good, _ = mixed
+    src, _good, _ = mixed
     manifest = write_shards(src, tmp_path / "shards", RES, ShardParams(eval_fraction=0.2))
-    splits = {s: {meta["source"]: meta["sha256"]
-                  for p in shard_paths(tmp_path / "shards", s) for _, _, meta in read_shard(p)}
-              for s in ("train", "eval")}
-    assert len(splits["eval"]) == manifest["counts"]["n_eval"] == 2      # round(0.2 * 10)
+    splits = {
+        s: {
+            meta["source"]: meta["sha256"]
+            for p in shard_paths(tmp_path / "shards", s)
+            for _, _, meta in read_shard(p)
+        }
+        for s in ("train", "eval")
+    }
+    assert len(splits["eval"]) == manifest["counts"]["n_eval"] == 2  # round(0.2 * 10)
     assert not set(splits["train"]) & set(splits["eval"])
     assert max(splits["eval"].values()) < min(splits["train"].values())  # smallest hashes -> eval
 
@@ -162,7 +174,7 @@ def test_same_input_gives_byte_identical_output(mixed, tmp_path):
     files_a, files_b = all_files(tmp_path / "a"), all_files(tmp_path / "b")
     assert files_a == files_b
     assert "manifest.json" in files_a and len(files_a) >= 4
-    third = write_shards(src, tmp_path / "a", RES, params)      # replacing an existing folder
+    third = write_shards(src, tmp_path / "a", RES, params)  # replacing an existing folder
     assert third == first and all_files(tmp_path / "a") == files_a
 
 
@@ -182,7 +194,7 @@ def test_zero_usable_images_is_a_clear_data_error(tmp_path):
         write_shards(src, out, RES, ShardParams())
     assert "2 files skipped" in str(info.value) and "empty: 1" in str(info.value)
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == [src]            # no temporary folder left behind
+    assert list(tmp_path.iterdir()) == [src]  # no temporary folder left behind
 
 
 def test_one_usable_image_is_a_data_error(tmp_path):
@@ -222,7 +234,7 @@ def test_shard_paths_detects_a_modified_shard(mixed, tmp_path):
     with pytest.raises(DataError, match="corrupted"):
         shard_paths(out, "train")
     assert shard_paths(out, "train", verify=False) == [path]
-    assert len(shard_paths(out, "eval")) == 1               # the other split is untouched
+    assert len(shard_paths(out, "eval")) == 1  # the other split is untouched
     path.unlink()
     with pytest.raises(DataError, match="missing"):
         shard_paths(out, "train", verify=False)
@@ -243,10 +255,15 @@ def test_shard_paths_rejects_bad_folders_and_splits(tmp_path):
 
 def stage_params(tmp_path: Path, source: Path) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({
-        "base": {"resolution": RES}, "data": {"source": str(source)},
-        "track": {"enabled": False},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base": {"resolution": RES},
+                "data": {"source": str(source)},
+                "track": {"enabled": False},
+            }
+        )
+    )
     return path
 
 
@@ -255,9 +272,22 @@ def test_stage_cli_exits_2_and_writes_nothing_without_usable_images(tmp_path):
     write(src, "notes.txt", b"no images here")
     out, metrics = tmp_path / "shards", tmp_path / "metrics" / "shard.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "stages.shard", "--params", str(stage_params(tmp_path, src)),
-         "--out", str(out), "--metrics", str(metrics)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "stages.shard",
+            "--params",
+            str(stage_params(tmp_path, src)),
+            "--out",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "error:" in proc.stderr and "no usable images" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -268,10 +298,21 @@ def test_stage_cli_exits_2_and_writes_nothing_without_usable_images(tmp_path):
 def test_stage_main_writes_shards_and_metrics(mixed, tmp_path, capsys):
     from stages.shard import main
 
-    src, good, bad = mixed
+    src, good, _bad = mixed
     out, metrics = tmp_path / "shards", tmp_path / "metrics" / "shard.json"
-    assert main(["--params", str(stage_params(tmp_path, src)),
-                 "--out", str(out), "--metrics", str(metrics)]) == 0
+    assert (
+        main(
+            [
+                "--params",
+                str(stage_params(tmp_path, src)),
+                "--out",
+                str(out),
+                "--metrics",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
     report = read_metrics(metrics)
     manifest = read_manifest(out)
     assert report["n_train"] + report["n_eval"] == len(good)

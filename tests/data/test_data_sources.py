@@ -43,7 +43,7 @@ def test_zip_gives_the_same_list_as_the_folder(tmp_path):
     folder = make_folder(tmp_path / "imgs")
     archive = tmp_path / "imgs.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for name in reversed(sorted({**FILES, **HIDDEN})):   # stored out of order on purpose
+        for name in sorted({**FILES, **HIDDEN}, reverse=True):  # stored out of order on purpose
             zf.write(folder / name, name)
         zf.writestr("__MACOSX/sub/._c.png", b"resource fork")
         zf.writestr("emptydir/", b"")
@@ -55,7 +55,7 @@ def test_tar_gives_the_same_list_as_the_folder(tmp_path, suffix, mode):
     folder = make_folder(tmp_path / "imgs")
     archive = tmp_path / f"imgs{suffix}"
     with tarfile.open(archive, mode) as tf:
-        for name in reversed(sorted({**FILES, **HIDDEN})):   # out of order: forces the re-sort
+        for name in sorted({**FILES, **HIDDEN}, reverse=True):  # out of order: forces the re-sort
             tf.add(folder / name, f"./{name}")
     assert list(iter_sources(archive)) == list(iter_sources(folder)) == EXPECTED
 

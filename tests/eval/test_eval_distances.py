@@ -111,24 +111,30 @@ def test_kid_caps_subset_size_at_the_smaller_set(kid_feats):
     assert np.isfinite(mean)
 
 
-@pytest.mark.parametrize("a, b", [
-    (np.zeros(10), np.zeros((10, 1))),  # not 2-D
-    (np.zeros((10, 3)), np.zeros((10, 4))),  # different D
-    (np.zeros((1, 3)), np.zeros((10, 3))),  # one row: no covariance
-    (np.full((10, 3), np.nan), np.zeros((10, 3))),  # non-finite
-    (np.zeros((10, 3)), np.full((10, 3), np.inf)),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (np.zeros(10), np.zeros((10, 1))),  # not 2-D
+        (np.zeros((10, 3)), np.zeros((10, 4))),  # different D
+        (np.zeros((1, 3)), np.zeros((10, 3))),  # one row: no covariance
+        (np.full((10, 3), np.nan), np.zeros((10, 3))),  # non-finite
+        (np.zeros((10, 3)), np.full((10, 3), np.inf)),
+    ],
+)
 def test_frechet_rejects_bad_features(a, b):
     with pytest.raises(DataError):
         frechet_distance(a, b)
 
 
-@pytest.mark.parametrize("a, b", [
-    (np.zeros((10, 2, 2)), np.zeros((10, 4))),
-    (np.zeros((10, 3)), np.zeros((10, 4))),
-    (np.zeros((1, 3)), np.zeros((10, 3))),  # subsets of 1 row
-    (np.zeros((10, 3)), np.full((10, 3), np.nan)),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (np.zeros((10, 2, 2)), np.zeros((10, 4))),
+        (np.zeros((10, 3)), np.zeros((10, 4))),
+        (np.zeros((1, 3)), np.zeros((10, 3))),  # subsets of 1 row
+        (np.zeros((10, 3)), np.full((10, 3), np.nan)),
+    ],
+)
 def test_kid_rejects_bad_features(a, b):
     with pytest.raises(DataError):
         kid(a, b, n_subsets=2, subset_size=5, seed=0)

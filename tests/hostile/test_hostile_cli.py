@@ -12,12 +12,22 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from gancore.cli import main as gancore_main
 from tiny import ROOT, tiny_params
 
-STAGES = ("assemble", "builtin", "compare", "compress", "evaluate", "ref_stats", "shard", "train",
-          "train_decoder", "train_inr")
+from gancore.cli import main as gancore_main
+
+STAGES = (
+    "assemble",
+    "builtin",
+    "compare",
+    "compress",
+    "evaluate",
+    "ref_stats",
+    "shard",
+    "train",
+    "train_decoder",
+    "train_inr",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +40,13 @@ def bad(tmp_path_factory) -> dict[str, Path]:
     good.write_text(yaml.safe_dump(p))
     files = {"good": good, "tmp": tmp, "missing": tmp / "nope.yaml", "dir": tmp / "adir"}
     files["dir"].mkdir()
-    texts = {"syntax": "train: [unclosed\n", "list": "- a\n- b\n",
-             "alias": "a: &a [1, 2]\ntrain:\n  device: *a\n", "dup": "train: {}\ntrain: {}\n",
-             "inf": good.read_text().replace("total_kimg: 0.016", "total_kimg: .inf", 1)}
+    texts = {
+        "syntax": "train: [unclosed\n",
+        "list": "- a\n- b\n",
+        "alias": "a: &a [1, 2]\ntrain:\n  device: *a\n",
+        "dup": "train: {}\ntrain: {}\n",
+        "inf": good.read_text().replace("total_kimg: 0.016", "total_kimg: .inf", 1),
+    }
     for name, text in texts.items():
         files[name] = tmp / f"{name}.yaml"
         files[name].write_text(text)
@@ -52,27 +66,43 @@ def _gancore_cases():
         (["generate", "--out", "o.png"], "--generator"),
         (["generate", "--generator", "{missing}", "--out", "o.png"], "not a gancore generator"),
         (["generate", "--generator", "{good}", "--out", "o.png"], "not a gancore generator"),
-        (["generate", "--generator", "{tmp}", "--which", "../x", "--out", "o.png"],
-         "not a gancore generator"),
+        (
+            ["generate", "--generator", "{tmp}", "--which", "../x", "--out", "o.png"],
+            "not a gancore generator",
+        ),
         (["ui", "--port", "0"], "outside [1, 65535]"),
         (["ui", "--port", "http"], "not an integer"),
     ]
     gen = ["generate", "--generator", "{tmp}", "--out", "o.png"]
     for flag, value, words in [
-        ("--n", "0", "outside"), ("--n", "-5", "outside"), ("--n", "x", "not an integer"),
-        ("--n", str(10**30), "outside"), ("--batch", "0", "outside"), ("--seed", "-1", "outside"),
-        ("--seed", str(2**80), "outside"), ("--device", "tpu", "not"),
-        ("--device", "cuda:99", "not available"), ("--resolution", "0", "outside"),
-        ("--tile-px", "0", "outside"), ("--extent", "inf", "outside"),
-        ("--extent", "nan", "outside"), ("--extent", "-1", "outside"),
+        ("--n", "0", "outside"),
+        ("--n", "-5", "outside"),
+        ("--n", "x", "not an integer"),
+        ("--n", str(10**30), "outside"),
+        ("--batch", "0", "outside"),
+        ("--seed", "-1", "outside"),
+        ("--seed", str(2**80), "outside"),
+        ("--device", "tpu", "not"),
+        ("--device", "cuda:99", "not available"),
+        ("--resolution", "0", "outside"),
+        ("--tile-px", "0", "outside"),
+        ("--extent", "inf", "outside"),
+        ("--extent", "nan", "outside"),
+        ("--extent", "-1", "outside"),
     ]:
         cases.append(([*gen, flag, value], words))
     if not torch.cuda.is_available():
         cases.append(([*gen, "--device", "cuda"], "not available"))
-    for name, words in [("missing", "not found"), ("dir", "not found"), ("syntax", "not valid YAML"),
-                        ("list", "must be a mapping"), ("alias", "aliases"),
-                        ("dup", "duplicate key"), ("utf", "cannot read"),
-                        ("inf", "must be a finite number")]:
+    for name, words in [
+        ("missing", "not found"),
+        ("dir", "not found"),
+        ("syntax", "not valid YAML"),
+        ("list", "must be a mapping"),
+        ("alias", "aliases"),
+        ("dup", "duplicate key"),
+        ("utf", "cannot read"),
+        ("inf", "must be a finite number"),
+    ]:
         cases.append((["params", f"{{{name}}}"], words))
     return cases
 
@@ -88,8 +118,9 @@ def _assert_one_clear_line(code, err: str, words: str) -> None:
     assert words in err, err
 
 
-@pytest.mark.parametrize("argv, words", _gancore_cases(), ids=lambda v: " ".join(v)[:60]
-                         if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    "argv, words", _gancore_cases(), ids=lambda v: " ".join(v)[:60] if isinstance(v, list) else None
+)
 def test_gancore_bad_arguments_exit_2_with_one_line(argv, words, bad, capsys, monkeypatch):
     monkeypatch.chdir(bad["tmp"])
     try:
@@ -99,11 +130,25 @@ def test_gancore_bad_arguments_exit_2_with_one_line(argv, words, bad, capsys, mo
     _assert_one_clear_line(code, capsys.readouterr().err, words)
 
 
-TRAIN_ARGS = ["--out={tmp}/out", "--metrics={tmp}/m.json", "--curve={tmp}/c.csv",
-              "--ckpt-root={tmp}/ckpt"]
+TRAIN_ARGS = [
+    "--out={tmp}/out",
+    "--metrics={tmp}/m.json",
+    "--curve={tmp}/c.csv",
+    "--ckpt-root={tmp}/ckpt",
+]
 REQUIRED = {
-    "assemble": ["--pipeline", "wavelet", "--sampler", "s", "--decoder", "d", "--codes", "c",
-                 "--out", "{tmp}/o"],
+    "assemble": [
+        "--pipeline",
+        "wavelet",
+        "--sampler",
+        "s",
+        "--decoder",
+        "d",
+        "--codes",
+        "c",
+        "--out",
+        "{tmp}/o",
+    ],
     "compare": ["--out", "{tmp}/o"],
     "compress": ["--pipeline", "wavelet", "--out", "{tmp}/o", "--metrics", "{tmp}/m.json"],
     "evaluate": ["--generator", "g", "--out", "{tmp}/o", "--metrics", "{tmp}/m.json"],
@@ -117,39 +162,113 @@ REQUIRED = {
 def _stage_cases():
     cases = []
     for stage in STAGES:  # every stage: params that cannot be read or validated
-        for name, words in [("missing", "not found"), ("syntax", "not valid YAML"),
-                            ("alias", "aliases"), ("dup", "duplicate"), ("inf", "finite")]:
+        for name, words in [
+            ("missing", "not found"),
+            ("syntax", "not valid YAML"),
+            ("alias", "aliases"),
+            ("dup", "duplicate"),
+            ("inf", "finite"),
+        ]:
             cases.append((stage, ["--params", f"{{{name}}}", *REQUIRED.get(stage, [])], words))
     train_args = TRAIN_ARGS
     cases += [
         ("train", ["--params", "{good}", "--method", "nosuchgan", *train_args], "nosuchgan"),
-        ("train", ["--params", "{good}", "--method", "fastgan", "--shards", "{tmp}/none",
-                   *train_args], "shard folder not found"),
+        (
+            "train",
+            ["--params", "{good}", "--method", "fastgan", "--shards", "{tmp}/none", *train_args],
+            "shard folder not found",
+        ),
         ("train_inr", ["--params", "{good}", "--stage", "0", *train_args], "outside [1, 16]"),
         ("train_inr", ["--params", "{good}", "--stage", "x", *train_args], "not an integer"),
-        ("train_decoder", ["--params", "{good}", "--pipeline", "nosuch", "--codec", "{tmp}",
-                           *train_args], "nosuch"),
-        ("train_decoder", ["--params", "{good}", "--pipeline", "wavelet", "--codec", "{tmp}/none",
-                           "--shards", "{tmp}/none", *train_args], "shard folder not found"),
-        ("compress", ["--params", "{good}", "--pipeline", "nosuch", "--out", "{tmp}/o",
-                      "--metrics", "{tmp}/m.json"], "nosuch"),
-        ("evaluate", ["--params", "{good}", "--generator", "{tmp}/none", "--ref", "{tmp}/none",
-                      "--out", "{tmp}/o", "--metrics", "{tmp}/m.json"], "no reference statistics"),
-        ("assemble", ["--params", "{good}", "--pipeline", "wavelet", "--sampler", "{tmp}/none",
-                      "--decoder", "{tmp}/none", "--codes", "{tmp}/none", "--out", "{tmp}/o"],
-         "shard folder not found"),
-        ("shard", ["--params", "{nosrc}", "--out", "{tmp}/s", "--metrics", "{tmp}/m.json"],
-         "image source not found"),
-        ("ref_stats", ["--params", "{good}", "--shards", "{tmp}/none", "--out", "{tmp}/r"],
-         "shard folder not found"),
+        (
+            "train_decoder",
+            ["--params", "{good}", "--pipeline", "nosuch", "--codec", "{tmp}", *train_args],
+            "nosuch",
+        ),
+        (
+            "train_decoder",
+            [
+                "--params",
+                "{good}",
+                "--pipeline",
+                "wavelet",
+                "--codec",
+                "{tmp}/none",
+                "--shards",
+                "{tmp}/none",
+                *train_args,
+            ],
+            "shard folder not found",
+        ),
+        (
+            "compress",
+            [
+                "--params",
+                "{good}",
+                "--pipeline",
+                "nosuch",
+                "--out",
+                "{tmp}/o",
+                "--metrics",
+                "{tmp}/m.json",
+            ],
+            "nosuch",
+        ),
+        (
+            "evaluate",
+            [
+                "--params",
+                "{good}",
+                "--generator",
+                "{tmp}/none",
+                "--ref",
+                "{tmp}/none",
+                "--out",
+                "{tmp}/o",
+                "--metrics",
+                "{tmp}/m.json",
+            ],
+            "no reference statistics",
+        ),
+        (
+            "assemble",
+            [
+                "--params",
+                "{good}",
+                "--pipeline",
+                "wavelet",
+                "--sampler",
+                "{tmp}/none",
+                "--decoder",
+                "{tmp}/none",
+                "--codes",
+                "{tmp}/none",
+                "--out",
+                "{tmp}/o",
+            ],
+            "shard folder not found",
+        ),
+        (
+            "shard",
+            ["--params", "{nosrc}", "--out", "{tmp}/s", "--metrics", "{tmp}/m.json"],
+            "image source not found",
+        ),
+        (
+            "ref_stats",
+            ["--params", "{good}", "--shards", "{tmp}/none", "--out", "{tmp}/r"],
+            "shard folder not found",
+        ),
         ("compare", ["--params", "{good}"], "--out"),
         ("train", ["--params", "{good}"], "--method"),
     ]
     return cases
 
 
-@pytest.mark.parametrize("stage, argv, words", _stage_cases(),
-                         ids=lambda v: v if isinstance(v, str) and " " not in v else None)
+@pytest.mark.parametrize(
+    "stage, argv, words",
+    _stage_cases(),
+    ids=lambda v: v if isinstance(v, str) and " " not in v else None,
+)
 def test_stage_bad_arguments_exit_2_with_one_line(stage, argv, words, bad, capsys):
     from gancore.runtime import run_main
 
@@ -160,10 +279,29 @@ def test_stage_bad_arguments_exit_2_with_one_line(stage, argv, words, bad, capsy
 
 
 def test_a_real_process_prints_one_line_and_exits_2(bad):
-    proc = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(bad["alias"]),
-                           "--method", "fastgan", "--out", "o", "--ckpt-root", "c", "--metrics",
-                           "m", "--curve", "c.csv"], capture_output=True, text=True, cwd=ROOT,
-                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                               "PATH": "/usr/bin:/bin"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(bad["alias"]),
+            "--method",
+            "fastgan",
+            "--out",
+            "o",
+            "--ckpt-root",
+            "c",
+            "--metrics",
+            "m",
+            "--curve",
+            "c.csv",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "aliases" in proc.stderr

@@ -59,7 +59,7 @@ def _zip_bomb(path: Path) -> Path:
         with zf.open("a_huge.png", "w", force_zip64=True) as member:
             zeros, chunk = _Zeros(HUGE_BYTES), bytes(2**20)
             while zeros.left:
-                member.write(chunk[:zeros.readinto(bytearray(min(2**20, zeros.left)))])
+                member.write(chunk[: zeros.readinto(bytearray(min(2**20, zeros.left)))])
         zf.writestr("c.png", _png(1))
     return path
 
@@ -102,8 +102,9 @@ def baseline_gb(tmp_path_factory) -> float:
     return in_child(ingest, {"source": str(source)}, threads=1, max_gb=CAP_GB)["peak_mem_gb"]
 
 
-@pytest.mark.parametrize("make", [_zip_bomb, _tar_bomb, _sparse_folder],
-                         ids=["zip", "tar.gz", "sparse"])
+@pytest.mark.parametrize(
+    "make", [_zip_bomb, _tar_bomb, _sparse_folder], ids=["zip", "tar.gz", "sparse"]
+)
 def test_huge_member_is_skipped_in_bounded_memory(tmp_path, make, baseline_gb):
     suffix = {"_zip_bomb": "src.zip", "_tar_bomb": "src.tar.gz"}.get(make.__name__, "src")
     source = make(tmp_path / suffix)
@@ -176,12 +177,13 @@ def tiny_tmpfs(tmp_path):
 
 
 def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
-        tmp_path, tiny_tmpfs, capsys):
+    tmp_path, tiny_tmpfs, capsys
+):
     import yaml
+    from tiny import tiny_params
 
     from gancore.runtime import run_main
     from stages import shard
-    from tiny import tiny_params
 
     source = tmp_path / "src"
     source.mkdir()
@@ -191,8 +193,14 @@ def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
     p = yaml.safe_load(params.read_text())
     p["data"]["source"], p["track"]["enabled"] = str(source), False
     params.write_text(yaml.safe_dump(p))
-    argv = ["--params", str(params), "--out", str(tiny_tmpfs / "shards"),
-            "--metrics", str(tmp_path / "shard.json")]
+    argv = [
+        "--params",
+        str(params),
+        "--out",
+        str(tiny_tmpfs / "shards"),
+        "--metrics",
+        str(tmp_path / "shard.json"),
+    ]
     assert shard.main(argv) == 0
     before = (tiny_tmpfs / "shards" / "manifest.json").read_bytes()
     with open(tiny_tmpfs / "filler", "wb") as f:  # fill the disk to the last block

@@ -46,11 +46,14 @@ def test_anchor_without_alias_is_fine(tmp_path):
     assert read_yaml(path) == {"train": {"batch": 8}}
 
 
-@pytest.mark.parametrize("text, key", [
-    ("train:\n  batch: 8\n  batch: 16\n", "'batch'"),
-    ("train:\n  batch: 8\ntrain:\n  batch: 16\n", "'train'"),
-    ("method:\n  fastgan: {lr: 0.1, lr: 0.2}\n", "'lr'"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train:\n  batch: 8\n  batch: 16\n", "'batch'"),
+        ("train:\n  batch: 8\ntrain:\n  batch: 16\n", "'train'"),
+        ("method:\n  fastgan: {lr: 0.1, lr: 0.2}\n", "'lr'"),
+    ],
+)
 def test_duplicate_keys_are_an_error(tmp_path, text, key):
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -58,22 +61,25 @@ def test_duplicate_keys_are_an_error(tmp_path, text, key):
         load_params(path, ["train"])
 
 
-@pytest.mark.parametrize("raw, key", [
-    ({"train": {"total_kimg": float("inf")}}, "train.total_kimg"),
-    ({"train": {"total_kimg": float("nan")}}, "train.total_kimg"),
-    ({"train": {"total_kimg": 10**400}}, "train.total_kimg"),
-    ({"train": {"ema_rampup": float("inf")}}, "train.ema_rampup"),
-    ({"method": {"fastgan": {"lr": float("inf")}}}, "method.fastgan.lr"),
-    ({"method": {"fastgan": {"width_mult": float("inf")}}}, "method.fastgan.width_mult"),
-    ({"method": {"fastgan": {"width_mult": 4096.0}}}, "method.fastgan.width_mult"),
-    ({"method": {"fastgan": {"betas": [0.5, float("nan")]}}}, "method.fastgan.betas[1]"),
-    ({"method": {"cips": {"r1_gamma": float("-inf")}}}, "method.cips.r1_gamma"),
-    ({"base": {"seed": 2**80}}, "base.seed"),
-    ({"base": {"seed": 2**32}}, "base.seed"),
-    ({"train": {"batch": 10**30}}, "train.batch"),
-    ({"eval": {"n_gen": 10**12}}, "eval.n_gen"),
-    ({"twostage": {"p": {"decoder": {"lr": float("inf")}}}}, "twostage.p.decoder.lr"),
-])
+@pytest.mark.parametrize(
+    "raw, key",
+    [
+        ({"train": {"total_kimg": float("inf")}}, "train.total_kimg"),
+        ({"train": {"total_kimg": float("nan")}}, "train.total_kimg"),
+        ({"train": {"total_kimg": 10**400}}, "train.total_kimg"),
+        ({"train": {"ema_rampup": float("inf")}}, "train.ema_rampup"),
+        ({"method": {"fastgan": {"lr": float("inf")}}}, "method.fastgan.lr"),
+        ({"method": {"fastgan": {"width_mult": float("inf")}}}, "method.fastgan.width_mult"),
+        ({"method": {"fastgan": {"width_mult": 4096.0}}}, "method.fastgan.width_mult"),
+        ({"method": {"fastgan": {"betas": [0.5, float("nan")]}}}, "method.fastgan.betas[1]"),
+        ({"method": {"cips": {"r1_gamma": float("-inf")}}}, "method.cips.r1_gamma"),
+        ({"base": {"seed": 2**80}}, "base.seed"),
+        ({"base": {"seed": 2**32}}, "base.seed"),
+        ({"train": {"batch": 10**30}}, "train.batch"),
+        ({"eval": {"n_gen": 10**12}}, "eval.n_gen"),
+        ({"twostage": {"p": {"decoder": {"lr": float("inf")}}}}, "twostage.p.decoder.lr"),
+    ],
+)
 def test_non_finite_and_huge_numbers_name_the_key(raw, key):
     with pytest.raises(ConfigError) as info:
         validate(raw)
@@ -88,7 +94,7 @@ def test_yaml_infinity_is_refused_from_a_file(tmp_path):
 
 
 def test_range_edges_are_inclusive():
-    lo, hi = NUMERIC_RANGES["seed"]
+    _lo, hi = NUMERIC_RANGES["seed"]
     assert validate({"base": {"seed": hi}})["base"].seed == hi
     assert validate({"train": {"batch": NUMERIC_RANGES["batch"][1]}})["train"].batch == 2**16
     with pytest.raises(ConfigError, match="must be in"):
@@ -101,13 +107,17 @@ def test_huge_value_is_printed_cut(tmp_path):
     assert len(str(info.value)) < MAX_PROBLEM_CHARS + 200
 
 
-@pytest.mark.parametrize("write", [
-    lambda p: None,
-    lambda p: p.mkdir(),
-    lambda p: p.write_text("train: [unclosed\n"),
-    lambda p: p.write_bytes(b"train:\n  device: \xff\xfe\n"),
-    lambda p: p.write_text("x" * (2**20 + 1)),
-], ids=["missing", "directory", "syntax", "not_utf8", "too_large"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: None,
+        lambda p: p.mkdir(),
+        lambda p: p.write_text("train: [unclosed\n"),
+        lambda p: p.write_bytes(b"train:\n  device: \xff\xfe\n"),
+        lambda p: p.write_text("x" * (2**20 + 1)),
+    ],
+    ids=["missing", "directory", "syntax", "not_utf8", "too_large"],
+)
 def test_unreadable_params_files_are_config_errors(tmp_path, write):
     path = tmp_path / "params.yaml"
     write(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny import ROOT, closed_port, smooth_image_shards
 
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import MetricUnavailable, RunLocked
@@ -25,7 +26,6 @@ from gancore.training import checkpoint as ckpt
 from gancore.training.checkpointer import LOCK_FILE
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted
 from gancore.utils.fsio import sha256_file
-from tiny import ROOT, closed_port, smooth_image_shards
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -40,11 +40,23 @@ def shards(tmp_path_factory):
 
 def _trainer(shards, ckpt_dir: Path, n_steps: int = 3, tracker=None) -> Trainer:
     """FastGAN at 1/16 width, a checkpoint every step, the newest 5 kept."""
-    train = TrainParams(batch=BATCH, total_kimg=n_steps * BATCH / 1000, ckpt_every_kimg=BATCH / 1000,
-                        keep_latest_k=5, log_every_steps=1, device="cpu", shuffle_buffer=4,
-                        decode_threads=1)
-    run = RunConfig("fastgan", FastGANConfig(width_mult=1 / 16, z_dim=8),
-                    BaseParams(seed=5, resolution=RES_PX), train, "data-v1")
+    train = TrainParams(
+        batch=BATCH,
+        total_kimg=n_steps * BATCH / 1000,
+        ckpt_every_kimg=BATCH / 1000,
+        keep_latest_k=5,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+    )
+    run = RunConfig(
+        "fastgan",
+        FastGANConfig(width_mult=1 / 16, z_dim=8),
+        BaseParams(seed=5, resolution=RES_PX),
+        train,
+        "data-v1",
+    )
     return Trainer(get_method("fastgan"), run, shards, ckpt_dir, tracker=tracker, progress=False)
 
 
@@ -52,7 +64,12 @@ def _trainer(shards, ckpt_dir: Path, n_steps: int = 3, tracker=None) -> Trainer:
 def trained(shards, tmp_path) -> Path:
     """A checkpoint folder holding steps 0..3 of a finished run."""
     _trainer(shards, tmp_path / "ckpt").fit()
-    assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(tmp_path / "ckpt")] == [3, 2, 1, 0]
+    assert [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(tmp_path / "ckpt")] == [
+        3,
+        2,
+        1,
+        0,
+    ]
     return tmp_path / "ckpt"
 
 
@@ -76,14 +93,18 @@ def _nan_in_G(flat):
 
 
 POISONS = {
-    "nan_weights": dict(edit_networks=_nan_in_G),
-    "missing_network": dict(edit_networks=lambda f: {k: v for k, v in f.items()
-                                                     if not k.startswith("D.")}),
-    "wrong_shape": dict(edit_networks=lambda f: {k: (v[:1] if k.startswith("G_ema.") and v.ndim
-                                                     else v) for k, v in f.items()}),
-    "empty_state": dict(edit_state=lambda s: {}),
-    "missing_optimizer": dict(edit_state=lambda s: {**s, "optimizers": {}}),
-    "nan_optimizer_state": dict(edit_state=lambda s: _nan_adam(s)),
+    "nan_weights": {"edit_networks": _nan_in_G},
+    "missing_network": {
+        "edit_networks": lambda f: {k: v for k, v in f.items() if not k.startswith("D.")}
+    },
+    "wrong_shape": {
+        "edit_networks": lambda f: {
+            k: (v[:1] if k.startswith("G_ema.") and v.ndim else v) for k, v in f.items()
+        }
+    },
+    "empty_state": {"edit_state": lambda s: {}},
+    "missing_optimizer": {"edit_state": lambda s: {**s, "optimizers": {}}},
+    "nan_optimizer_state": {"edit_state": lambda s: _nan_adam(s)},
 }
 
 
@@ -140,9 +161,13 @@ with exclusive_lock(sys.argv[1], "test"):
 
 def test_a_second_training_on_the_same_folder_is_locked_out(shards, tmp_path):
     ckpt_dir = tmp_path / "ckpt"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(ckpt_dir / LOCK_FILE)],
-                              stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(ckpt_dir / LOCK_FILE)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLocked, match="in use by another process"):
@@ -179,8 +204,12 @@ def test_an_mlflow_outage_never_overwrites_the_run_link(shards, tmp_path, monkey
     from gancore.tracking.mlflow_tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    offline = MlflowTracker("hostile", f"http://127.0.0.1:{closed_port()}",
-                            pending_dir=tmp_path / "pending", retry_sec=3600)
+    offline = MlflowTracker(
+        "hostile",
+        f"http://127.0.0.1:{closed_port()}",
+        pending_dir=tmp_path / "pending",
+        retry_sec=3600,
+    )
     trainer = _trainer(shards, tmp_path / "ckpt", n_steps=1, tracker=offline)
     link = tmp_path / "ckpt" / "mlflow_run.json"
     link.parent.mkdir()
@@ -188,8 +217,14 @@ def test_an_mlflow_outage_never_overwrites_the_run_link(shards, tmp_path, monkey
     exported = []
     params = {"track": None}
     with pytest.warns(UserWarning, match="records are kept"):
-        code = tracked_fit(trainer, "train@fastgan", params, ROOT / "params.yaml",
-                           lambda summary, run_id: exported.append(run_id), shards=shards[0].parent)
+        code = tracked_fit(
+            trainer,
+            "train@fastgan",
+            params,
+            ROOT / "params.yaml",
+            lambda summary, run_id: exported.append(run_id),
+            shards=shards[0].parent,
+        )
     assert code == 0
     assert json.loads(link.read_text()) == {"run_id": "run-before-the-outage"}
     assert exported == ["run-before-the-outage"]

@@ -21,7 +21,9 @@ CANDIDATE_RESOLUTIONS = tuple(2**k for k in range(2, 11))  # 4 .. 1024
 
 def tiny_config(spec: MethodSpec):
     """The method's config at a tiny width, built as params.yaml would build it."""
-    return build_dataclass(spec.config_cls, TINY_OVERRIDES.get(spec.name, {}), f"method.{spec.name}")
+    return build_dataclass(
+        spec.config_cls, TINY_OVERRIDES.get(spec.name, {}), f"method.{spec.name}"
+    )
 
 
 def smallest_resolution(spec: MethodSpec) -> int:
@@ -47,7 +49,9 @@ def param_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def changed_params(module: nn.Module, before: dict[str, torch.Tensor]) -> list[str]:
     """Names of the parameters that differ from `before`."""
-    return [name for name, p in module.named_parameters() if not torch.equal(p.detach(), before[name])]
+    return [
+        name for name, p in module.named_parameters() if not torch.equal(p.detach(), before[name])
+    ]
 
 
 def owned_networks(nets: dict[str, nn.Module], opt: torch.optim.Optimizer) -> list[str]:
@@ -57,7 +61,8 @@ def owned_networks(nets: dict[str, nn.Module], opt: torch.optim.Optimizer) -> li
 
 
 def run_phase(loss_fn, phase, opts: dict[str, torch.optim.Optimizer], real: torch.Tensor):
-    """One trainer-style phase: zero this phase's grads, loss, backward, step. Returns (loss, stats)."""
+    """One trainer-style phase: zero this phase's grads, loss, backward, step. Returns (loss,
+    stats)."""
     opt = opts[phase.opt]
     opt.zero_grad(set_to_none=True)
     loss, stats = loss_fn(phase.name, real)
@@ -66,7 +71,9 @@ def run_phase(loss_fn, phase, opts: dict[str, torch.optim.Optimizer], real: torc
     return loss, stats
 
 
-def d_losses_of_short_training(spec: MethodSpec, cfg, resolution: int, n_steps: int = 8) -> list[float]:
+def d_losses_of_short_training(
+    spec: MethodSpec, cfg, resolution: int, n_steps: int = 8
+) -> list[float]:
     """D's loss over `n_steps` full steps (every phase at its interval) on one fixed real batch."""
     torch.manual_seed(0)
     nets = spec.build_networks(cfg, resolution)
@@ -80,7 +87,6 @@ def d_losses_of_short_training(spec: MethodSpec, cfg, resolution: int, n_steps: 
                 loss = run_phase(loss_fn, phase, opts, real)[0].item()
                 d_losses += [loss] if phase.name == "D" else []
     return d_losses
-
 
 
 def seeded(loss_fn, phase: str, real: torch.Tensor, seed: int):

@@ -1,15 +1,17 @@
 """CIPS: layer widths, shapes at every resolution, the per-pixel embedding, coordinates, paper-width
-cost against the PixelFolder paper's Table 1 and its PixelFolder/CIPS ratio, and a training sanity check."""
+cost against the PixelFolder paper's Table 1 and its PixelFolder/CIPS ratio, and a training sanity
+check."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
 from contract import d_losses_of_short_training
+
 from gancore.methods.cips import SPEC, CIPSConfig
 from gancore.methods.cips.networks import Generator, group_channels
-from gancore.methods.pixelfolder import SPEC as PIXELFOLDER, PixelFolderConfig
+from gancore.methods.pixelfolder import SPEC as PIXELFOLDER
+from gancore.methods.pixelfolder import PixelFolderConfig
 from gancore.nn.stylegan2 import coordinate_grid
 from gancore.training.compute import count_params, gmacs_per_image
 
@@ -43,7 +45,9 @@ def test_grid_sample_at_the_canonical_grid_reads_the_embedding_itself():
     torch.manual_seed(0)
     G = Generator(64, **TINY).eval()
     coords = coordinate_grid(2, 64, 64)
-    torch.testing.assert_close(G.read_embedding(2, coords), G.read_embedding(2, None), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        G.read_embedding(2, coords), G.read_embedding(2, None), rtol=0, atol=1e-4
+    )
     torch.manual_seed(3)
     a = G.synthesize(torch.ones(2, 16), coords)
     torch.manual_seed(3)
@@ -55,7 +59,8 @@ def test_grid_sample_at_the_canonical_grid_reads_the_embedding_itself():
 
 
 def test_pixels_are_independent():
-    """Changing the embedding of one pixel changes that pixel only (conditionally independent synthesis)."""
+    """Changing the embedding of one pixel changes that pixel only (conditionally independent
+    synthesis)."""
     torch.manual_seed(0)
     G = Generator(64, **TINY)
     for m in G.modules():

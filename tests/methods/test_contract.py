@@ -10,11 +10,18 @@ import math
 
 import pytest
 import torch
-
 from contract import (
-    changed_params, d_scores, owned_networks, param_snapshot, random_real, run_phase, seeded,
-    smallest_resolution, tiny_config,
+    changed_params,
+    d_scores,
+    owned_networks,
+    param_snapshot,
+    random_real,
+    run_phase,
+    seeded,
+    smallest_resolution,
+    tiny_config,
 )
+
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec, Phase, get_method, list_methods
 
@@ -95,7 +102,9 @@ def test_each_phase_steps_with_finite_loss_and_updates_its_network(spec, built):
             assert not value.requires_grad, f"phase {phase.name}: stat {name} is not detached"
             assert torch.isfinite(value).all(), f"phase {phase.name}: stat {name} = {value}"
         for key in owners:
-            assert changed_params(nets[key], before[key]), f"phase {phase.name} left {key} unchanged"
+            assert changed_params(nets[key], before[key]), (
+                f"phase {phase.name} left {key} unchanged"
+            )
 
 
 def test_a_second_step_is_still_finite(spec, built):

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 import torchvision
-
 from contract import changed_params, param_snapshot, random_real, run_phase
+
 from gancore.errors import ConfigError
 from gancore.losses.lpips import LPIPSDistance, build_lpips_vgg
 from gancore.methods.fastgan import SPEC, Discriminator, FastGANConfig, FastGANLoss, Generator
@@ -112,8 +112,12 @@ def test_crop_quadrant_and_reconstruction_targets():
         crop_quadrant(x, 4)
     real = random_real(2, 256)
     targets = reconstruction_targets(real, part=1, rec_px=128)
-    assert {k: tuple(v.shape) for k, v in targets.items()} == {k: (2, 3, 128, 128) for k in ("big", "part", "small")}
-    torch.testing.assert_close(targets["part"], real[:, :, :128, 128:])  # a 128 px quadrant, not resized
+    assert {k: tuple(v.shape) for k, v in targets.items()} == dict.fromkeys(
+        ("big", "part", "small"), (2, 3, 128, 128)
+    )
+    torch.testing.assert_close(
+        targets["part"], real[:, :, :128, 128:]
+    )  # a 128 px quadrant, not resized
 
 
 # ----------------------------------------------------------------------------
@@ -154,8 +158,9 @@ def test_each_micro_batch_g_phase_reuses_its_own_d_phase_fakes_once():
         loss_fn("D", real)
     for k, real in enumerate(micro):
         loss, _ = loss_fn("G", real)
-        grads = torch.autograd.grad(loss, [made[0][0], made[1][0]], allow_unused=True,
-                                    retain_graph=True)
+        grads = torch.autograd.grad(
+            loss, [made[0][0], made[1][0]], allow_unused=True, retain_graph=True
+        )
         assert [g is not None for g in grads] == [k == 0, k == 1], f"micro-batch {k}"
     assert len(made) == 2
     # Used once: a second G phase on the same batch, or one on an equal copy, draws fresh fakes.
@@ -234,7 +239,8 @@ def test_d_phase_stats():
     loss, stats = loss_fn("D", random_real(2, 64))
     assert {"d_real", "d_fake", "recon", "recon_big", "recon_part", "recon_small"} <= set(stats)
     assert stats["recon"] == pytest.approx(
-        (stats["recon_big"] + stats["recon_part"] + stats["recon_small"]).item(), rel=1e-5)
+        (stats["recon_big"] + stats["recon_part"] + stats["recon_small"]).item(), rel=1e-5
+    )
     expected = stats["d_real"] + stats["d_fake"] + stats["recon"]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -275,19 +281,22 @@ def test_margin_hinge_is_zero_above_one_and_random_in_between():
 # Config and reconstruction choice
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"width_mult": 0.01}, "width_mult"),
-    ({"width_mult": float("nan")}, "width_mult"),
-    ({"z_dim": 0}, "z_dim"),
-    ({"lr": 0.0}, "lr"),
-    ({"lr": float("nan")}, "lr"),
-    ({"betas": (0.5, 1.0)}, "betas"),
-    ({"betas": (0.5,)}, "betas"),
-    ({"diffaugment": "color,zoom"}, "diffaugment"),
-    ({"recon_loss": "l1"}, "recon_loss"),
-    ({"recon_loss": "lpips"}, "lpips_vgg_weights"),
-    ({"recon_weight": -1.0}, "recon_weight"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"width_mult": 0.01}, "width_mult"),
+        ({"width_mult": float("nan")}, "width_mult"),
+        ({"z_dim": 0}, "z_dim"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"betas": (0.5, 1.0)}, "betas"),
+        ({"betas": (0.5,)}, "betas"),
+        ({"diffaugment": "color,zoom"}, "diffaugment"),
+        ({"recon_loss": "l1"}, "recon_loss"),
+        ({"recon_loss": "lpips"}, "lpips_vgg_weights"),
+        ({"recon_weight": -1.0}, "recon_weight"),
+    ],
+)
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError) as info:
         FastGANConfig(**kwargs)
@@ -302,7 +311,7 @@ def test_config_defaults_are_the_papers():
 
 def test_config_requires_keywords():
     with pytest.raises(TypeError):
-        FastGANConfig(1.0)  # noqa
+        FastGANConfig(1.0)
 
 
 def test_resolve_recon_kind(tmp_path):
@@ -312,8 +321,13 @@ def test_resolve_recon_kind(tmp_path):
     assert resolve_recon_kind(FastGANConfig()) == "mse"
     assert resolve_recon_kind(FastGANConfig(lpips_vgg_weights=str(missing))) == "mse"
     assert resolve_recon_kind(FastGANConfig(lpips_vgg_weights=str(present))) == "lpips"
-    assert resolve_recon_kind(FastGANConfig(recon_loss="mse", lpips_vgg_weights=str(present))) == "mse"
-    assert resolve_recon_kind(FastGANConfig(recon_loss="lpips", lpips_vgg_weights=str(present))) == "lpips"
+    assert (
+        resolve_recon_kind(FastGANConfig(recon_loss="mse", lpips_vgg_weights=str(present))) == "mse"
+    )
+    assert (
+        resolve_recon_kind(FastGANConfig(recon_loss="lpips", lpips_vgg_weights=str(present)))
+        == "lpips"
+    )
     with pytest.raises(ConfigError) as info:
         resolve_recon_kind(FastGANConfig(recon_loss="lpips", lpips_vgg_weights=str(missing)))
     assert info.value.key == LPIPS_KEY == "method.fastgan.lpips_vgg_weights"
@@ -425,7 +439,9 @@ def test_lpips_stays_in_eval_mode(lpips_vgg):
 def test_lpips_loads_the_trunk_from_the_file(lpips_vgg, vgg_weights):
     state = torch.load(vgg_weights, weights_only=True)
     torch.testing.assert_close(lpips_vgg.model.net.slice1[0].weight, state["features.0.weight"])
-    torch.testing.assert_close(lpips_vgg.model.net.slice5.get_submodule("28").bias, state["features.28.bias"])
+    torch.testing.assert_close(
+        lpips_vgg.model.net.slice5.get_submodule("28").bias, state["features.28.bias"]
+    )
 
 
 def test_lpips_missing_file_names_the_key(tmp_path):

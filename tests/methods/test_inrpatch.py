@@ -1,5 +1,6 @@
 """Patch INR-GAN: patch coordinates agree with the whole-image grid, the stage hand-over (frozen
-teacher, weights, identity), the structure loss, stage-count errors, and any-resolution rendering."""
+teacher, weights, identity), the structure loss, stage-count errors, and any-resolution
+rendering."""
 
 from __future__ import annotations
 
@@ -9,15 +10,22 @@ import torch
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import ConfigError, DataError
 from gancore.generator import load_generator, render, save_generator
-from gancore.methods.fastgan import SPEC as FASTGAN, FastGANConfig
+from gancore.methods.fastgan import SPEC as FASTGAN
+from gancore.methods.fastgan import FastGANConfig
 from gancore.methods.inrpatch import SPEC, InrPatchConfig
 from gancore.methods.inrpatch.networks import crop, patch_coords, random_offsets
 from gancore.methods.inrpatch.stage import exported_config, stage_config
 from gancore.nn.stylegan2 import coordinate_grid
 from gancore.training.trainer import RunConfig
 
-TINY = {"width_mult": 1 / 32, "d_width_mult": 1 / 32, "style_dim": 16, "mapping_layers": 2,
-        "patch_px": 16, "n_stages": 3}
+TINY = {
+    "width_mult": 1 / 32,
+    "d_width_mult": 1 / 32,
+    "style_dim": 16,
+    "mapping_layers": 2,
+    "patch_px": 16,
+    "n_stages": 3,
+}
 RES = 64  # stages at 16, 32, 64
 
 
@@ -26,8 +34,8 @@ def _cfg(**kw) -> InrPatchConfig:
 
 
 def _randomise(G: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial weights everywhere except the noise strengths (per-pixel noise is drawn afresh for
-    every render, so a patch equals a window of the whole image only without it, as at init)."""
+    """Non-trivial weights everywhere except the noise strengths (per-pixel noise is drawn afresh
+    for every render, so a patch equals a window of the whole image only without it, as at init)."""
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in G.named_parameters():
@@ -47,7 +55,7 @@ def test_patch_coordinates_are_windows_of_the_whole_grid():
     coords = patch_coords(offsets, 32, 16)
     assert coords.shape == (3, 2, 16, 16)
     for c, (x, y) in zip(coords, offsets.tolist()):
-        assert torch.equal(c, full[:, y:y + 16, x:x + 16])
+        assert torch.equal(c, full[:, y : y + 16, x : x + 16])
     torch.testing.assert_close(crop(full[None].expand(3, -1, -1, -1), offsets, 16), coords)
 
 
@@ -73,8 +81,15 @@ def _teacher_folder(tmp_path, stage: int = 1, seed: int = 0):
     G = _randomise(SPEC.build_networks(_cfg(stage=stage), RES)["G"])
     G_init = SPEC.build_networks(_cfg(stage=stage), RES)["G"]
     folder = tmp_path / f"stage{stage}-{seed}"
-    save_generator(folder, "inrpatch", exported_config(_cfg(stage=stage)), RES, {"G_ema": G, "G_init": G_init},
-                   bn_batches=0, seed=0)
+    save_generator(
+        folder,
+        "inrpatch",
+        exported_config(_cfg(stage=stage)),
+        RES,
+        {"G_ema": G, "G_init": G_init},
+        bn_batches=0,
+        seed=0,
+    )
     return folder
 
 
@@ -93,7 +108,9 @@ def test_stage_hand_over_loads_the_previous_stage_frozen_and_starts_from_its_fun
     coords = coordinate_grid(2, 32, 32)
     z = torch.randn(2, G.z_dim)
     with torch.no_grad():
-        torch.testing.assert_close(G.synthesize(z, coords), teacher.synthesize(z, coords), rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            G.synthesize(z, coords), teacher.synthesize(z, coords), rtol=0, atol=1e-4
+        )
     opts = SPEC.build_optimizers(cfg, nets)
     in_opts = {id(p) for o in opts.values() for g in o.param_groups for p in g["params"]}
     assert not any(id(p) in in_opts for p in teacher.parameters())
@@ -102,12 +119,16 @@ def test_stage_hand_over_loads_the_previous_stage_frozen_and_starts_from_its_fun
 def test_the_teacher_weights_are_part_of_the_run_identity(tmp_path):
     def identity(folder):
         cfg = stage_config(_cfg(), 2, str(folder), RES)
-        return RunConfig("inrpatch", cfg, BaseParams(resolution=RES), TrainParams(), "data").identity_hash()
+        return RunConfig(
+            "inrpatch", cfg, BaseParams(resolution=RES), TrainParams(), "data"
+        ).identity_hash()
 
     a, b = _teacher_folder(tmp_path, seed=0), _teacher_folder(tmp_path, seed=1)
     assert identity(a) == identity(a) and identity(a) != identity(b)
     cfg = stage_config(_cfg(), 2, str(a), RES)
-    (a / "G_ema.safetensors").write_bytes((b / "G_ema.safetensors").read_bytes())  # retrained in place
+    (a / "G_ema.safetensors").write_bytes(
+        (b / "G_ema.safetensors").read_bytes()
+    )  # retrained in place
     with pytest.raises(DataError, match="changed since"):
         SPEC.build_networks(cfg, RES)
 
@@ -141,7 +162,9 @@ def test_real_and_fake_patches_have_the_patch_side():
 def test_stage_count_and_teacher_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         SPEC.build_networks(_cfg(n_stages=2), RES)
-    assert info.value.key == "method.inrpatch.n_stages" and "set n_stages to 3" in info.value.problem
+    assert (
+        info.value.key == "method.inrpatch.n_stages" and "set n_stages to 3" in info.value.problem
+    )
     with pytest.raises(ConfigError) as info:
         stage_config(_cfg(), 2, None, RES)
     assert info.value.key == "--teacher"

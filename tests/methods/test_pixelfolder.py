@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from contract import d_losses_of_short_training
+
 from gancore.errors import ConfigError
 from gancore.methods.pixelfolder import SPEC, PixelFolderConfig
 from gancore.methods.pixelfolder.networks import Generator, fold, stage_sizes, unfold
@@ -27,9 +27,16 @@ def test_fold_and_unfold_are_exact_inverses():
     assert fold(block)[0, :, 0, 0].tolist() == [0.0, 1.0, 4.0, 5.0]
 
 
-@pytest.mark.parametrize("resolution, sizes", [
-    (64, [16, 64]), (128, [32, 128]), (256, [16, 64, 256]), (512, [32, 128, 512]), (1024, [16, 64, 256, 1024]),
-])
+@pytest.mark.parametrize(
+    "resolution, sizes",
+    [
+        (64, [16, 64]),
+        (128, [32, 128]),
+        (256, [16, 64, 256]),
+        (512, [32, 128, 512]),
+        (1024, [16, 64, 256, 1024]),
+    ],
+)
 def test_stage_sizes_follow_the_official_schedule(resolution, sizes):
     assert stage_sizes(resolution) == sizes
 
@@ -54,7 +61,10 @@ def test_stage_channels_respect_folding():
     for stage in G.stages:
         assert stage.posfold.reduce[0].weight.shape[0] * 16 == stage.convs[0].conv.weight.shape[1]
         for k in range(2):  # the conv after an unfold takes a quarter of the channels
-            assert stage.convs[2 * k + 1].conv.weight.shape[1] * 4 == stage.convs[2 * k].conv.weight.shape[0]
+            assert (
+                stage.convs[2 * k + 1].conv.weight.shape[1] * 4
+                == stage.convs[2 * k].conv.weight.shape[0]
+            )
     assert G.const.shape == (1, 16, 16, 16)
 
 
@@ -73,7 +83,8 @@ def test_forward_clamps_and_meta_count_matches_a_real_build():
 
 
 def test_paper_width_cost_at_256_matches_table_1():
-    """Paper: 20.84 M parameters (incl. an unused official conv), 23.78 GMACs (He et al. 2022, Table 1)."""
+    """Paper: 20.84 M parameters (incl. an unused official conv), 23.78 GMACs (He et al. 2022, Table
+    1)."""
     with torch.device("meta"):
         G = SPEC.build_networks(PixelFolderConfig(), 256)["G"]
     params = count_params(G)
@@ -98,6 +109,7 @@ def test_config_validation():
 def test_discriminator_width_follows_d_width_mult_or_else_width_mult():
     def d_params(**widths: float) -> int:
         return count_params(SPEC.build_networks(PixelFolderConfig(**{**TINY, **widths}), 64)["D"])
+
     same = d_params()
     assert d_params(d_width_mult=1 / 32) == same  # explicit and defaulted width give one D
     assert d_params(d_width_mult=1 / 8) > 3 * same

@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import smooth_image_shards
 
 from gancore.compress.codec import build_codec, codec_config
 from gancore.config import BaseParams, CompressParams, DecoderParams, TrainParams
@@ -17,7 +18,6 @@ from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.registry import Phase
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
-from tiny import smooth_image_shards
 
 RES_PX = 32
 BATCH = 2
@@ -25,8 +25,18 @@ BATCH = 2
 
 def _cfg(**decoder) -> DecoderRun:
     codec = build_codec(CompressParams(levels=1), RES_PX)
-    params = DecoderParams(**{"width": 8, "blocks": 1, "d_width": 8, "lr": 2e-3, "batch": BATCH,
-                              "total_kimg": 0.012, "pretrain_kimg": 0.006, **decoder})
+    params = DecoderParams(
+        **{
+            "width": 8,
+            "blocks": 1,
+            "d_width": 8,
+            "lr": 2e-3,
+            "batch": BATCH,
+            "total_kimg": 0.012,
+            "pretrain_kimg": 0.006,
+            **decoder,
+        }
+    )
     return DecoderRun(decoder=params, codec=codec_config(codec))
 
 
@@ -52,8 +62,9 @@ def test_ragan_losses_reward_the_right_side():
 
 def test_phase_window_runs_pretraining_then_finetuning():
     phases = DECODER_SPEC.phases(_cfg(pretrain_kimg=0.004))
-    due = {n_img: [p.name for p in phases if p.due(n_img // BATCH, n_img)]
-           for n_img in (0, 2, 4, 6)}
+    due = {
+        n_img: [p.name for p in phases if p.due(n_img // BATCH, n_img)] for n_img in (0, 2, 4, 6)
+    }
     assert due == {0: ["rec"], 2: ["rec"], 4: ["G", "D"], 6: ["G", "D"]}
     assert [p.name for p in DECODER_SPEC.phases(_cfg(pretrain_kimg=None))] == ["rec"]
     lazy = Phase("Dreg", "D", interval=4)
@@ -137,9 +148,16 @@ def shards(tmp_path_factory):
 
 
 def _run(total_steps: int) -> RunConfig:
-    train = TrainParams(batch=BATCH, total_kimg=total_steps * BATCH / 1000, ckpt_every_kimg=0.004,
-                        keep_latest_k=8, log_every_steps=1, device="cpu", shuffle_buffer=4,
-                        decode_threads=1)
+    train = TrainParams(
+        batch=BATCH,
+        total_kimg=total_steps * BATCH / 1000,
+        ckpt_every_kimg=0.004,
+        keep_latest_k=8,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=4,
+        decode_threads=1,
+    )
     return RunConfig("decoder", _cfg(), BaseParams(seed=2, resolution=RES_PX), train, "data-v1")
 
 
@@ -162,8 +180,9 @@ def _same_state(a: Trainer, b: Trainer) -> None:
         for idx in sa:
             for key in sa[idx]:
                 assert torch.equal(sa[idx][key], sb[idx][key]), f"opt {name} {idx}.{key}"
-    assert dataclasses.replace(a.state, train_sec=0.0) == \
-        dataclasses.replace(b.state, train_sec=0.0)
+    assert dataclasses.replace(a.state, train_sec=0.0) == dataclasses.replace(
+        b.state, train_sec=0.0
+    )
 
 
 def test_finetuning_runs_through_the_trainer_and_resumes_exactly(shards, tmp_path):
@@ -173,8 +192,9 @@ def test_finetuning_runs_through_the_trainer_and_resumes_exactly(shards, tmp_pat
     D_init = {k: v.clone() for k, v in straight.nets["D"].state_dict().items()}
     straight.fit()
     rows = read_history(tmp_path / "straight" / "history.jsonl")
-    assert [("loss/rec" in r, "loss/G" in r, "loss/D" in r) for r in rows] == \
-        [(True, False, False)] * 3 + [(False, True, True)] * 3
+    assert [("loss/rec" in r, "loss/G" in r, "loss/D" in r) for r in rows] == [
+        (True, False, False)
+    ] * 3 + [(False, True, True)] * 3
     assert any(not torch.equal(v, straight.nets["D"].state_dict()[k]) for k, v in D_init.items())
     assert set(straight.opts) == {"G", "G_adv", "D"}
 

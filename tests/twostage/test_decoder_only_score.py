@@ -22,8 +22,14 @@ def setup():
     smooth = F.interpolate(torch.rand(12, 3, 4, 4, generator=g), size=RES_PX, mode="bilinear")
     checker = (torch.arange(RES_PX)[:, None] + torch.arange(RES_PX)[None]) % 2 * 0.4
     real = ((smooth * 0.6 + checker).clamp(0, 1) * 255).round().to(torch.uint8)
-    ep = EvalParams(batch=5, kid_subsets=4, kid_subset_size=6, swd_descriptors=16,
-                    swd_directions=16, swd_repeats=1)
+    ep = EvalParams(
+        batch=5,
+        kid_subsets=4,
+        kid_subset_size=6,
+        swd_descriptors=16,
+        swd_directions=16,
+        swd_repeats=1,
+    )
     return real, ep, EL0Features(batch=6)
 
 

@@ -34,8 +34,9 @@ def test_zero_boundary_is_pywt_zero_mode_cropped_to_half_size(wavelet, offset):
     crop = (..., slice(offset, offset + 8), slice(offset, offset + 8))
     np.testing.assert_allclose(low.numpy(), ref_low[crop], rtol=0, atol=1e-12)
     for k in range(3):
-        np.testing.assert_allclose(details[:, :, k].numpy(), ref_details[k][crop], rtol=0,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            details[:, :, k].numpy(), ref_details[k][crop], rtol=0, atol=1e-12
+        )
 
 
 def test_zero_boundary_inverts_inside_and_differs_from_periodization_at_the_border():
@@ -45,8 +46,9 @@ def test_zero_boundary_inverts_inside_and_differs_from_periodization_at_the_bord
     assert torch.allclose(rec[inner], x[inner], atol=1e-10)
     assert not torch.allclose(rec, x, atol=1e-3)  # the border is lost: not periodization
     low_zero, low_period = dwt2(x, "bior2.2", 1, "zero")[0], dwt2(x, "bior2.2", 1)[0]
-    assert torch.allclose(low_zero[inner[:1] + (slice(2, -2), slice(2, -2))],
-                          low_period[..., 2:-2, 2:-2], atol=1e-12)
+    assert torch.allclose(
+        low_zero[(*inner[:1], slice(2, -2), slice(2, -2))], low_period[..., 2:-2, 2:-2], atol=1e-12
+    )
     assert not torch.allclose(low_zero[..., 0, :], low_period[..., 0, :], atol=1e-3)
     with pytest.raises(ValueError, match="boundary mode"):
         dwt2(x, "bior2.2", 1, mode="symmetric")

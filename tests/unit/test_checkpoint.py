@@ -53,8 +53,10 @@ def test_pickled_objects_are_refused(tmp_path):
     path = ckpt.save_checkpoint(tmp_path, 1, _nets(0), _state(), {})
     torch.save({"evil": nn.Linear(2, 2)}, path / "state.pt")  # a module is arbitrary pickle
     meta = (path / "meta.json").read_text()
-    from gancore.utils.fsio import sha256_file
     import json
+
+    from gancore.utils.fsio import sha256_file
+
     m = json.loads(meta)
     m["sha256"]["state.pt"] = sha256_file(path / "state.pt")
     (path / "meta.json").write_text(json.dumps(m))
@@ -69,7 +71,9 @@ def test_failed_write_leaves_previous_intact(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", no_space)
-    with pytest.raises(CheckpointError, match=f"disk full.*{tmp_path}/step_000000002.*previous checkpoints"):
+    with pytest.raises(
+        CheckpointError, match=f"disk full.*{tmp_path}/step_000000002.*previous checkpoints"
+    ):
         ckpt.save_checkpoint(tmp_path, 2, _nets(1), _state(), {})
     assert [p.name for p in tmp_path.iterdir()] == ["step_000000001"]
     assert ckpt.load_latest(tmp_path).meta["step"] == 1

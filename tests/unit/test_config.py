@@ -20,23 +20,26 @@ def _write(tmp_path, raw):
     return path
 
 
-@pytest.mark.parametrize("raw, key, words", [
-    ({"train": {"bach": 8}}, "train.bach", "did you mean train.batch"),
-    ({"trian": {}}, "trian", "did you mean train"),
-    ({"train": {"batch": "8"}}, "train.batch", "must be an integer"),
-    ({"train": {"batch": 0}}, "train.batch", "must be in [1, 65536]"),
-    ({"train": {"batch": True}}, "train.batch", "must be an integer"),
-    ({"base": {"resolution": 100}}, "base.resolution", "power of two"),
-    ({"train": {"ema_beta": 1.5}}, "train.ema_beta", "impossible value"),
-    ({"shard": {"crop": "left"}}, "shard.crop", "must be one of"),
-    ({"shard": {"eval_fraction": 0}}, "shard.eval_fraction", "(0, 1)"),
-    ({"eval": {"grid_n": 10}}, "eval.grid_n", "square"),
-    ({"method": {"nosuchgan": {}}}, "method.nosuchgan", "unknown key"),
-    ({"method": {"fastgan": {"width_mult": -1.0}}}, "method.fastgan.width_mult", ""),
-    ({"method": {"fastgan": {"betas": [0.5]}}}, "method.fastgan.betas", "list of 2"),
-    ({"base": {"resolution": 32}, "method": {"fastgan": {}}}, "base.resolution", "fastgan"),
-    ({"track": {"enabled": "yes"}}, "track.enabled", "true or false"),
-])
+@pytest.mark.parametrize(
+    "raw, key, words",
+    [
+        ({"train": {"bach": 8}}, "train.bach", "did you mean train.batch"),
+        ({"trian": {}}, "trian", "did you mean train"),
+        ({"train": {"batch": "8"}}, "train.batch", "must be an integer"),
+        ({"train": {"batch": 0}}, "train.batch", "must be in [1, 65536]"),
+        ({"train": {"batch": True}}, "train.batch", "must be an integer"),
+        ({"base": {"resolution": 100}}, "base.resolution", "power of two"),
+        ({"train": {"ema_beta": 1.5}}, "train.ema_beta", "impossible value"),
+        ({"shard": {"crop": "left"}}, "shard.crop", "must be one of"),
+        ({"shard": {"eval_fraction": 0}}, "shard.eval_fraction", "(0, 1)"),
+        ({"eval": {"grid_n": 10}}, "eval.grid_n", "square"),
+        ({"method": {"nosuchgan": {}}}, "method.nosuchgan", "unknown key"),
+        ({"method": {"fastgan": {"width_mult": -1.0}}}, "method.fastgan.width_mult", ""),
+        ({"method": {"fastgan": {"betas": [0.5]}}}, "method.fastgan.betas", "list of 2"),
+        ({"base": {"resolution": 32}, "method": {"fastgan": {}}}, "base.resolution", "fastgan"),
+        ({"track": {"enabled": "yes"}}, "track.enabled", "true or false"),
+    ],
+)
 def test_bad_params_name_the_key(raw, key, words):
     with pytest.raises(ConfigError) as info:
         validate(raw)
@@ -72,8 +75,18 @@ def test_load_params_missing_file_and_section(tmp_path):
 
 
 def test_repo_params_file_is_valid():
-    out = load_params("params.yaml", ["base", "train", "method.fastgan", "eval", "twostage.wavelet.decoder",
-                                      "twostage.pixel.compress.method", "train.device"])
+    out = load_params(
+        "params.yaml",
+        [
+            "base",
+            "train",
+            "method.fastgan",
+            "eval",
+            "twostage.wavelet.decoder",
+            "twostage.pixel.compress.method",
+            "train.device",
+        ],
+    )
     assert out["base"].resolution == 128
     assert out["twostage.wavelet.decoder"].arch == "residual"
     assert out["twostage.pixel.compress.method"] == "pixel" and out["train.device"] == "auto"
@@ -92,5 +105,12 @@ def test_params_cli_prints_every_section_of_the_repo_file(capsys):
 
     assert cli.main(["params", str(ROOT_PARAMS)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert {"base", "train", "method.fastgan", "method.cips", "twostage.wavelet", "twostage.autoencoder"} <= set(printed)
+    assert {
+        "base",
+        "train",
+        "method.fastgan",
+        "method.cips",
+        "twostage.wavelet",
+        "twostage.autoencoder",
+    } <= set(printed)
     assert printed["twostage.wavelet"]["compress"]["wavelet"] == "bior2.2"

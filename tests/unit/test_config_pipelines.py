@@ -26,25 +26,44 @@ def test_full_selection_validates_and_names_every_pipeline():
     raw = read_yaml(ROOT / "params.yaml")
     full = full_selection(validate(raw))
     chosen = validate({**raw, "pipelines": full})["pipelines"]
-    assert set(chosen.evaluate) == {"fastgan", "pixelfolder", "cips", "wavelet", "pixel",
-                                    "autoencoder", "inrpatch"}
+    assert set(chosen.evaluate) == {
+        "fastgan",
+        "pixelfolder",
+        "cips",
+        "wavelet",
+        "pixel",
+        "autoencoder",
+        "inrpatch",
+    }
     assert chosen.inrpatch == inr_stage_table(3)
 
 
-@pytest.mark.parametrize("pipelines, key", [
-    ({"onestage": ["fastgan", "nope"]}, "pipelines.onestage"),
-    ({"onestage": ["inrpatch"], "evaluate": ["inrpatch"]}, "pipelines.onestage"),  # staged
-    ({"onestage": ["fastgan", "fastgan"]}, "pipelines.onestage"),
-    ({"twostage": {"nowhere": "fastgan"}, "evaluate": ["fastgan", "nowhere"]},
-     "pipelines.twostage.nowhere"),
-    ({"twostage": {"wavelet": "inrpatch"}, "evaluate": ["fastgan", "wavelet"]},
-     "pipelines.twostage.wavelet"),
-    ({"inrpatch": {"1": {"teacher": "", "after": "data/shards", "out": "runs/inrpatch"}},
-      "evaluate": ["fastgan", "inrpatch"]}, "pipelines.inrpatch"),
-    ({"onestage": ["fastgan", "cips"]}, "pipelines.evaluate"),  # cips trained, never evaluated
-    ({"evaluate": ["fastgan", "cips"]}, "pipelines.evaluate"),  # evaluated, never trained
-    ({"typo": []}, "pipelines.typo"),
-])
+@pytest.mark.parametrize(
+    "pipelines, key",
+    [
+        ({"onestage": ["fastgan", "nope"]}, "pipelines.onestage"),
+        ({"onestage": ["inrpatch"], "evaluate": ["inrpatch"]}, "pipelines.onestage"),  # staged
+        ({"onestage": ["fastgan", "fastgan"]}, "pipelines.onestage"),
+        (
+            {"twostage": {"nowhere": "fastgan"}, "evaluate": ["fastgan", "nowhere"]},
+            "pipelines.twostage.nowhere",
+        ),
+        (
+            {"twostage": {"wavelet": "inrpatch"}, "evaluate": ["fastgan", "wavelet"]},
+            "pipelines.twostage.wavelet",
+        ),
+        (
+            {
+                "inrpatch": {"1": {"teacher": "", "after": "data/shards", "out": "runs/inrpatch"}},
+                "evaluate": ["fastgan", "inrpatch"],
+            },
+            "pipelines.inrpatch",
+        ),
+        ({"onestage": ["fastgan", "cips"]}, "pipelines.evaluate"),  # cips trained, never evaluated
+        ({"evaluate": ["fastgan", "cips"]}, "pipelines.evaluate"),  # evaluated, never trained
+        ({"typo": []}, "pipelines.typo"),
+    ],
+)
 def test_a_selection_dvc_yaml_cannot_wire_fails_naming_the_key(pipelines, key):
     with pytest.raises(ConfigError) as e:
         validate(_with(**pipelines))
@@ -64,7 +83,13 @@ def test_a_selected_inrpatch_whose_last_stage_misses_the_resolution_fails_before
     raw = read_yaml(ROOT / "params.yaml")
     raw["method"]["inrpatch"]["n_stages"] = 2  # 32 px patches: 64 px, base.resolution is 128
     validate(raw)  # not selected: the file stays valid (the tests' tiny files rely on it)
-    selected = {**raw, "pipelines": {**raw["pipelines"], "inrpatch": inr_stage_table(2),
-                                     "evaluate": ["fastgan", "inrpatch"]}}
+    selected = {
+        **raw,
+        "pipelines": {
+            **raw["pipelines"],
+            "inrpatch": inr_stage_table(2),
+            "evaluate": ["fastgan", "inrpatch"],
+        },
+    }
     with pytest.raises(ConfigError, match=r"method\.inrpatch\.n_stages"):
         validate(selected)

@@ -9,7 +9,12 @@ import torch
 import yaml
 
 from gancore.config import (
-    ConfigError, TrainOverrides, TrainParams, load_params, to_dict, with_overrides,
+    ConfigError,
+    TrainOverrides,
+    TrainParams,
+    load_params,
+    to_dict,
+    with_overrides,
 )
 from gancore.registry import get_method, list_methods, register_method
 from gancore.training.run import autocast_dtype
@@ -39,13 +44,16 @@ def test_a_method_gets_its_own_batch_and_ema_and_the_others_keep_the_train_secti
     assert resolved_train(p, "fastgan", None) == p["train"]
 
 
-@pytest.mark.parametrize("train, key", [
-    ({"bacth": 32}, "method.cips.train.bacth"),
-    ({"batch": 0}, "method.cips.train.batch"),
-    ({"batch": 30, "grad_accum": 4}, "method.cips.train.batch"),
-    ({"mixed_precision": "fp8"}, "method.cips.train.mixed_precision"),
-    ({"ema_beta": 1.5}, "method.cips.train.ema_beta"),
-])
+@pytest.mark.parametrize(
+    "train, key",
+    [
+        ({"bacth": 32}, "method.cips.train.bacth"),
+        ({"batch": 0}, "method.cips.train.batch"),
+        ({"batch": 30, "grad_accum": 4}, "method.cips.train.batch"),
+        ({"mixed_precision": "fp8"}, "method.cips.train.mixed_precision"),
+        ({"ema_beta": 1.5}, "method.cips.train.ema_beta"),
+    ],
+)
 def test_a_bad_override_is_named(tmp_path, train, key):
     with pytest.raises(ConfigError) as e:
         load_params(_params(tmp_path, train), KEYS)
@@ -58,8 +66,10 @@ def test_unset_overrides_keep_run_identities_and_an_override_changes_them():
     assert "train" not in to_dict(plain)  # config.json, MLflow params and identities as before
     over = cfg_cls(train=TrainOverrides(batch=32))
     assert to_dict(over)["train"]["batch"] == 32
-    runs = [RunConfig("cips", c, base, with_overrides(TrainParams(), c.train), "fp")
-            for c in (plain, over)]
+    runs = [
+        RunConfig("cips", c, base, with_overrides(TrainParams(), c.train), "fp")
+        for c in (plain, over)
+    ]
     assert runs[0].identity_hash() != runs[1].identity_hash()
     assert runs[1].identity()["train"]["batch"] == 32
 

@@ -8,9 +8,15 @@ import json
 from gancore.utils.metrics_file import info_path, read_metrics, write_metrics
 
 RECORD = {
-    "kid_el0": 0.16, "fd_el0_24": 277.0, "steps": 3, "resumed": False, "fid_clean_24": None,
-    "fid_unavailable": "Inception weights not found", "identity_hash": "deaca4cd",
-    "code_shape": [3, 8, 8], "params": {"G": 100, "D": 7},
+    "kid_el0": 0.16,
+    "fd_el0_24": 277.0,
+    "steps": 3,
+    "resumed": False,
+    "fid_clean_24": None,
+    "fid_unavailable": "Inception weights not found",
+    "identity_hash": "deaca4cd",
+    "code_shape": [3, 8, 8],
+    "params": {"G": 100, "D": 7},
     "init": {"kid_el0": 0.5, "sampler_low_res": {"kid_el0": 0.4, "reference": "codes"}},
     "protocol": {"n_gen": 24, "seed": 0, "kid_el0": "unbiased MMD^2"},
 }
@@ -25,9 +31,13 @@ def test_numbers_only_and_nothing_lost(tmp_path):
     assert write_metrics(path, RECORD) == info_path(path) == tmp_path / "metrics" / "eval.info.json"
     numbers, info = json.loads(path.read_text()), json.loads(info_path(path).read_text())
     assert all(type(v) in (int, float) for v in _leaves(numbers))  # no bool, None, str or list
-    assert numbers == {"kid_el0": 0.16, "fd_el0_24": 277.0, "steps": 3,
-                       "params": {"G": 100, "D": 7},
-                       "init": {"kid_el0": 0.5, "sampler_low_res": {"kid_el0": 0.4}}}
+    assert numbers == {
+        "kid_el0": 0.16,
+        "fd_el0_24": 277.0,
+        "steps": 3,
+        "params": {"G": 100, "D": 7},
+        "init": {"kid_el0": 0.5, "sampler_low_res": {"kid_el0": 0.4}},
+    }
     assert info["protocol"] == RECORD["protocol"]  # the protocol whole: its n_gen is not a score
     assert info["resumed"] is False and info["fid_clean_24"] is None
     assert info["code_shape"] == [3, 8, 8]
@@ -43,6 +53,9 @@ def test_info_file_is_written_even_when_empty(tmp_path):
 def test_headline_keys_lead_the_file(tmp_path):
     """`dvc exp show` keeps a file's key order: the scores named first lead, the rest sorted."""
     path = tmp_path / "eval.json"
-    write_metrics(path, {"coverage": 1.0, "eval_sec": 2.0, "kid_el0": 3.0, "fd_el0_24": 4.0},
-                  first=["kid_el0", "fd_el0_24", "swd_mean"])
+    write_metrics(
+        path,
+        {"coverage": 1.0, "eval_sec": 2.0, "kid_el0": 3.0, "fd_el0_24": 4.0},
+        first=["kid_el0", "fd_el0_24", "swd_mean"],
+    )
     assert list(json.loads(path.read_text())) == ["kid_el0", "fd_el0_24", "coverage", "eval_sec"]

@@ -15,8 +15,12 @@ from gancore.config import ConfigError, read_yaml, validate, with_overrides
 from gancore.profile import apply_profile, set_args
 
 ROOT = Path(__file__).resolve().parents[2]
-OFFICIAL = {"fastgan": (8, 0.999), "pixelfolder": (64, 0.997784), "cips": (32, 0.997784),
-            "inrpatch": (16, 0.997784)}
+OFFICIAL = {
+    "fastgan": (8, 0.999),
+    "pixelfolder": (64, 0.997784),
+    "cips": (32, 0.997784),
+    "inrpatch": (16, 0.997784),
+}
 """(batch, EMA beta per step) of each official code (params-gpu.yaml cites the sources)."""
 
 
@@ -64,11 +68,14 @@ def test_dvc_exp_run_set_args_give_the_same_params(tmp_path):
     assert yaml.safe_load(target.read_text()) == merged
 
 
-@pytest.mark.parametrize("profile, key", [
-    ({"method": {"cips": {"train": {"bacth": 32}}}}, "method.cips.train.bacth"),
-    ({"method": {"cips": {"train": {"batch": 0}}}}, "method.cips.train.batch"),
-    ({"trian": {"batch": 8}}, "trian.batch"),
-])
+@pytest.mark.parametrize(
+    "profile, key",
+    [
+        ({"method": {"cips": {"train": {"bacth": 32}}}}, "method.cips.train.bacth"),
+        ({"method": {"cips": {"train": {"batch": 0}}}}, "method.cips.train.batch"),
+        ({"trian": {"batch": 8}}, "trian.batch"),
+    ],
+)
 def test_a_bad_profile_key_is_named(profile, key, tmp_path, capsys):
     with pytest.raises(ConfigError) as e:
         apply_profile(read_yaml(ROOT / "params.yaml"), profile)

@@ -1,5 +1,6 @@
 """Shared StyleGAN2 layers (gancore.nn.stylegan2): modulated conv against the per-sample-weight
-formulation, FIR resampling, coordinates, minibatch-stddev, D shapes, losses, R1, optimisers, settings."""
+formulation, FIR resampling, coordinates, minibatch-stddev, D shapes, losses, R1, optimisers,
+settings."""
 
 from __future__ import annotations
 
@@ -12,12 +13,28 @@ from torch import nn
 
 from gancore.errors import ConfigError
 from gancore.methods.stylegan2_family import (
-    StyleGAN2Loss, StyleGAN2Settings, d_logistic_loss, g_nonsaturating_loss, lazy_adam, r1_penalty,
+    StyleGAN2Loss,
+    StyleGAN2Settings,
+    d_logistic_loss,
+    g_nonsaturating_loss,
+    lazy_adam,
+    r1_penalty,
     stylegan2_phases,
 )
 from gancore.nn.stylegan2 import (
-    PAPER_CHANNELS, Discriminator, EqualLinear, FourierFeatures, MappingNetwork, ModulatedConv2d, ToRGB,
-    Upsample2x, blur_kernel, coordinate_grid, minibatch_stddev, scaled_channels, upfirdn2d,
+    PAPER_CHANNELS,
+    Discriminator,
+    EqualLinear,
+    FourierFeatures,
+    MappingNetwork,
+    ModulatedConv2d,
+    ToRGB,
+    Upsample2x,
+    blur_kernel,
+    coordinate_grid,
+    minibatch_stddev,
+    scaled_channels,
+    upfirdn2d,
 )
 
 
@@ -31,8 +48,10 @@ def test_modulated_conv_equals_per_sample_weight_conv(kernel, demodulate):
     for i in range(3):  # the official formulation: modulate (and demodulate) the weights per sample
         weight = conv.weight * conv.scale * styles[i][None, :, None, None]
         if demodulate:
-            weight = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8)[:, None, None, None]
-        expected.append(F.conv2d(x[i:i + 1], weight, padding=kernel // 2))
+            weight = (
+                weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8)[:, None, None, None]
+            )
+        expected.append(F.conv2d(x[i : i + 1], weight, padding=kernel // 2))
     torch.testing.assert_close(conv(x, w), torch.cat(expected), rtol=1e-4, atol=1e-5)
 
 
@@ -53,7 +72,9 @@ def test_upfirdn2d_identity_and_constant_preserving_resampling():
     ones = torch.ones(1, 2, 8, 8)
     up = Upsample2x()(ones)
     assert up.shape == (1, 2, 16, 16)
-    torch.testing.assert_close(up[..., 2:-2, 2:-2], torch.ones(1, 2, 12, 12))  # gain 4 keeps the mean
+    torch.testing.assert_close(
+        up[..., 2:-2, 2:-2], torch.ones(1, 2, 12, 12)
+    )  # gain 4 keeps the mean
     blurred = upfirdn2d(ones, blur_kernel(), pad=(2, 1))
     torch.testing.assert_close(blurred[..., 2:-2, 2:-2], torch.ones(1, 2, 4, 4))
     assert blur_kernel().sum().item() == pytest.approx(1.0)
@@ -111,7 +132,9 @@ def test_discriminator_shapes_at_every_resolution(resolution):
 def test_discriminator_paper_size_at_256():
     with torch.device("meta"):
         D = Discriminator(256)
-    assert sum(p.numel() for p in D.parameters()) == pytest.approx(28.86e6, rel=1e-3)  # StyleGAN2 config-f D
+    assert sum(p.numel() for p in D.parameters()) == pytest.approx(
+        28.86e6, rel=1e-3
+    )  # StyleGAN2 config-f D
     assert scaled_channels(1.0) == PAPER_CHANNELS
     assert set(scaled_channels(1 / 64, multiple=16).values()) == {16}
 
@@ -175,19 +198,35 @@ def test_loss_phases_touch_only_their_network():
 
 def test_phases_and_lazy_adam():
     assert [(p.name, p.opt, p.interval) for p in stylegan2_phases(StyleGAN2Settings())] == [
-        ("D", "D", 1), ("Dreg", "D", 16), ("G", "G", 1)]
+        ("D", "D", 1),
+        ("Dreg", "D", 16),
+        ("G", "G", 1),
+    ]
     assert [p.name for p in stylegan2_phases(StyleGAN2Settings(r1_gamma=0.0))] == ["D", "G"]
     opt = lazy_adam([nn.Parameter(torch.zeros(1))], 0.002, (0.0, 0.99), 16)
     group = opt.param_groups[0]
     assert group["lr"] == pytest.approx(0.002 * 16 / 17)
     assert group["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
-    assert lazy_adam([nn.Parameter(torch.zeros(1))], 0.002, (0.0, 0.99), 0).param_groups[0]["lr"] == 0.002
+    assert (
+        lazy_adam([nn.Parameter(torch.zeros(1))], 0.002, (0.0, 0.99), 0).param_groups[0]["lr"]
+        == 0.002
+    )
 
 
-@pytest.mark.parametrize("field, value", [
-    ("width_mult", 0.0), ("style_dim", 0), ("mapping_layers", 0), ("mapping_lr_mult", 0.0), ("lr", 0.0),
-    ("betas", (0.0, 1.0)), ("r1_gamma", -1.0), ("r1_interval", 0), ("g_reg_interval", -1),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("width_mult", 0.0),
+        ("style_dim", 0),
+        ("mapping_layers", 0),
+        ("mapping_lr_mult", 0.0),
+        ("lr", 0.0),
+        ("betas", (0.0, 1.0)),
+        ("r1_gamma", -1.0),
+        ("r1_interval", 0),
+        ("g_reg_interval", -1),
+    ],
+)
 def test_settings_reject_impossible_values(field, value):
     with pytest.raises(ConfigError) as info:
         StyleGAN2Settings(**{field: value})

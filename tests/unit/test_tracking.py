@@ -1,4 +1,5 @@
-"""MLflow store location: absolute SQLite in the project, env override, DVC temp copies, bad stores."""
+"""MLflow store location: absolute SQLite in the project, env override, DVC temp copies, bad
+stores."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from gancore.tracking.mlflow_tracker import MlflowTracker, artifact_root, defaul
 def test_default_store_is_absolute_sqlite_in_the_project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert artifact_root(default_tracking_uri(tmp_path)) == (tmp_path.resolve() / "mlartifacts").as_uri()
+    assert (
+        artifact_root(default_tracking_uri(tmp_path))
+        == (tmp_path.resolve() / "mlartifacts").as_uri()
+    )
 
 
 def test_env_overrides_the_store(tmp_path, monkeypatch):

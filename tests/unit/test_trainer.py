@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from tiny import smooth_image_shards
 
 from gancore.config import BaseParams, TrainParams
 from gancore.errors import NonFiniteLoss, ResumeMismatch
@@ -15,7 +16,6 @@ from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
-from tiny import smooth_image_shards
 
 RES_PX = 64
 BATCH = 2
@@ -29,10 +29,17 @@ def shards(tmp_path_factory):
 
 
 def _run(n_steps: int = N_STEPS, fingerprint: str = "data-v1", **method) -> RunConfig:
-    train = TrainParams(batch=BATCH, total_kimg=n_steps * BATCH / 1000,
-                        ckpt_every_kimg=(N_STEPS // 2) * BATCH / 1000, keep_latest_k=2,
-                        log_every_steps=1, device="cpu", shuffle_buffer=5, decode_threads=1,
-                        max_nan_retries=2)
+    train = TrainParams(
+        batch=BATCH,
+        total_kimg=n_steps * BATCH / 1000,
+        ckpt_every_kimg=(N_STEPS // 2) * BATCH / 1000,
+        keep_latest_k=2,
+        log_every_steps=1,
+        device="cpu",
+        shuffle_buffer=5,
+        decode_threads=1,
+        max_nan_retries=2,
+    )
     cfg = FastGANConfig(width_mult=1 / 16, z_dim=8, **method)
     return RunConfig("fastgan", cfg, BaseParams(seed=3, resolution=RES_PX), train, fingerprint)
 
@@ -42,8 +49,9 @@ def _trainer(run: RunConfig, shards, ckpt_dir) -> Trainer:
 
 
 def _with_schedule(run: RunConfig, n_steps: int) -> RunConfig:
-    return dataclasses.replace(run, train=dataclasses.replace(run.train,
-                                                              total_kimg=n_steps * BATCH / 1000))
+    return dataclasses.replace(
+        run, train=dataclasses.replace(run.train, total_kimg=n_steps * BATCH / 1000)
+    )
 
 
 def _assert_same_state(a: Trainer, b: Trainer) -> None:
@@ -56,7 +64,9 @@ def _assert_same_state(a: Trainer, b: Trainer) -> None:
         for idx in sa:
             for key in sa[idx]:
                 assert torch.equal(sa[idx][key], sb[idx][key]), f"opt {name} {idx}.{key} differs"
-    assert dataclasses.replace(a.state, train_sec=0.0) == dataclasses.replace(b.state, train_sec=0.0)
+    assert dataclasses.replace(a.state, train_sec=0.0) == dataclasses.replace(
+        b.state, train_sec=0.0
+    )
 
 
 class _CrashAt(Trainer):
@@ -111,8 +121,10 @@ def test_sigterm_saves_a_checkpoint_and_stops(shards, tmp_path):
     assert signal.getsignal(signal.SIGTERM) != trainer.sigterm.handler
 
 
-@pytest.mark.parametrize("change, key", [({"lr": 1e-3}, "method_cfg.lr"),
-                                         ({"fingerprint": "data-v2"}, "dataset_fingerprint")])
+@pytest.mark.parametrize(
+    "change, key",
+    [({"lr": 1e-3}, "method_cfg.lr"), ({"fingerprint": "data-v2"}, "dataset_fingerprint")],
+)
 def test_resume_with_other_config_or_data_is_refused(shards, tmp_path, change, key):
     _trainer(_run(n_steps=2), shards, tmp_path).fit()
     fingerprint = change.pop("fingerprint", "data-v1")
@@ -146,7 +158,9 @@ def test_nan_loss_rolls_back_to_last_checkpoint_and_finishes(shards, tmp_path):
     assert hits == [N_STEPS // 2 + 1]
     assert summary["nan_rollbacks"] == 1 and summary["steps"] == N_STEPS
     for net in trainer._all_nets().values():
-        assert all(torch.isfinite(p).all() for p in net.state_dict().values() if p.is_floating_point())
+        assert all(
+            torch.isfinite(p).all() for p in net.state_dict().values() if p.is_floating_point()
+        )
     rows = read_history(tmp_path / "history.jsonl")
     assert [r["step"] for r in rows] == list(range(1, N_STEPS + 1))
 

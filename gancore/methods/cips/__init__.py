@@ -4,11 +4,11 @@ registers the "cips" method (CIPSskip as in BlingHe/PixelFolder a6c3aec and twic
 from __future__ import annotations
 
 from gancore.methods.cips.config import CIPSConfig
-from gancore.nn.cips import SUPPORTED_RESOLUTIONS, Generator
 from gancore.methods.stylegan2_family import stylegan2_method
+from gancore.nn.cips import SUPPORTED_RESOLUTIONS, Generator
 from gancore.nn.stylegan2 import Discriminator
 from gancore.registry import register_method
 
-__all__ = ["CIPSConfig", "Generator", "Discriminator", "SPEC"]
+__all__ = ["SPEC", "CIPSConfig", "Discriminator", "Generator"]
 
 SPEC = register_method(stylegan2_method("cips", CIPSConfig, Generator, SUPPORTED_RESOLUTIONS))

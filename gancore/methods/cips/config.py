@@ -12,5 +12,5 @@ __all__ = ["CIPSConfig"]
 
 @dataclass(frozen=True, kw_only=True)
 class CIPSConfig(StyleGAN2Settings):
-    """Settings of CIPS's generator (width, mapping), its StyleGAN2 D and the non-saturating loss with
-    lazy R1 (all fields documented on gancore.nn.stylegan2.StyleGAN2Settings)."""
+    """Settings of CIPS's generator (width, mapping), its StyleGAN2 D and the non-saturating loss
+    with lazy R1 (all fields documented on gancore.nn.stylegan2.StyleGAN2Settings)."""

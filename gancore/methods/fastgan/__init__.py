@@ -1,5 +1,6 @@
 """FastGAN (Liu et al., ICLR 2021, arXiv 2101.04775): a light SLE generator and a self-supervised
-auto-encoding discriminator; registers the "fastgan" method (odegeasslbc/FastGAN-pytorch at 1a848e5)."""
+auto-encoding discriminator; registers the "fastgan" method (odegeasslbc/FastGAN-pytorch at
+1a848e5)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from gancore.methods.fastgan.loss import FastGANLoss
 from gancore.methods.fastgan.networks import SUPPORTED_RESOLUTIONS, Discriminator, Generator
 from gancore.registry import MethodSpec, Phase, register_method
 
-__all__ = ["FastGANConfig", "FastGANLoss", "Generator", "Discriminator", "SPEC"]
+__all__ = ["SPEC", "Discriminator", "FastGANConfig", "FastGANLoss", "Generator"]
 
 
 def build_networks(cfg: FastGANConfig, resolution: int) -> dict[str, nn.Module]:
@@ -23,7 +24,9 @@ def build_networks(cfg: FastGANConfig, resolution: int) -> dict[str, nn.Module]:
     }
 
 
-def build_optimizers(cfg: FastGANConfig, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+def build_optimizers(
+    cfg: FastGANConfig, nets: dict[str, nn.Module]
+) -> dict[str, torch.optim.Optimizer]:
     """Adam(lr, betas) for G and for D, as the official train.py."""
     return {
         name: torch.optim.Adam(nets[name].parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -44,16 +47,20 @@ def phases(cfg: FastGANConfig) -> list[Phase]:
 def check_resolution(resolution: int) -> None:
     """Raise ConfigError("base.resolution", ...) unless resolution is 64, 128, ..., 1024."""
     if resolution not in SUPPORTED_RESOLUTIONS:
-        raise ConfigError("base.resolution", f"fastgan supports powers of two from 64 to 1024, got {resolution}")
+        raise ConfigError(
+            "base.resolution", f"fastgan supports powers of two from 64 to 1024, got {resolution}"
+        )
 
 
-SPEC = register_method(MethodSpec(
-    name="fastgan",
-    config_cls=FastGANConfig,
-    build_networks=build_networks,
-    build_optimizers=build_optimizers,
-    build_loss=build_loss,
-    phases=phases,
-    check_resolution=check_resolution,
-    precision="off",  # the official train.py trains in fp32 (no autocast)
-))
+SPEC = register_method(
+    MethodSpec(
+        name="fastgan",
+        config_cls=FastGANConfig,
+        build_networks=build_networks,
+        build_optimizers=build_optimizers,
+        build_loss=build_loss,
+        phases=phases,
+        check_resolution=check_resolution,
+        precision="off",  # the official train.py trains in fp32 (no autocast)
+    )
+)

@@ -1,5 +1,5 @@
-"""FastGAN hyper-parameters (params.yaml `method.fastgan`); defaults are the paper's and the official
-train.py's (Liu et al. 2021; odegeasslbc/FastGAN-pytorch at 1a848e5)."""
+"""FastGAN hyper-parameters (params.yaml `method.fastgan`); defaults are the paper's and the
+official train.py's (Liu et al. 2021; odegeasslbc/FastGAN-pytorch at 1a848e5)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from gancore.config import MethodParams
 from gancore.errors import ConfigError
 from gancore.transforms.diffaugment import parse_policy
 
-__all__ = ["FastGANConfig", "PAPER_BASE_WIDTH"]
+__all__ = ["PAPER_BASE_WIDTH", "FastGANConfig"]
 
 PAPER_BASE_WIDTH = 64
 """ngf = ndf of the paper and the official code."""
@@ -31,17 +31,22 @@ class FastGANConfig(MethodParams):
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam betas of both G and D."""
     diffaugment: str = "color,translation"
-    """DiffAugment policy on real and fake images: comma list of color, translation, cutout; "" = off."""
+    """DiffAugment policy on real and fake images: comma list of color, translation, cutout; "" =
+    off."""
     recon_loss: Literal["auto", "lpips", "mse"] = "auto"
-    """D's reconstruction loss: lpips (paper), mse, or auto = lpips when lpips_vgg_weights exists."""
+    """D's reconstruction loss: lpips (paper), mse, or auto = lpips when lpips_vgg_weights
+    exists."""
     lpips_vgg_weights: str = ""
     """Path to torchvision's VGG16 ImageNet state dict (vgg16-397923af.pth); never downloaded."""
     recon_weight: float = 1.0
-    """Weight of the three reconstruction losses, each summed over the batch as in the official code."""
+    """Weight of the three reconstruction losses, each summed over the batch as in the official
+    code."""
 
     def __post_init__(self) -> None:
         if not self.width_mult * PAPER_BASE_WIDTH >= 1:
-            raise ConfigError("width_mult", f"must be >= 1/64 (one base channel), got {self.width_mult}")
+            raise ConfigError(
+                "width_mult", f"must be >= 1/64 (one base channel), got {self.width_mult}"
+            )
         if self.z_dim < 1:
             raise ConfigError("z_dim", f"must be >= 1, got {self.z_dim}")
         if not self.lr > 0:
@@ -53,9 +58,13 @@ class FastGANConfig(MethodParams):
         except ValueError as e:
             raise ConfigError("diffaugment", str(e)) from None
         if self.recon_loss not in RECON_LOSSES:
-            raise ConfigError("recon_loss", f"must be one of {list(RECON_LOSSES)}, got {self.recon_loss!r}")
+            raise ConfigError(
+                "recon_loss", f"must be one of {list(RECON_LOSSES)}, got {self.recon_loss!r}"
+            )
         if self.recon_loss == "lpips" and not self.lpips_vgg_weights:
-            raise ConfigError("lpips_vgg_weights", "must name the VGG16 weights file when recon_loss is lpips")
+            raise ConfigError(
+                "lpips_vgg_weights", "must name the VGG16 weights file when recon_loss is lpips"
+            )
         if not self.recon_weight >= 0:
             raise ConfigError("recon_weight", f"must be >= 0, got {self.recon_weight}")
 

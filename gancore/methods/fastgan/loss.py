@@ -1,6 +1,6 @@
 """FastGAN losses from Liu et al. 2021; follows odegeasslbc/FastGAN-pytorch train.py at 1a848e5:
-random-margin hinge for D, reconstruction of real images by D's decoders, -D(G(z)) for G, DiffAugment
-on everything D sees, and one G forward per iteration shared by the D and G phases.
+random-margin hinge for D, reconstruction of real images by D's decoders, -D(G(z)) for G,
+DiffAugment on everything D sees, and one G forward per iteration shared by the D and G phases.
 
 The shared fakes are kept per real batch (the tensor object the phase is called with): with
 `train.grad_accum` n the trainer runs the D phase on micro-batches 0..n-1, then the G phase on the
@@ -34,7 +34,7 @@ LPIPS_KEY = "method.fastgan.lpips_vgg_weights"
 
 
 def resolve_recon_kind(cfg: FastGANConfig) -> str:
-    """"lpips" or "mse" from cfg.recon_loss ("auto": lpips when the VGG16 weights file exists).
+    """ "lpips" or "mse" from cfg.recon_loss ("auto": lpips when the VGG16 weights file exists).
 
     Raises:
         ConfigError: recon_loss is "lpips" but the weights file does not exist.
@@ -45,8 +45,11 @@ def resolve_recon_kind(cfg: FastGANConfig) -> str:
     if cfg.recon_loss == "auto":
         return "lpips" if exists else "mse"
     if not exists:
-        raise ConfigError(LPIPS_KEY, f"recon_loss is lpips but the VGG16 weights file "
-                                     f"{cfg.lpips_vgg_weights!r} does not exist")
+        raise ConfigError(
+            LPIPS_KEY,
+            f"recon_loss is lpips but the VGG16 weights file "
+            f"{cfg.lpips_vgg_weights!r} does not exist",
+        )
     return "lpips"
 
 
@@ -84,8 +87,10 @@ class FastGANLoss:
     def __init__(self, cfg: FastGANConfig, nets: dict[str, nn.Module], resolution: int):
         self.G, self.D = nets["G"], nets["D"]
         if self.G.resolution != resolution or self.D.resolution != resolution:
-            raise ValueError(f"networks are for {self.G.resolution}/{self.D.resolution}px, "
-                             f"loss for {resolution}px")
+            raise ValueError(
+                f"networks are for {self.G.resolution}/{self.D.resolution}px, "
+                f"loss for {resolution}px"
+            )
         self.policy = cfg.diffaugment
         self.recon_weight = cfg.recon_weight
         self.recon_kind = resolve_recon_kind(cfg)
@@ -97,7 +102,9 @@ class FastGANLoss:
         self._fakes: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
         self._last_phase = ""
 
-    def __call__(self, phase: str, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, phase: str, real: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one phase.
 
         Args:
@@ -142,9 +149,12 @@ class FastGANLoss:
         recon_total = sum(recon.values())
         loss = d_real + d_fake + self.recon_weight * recon_total
         stats = {
-            "d_real": d_real, "d_fake": d_fake, "recon": recon_total,
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "recon": recon_total,
             **{f"recon_{name}": value for name, value in recon.items()},
-            "real_score": logits_real.float().mean(), "fake_score": logits_fake.float().mean(),
+            "real_score": logits_real.float().mean(),
+            "fake_score": logits_fake.float().mean(),
         }
         return loss, {k: v.detach() for k, v in stats.items()}
 
@@ -165,4 +175,3 @@ class FastGANLoss:
         if next(self._lpips.parameters()).device != rec.device:
             self._lpips.to(rec.device)
         return self._lpips(rec, target)
-

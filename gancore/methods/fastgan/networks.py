@@ -1,6 +1,6 @@
-"""FastGAN generator and discriminator from Liu et al. 2021, "Towards Faster and Stabilized GAN Training
-for High-fidelity Few-shot Image Synthesis"; follows odegeasslbc/FastGAN-pytorch models.py at 1a848e5,
-generalised from its 256/512/1024 to every power-of-two resolution from 64 to 1024.
+"""FastGAN generator and discriminator from Liu et al. 2021, "Towards Faster and Stabilized GAN
+Training for High-fidelity Few-shot Image Synthesis"; follows odegeasslbc/FastGAN-pytorch models.py
+at 1a848e5, generalised from its 256/512/1024 to every power-of-two resolution from 64 to 1024.
 
 Faithful to the official layers: spectral norm on every conv (G and D), no conv biases, BatchNorm,
 GLU in G and in D's decoders, LeakyReLU(0.2) in D, noise injection in G's "comp" blocks, skip-layer
@@ -25,13 +25,21 @@ from torch.nn.utils.parametrizations import spectral_norm
 from gancore.nn.stylegan2 import NoiseInjection
 
 __all__ = [
-    "SUPPORTED_RESOLUTIONS", "MIN_CHANNELS", "Generator", "Discriminator", "SLE", "NoiseInjection",
-    "resize", "crop_quadrant", "reconstruction_targets",
+    "MIN_CHANNELS",
+    "SLE",
+    "SUPPORTED_RESOLUTIONS",
+    "Discriminator",
+    "Generator",
+    "NoiseInjection",
+    "crop_quadrant",
+    "reconstruction_targets",
+    "resize",
 ]
 
 SUPPORTED_RESOLUTIONS = (64, 128, 256, 512, 1024)
 MIN_CHANNELS = 4
-"""Smallest channel count of any layer (the paper's smallest is 8, so only width_mult < 0.5 hits it)."""
+"""Smallest channel count of any layer (the paper's smallest is 8, so only width_mult < 0.5 hits
+it)."""
 PAPER_WIDTH = 64
 
 # Paper channel counts (ngf = ndf = 64), keyed by the spatial size of the feature map.
@@ -89,8 +97,11 @@ class SLE(nn.Module):
     def __init__(self, c_low: int, c_high: int):
         super().__init__()
         self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(4), _conv(c_low, c_high, 4), nn.SiLU(),
-            _conv(c_high, c_high, 1), nn.Sigmoid(),
+            nn.AdaptiveAvgPool2d(4),
+            _conv(c_low, c_high, 4),
+            nn.SiLU(),
+            _conv(c_high, c_high, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -101,17 +112,25 @@ class SLE(nn.Module):
 def _up_block(c_in: int, c_out: int) -> nn.Sequential:
     """Nearest x2, conv3x3 to 2*c_out, BN, GLU (G's plain block and the decoders' block)."""
     return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"), _conv(c_in, 2 * c_out, 3, 1, 1),
-        _bn(2 * c_out), nn.GLU(dim=1),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        _conv(c_in, 2 * c_out, 3, 1, 1),
+        _bn(2 * c_out),
+        nn.GLU(dim=1),
     )
 
 
 def _up_block_comp(c_in: int, c_out: int) -> nn.Sequential:
     """G's "comp" block: like _up_block with noise before each BN and a second conv3x3."""
     return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"), _conv(c_in, 2 * c_out, 3, 1, 1),
-        NoiseInjection(), _bn(2 * c_out), nn.GLU(dim=1),
-        _conv(c_out, 2 * c_out, 3, 1, 1), NoiseInjection(), _bn(2 * c_out), nn.GLU(dim=1),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        _conv(c_in, 2 * c_out, 3, 1, 1),
+        NoiseInjection(),
+        _bn(2 * c_out),
+        nn.GLU(dim=1),
+        _conv(c_out, 2 * c_out, 3, 1, 1),
+        NoiseInjection(),
+        _bn(2 * c_out),
+        nn.GLU(dim=1),
     )
 
 
@@ -122,8 +141,12 @@ class _DownBlockComp(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
         self.main = nn.Sequential(
-            _conv(c_in, c_out, 4, 2, 1), _bn(c_out), _lrelu(),
-            _conv(c_out, c_out, 3, 1, 1), _bn(c_out), _lrelu(),
+            _conv(c_in, c_out, 4, 2, 1),
+            _bn(c_out),
+            _lrelu(),
+            _conv(c_out, c_out, 3, 1, 1),
+            _bn(c_out),
+            _lrelu(),
         )
         self.skip = nn.Sequential(nn.AvgPool2d(2), _conv(c_in, c_out, 1), _bn(c_out), _lrelu())
 
@@ -166,19 +189,18 @@ def crop_quadrant(x: torch.Tensor, part: int) -> torch.Tensor:
         raise ValueError(f"part must be 0, 1, 2 or 3, got {part!r}")
     h, w = x.shape[-2] // 2, x.shape[-1] // 2
     row, col = divmod(part, 2)
-    return x[..., row * h:(row + 1) * h, col * w:(col + 1) * w]
+    return x[..., row * h : (row + 1) * h, col * w : (col + 1) * w]
 
 
 def reconstruction_targets(real: torch.Tensor, part: int, rec_px: int) -> dict[str, torch.Tensor]:
     """What D's three decoders must reproduce from a real batch.
 
-    Args:
-        real: (N, 3, R, R) real images in [-1, 1], as D saw them (the official uses the augmented ones).
-        part: quadrant passed to Discriminator.forward_real.
-        rec_px: the decoders' output size (Discriminator.rec_px).
+    Args: real: (N, 3, R, R) real images in [-1, 1], as D saw them (the official uses the augmented
+    ones). part: quadrant passed to Discriminator.forward_real. rec_px: the decoders' output size
+    (Discriminator.rec_px).
 
-    Returns:
-        {"big": whole image, "part": quadrant `part`, "small": whole image}, each (N, 3, rec_px, rec_px).
+    Returns: {"big": whole image, "part": quadrant `part`, "small": whole image}, each (N, 3,
+    rec_px, rec_px).
     """
     whole = resize(real, rec_px)
     return {"big": whole, "part": resize(crop_quadrant(real, part), rec_px), "small": whole}
@@ -189,7 +211,8 @@ def reconstruction_targets(real: torch.Tensor, part: int, rec_px: int) -> dict[s
 
 
 class Generator(nn.Module):
-    """FastGAN G: z (N, z_dim) -> image (N, 3, R, R) in [-1, 1], plus a small image for D's small path.
+    """FastGAN G: z (N, z_dim) -> image (N, 3, R, R) in [-1, 1], plus a small image for D's small
+    path.
 
     Attributes:
         resolution: R. z_dim: latent size. small_px: side of the small image, min(128, R // 2).
@@ -204,13 +227,15 @@ class Generator(nn.Module):
         init_conv = nn.ConvTranspose2d(z_dim, 2 * ch[4], 4, 1, 0, bias=False)
         nn.init.normal_(init_conv.weight, 0.0, 0.02)
         self.init = nn.Sequential(spectral_norm(init_conv), _bn(2 * ch[4]), nn.GLU(dim=1))
-        self.up = nn.ModuleDict({
-            str(s): (_up_block_comp if s in G_COMP_SIZES else _up_block)(ch[s // 2], ch[s])
-            for s in self.sizes
-        })
-        self.sle = nn.ModuleDict({
-            str(s): SLE(ch[s // 16], ch[s]) for s in G_SLE_SIZES if s <= resolution
-        })
+        self.up = nn.ModuleDict(
+            {
+                str(s): (_up_block_comp if s in G_COMP_SIZES else _up_block)(ch[s // 2], ch[s])
+                for s in self.sizes
+            }
+        )
+        self.sle = nn.ModuleDict(
+            {str(s): SLE(ch[s // 16], ch[s]) for s in G_SLE_SIZES if s <= resolution}
+        )
         self.to_small = _conv(ch[self.small_px], 3, 1)
         self.to_big = _conv(ch[resolution], 3, 3, 1, 1)
 
@@ -249,32 +274,48 @@ class Discriminator(nn.Module):
     def __init__(self, resolution: int, ndf: int = 64):
         super().__init__()
         _check_resolution(resolution)
-        self.resolution, self.small_px, self.rec_px = resolution, min(128, resolution // 2), min(128, resolution)
+        self.resolution, self.small_px, self.rec_px = (
+            resolution,
+            min(128, resolution // 2),
+            min(128, resolution),
+        )
         trunk_px = min(resolution, 256)
-        self.trunk_sizes = [2**k for k in range(trunk_px.bit_length() - 2, 2, -1)]  # trunk_px/2 .. 8
+        self.trunk_sizes = [
+            2**k for k in range(trunk_px.bit_length() - 2, 2, -1)
+        ]  # trunk_px/2 .. 8
         ch = {s: _scaled(D_CHANNELS[s], ndf) for s in (trunk_px, *self.trunk_sizes)}
         self.stem = self._stem(resolution, ndf)
-        self.down = nn.ModuleDict({str(s): _DownBlockComp(ch[2 * s], ch[s]) for s in self.trunk_sizes})
+        self.down = nn.ModuleDict(
+            {str(s): _DownBlockComp(ch[2 * s], ch[s]) for s in self.trunk_sizes}
+        )
         # SLE from each of the first three maps onto the map 8x smaller, where that exists.
-        self.sle = nn.ModuleDict({
-            str(s): SLE(ch[8 * s], ch[s]) for s in self.trunk_sizes if 8 * s <= trunk_px
-        })
+        self.sle = nn.ModuleDict(
+            {str(s): SLE(ch[8 * s], ch[s]) for s in self.trunk_sizes if 8 * s <= trunk_px}
+        )
         hidden = _scaled(D_LOGIT_HIDDEN, ndf)
         self.logits_big = nn.Sequential(
-            _conv(ch[8], hidden, 1), _bn(hidden), _lrelu(), _conv(hidden, 1, 4),
+            _conv(ch[8], hidden, 1),
+            _bn(hidden),
+            _lrelu(),
+            _conv(hidden, 1, 4),
         )
-        small_sizes = [2**k for k in range(self.small_px.bit_length() - 2, 2, -1)]  # small_px/2 .. 8
+        small_sizes = [
+            2**k for k in range(self.small_px.bit_length() - 2, 2, -1)
+        ]  # small_px/2 .. 8
         cs = {s: _scaled(D_SMALL_CHANNELS[s], ndf) for s in small_sizes}
         self.small = nn.Sequential(
-            _conv(3, cs[small_sizes[0]], 4, 2, 1), _lrelu(),
+            _conv(3, cs[small_sizes[0]], 4, 2, 1),
+            _lrelu(),
             *(_down_block(cs[2 * s], cs[s]) for s in small_sizes[1:]),
         )
         self.logits_small = _conv(cs[8], 1, 4)
-        self.decoders = nn.ModuleDict({
-            "big": _decoder(ch[8], self.rec_px, ndf),
-            "part": _decoder(ch[16], self.rec_px, ndf),
-            "small": _decoder(cs[8], self.rec_px, ndf),
-        })
+        self.decoders = nn.ModuleDict(
+            {
+                "big": _decoder(ch[8], self.rec_px, ndf),
+                "part": _decoder(ch[16], self.rec_px, ndf),
+                "small": _decoder(cs[8], self.rec_px, ndf),
+            }
+        )
 
     @staticmethod
     def _stem(resolution: int, ndf: int) -> nn.Sequential:
@@ -286,14 +327,20 @@ class Discriminator(nn.Module):
             return nn.Sequential(_conv(3, c256, 4, 2, 1), _lrelu())
         c512 = _scaled(D_CHANNELS[512], ndf)
         return nn.Sequential(
-            _conv(3, c512, 4, 2, 1), _lrelu(), _conv(c512, c256, 4, 2, 1), _bn(c256), _lrelu(),
+            _conv(3, c512, 4, 2, 1),
+            _lrelu(),
+            _conv(c512, c256, 4, 2, 1),
+            _bn(c256),
+            _lrelu(),
         )
 
     def _features(self, big: torch.Tensor, small: torch.Tensor) -> dict[str, torch.Tensor]:
         if big.shape[-2:] != (self.resolution, self.resolution):
             raise ValueError(f"D expects big images of {self.resolution}px, got {tuple(big.shape)}")
         if small.shape[-2:] != (self.small_px, self.small_px):
-            raise ValueError(f"D expects small images of {self.small_px}px, got {tuple(small.shape)}")
+            raise ValueError(
+                f"D expects small images of {self.small_px}px, got {tuple(small.shape)}"
+            )
         x = self.stem(big)
         maps = {x.shape[-1]: x}
         for s in self.trunk_sizes:

@@ -7,26 +7,37 @@ from gancore.errors import ConfigError
 from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.methods.inrpatch.loss import PatchLoss
 from gancore.methods.inrpatch.networks import build_networks
-from gancore.nn.cips import SUPPORTED_RESOLUTIONS
 from gancore.methods.stylegan2_family import lazy_adam, stylegan2_phases
+from gancore.nn.cips import SUPPORTED_RESOLUTIONS
 from gancore.registry import MethodSpec, register_method
 
-__all__ = ["InrPatchConfig", "PatchLoss", "SPEC"]
+__all__ = ["SPEC", "InrPatchConfig", "PatchLoss"]
 
 
 def _build_optimizers(cfg: InrPatchConfig, nets: dict) -> dict:
-    return {"G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),
-            "D": lazy_adam(nets["D"].parameters(), cfg.lr, cfg.betas, cfg.r1_interval)}
+    return {
+        "G": lazy_adam(nets["G"].parameters(), cfg.lr, cfg.betas, cfg.g_reg_interval),
+        "D": lazy_adam(nets["D"].parameters(), cfg.lr, cfg.betas, cfg.r1_interval),
+    }
 
 
 def _check_resolution(resolution: int) -> None:
     if resolution not in SUPPORTED_RESOLUTIONS:
-        raise ConfigError("base.resolution", f"inrpatch supports final resolutions {SUPPORTED_RESOLUTIONS}, "
-                                             f"got {resolution}")
+        raise ConfigError(
+            "base.resolution",
+            f"inrpatch supports final resolutions {SUPPORTED_RESOLUTIONS}, got {resolution}",
+        )
 
 
-SPEC = register_method(MethodSpec(
-    name="inrpatch", config_cls=InrPatchConfig, build_networks=build_networks,
-    build_optimizers=_build_optimizers, build_loss=PatchLoss, phases=stylegan2_phases,
-    check_resolution=_check_resolution,
-    precision="off"))  # CIPS's fp32 (MS-INR-GAN trains in fp32 too)
+SPEC = register_method(
+    MethodSpec(
+        name="inrpatch",
+        config_cls=InrPatchConfig,
+        build_networks=build_networks,
+        build_optimizers=_build_optimizers,
+        build_loss=PatchLoss,
+        phases=stylegan2_phases,
+        check_resolution=_check_resolution,
+        precision="off",
+    )
+)  # CIPS's fp32 (MS-INR-GAN trains in fp32 too)

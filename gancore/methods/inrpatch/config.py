@@ -19,7 +19,8 @@ class InrPatchConfig(StyleGAN2Settings):
     `width_mult` is G's)."""
 
     d_width_mult: float | None = 0.0625
-    """Width multiplier of the patch discriminator (it only ever sees patch_px images, so it can be wide)."""
+    """Width multiplier of the patch discriminator (it only ever sees patch_px images, so it can be
+    wide)."""
     patch_px: int = 32
     """Side P of every rendered patch and of D's input; stage k trains at P * 2**(k-1) pixels."""
     n_stages: int = 3
@@ -59,8 +60,13 @@ class InrPatchConfig(StyleGAN2Settings):
         final_px = self.patch_px * 2 ** (self.n_stages - 1)
         if final_px != resolution:
             needed = resolution // self.patch_px
-            hint = (f"set n_stages to {needed.bit_length()}" if is_power_of_two(needed) and needed >= 1
-                    else "base.resolution / patch_px must be a power of two")
-            raise ConfigError("method.inrpatch.n_stages",
-                              f"patch_px {self.patch_px} * 2**(n_stages - 1) = {final_px}px, but base.resolution "
-                              f"is {resolution}: {hint} (and one train_inr item per stage in dvc.yaml)")
+            hint = (
+                f"set n_stages to {needed.bit_length()}"
+                if is_power_of_two(needed) and needed >= 1
+                else "base.resolution / patch_px must be a power of two"
+            )
+            raise ConfigError(
+                "method.inrpatch.n_stages",
+                f"patch_px {self.patch_px} * 2**(n_stages - 1) = {final_px}px, but base.resolution "
+                f"is {resolution}: {hint} (and one train_inr item per stage in dvc.yaml)",
+            )

@@ -1,5 +1,5 @@
-"""Patch INR-GAN loss (Lee et al., arXiv 2207.01395): StyleGAN2's non-saturating loss with lazy R1 on
-P x P patches, plus the structure loss to the previous stage's frozen EMA generator.
+"""Patch INR-GAN loss (Lee et al., arXiv 2207.01395): StyleGAN2's non-saturating loss with lazy R1
+on P x P patches, plus the structure loss to the previous stage's frozen EMA generator.
 
 Per step at stage k (image side S = P * 2**(k-1)): real images are box-downsampled from
 base.resolution to S and cropped at random P x P windows; G renders random P x P windows of its
@@ -22,12 +22,16 @@ __all__ = ["PatchLoss"]
 
 
 class PatchLoss(StyleGAN2Loss):
-    """Phases "D", "Dreg", "G" on patches; "G" adds recon_weight * MSE to the teacher when there is one."""
+    """Phases "D", "Dreg", "G" on patches; "G" adds recon_weight * MSE to the teacher when there is
+    one."""
 
     def __init__(self, cfg: InrPatchConfig, nets: dict[str, nn.Module], resolution: int):
         super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)
         self.teacher, self.cfg, self.image_px = nets.get("teacher"), cfg, resolution
-        self.info = {"stage_px": str(cfg.stage_px), "teacher": "yes" if self.teacher is not None else "no"}
+        self.info = {
+            "stage_px": str(cfg.stage_px),
+            "teacher": "yes" if self.teacher is not None else "no",
+        }
 
     def real_view(self, real: torch.Tensor) -> torch.Tensor:
         """(N, 3, P, P): the images box-downsampled to the stage side, cropped at random windows."""
@@ -41,25 +45,30 @@ class PatchLoss(StyleGAN2Loss):
         return crop(images, offsets, self.cfg.patch_px)
 
     def draw_fakes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw patches (N, 3, P, P), their coordinates (N, 2, P, P)) at random windows of the stage grid."""
+        """(raw patches (N, 3, P, P), their coordinates (N, 2, P, P)) at random windows of the stage
+        grid."""
         return self.fake_patches(z)
 
     def fake_patches(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw patches (N, 3, P, P), their coordinates (N, 2, P, P)) at random windows of the stage grid."""
+        """(raw patches (N, 3, P, P), their coordinates (N, 2, P, P)) at random windows of the stage
+        grid."""
         offsets = random_offsets(z.shape[0], self.cfg.stage_px, self.cfg.patch_px, z.device)
         coords = patch_coords(offsets, self.cfg.stage_px, self.cfg.patch_px)
         if self.cfg.stage_px == self.cfg.patch_px:  # the whole image: read the embedding directly
             return self.G.synthesize(z), coords
         return self.G.synthesize(z, coords), coords
 
-    def extra_g_terms(self, z: torch.Tensor, fake: torch.Tensor,
-                      drawn: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+    def extra_g_terms(
+        self, z: torch.Tensor, fake: torch.Tensor, drawn: torch.Tensor
+    ) -> dict[str, tuple[float, torch.Tensor]]:
         """The structure loss to the teacher (none at stage 1 or with recon_weight 0)."""
         if self.teacher is None or self.cfg.recon_weight == 0:
             return {}
         return {"recon": (self.cfg.recon_weight, self.structure_loss(z, fake, drawn))}
 
-    def structure_loss(self, z: torch.Tensor, fake: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    def structure_loss(
+        self, z: torch.Tensor, fake: torch.Tensor, coords: torch.Tensor
+    ) -> torch.Tensor:
         """MSE between the x2-pooled student patch and the teacher's render of the same region."""
         with torch.no_grad():
             target = self.teacher.synthesize(z, F.avg_pool2d(coords, 2))

@@ -1,5 +1,5 @@
-"""PixelFolder (He et al., ECCV 2022, arXiv 2204.00833): multi-stage progressive pixel regression with
-pixel folding; registers the "pixelfolder" method (BlingHe/PixelFolder at a6c3aec)."""
+"""PixelFolder (He et al., ECCV 2022, arXiv 2204.00833): multi-stage progressive pixel regression
+with pixel folding; registers the "pixelfolder" method (BlingHe/PixelFolder at a6c3aec)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from gancore.methods.stylegan2_family import stylegan2_method
 from gancore.nn.stylegan2 import Discriminator
 from gancore.registry import register_method
 
-__all__ = ["PixelFolderConfig", "Generator", "Discriminator", "SPEC"]
+__all__ = ["SPEC", "Discriminator", "Generator", "PixelFolderConfig"]
 
-SPEC = register_method(stylegan2_method("pixelfolder", PixelFolderConfig, Generator, SUPPORTED_RESOLUTIONS))
+SPEC = register_method(
+    stylegan2_method("pixelfolder", PixelFolderConfig, Generator, SUPPORTED_RESOLUTIONS)
+)

@@ -12,5 +12,5 @@ __all__ = ["PixelFolderConfig"]
 
 @dataclass(frozen=True, kw_only=True)
 class PixelFolderConfig(StyleGAN2Settings):
-    """Settings of PixelFolder's generator (width, mapping), its StyleGAN2 D and the non-saturating loss with
-    lazy R1 (all fields documented on gancore.nn.stylegan2.StyleGAN2Settings)."""
+    """Settings of PixelFolder's generator (width, mapping), its StyleGAN2 D and the non-saturating
+    loss with lazy R1 (all fields documented on gancore.nn.stylegan2.StyleGAN2Settings)."""

@@ -1,5 +1,5 @@
-"""PixelFolder generator from He et al., "PixelFolder: An Efficient Progressive Pixel Synthesis Network
-for Image Generation" (ECCV 2022, arXiv 2204.00833); follows BlingHe/PixelFolder a6c3aec
+"""PixelFolder generator from He et al., "PixelFolder: An Efficient Progressive Pixel Synthesis
+Network for Image Generation" (ECCV 2022, arXiv 2204.00833); follows BlingHe/PixelFolder a6c3aec
 (model/GeneratorPixelFolder.py, model/blocks.py) in pure PyTorch. D is StyleGAN2's (gancore.nn).
 
 Structure (2 folds per stage, log2(R) // 2 - 1 stages; at 256²: stages at 16, 64 and 256 pixels):
@@ -31,11 +31,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.nn.stylegan2 import (
-    ConvLayer, FourierFeatures, MappingNetwork, StyledConv, ToRGB, coordinate_grid, scaled_channels,
+    ConvLayer,
+    FourierFeatures,
+    MappingNetwork,
+    StyledConv,
+    ToRGB,
+    coordinate_grid,
+    scaled_channels,
 )
 
-__all__ = ["SUPPORTED_RESOLUTIONS", "FOLDS_PER_STAGE", "CHANNEL_MULTIPLE", "fold", "unfold",
-           "stage_sizes", "PosFold", "Stage", "Generator"]
+__all__ = [
+    "CHANNEL_MULTIPLE",
+    "FOLDS_PER_STAGE",
+    "SUPPORTED_RESOLUTIONS",
+    "Generator",
+    "PosFold",
+    "Stage",
+    "fold",
+    "stage_sizes",
+    "unfold",
+]
 
 SUPPORTED_RESOLUTIONS = (64, 128, 256, 512, 1024)
 FOLDS_PER_STAGE = 2
@@ -66,7 +81,8 @@ def stage_sizes(resolution: int) -> list[int]:
 
 
 class PosFold(nn.Module):
-    """Positional input of a stage: Fourier features at the unfolded size, folded to the stage input."""
+    """Positional input of a stage: Fourier features at the unfolded size, folded to the stage
+    input."""
 
     def __init__(self, c_unfolded: int, c_folded: int, first: bool):
         super().__init__()
@@ -76,8 +92,8 @@ class PosFold(nn.Module):
         self.merge = None if first else ConvLayer(2 * c_folded, c_folded, 1)
 
     def forward(self, emb: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """emb (N, C_u, s, s), hidden: the constant (stage 0, C_u at s) or the previous stage's output
-        (C_f at s/4) -> (N, C_f, s/4, s/4)."""
+        """emb (N, C_u, s, s), hidden: the constant (stage 0, C_u at s) or the previous stage's
+        output (C_f at s/4) -> (N, C_f, s/4, s/4)."""
         if self.merge_const is not None:
             emb = self.merge_const(torch.cat([emb, hidden], dim=1))
         out = fold(self.reduce(emb), FOLDS_PER_STAGE)
@@ -87,8 +103,8 @@ class PosFold(nn.Module):
 
 
 class Stage(nn.Module):
-    """One pixel-regression stage from s/4 to s pixels: positional folding, then per fold a modulated
-    conv, an unfold, a modulated conv and a ToRGB."""
+    """One pixel-regression stage from s/4 to s pixels: positional folding, then per fold a
+    modulated conv, an unfold, a modulated conv and a ToRGB."""
 
     def __init__(self, size: int, ch: dict[int, int], style_dim: int, first: bool):
         super().__init__()
@@ -106,8 +122,9 @@ class Stage(nn.Module):
             self.to_rgbs.append(ToRGB(c_out, style_dim))
             c_in = c_out
 
-    def forward(self, hidden: torch.Tensor, w: torch.Tensor,
-                rgb: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, w: torch.Tensor, rgb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden: constant or previous output; returns (features at s, accumulated RGB at s)."""
         coords = coordinate_grid(w.shape[0], self.size, self.size, device=w.device)
         x = self.posfold(self.fourier(coords), hidden)
@@ -126,20 +143,31 @@ class Generator(nn.Module):
         resolution: output side in pixels.
     """
 
-    def __init__(self, resolution: int, width_mult: float = 1.0, style_dim: int = 512,
-                 mapping_layers: int = 8, mapping_lr_mult: float = 0.01):
+    def __init__(
+        self,
+        resolution: int,
+        width_mult: float = 1.0,
+        style_dim: int = 512,
+        mapping_layers: int = 8,
+        mapping_lr_mult: float = 0.01,
+    ):
         super().__init__()
         if resolution not in SUPPORTED_RESOLUTIONS:
-            raise ValueError(f"PixelFolder supports resolutions {SUPPORTED_RESOLUTIONS}, got {resolution}")
+            raise ValueError(
+                f"PixelFolder supports resolutions {SUPPORTED_RESOLUTIONS}, got {resolution}"
+            )
         self.resolution, self.z_dim = resolution, style_dim
         ch = scaled_channels(width_mult, CHANNEL_MULTIPLE)
         sizes = stage_sizes(resolution)
         self.mapping = MappingNetwork(style_dim, mapping_layers, mapping_lr_mult)
         self.const = nn.Parameter(torch.randn(1, ch[sizes[0]], sizes[0], sizes[0]))
-        self.stages = nn.ModuleList([Stage(s, ch, style_dim, first=i == 0) for i, s in enumerate(sizes)])
+        self.stages = nn.ModuleList(
+            [Stage(s, ch, style_dim, first=i == 0) for i, s in enumerate(sizes)]
+        )
         c_first = ch[sizes[0] // 2**FOLDS_PER_STAGE]
         self.official_unused_params = 2 * c_first * c_first + c_first
-        """Parameters of the stage-0 merge conv the official code builds but never uses (not built here)."""
+        """Parameters of the stage-0 merge conv the official code builds but never uses (not built
+        here)."""
 
     def synthesize(self, z: torch.Tensor) -> torch.Tensor:
         """Raw RGB (not clamped), what D sees during training."""
