@@ -6,37 +6,13 @@ codes' resolution."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from gancore.compare import QUALITY
-from gancore.config import flatten, load_params
-from gancore.eval.evaluate import (
-    is_fewshot,
-    load_inception,
-    load_reference,
-    protocol,
-    read_split,
-    score,
-    score_low_res,
-)
-from gancore.eval.features import EL0Features
-from gancore.eval.names import recorded_name
-from gancore.generator import load_generator, sample, to_uint8
-from gancore.runtime import record_evaluation, run_main, stage_parser
-from gancore.twostage.training import decoder_only_score
-from gancore.utils.grid import save_grid
-from gancore.utils.metrics_file import info_path, write_metrics
+from gancore.config import load_params
+from gancore.runs.evaluate import evaluate
+from gancore.runtime import run_main, stage_parser
 
 PARAMS = ["base.seed", "eval", "track"]
 """base.seed: the seed whose training runs the MLflow row sums (gancore.compare.pipeline_parts)."""
-
-
-def _numeric(metrics: dict) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,72 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for sample grids")
     parser.add_argument("--metrics", required=True, help="metrics JSON for `dvc metrics`")
     args = parser.parse_args(argv)
-    p = load_params(args.params, PARAMS)
-    ep = p["eval"]
-    ref, meta = load_reference(args.ref, args.shards)
-    real_eval = read_split(args.shards, "eval")
-    el0, (inception, status) = EL0Features(batch=ep.batch), load_inception(ep.inception_weights)
-    results, out = {}, Path(args.out)
-    for name in ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]:
-        G = load_generator(args.generator, which=name)
-        fake = sample(G, ep.n_gen, ep.seed, ep.batch)
-        results[name] = score(fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta))
-        save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
-        if getattr(
-            G, "previewable", False
-        ):  # a two-stage generator: its sampler alone, at low resolution
-            results[name]["sampler_low_res"] = _score_sampler(G, real_eval, ep, el0)
-            save_grid(
-                sample(G, ep.grid_n, ep.seed, forward=G.preview), out / f"grid_{name}_sampler.png"
-            )
-        if name == "G_ema" and hasattr(G, "decoder"):  # a two-stage generator: its decoder alone
-            results[name]["decoder_only"] = decoder_only_score(G.decoder, real_eval, ep, el0)
-    metrics = {**results["G_ema"], "protocol": protocol(ep, meta, len(real_eval))}
-    if ep.compare_init:
-        metrics["init"] = results["G_init"]
-    write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
-    _track(p, args, metrics, out)
-    print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
-    memo = results["G_ema"]
-    print(
-        f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
-        f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}"
-    )
-    return 0
-
-
-def _score_sampler(G, real_eval, ep, el0) -> dict:
-    """The sampler's codes as images against the real images' codes, both at the codes' side."""
-    real = to_uint8(G.preview_real(real_eval.float() / 127.5 - 1))
-    fake = sample(G, ep.n_gen, ep.seed, ep.batch, forward=G.preview)
-    return {
-        **score_low_res(fake, real, ep, el0),
-        "resolution": real.shape[-1],
-        "reference": f"the {len(real)} held-out images through the codec, previewed "
-        f"(the bilinear 224px resize of EL0 as at full resolution)",
-    }
-
-
-def _track(p: dict, args, metrics: dict, out: Path) -> None:
-    """The pipeline's row in MLflow: scores under their names in the metrics JSON
-    (`init.kid_el0`)."""
-    pipeline = Path(args.generator).parent.name
-    unavailable = (
-        {"fid_unavailable": metrics["fid_unavailable"]} if "fid_unavailable" in metrics else {}
-    )
-    scores = _numeric(flatten({k: v for k, v in metrics.items() if k != "protocol"}))
-    record_evaluation(
-        f"evaluate@{pipeline}",
-        pipeline,
-        p,
-        args.params,
-        scores,
-        [*sorted(out.glob("grid_*.png")), args.metrics, info_path(args.metrics)],
-        args.generator,
-        args.shards,
-        method=pipeline,
-        **unavailable,
-    )
+    return evaluate(args, load_params(args.params, PARAMS))
 
 
 if __name__ == "__main__":
