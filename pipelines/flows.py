@@ -324,8 +324,3 @@ def compare(
     names = pipelines or pipeline_names(stage_graph(project))
     return run_pipelines(project, list(names), overrides, devices, max_parallel)
 
-
-if __name__ == "__main__":
-    from pipelines.cli import main
-
-    sys.exit(main())

@@ -46,10 +46,6 @@ PENDING: dict[tuple[str, str], str] = {
         "gancore.registry",
     ): "params loading builds the method sections through the registry (issue 17 item 4, the "
     "config schema's owner: validation above the schema)",
-    (
-        "pipelines.cli",
-        "pipelines.flows",
-    ): "the Prefect CLI and its flows import each other (issue 20's one CLI, its owner)",
 }
 """Imports known to break the layers, each with the work that removes it; listed edges must exist
 (a removed one is struck off here) and are the only exceptions."""
