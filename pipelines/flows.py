@@ -323,4 +323,3 @@ def compare(
     """
     names = pipelines or pipeline_names(stage_graph(project))
     return run_pipelines(project, list(names), overrides, devices, max_parallel)
-
