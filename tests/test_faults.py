@@ -32,6 +32,7 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from gancore.utils.metrics_file import read_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -127,7 +128,7 @@ def test_sigkill_then_rerun_resumes_to_the_weights_of_an_uninterrupted_run(stage
 
     with one_thread():  # as the killed subprocess ran
         assert train.main(argv) == 0  # the rerun
-        summary = yaml.safe_load((tmp / "metrics/killed.json").read_text())
+        summary = read_metrics(tmp / "metrics/killed.json")  # numbers + killed.info.json
         assert summary["resumed"] and summary["steps"] == 10 and step < 10
         assert train.main(_argv(tmp, params, "whole")) == 0
     killed, whole = _final_networks(tmp / "ckpt/killed"), _final_networks(tmp / "ckpt/whole")
