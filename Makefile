@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # A stage's `python` must be the venv's (docs/stack.md), and nothing phones home.
 ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 
-.PHONY: install run full test lint format clean-checkpoints
+.PHONY: install run full show test lint format clean-checkpoints
 
 install: $(STAMP)
 
@@ -23,6 +23,12 @@ run: $(STAMP)
 # The full seven-pipeline comparison: params.yaml's `pipelines` widened by `dvc exp run -S`.
 full: $(STAMP)
 	$(ENV) $(BIN)/python -m scripts.full_comparison
+
+# `dvc exp show` has a column for every key of every metrics file (too wide for a terminal, so rich
+# folds them all to "…"): the headline scores and the training length of each experiment.
+HEADLINE := Experiment|Created|^kid_el0$$|^fd_el0_[0-9]+$$|^swd_mean$$|^precision$$|^recall$$|^kimg$$|^img_per_sec$$
+show: $(STAMP)
+	$(ENV) $(BIN)/dvc exp show --no-pager --drop '.*' --keep '$(HEADLINE)'
 
 # The README's test command (CI's .ci/run): lint and format check, then every test, `slow` included,
 # on two xdist workers of one torch thread each (tests that share the Prefect server stay on one).
