@@ -8,7 +8,7 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -685,20 +685,20 @@ class RuntimeParams:
             raise ConfigError("threads", f"must be auto or in [1, 1024], got {self.threads!r}")
 
 
-def check_every_pipeline(params: dict[str, Any]) -> None:
-    """What validate() leaves to the stage that needs it, checked for the whole file at once: a
-    method config tied to base.resolution (`check_final`: inrpatch's patch_px * 2**(n_stages-1)).
-    validate() cannot require it, since a file may hold settings of pipelines it never runs at
-    this resolution (the tests' tiny files do); `gancore params` runs it so a full run's mistake
-    shows before hours of earlier stages.
+def check_every_pipeline(params: dict[str, Any], names: Iterable[str] | None = None) -> None:
+    """A method config tied to base.resolution (`check_final`: inrpatch's patch_px *
+    2**(n_stages-1)), for the methods in `names` (None: every method of the file). validate() runs
+    it for the pipelines the file selects, since a file may hold settings of pipelines it never
+    runs at this resolution (the tests' tiny files do); `gancore params` runs it for every method so
+    a full run's mistake shows before hours of earlier stages.
 
     Raises:
         ConfigError: naming the key.
     """
-    resolution = params["base"].resolution
-    for cfg in params["method"].values():
-        if callable(getattr(cfg, "check_final", None)):
-            cfg.check_final(resolution)
+    methods = params["method"]
+    for name in methods if names is None else [n for n in names if n in methods]:
+        if callable(getattr(methods[name], "check_final", None)):
+            methods[name].check_final(params["base"].resolution)
 
 
 # ----------------------------------------------------------------------------
@@ -801,9 +801,7 @@ def _check_pipelines(params: dict[str, Any]) -> None:
                 "pipelines.inrpatch",
                 f"must be {{}} or the stages of method.inrpatch.n_stages: {expected}",
             )
-    for name in chosen.names():  # e.g. inrpatch's last stage must reach base.resolution
-        if callable(getattr(params["method"].get(name), "check_final", None)):
-            params["method"][name].check_final(params["base"].resolution)
+    check_every_pipeline(params, chosen.names())  # e.g. inrpatch: its last stage at the resolution
     if sorted(chosen.evaluate) != sorted(chosen.names()):
         raise ConfigError(
             "pipelines.evaluate",
