@@ -25,7 +25,7 @@ from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, re
 from gancore.utils import threads
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
-from gancore.utils.metrics_file import write_metrics
+from gancore.utils.metrics_file import is_number, write_metrics
 
 TRAIN_KEYS = (
     "ema_beta",
@@ -494,10 +494,6 @@ def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
         "stage_wall_sec": process_age_sec(),
     }
     tracker.log_metrics(
-        {
-            k: v
-            for k, v in flatten({**summary, **extra}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        },
+        {k: v for k, v in flatten({**summary, **extra}).items() if is_number(v)},
         step=summary["n_img"],
     )

@@ -18,7 +18,7 @@ from gancore.runtime import log_ledger, own_train_params, record_stage, run_trai
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
-from gancore.utils.metrics_file import write_metrics
+from gancore.utils.metrics_file import is_number, write_metrics
 
 
 def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
@@ -115,7 +115,5 @@ def _finish(
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {
-        k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    out = {k: v for k, v in metrics.items() if is_number(v)}
     return {**out, **{f"reconstruction/{k}": v for k, v in metrics["reconstruction"].items()}}

@@ -25,15 +25,11 @@ from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation
 from gancore.twostage.training import decoder_only_score
 from gancore.utils.grid import save_grid
-from gancore.utils.metrics_file import info_path, write_metrics
+from gancore.utils.metrics_file import info_path, is_number, write_metrics
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    return {k: float(v) for k, v in metrics.items() if is_number(v)}
 
 
 def evaluate(args: argparse.Namespace, p: dict[str, Any]) -> int:
