@@ -41,7 +41,8 @@ def _training(folder: Path) -> str:
         f"(adv {d['adv_weight']:g}, l1 {d['pixel_weight']:g})"
     )
     sec = f", {train['sec_per_kimg']:.1f} s/kimg" if "sec_per_kimg" in train else ""
-    return f"{d['arch']} width {d['width']} blocks {d['blocks']}: {phases}{sec}"
+    flops = f", {train['flops'] / 1e12:.2f} TFLOPs counted" if "flops" in train else ""
+    return f"{d['arch']} width {d['width']} blocks {d['blocks']}: {phases}{sec}{flops}"
 
 
 def _row(name: str, training: str, scores: dict) -> dict:

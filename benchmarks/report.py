@@ -39,6 +39,7 @@ ORDER = (
     "twostage_cost",
     "twostage_cost_256",
     "decoder_only",
+    "decoder_only_256",
     "method_cost",
     "train_throughput",
     "ema_schedules",

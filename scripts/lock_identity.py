@@ -31,7 +31,6 @@ TINY: dict[str, Any] = {
     "builtin.side_px": 64,
     "shard.protocol": "holdout",
     "train.total_kimg": 0.064,
-    "train.ckpt_every_kimg": 0.032,
     "eval.n_gen": 64,
     "eval.batch": 32,
     "eval.kid_subsets": 10,

@@ -78,3 +78,23 @@ def test_inr_patch_rows_are_measured_in_a_child_and_failures_become_error_rows()
     )
     bad = inr_patch.measure("cips", cfg, 48, 2, 1, "cpu", max_gb=64.0)
     assert set(bad) == {"error"} and bad["error"].startswith("ConfigError"), bad
+
+
+def test_the_256px_table_reads_fastgans_curve_at_each_pipelines_counted_flops():
+    """Between two curve points the KID is interpolated linearly; outside the curve it is not
+    guessed; the reference row is not read against itself."""
+    from benchmarks.compare_256 import curve_at, table
+
+    curve = [[4e12, 0.2], [0.0, 0.4], [8e12, 0.1]]  # unsorted, as stored points may be
+    assert curve_at(curve, 2e12) == pytest.approx(0.3)
+    assert curve_at(curve, 6e12) == pytest.approx(0.15)
+    assert curve_at(curve, 9e12) is None
+    scores = {"kid_el0": 0.25, "swd_mean": 100.0}
+    rows = [
+        {"pipeline": name, "parts": {f"train@{name}": "r", f"evaluate@{name}": "e"}, "flops": f,
+         "device_hours": 0.5, "kimg_shown": 5, "scores": scores, "curve": curve if c else []}
+        for name, f, c in (("fastgan", 8e12, True), ("wavelet", 6e12, False))
+    ]  # fmt: skip
+    lines = table(rows).splitlines()
+    assert lines[2].endswith("| (its own run) |") and lines[3].endswith("| 0.150 |")
+    assert "`train@wavelet`" in lines[3] and "evaluate@" not in lines[3]
