@@ -165,7 +165,7 @@ def loading_row(params: str, shards: Path, folder: Path, n_img: int) -> dict:
         resolution,
         seed=0,
         shuffle_buffer=4 * t.batch,
-        decode_threads=t.decode_threads,
+        decode_threads=t.plumbing.decode_threads,
         xflip=t.xflip,
     )
     batches = stream.batches(t.batch)
@@ -178,7 +178,7 @@ def loading_row(params: str, shards: Path, folder: Path, n_img: int) -> dict:
         "resolution": resolution,
         "batch": t.batch,
         "n_img": n_img,
-        "decode_threads": t.decode_threads,
+        "decode_threads": t.plumbing.decode_threads,
         "shards_img_per_sec": shard_rate,
         "folder_img_per_sec": _folder_img_per_sec(folder, resolution, t.batch, n_img),
     }

@@ -20,8 +20,10 @@ from gancore.errors import ConfigError
 __all__ = [
     "STAGED_METHODS",
     "ConfigError",
+    "LaunchParams",
     "MethodParams",
     "PipelinesParams",
+    "PlumbingParams",
     "TrainOverrides",
     "build_dataclass",
     "full_selection",
@@ -311,6 +313,56 @@ class ShardParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlumbingParams:
+    """How a training run checkpoints, logs, runs and reads its data (params.yaml
+    `train.plumbing`): nothing here changes what is computed, so the whole section stays out of the
+    run identity (a run resumes under other values), and every training shares it (dvc.yaml's
+    two-stage parts declare `train.plumbing` whole)."""
+
+    ckpt_every_kimg: float = 2.0
+    """Checkpoint interval in kimg (a final checkpoint is always written)."""
+    keep_latest_k: int = 3
+    """Checkpoints kept; older ones are deleted after each save."""
+    log_every_steps: int = 25
+    """Interval, in steps, of loss/throughput logging."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto = cuda when present."""
+    max_nan_retries: int = 3
+    """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
+    decode_threads: int = 2
+    """Threads decoding images from the shards."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "ckpt_every_kimg": self.ckpt_every_kimg > 0,
+            "keep_latest_k": self.keep_latest_k >= 1,
+            "log_every_steps": self.log_every_steps >= 1,
+            "max_nan_retries": self.max_nan_retries >= 0,
+            "decode_threads": self.decode_threads >= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchParams:
+    """The processes a one-stage training runs on (params.yaml `train.launch`): out of the run
+    identity as a whole, which records only the micro-batch streams they make with grad_accum (a
+    run resumes on any layout of as many streams). The two-stage parts run one process."""
+
+    nproc_per_node: int = 1
+    """Training processes per node (GPUs); > 1 launches the stage under torchrun."""
+    nnodes: int = 1
+    """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
+
+    def __post_init__(self) -> None:
+        for key in ("nproc_per_node", "nnodes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainParams:
     batch: int = 8
     """Images per step."""
@@ -321,21 +373,9 @@ class TrainParams:
     ema_rampup: float = 0.02
     """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always
     ema_beta."""
-    ckpt_every_kimg: float = 2.0
-    """Checkpoint interval in kimg (a final checkpoint is always written)."""
-    keep_latest_k: int = 3
-    """Checkpoints kept; older ones are deleted after each save."""
-    log_every_steps: int = 25
-    """Interval, in steps, of loss/throughput logging."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto = cuda when present."""
     mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"
     """auto = the method's official precision (fp32 for FastGAN, PixelFolder and CIPS); bf16 or fp16
     (with loss scaling) are opt-ins on CUDA; CPU runs are always fp32."""
-    max_nan_retries: int = 3
-    """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
-    decode_threads: int = 2
-    """Threads decoding images from the shards."""
     shuffle_buffer: int = 1000
     """Samples in the seeded shuffle buffer of the shard reader."""
     xflip: bool = True
@@ -345,28 +385,21 @@ class TrainParams:
     generator."""
     grad_accum: int = 1
     """Micro-batches per step on each rank (gradients summed); `batch` stays the global batch."""
-    nproc_per_node: int = 1
-    """Training processes per node (GPUs); > 1 launches the stage under torchrun."""
-    nnodes: int = 1
-    """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
+    plumbing: PlumbingParams = dataclasses.field(default_factory=PlumbingParams)
+    """Checkpointing, logging, device and data reading: out of the run identity."""
+    launch: LaunchParams = dataclasses.field(default_factory=LaunchParams)
+    """The processes of the run: out of the run identity but for the streams they make."""
 
     def __post_init__(self) -> None:
-        n_streams = self.grad_accum * self.nproc_per_node * self.nnodes
+        n_streams = self.grad_accum * self.launch.nproc_per_node * self.launch.nnodes
         checks = {
             "batch": self.batch >= 1,
             "total_kimg": self.total_kimg > 0,
             "ema_beta": 0.0 <= self.ema_beta < 1.0,
             "ema_rampup": self.ema_rampup >= 0.0,
-            "ckpt_every_kimg": self.ckpt_every_kimg > 0,
-            "keep_latest_k": self.keep_latest_k >= 1,
-            "log_every_steps": self.log_every_steps >= 1,
-            "max_nan_retries": self.max_nan_retries >= 0,
-            "decode_threads": self.decode_threads >= 1,
             "shuffle_buffer": self.shuffle_buffer >= 1,
             "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
             "grad_accum": self.grad_accum >= 1,
-            "nproc_per_node": self.nproc_per_node >= 1,
-            "nnodes": self.nnodes >= 1,
         }
         for key, ok in checks.items():
             if not ok:
@@ -374,7 +407,7 @@ class TrainParams:
         if self.batch % n_streams:
             raise ConfigError(
                 "batch",
-                f"{self.batch} images do not split into nproc_per_node x nnodes x "
+                f"{self.batch} images do not split into launch.nproc_per_node x launch.nnodes x "
                 f"grad_accum = {n_streams} equal micro-batches",
             )
 
