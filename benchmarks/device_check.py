@@ -40,10 +40,11 @@ import yaml
 from benchmarks import inr_patch
 from benchmarks.harness import TimedStep, load_note, steps_sec
 from benchmarks.train_throughput import machine
-from gancore.config import ShardParams, load_params, read_yaml, with_overrides
+from gancore.config import ShardParams, with_overrides
 from gancore.data.builtin import build_builtin
 from gancore.data.loader import ShardStream
 from gancore.data.shards import shard_paths, write_shards
+from gancore.params import load_params, read_yaml
 from gancore.profile import apply_profile
 from gancore.registry import get_method
 from gancore.training.compute import count_flops, peak_memory_gb

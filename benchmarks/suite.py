@@ -29,7 +29,8 @@ from benchmarks.harness import ChildError, in_child, load_note, sync
 from benchmarks.train_throughput import ledger, machine, time_steps
 from benchmarks.twostage_cost import autoencoder_run, decoder_run
 from gancore.compare import plot_vs_resolution
-from gancore.config import BaseParams, load_params
+from gancore.config import BaseParams
+from gancore.params import load_params
 from gancore.registry import MethodSpec, get_method, list_methods
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig

@@ -33,7 +33,7 @@ def _trainer_step(tmp: str) -> tuple[Any, int]:
     """A step function of the project's FastGAN trainer and its batch."""
     from pathlib import Path as P
 
-    from gancore.config import load_params
+    from gancore.params import load_params
     from gancore.registry import get_method
     from gancore.training.trainer import RunConfig, Trainer
 

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 import gancore
-from gancore.config import TrackParams, TrainParams, flatten, load_params, to_dict
+from gancore.config import TrackParams, TrainParams, flatten, to_dict
+from gancore.params import load_params
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec

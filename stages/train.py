@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runs.method import CURVE_KEYS, resolved_train, train
 from gancore.runtime import run_main, training_parser
 from gancore.training import distributed

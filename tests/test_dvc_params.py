@@ -18,7 +18,8 @@ import networkx as nx
 import pytest
 from dvc.dependency.param import ParamsDependency
 
-from gancore.config import STAGED_METHODS, PlumbingParams, load_params, read_yaml, validate
+from gancore.config import STAGED_METHODS, PlumbingParams
+from gancore.params import load_params, read_yaml, validate
 from gancore.registry import list_methods
 from gancore.utils.threads import THREADS_KEY
 from tests.dvcproject import ROOT, full_project, stage_graph

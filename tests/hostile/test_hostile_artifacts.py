@@ -14,9 +14,9 @@ import torch
 
 from benchmarks.harness import in_child
 from gancore.cli import main as gancore_main
-from gancore.config import validate
 from gancore.errors import DataError, GancoreError
 from gancore.generator import load_generator, save_generator
+from gancore.params import validate
 from gancore.registry import get_method
 
 CAP_GB = 6.0

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gancore.config import load_params, validate
 from gancore.errors import ConfigError
+from gancore.params import load_params, validate
 
 ROOT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

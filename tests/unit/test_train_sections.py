@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gancore.config import BaseParams, LaunchParams, PlumbingParams, TrainParams, load_params
+from gancore.config import BaseParams, LaunchParams, PlumbingParams, TrainParams
 from gancore.methods.fastgan.config import FastGANConfig
+from gancore.params import load_params
 from gancore.runtime import own_train_params
 from gancore.training.run import RunConfig
 from stages import compress, train_decoder
