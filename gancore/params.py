@@ -17,7 +17,6 @@ from gancore.config import (
     SECTIONS,
     STAGED_METHODS,
     PipelinesParams,
-    TwoStageParams,
     build_dataclass,
     build_pipelines,
     check_every_pipeline,
@@ -27,6 +26,7 @@ from gancore.config import (
     with_overrides,
 )
 from gancore.errors import ConfigError
+from gancore.twostage.config import TwoStageParams
 
 __all__ = ["MAX_PARAMS_BYTES", "full_selection", "load_params", "read_yaml", "validate"]
 

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from tiny import smooth_image_shards
 
 from gancore.compress.codec import build_codec, codec_config
-from gancore.config import BaseParams, CompressParams, DecoderParams, PlumbingParams, TrainParams
+from gancore.compress.config import CompressParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import ConfigError
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.registry import Phase
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 RES_PX = 32
