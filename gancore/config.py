@@ -29,6 +29,7 @@ __all__ = [
     "check_every_pipeline",
     "inr_stage_table",
     "is_power_of_two",
+    "require",
     "to_dict",
     "unknown_key",
     "with_overrides",
@@ -83,6 +84,13 @@ NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "nnodes": (1, 10**5),
 }
 """Documented range of every numeric field by name (the README's reliability section links here)."""
+
+
+def require(section: Any, checks: Mapping[str, bool]) -> None:
+    """Raise ConfigError naming the first key of `checks` whose condition on `section` is False."""
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(key, f"impossible value {getattr(section, key)!r}")
 
 
 def _check_range(name: str, value: Any, key: str) -> None:
@@ -340,9 +348,7 @@ class PlumbingParams:
             "max_nan_retries": self.max_nan_retries >= 0,
             "decode_threads": self.decode_threads >= 1,
         }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, checks)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -357,9 +363,7 @@ class LaunchParams:
     """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
 
     def __post_init__(self) -> None:
-        for key in ("nproc_per_node", "nnodes"):
-            if getattr(self, key) < 1:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, {"nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,9 +405,7 @@ class TrainParams:
             "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
             "grad_accum": self.grad_accum >= 1,
         }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, checks)
         if self.batch % n_streams:
             raise ConfigError(
                 "batch",

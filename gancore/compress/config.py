@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from gancore.config import require
 from gancore.errors import ConfigError
 
 __all__ = ["AutoencoderParams", "CompressParams"]
@@ -52,9 +53,7 @@ class AutoencoderParams:
             "batch": self.batch >= 1,
             "total_kimg": self.total_kimg > 0,
         }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, checks)
 
 
 @dataclass(frozen=True, kw_only=True)

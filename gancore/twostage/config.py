@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gancore.compress.config import CompressParams
+from gancore.config import require
 from gancore.errors import ConfigError
 
 __all__ = ["DecoderParams", "SamplerParams", "TwoStageParams"]
@@ -65,9 +66,7 @@ class DecoderParams:
             "perceptual_weight": self.perceptual_weight >= 0,
             "d_width": self.d_width >= 1,
         }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, checks)
 
 
 @dataclass(frozen=True, kw_only=True)
