@@ -20,10 +20,11 @@ import torch
 
 from benchmarks.harness import load_note, markdown_table
 from benchmarks.train_throughput import machine
-from gancore.config import EvalParams, load_params
+from gancore.config import EvalParams
 from gancore.eval.evaluate import read_split
 from gancore.eval.features import EL0Features
 from gancore.generator import read_config
+from gancore.params import load_params
 from gancore.twostage.training import decoder_only_score, load_decoder
 
 COLUMNS = ("psnr_db", "ssim", "kid_el0", "fd_el0", "swd_finest", "swd_mean")

@@ -16,8 +16,8 @@ each method's official batch. Parts, in order, each recorded in the results JSON
   and the cosine between G's gradients.
 - inr_patch: patch INR-GAN vs full-image CIPS memory and time per step at the final resolutions
   (benchmarks.inr_patch, one child process per config).
-- data: the shard loader's decode rate (train.decode_threads) against the fastest training step's
-  demand at the same resolution.
+- data: the shard loader's decode rate (train.plumbing.decode_threads) against the fastest training
+  step's demand at the same resolution.
 - compile: FastGAN's step eager, with channels_last, and with nn.Module.compile.
 
 Numbers are the machine's; nothing is asserted about speed.
@@ -40,10 +40,11 @@ import yaml
 from benchmarks import inr_patch
 from benchmarks.harness import TimedStep, load_note, steps_sec
 from benchmarks.train_throughput import machine
-from gancore.config import ShardParams, load_params, read_yaml, with_overrides
+from gancore.config import ShardParams, with_overrides
 from gancore.data.builtin import build_builtin
 from gancore.data.loader import ShardStream
 from gancore.data.shards import shard_paths, write_shards
+from gancore.params import load_params, read_yaml
 from gancore.profile import apply_profile
 from gancore.registry import get_method
 from gancore.training.compute import count_flops, peak_memory_gb
@@ -71,7 +72,7 @@ TINY = {
         "cips": _TINY_STYLEGAN2,
         "inrpatch": {**_TINY_STYLEGAN2, "patch_px": 32},
     },
-    "train": {"batch": 4, "decode_threads": 1},
+    "train": {"batch": 4, "plumbing": {"decode_threads": 1}},
 }
 """Applied over the GPU profile by --tiny: seconds on one CPU thread (with --sizes 64)."""
 
@@ -249,12 +250,12 @@ def agreement_row(params: Path, method: str, resolution: int) -> dict:
 def data_row(
     params: Path, resolution: int, demand_img_per_sec: float, tmp: Path, n_img: int
 ) -> dict:
-    """Decode rate of the shard loader at `resolution` with train.decode_threads."""
+    """Decode rate of the shard loader at `resolution` with train.plumbing.decode_threads."""
     t = load_params(params, ["train"])["train"]
     build_builtin(tmp / f"img{resolution}", n_img, resolution, 0)
     write_shards(tmp / f"img{resolution}", tmp / f"shards{resolution}", resolution, ShardParams())
     paths = shard_paths(tmp / f"shards{resolution}", "train")
-    stream = ShardStream(paths, resolution, 0, 64, t.decode_threads, t.xflip)
+    stream = ShardStream(paths, resolution, 0, 64, t.plumbing.decode_threads, t.xflip)
     batches = stream.batches(t.batch)
     next(batches)  # thread start-up
     n_batches = max(2, n_img // t.batch)
@@ -266,7 +267,7 @@ def data_row(
     ratio = round(rate / demand_img_per_sec, 2) if demand_img_per_sec else None
     return {
         "resolution": resolution,
-        "decode_threads": t.decode_threads,
+        "decode_threads": t.plumbing.decode_threads,
         "loader_img_per_sec": round(rate, 1),
         "train_demand_img_per_sec": demand_img_per_sec,
         "loader_over_demand": ratio,

@@ -17,7 +17,7 @@ import tempfile
 
 import torch
 
-from gancore.config import BaseParams, EvalParams, TrainParams
+from gancore.config import BaseParams, EvalParams, PlumbingParams, TrainParams
 from gancore.data.shards import shard_paths
 from gancore.eval.evaluate import load_reference, read_split, score
 from gancore.eval.features import EL0Features
@@ -68,7 +68,11 @@ def main() -> None:
         "fastgan",
         spec.config_cls(width_mult=args.width_mult),
         BaseParams(seed=0, resolution=64),
-        TrainParams(batch=8, total_kimg=args.kimg, ckpt_every_kimg=1e6, device="cpu"),
+        TrainParams(
+            batch=8,
+            total_kimg=args.kimg,
+            plumbing=PlumbingParams(ckpt_every_kimg=1e6, device="cpu"),
+        ),
         "bench",
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,12 +24,12 @@ StepFn = Callable[[], Any]
 
 
 class TimedStep:
-    """A TrainStep of `spec` for `run` on its train.device, stepped as the training loop steps it
-    (steps and images counted from 0, so lazy phases fall on their steps), without data loading or
-    checkpoints: what the benchmarks time."""
+    """A TrainStep of `spec` for `run` on its train.plumbing.device, stepped as the training loop
+    steps it (steps and images counted from 0, so lazy phases fall on their steps), without data
+    loading or checkpoints: what the benchmarks time."""
 
     def __init__(self, spec: TrainingSpec, run: RunConfig):
-        self.step = TrainStep(spec, run, resolve_device(run.train.device))
+        self.step = TrainStep(spec, run, resolve_device(run.train.plumbing.device))
         self.run, self.device, self.nets = run, self.step.device, self.step.nets
         self.loss, self.amp_dtype, self.G_ema = (
             self.step.loss,

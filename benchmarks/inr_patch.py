@@ -30,10 +30,11 @@ import torch
 
 from benchmarks.harness import ChildError, TimedStep, in_child, sync
 from benchmarks.train_throughput import machine
-from gancore.config import BaseParams, TrainParams, load_params
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.generator import save_generator
 from gancore.methods.inrpatch.networks import build_generator
 from gancore.methods.inrpatch.stage import exported_config, stage_config
+from gancore.params import load_params
 from gancore.registry import get_method
 from gancore.training.trainer import RunConfig
 from gancore.utils.fsio import atomic_write_json
@@ -66,7 +67,7 @@ def time_steps(method: str, cfg, resolution: int, batch: int, steps: int, device
         method,
         cfg,
         BaseParams(seed=0, resolution=resolution),
-        TrainParams(batch=batch, device=device),
+        TrainParams(batch=batch, plumbing=PlumbingParams(device=device)),
         "bench",
     )
     t = TimedStep(get_method(method), run)

@@ -133,7 +133,7 @@ def learn(method: str, workdir: Path, total_kimg: float | None = None, seed: int
     Returns:
         {"method", "init": scores, "trained": scores, "train_sec", "kimg", "threads"}.
     """
-    from gancore.config import BaseParams, TrainParams, build_dataclass
+    from gancore.config import BaseParams, PlumbingParams, TrainParams, build_dataclass
     from gancore.registry import get_method
     from gancore.training.ema import recalibrate_batchnorm
     from gancore.training.trainer import RunConfig, Trainer
@@ -144,13 +144,12 @@ def learn(method: str, workdir: Path, total_kimg: float | None = None, seed: int
     train = TrainParams(
         batch=8,
         total_kimg=total_kimg,
-        ckpt_every_kimg=total_kimg,
-        log_every_steps=50,
-        device="cpu",
-        decode_threads=1,
         shuffle_buffer=64,
         ema_beta=0.99,
         ema_rampup=0.05,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=total_kimg, log_every_steps=50, device="cpu", decode_threads=1
+        ),
     )
     run = RunConfig(method, cfg, BaseParams(seed=seed, resolution=RES_PX), train, "modes")
     shards = write_mode_shards(workdir / "data")
@@ -196,14 +195,13 @@ def twostage_params(workdir: Path) -> Path:
     p["train"].update(
         batch=8,
         total_kimg=KIMG,
-        ckpt_every_kimg=KIMG,
-        log_every_steps=50,
-        device="cpu",
-        decode_threads=1,
         shuffle_buffer=64,
         ema_beta=0.99,
         ema_rampup=0.05,
         bn_recalibration_batches=8,
+    )
+    p["train"]["plumbing"].update(
+        ckpt_every_kimg=KIMG, log_every_steps=50, device="cpu", decode_threads=1
     )
     p["method"]["fastgan"].update(overrides("fastgan"))
     tiny_twostage(p, batch=8, kimg=0.05)

@@ -30,7 +30,7 @@ import torch
 
 from benchmarks.harness import StepFn, TimedStep, interleaved_sec, peak_memory_gb
 from benchmarks.train_throughput import machine
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.registry import get_method
 from gancore.training.compute import count_params, gmacs_per_image
 from gancore.training.trainer import RunConfig
@@ -79,7 +79,7 @@ def _trainer(method: str, overrides: dict, resolution: int, batch: int) -> Timed
         method,
         cfg,
         BaseParams(seed=0, resolution=resolution),
-        TrainParams(batch=batch, device="auto"),
+        TrainParams(batch=batch, plumbing=PlumbingParams(device="auto")),
         "bench",
     )
     return TimedStep(spec, run)

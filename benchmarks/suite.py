@@ -29,7 +29,8 @@ from benchmarks.harness import ChildError, in_child, load_note, sync
 from benchmarks.train_throughput import ledger, machine, time_steps
 from benchmarks.twostage_cost import autoencoder_run, decoder_run
 from gancore.compare import plot_vs_resolution
-from gancore.config import BaseParams, load_params
+from gancore.config import BaseParams
+from gancore.params import load_params
 from gancore.registry import MethodSpec, get_method, list_methods
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
@@ -165,7 +166,7 @@ def loading_row(params: str, shards: Path, folder: Path, n_img: int) -> dict:
         resolution,
         seed=0,
         shuffle_buffer=4 * t.batch,
-        decode_threads=t.decode_threads,
+        decode_threads=t.plumbing.decode_threads,
         xflip=t.xflip,
     )
     batches = stream.batches(t.batch)
@@ -178,7 +179,7 @@ def loading_row(params: str, shards: Path, folder: Path, n_img: int) -> dict:
         "resolution": resolution,
         "batch": t.batch,
         "n_img": n_img,
-        "decode_threads": t.decode_threads,
+        "decode_threads": t.plumbing.decode_threads,
         "shards_img_per_sec": shard_rate,
         "folder_img_per_sec": _folder_img_per_sec(folder, resolution, t.batch, n_img),
     }

@@ -33,12 +33,16 @@ def _trainer_step(tmp: str) -> tuple[Any, int]:
     """A step function of the project's FastGAN trainer and its batch."""
     from pathlib import Path as P
 
-    from gancore.config import load_params
+    from gancore.params import load_params
     from gancore.registry import get_method
     from gancore.training.trainer import RunConfig, Trainer
 
     p = load_params(PARAMS, ["base", "train", "method.fastgan"])
-    train = dataclasses.replace(p["train"], device="cpu", mixed_precision="off")
+    train = dataclasses.replace(
+        p["train"],
+        mixed_precision="off",
+        plumbing=dataclasses.replace(p["train"].plumbing, device="cpu"),
+    )
     run = RunConfig("fastgan", p["method.fastgan"], p["base"], train, "bench")
     trainer = Trainer(get_method("fastgan"), run, [P("unused.tar")], tmp, progress=False)
     side = run.base.resolution

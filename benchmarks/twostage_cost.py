@@ -31,10 +31,12 @@ from benchmarks.harness import TimedStep, interleaved_sec, load_note
 from benchmarks.train_throughput import ledger, machine
 from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
-from gancore.config import AutoencoderParams, BaseParams, CompressParams, DecoderParams, TrainParams
+from gancore.compress.config import AutoencoderParams, CompressParams
+from gancore.config import BaseParams, TrainParams
 from gancore.registry import MethodSpec, get_method
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 

@@ -258,7 +258,8 @@ def _generator_folder(generator: str) -> str | Path:
 
 
 def _params(args: argparse.Namespace) -> int:
-    from gancore.config import SECTIONS, check_every_pipeline, read_yaml, to_dict, validate
+    from gancore.config import SECTIONS, check_every_pipeline, to_dict
+    from gancore.params import read_yaml, validate
 
     raw = read_yaml(args.params)
     if args.profile:
@@ -279,7 +280,8 @@ def _params(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace, raw: dict) -> int:
     """Validate params.yaml with a profile applied; print it, or the `dvc exp run -S` args."""
-    from gancore.config import read_yaml, to_dict, validate
+    from gancore.config import to_dict
+    from gancore.params import read_yaml, validate
     from gancore.profile import apply_profile, set_args
 
     profile = read_yaml(args.profile)

@@ -1,5 +1,7 @@
-"""Strict loading of params.yaml into frozen dataclasses: unknown keys, wrong types and impossible
-values fail before any work, with a message naming the key (the stylegan3/torchtitan pattern)."""
+"""The params.yaml schema as frozen dataclasses, built strictly: unknown keys, wrong types and
+impossible values fail before any work, with a message naming the key (the stylegan3/torchtitan
+pattern). The bottom layer: it imports no method and no registry; gancore.params loads a whole file
+(the method sections through the registry)."""
 
 from __future__ import annotations
 
@@ -10,26 +12,26 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from gancore.errors import ConfigError
 
 __all__ = [
     "STAGED_METHODS",
     "ConfigError",
+    "LaunchParams",
     "MethodParams",
     "PipelinesParams",
+    "PlumbingParams",
     "TrainOverrides",
     "build_dataclass",
-    "full_selection",
+    "build_pipelines",
+    "check_every_pipeline",
     "inr_stage_table",
     "is_power_of_two",
-    "load_params",
-    "read_yaml",
+    "require",
     "to_dict",
+    "unknown_key",
     "with_overrides",
 ]
 
@@ -82,6 +84,13 @@ NUMERIC_RANGES: dict[str, tuple[float, float]] = {
     "nnodes": (1, 10**5),
 }
 """Documented range of every numeric field by name (the README's reliability section links here)."""
+
+
+def require(section: Any, checks: Mapping[str, bool]) -> None:
+    """Raise ConfigError naming the first key of `checks` whose condition on `section` is False."""
+    for key, ok in checks.items():
+        if not ok:
+            raise ConfigError(key, f"impossible value {getattr(section, key)!r}")
 
 
 def _check_range(name: str, value: Any, key: str) -> None:
@@ -150,7 +159,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"{key}: unsupported annotation {tp!r}")
 
 
-def _unknown_key(prefix: str, name: str, known: list[str]) -> ConfigError:
+def unknown_key(prefix: str, name: str, known: list[str]) -> ConfigError:
+    """The error of key `prefix + name`, not among `known`, with the closest known key as a hint."""
     hint = difflib.get_close_matches(name, known, n=1)
     extra = f" (did you mean {prefix}{hint[0]}?)" if hint else f"; known keys: {', '.join(known)}"
     return ConfigError(f"{prefix}{name}", f"unknown key{extra}")
@@ -176,7 +186,7 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
     dot = f"{prefix}." if prefix else ""
     for name in data:
         if name not in fields:
-            raise _unknown_key(dot, str(name), sorted(fields))
+            raise unknown_key(dot, str(name), sorted(fields))
     kwargs = {}
     for name, f in fields.items():
         if name in data:
@@ -311,6 +321,52 @@ class ShardParams:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlumbingParams:
+    """How a training run checkpoints, logs, runs and reads its data (params.yaml
+    `train.plumbing`): nothing here changes what is computed, so the whole section stays out of the
+    run identity (a run resumes under other values), and every training shares it (dvc.yaml's
+    two-stage parts declare `train.plumbing` whole)."""
+
+    ckpt_every_kimg: float = 2.0
+    """Checkpoint interval in kimg (a final checkpoint is always written)."""
+    keep_latest_k: int = 3
+    """Checkpoints kept; older ones are deleted after each save."""
+    log_every_steps: int = 25
+    """Interval, in steps, of loss/throughput logging."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto = cuda when present."""
+    max_nan_retries: int = 3
+    """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
+    decode_threads: int = 2
+    """Threads decoding images from the shards."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "ckpt_every_kimg": self.ckpt_every_kimg > 0,
+            "keep_latest_k": self.keep_latest_k >= 1,
+            "log_every_steps": self.log_every_steps >= 1,
+            "max_nan_retries": self.max_nan_retries >= 0,
+            "decode_threads": self.decode_threads >= 1,
+        }
+        require(self, checks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchParams:
+    """The processes a one-stage training runs on (params.yaml `train.launch`): out of the run
+    identity as a whole, which records only the micro-batch streams they make with grad_accum (a
+    run resumes on any layout of as many streams). The two-stage parts run one process."""
+
+    nproc_per_node: int = 1
+    """Training processes per node (GPUs); > 1 launches the stage under torchrun."""
+    nnodes: int = 1
+    """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
+
+    def __post_init__(self) -> None:
+        require(self, {"nproc_per_node": self.nproc_per_node >= 1, "nnodes": self.nnodes >= 1})
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainParams:
     batch: int = 8
     """Images per step."""
@@ -321,21 +377,9 @@ class TrainParams:
     ema_rampup: float = 0.02
     """EMA half-life capped at this fraction of the images seen (StyleGAN2-ADA); 0 = always
     ema_beta."""
-    ckpt_every_kimg: float = 2.0
-    """Checkpoint interval in kimg (a final checkpoint is always written)."""
-    keep_latest_k: int = 3
-    """Checkpoints kept; older ones are deleted after each save."""
-    log_every_steps: int = 25
-    """Interval, in steps, of loss/throughput logging."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto = cuda when present."""
     mixed_precision: Literal["auto", "off", "bf16", "fp16"] = "auto"
     """auto = the method's official precision (fp32 for FastGAN, PixelFolder and CIPS); bf16 or fp16
     (with loss scaling) are opt-ins on CUDA; CPU runs are always fp32."""
-    max_nan_retries: int = 3
-    """Rollbacks to the last good checkpoint allowed after a NaN/inf loss before stopping."""
-    decode_threads: int = 2
-    """Threads decoding images from the shards."""
     shuffle_buffer: int = 1000
     """Samples in the seeded shuffle buffer of the shard reader."""
     xflip: bool = True
@@ -345,36 +389,27 @@ class TrainParams:
     generator."""
     grad_accum: int = 1
     """Micro-batches per step on each rank (gradients summed); `batch` stays the global batch."""
-    nproc_per_node: int = 1
-    """Training processes per node (GPUs); > 1 launches the stage under torchrun."""
-    nnodes: int = 1
-    """Nodes of a multi-node run (rendezvous at MASTER_ADDR:MASTER_PORT, this node's NODE_RANK)."""
+    plumbing: PlumbingParams = dataclasses.field(default_factory=PlumbingParams)
+    """Checkpointing, logging, device and data reading: out of the run identity."""
+    launch: LaunchParams = dataclasses.field(default_factory=LaunchParams)
+    """The processes of the run: out of the run identity but for the streams they make."""
 
     def __post_init__(self) -> None:
-        n_streams = self.grad_accum * self.nproc_per_node * self.nnodes
+        n_streams = self.grad_accum * self.launch.nproc_per_node * self.launch.nnodes
         checks = {
             "batch": self.batch >= 1,
             "total_kimg": self.total_kimg > 0,
             "ema_beta": 0.0 <= self.ema_beta < 1.0,
             "ema_rampup": self.ema_rampup >= 0.0,
-            "ckpt_every_kimg": self.ckpt_every_kimg > 0,
-            "keep_latest_k": self.keep_latest_k >= 1,
-            "log_every_steps": self.log_every_steps >= 1,
-            "max_nan_retries": self.max_nan_retries >= 0,
-            "decode_threads": self.decode_threads >= 1,
             "shuffle_buffer": self.shuffle_buffer >= 1,
             "bn_recalibration_batches": self.bn_recalibration_batches >= 0,
             "grad_accum": self.grad_accum >= 1,
-            "nproc_per_node": self.nproc_per_node >= 1,
-            "nnodes": self.nnodes >= 1,
         }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
+        require(self, checks)
         if self.batch % n_streams:
             raise ConfigError(
                 "batch",
-                f"{self.batch} images do not split into nproc_per_node x nnodes x "
+                f"{self.batch} images do not split into launch.nproc_per_node x launch.nnodes x "
                 f"grad_accum = {n_streams} equal micro-batches",
             )
 
@@ -485,191 +520,6 @@ class TrackParams:
     """MLflow experiment name."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class AutoencoderParams:
-    """The learned compressor of the Acceleration Framework pipeline (compress.method
-    autoencoder)."""
-
-    width: int = 16
-    """Feature channels of the encoder and decoder at every scale."""
-    blocks: int = 1
-    """Residual blocks per scale (encoder and decoder each)."""
-    skip: bool = True
-    """Encoder and decoder learn residuals over antialiased bicubic down/upsampling (the pixel
-    codec), so the untrained autoencoder is the pixel codec; false = a plain autoencoder."""
-    loss: Literal["l1", "mse"] = "l1"
-    """Pixel reconstruction loss."""
-    perceptual_weight: float = 0.0
-    """Weight of LPIPS(VGG) in the reconstruction loss; used only when lpips_vgg_weights exists."""
-    lpips_vgg_weights: str = ""
-    """torchvision's VGG16 state dict (a local file, never downloaded); absent = no perceptual
-    term."""
-    adv_weight: float = 0.0
-    """Weight of a patch discriminator's adversarial term (hinge loss); 0 = no discriminator."""
-    lr: float = 1e-3
-    """Adam learning rate (the discriminator's too)."""
-    betas: tuple[float, float] = (0.9, 0.99)
-    """Adam betas."""
-    batch: int = 16
-    """Real images per step."""
-    total_kimg: float = 2.0
-    """Training length in thousands of real images."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "width": self.width >= 4,
-            "blocks": self.blocks >= 0,
-            "lr": self.lr > 0,
-            "perceptual_weight": self.perceptual_weight >= 0,
-            "adv_weight": self.adv_weight >= 0,
-            "batch": self.batch >= 1,
-            "total_kimg": self.total_kimg > 0,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class CompressParams:
-    method: Literal["wavelet", "pixel", "autoencoder"] = "wavelet"
-    """wavelet: the level-L DWT low band (nsb-GAN); pixel: antialiased bicubic downsampling (its
-    ablation); autoencoder: a learned convolutional encoder/decoder (Acceleration Framework)."""
-    levels: int = 1
-    """Halvings of the side: codes are base.resolution / 2**levels pixels square (factor
-    2**levels)."""
-    channels: int = 3
-    """Code channels C (autoencoder only; the fixed codecs keep the image's 3)."""
-    wavelet: str = "bior2.2"
-    """PyWavelets name of an orthogonal or biorthogonal wavelet (method wavelet only)."""
-    boundary: Literal["periodization", "zero"] = "periodization"
-    """DWT boundary mode (method wavelet only): periodization (exactly invertible) or zero (the
-    official nsb-GAN code's zero padding; the border loses what the codes cannot restore)."""
-    autoencoder: AutoencoderParams = dataclasses.field(default_factory=AutoencoderParams)
-    """The autoencoder and its training (method autoencoder only)."""
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.levels <= 5:
-            raise ConfigError("levels", f"must be in [1, 5], got {self.levels}")
-        if self.channels < 1:
-            raise ConfigError("channels", f"must be >= 1, got {self.channels}")
-        if self.method != "autoencoder" and self.channels != 3:
-            raise ConfigError(
-                "channels",
-                f"method {self.method} keeps the image's 3 channels; "
-                "only autoencoder codes have C channels",
-            )
-        if self.method != "wavelet" and self.boundary != "periodization":
-            raise ConfigError(
-                "boundary",
-                f"method {self.method} has no wavelet boundary; only "
-                "method wavelet takes boundary zero",
-            )
-        if self.method == "wavelet":
-            from gancore.compress.dwt import check_wavelet
-
-            try:
-                check_wavelet(self.wavelet)
-            except ValueError as e:
-                raise ConfigError("wavelet", str(e)) from None
-
-
-@dataclass(frozen=True, kw_only=True)
-class DecoderParams:
-    arch: Literal["residual", "unet", "codec"] = "residual"
-    """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
-    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only); codec:
-    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg
-    > 0."""
-    width: int = 32
-    """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
-    blocks: int = 4
-    """Residual blocks (residual; paper 16) or down/up levels per UNet (unet; paper 3)."""
-    loss: Literal["l1", "mse"] = "l1"
-    """Reconstruction loss. residual/codec: on pixels (ESRGAN-W pre-training: L1); unet: on the
-    predicted detail coefficients of every level (the paper's UNets: mse)."""
-    lr: float = 2e-4
-    """Adam learning rate."""
-    betas: tuple[float, float] = (0.9, 0.99)
-    """Adam betas (ESRGAN-W)."""
-    batch: int = 16
-    """Real images per step (ESRGAN-W: 16 per GPU)."""
-    total_kimg: float = 8.0
-    """Training length in thousands of real images; 0 (arch codec only) = use it as it is."""
-    pretrain_kimg: float | None = None
-    """ESRGAN-W's two phases: `loss` alone up to here (pre-training), then adversarial fine-tuning
-    up to total_kimg against a patch D on real images vs decoded real codes (relativistic average
-    GAN loss, as ESRGAN), with its own Adam. null = the pixel loss throughout, no D."""
-    adv_weight: float = 5e-3
-    """Fine-tuning: weight of the adversarial term (ESRGAN: 5e-3)."""
-    pixel_weight: float = 1e-2
-    """Fine-tuning: weight of the pixel L1 of the decoded image (ESRGAN: 1e-2)."""
-    perceptual_weight: float = 1.0
-    """Fine-tuning: weight of LPIPS(VGG16), used only when lpips_vgg_weights exists (ESRGAN: 1.0 on
-    VGG19 conv5_4 features)."""
-    lpips_vgg_weights: str = ""
-    """Local torchvision vgg16 state dict for the perceptual term; never downloaded."""
-    d_width: int = 32
-    """Channels of the patch D's first layer (doubled per layer, 3 layers)."""
-
-    def __post_init__(self) -> None:
-        fine_tuned = self.pretrain_kimg is not None
-        checks = {
-            "width": self.width >= 4,
-            "blocks": self.blocks >= 1,
-            "lr": self.lr > 0,
-            "batch": self.batch >= 1,
-            "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0),
-            "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
-            "adv_weight": self.adv_weight >= 0,
-            "pixel_weight": self.pixel_weight >= 0,
-            "perceptual_weight": self.perceptual_weight >= 0,
-            "d_width": self.d_width >= 1,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(key, f"impossible value {getattr(self, key)!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SamplerParams:
-    total_kimg: float | None = None
-    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler
-    costs about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
-    comparison gives it more images than the one-stage run."""
-
-    def __post_init__(self) -> None:
-        if self.total_kimg is not None and self.total_kimg <= 0:
-            raise ConfigError(
-                "total_kimg", f"must be > 0 (or null for train.total_kimg), got {self.total_kimg}"
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TwoStageParams:
-    """One two-stage pipeline: compressor -> sampler on the codes, decoder back to pixels."""
-
-    compress: CompressParams = dataclasses.field(default_factory=CompressParams)
-    sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
-    decoder: DecoderParams = dataclasses.field(default_factory=DecoderParams)
-
-    def __post_init__(self) -> None:
-        if self.decoder.arch == "unet" and self.compress.method != "wavelet":
-            raise ConfigError(
-                "decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet"
-            )
-        if (
-            self.decoder.arch == "codec"
-            and self.decoder.total_kimg > 0
-            and self.compress.method != "autoencoder"
-        ):
-            raise ConfigError(
-                "decoder.total_kimg",
-                f"a {self.compress.method} codec has nothing to fine-tune: "
-                "use 0 with arch codec, or compress.method autoencoder",
-            )
-
-
 # ----------------------------------------------------------------------------
 # runtime: how stages use this machine (helper C's block)
 
@@ -751,14 +601,16 @@ def _names(raw: Any, key: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _build_pipelines(raw: Any) -> PipelinesParams:
+def build_pipelines(raw: Any) -> PipelinesParams:
+    """The `pipelines` section, its names checked for form (gancore.params checks them against the
+    registry and the other sections)."""
     raw = {} if raw is None else raw
     if not isinstance(raw, Mapping):
         raise ConfigError("pipelines", "must map onestage, twostage, inrpatch and evaluate")
     known = [f.name for f in dataclasses.fields(PipelinesParams)]
     for name in raw:
         if name not in known:
-            raise _unknown_key("pipelines.", str(name), known)
+            raise unknown_key("pipelines.", str(name), known)
     twostage, inrpatch = raw.get("twostage", {}), raw.get("inrpatch", {})
     for key, value in (("twostage", twostage), ("inrpatch", inrpatch)):
         if not isinstance(value, Mapping):
@@ -771,59 +623,6 @@ def _build_pipelines(raw: Any) -> PipelinesParams:
     )
 
 
-def _check_pipelines(params: dict[str, Any]) -> None:
-    """Every selected pipeline exists and is wired the way dvc.yaml's foreach lists expect."""
-    from gancore.registry import list_methods
-
-    chosen = params["pipelines"]
-    one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
-    for name in chosen.onestage:
-        if name not in one_stage:
-            raise ConfigError(
-                "pipelines.onestage", f"{name!r} is not a one-stage method; choose from {one_stage}"
-            )
-    for name, sampler in chosen.twostage.items():
-        if name not in params["twostage"]:
-            raise ConfigError(
-                f"pipelines.twostage.{name}",
-                f"no such section twostage.{name}; have {sorted(params['twostage'])}",
-            )
-        if sampler not in one_stage:
-            raise ConfigError(
-                f"pipelines.twostage.{name}",
-                f"sampler {sampler!r} is not a one-stage method: {one_stage}",
-            )
-    if chosen.inrpatch:
-        n_stages = getattr(params["method"].get("inrpatch"), "n_stages", None)
-        expected = inr_stage_table(n_stages) if n_stages else None
-        if chosen.inrpatch != expected:
-            raise ConfigError(
-                "pipelines.inrpatch",
-                f"must be {{}} or the stages of method.inrpatch.n_stages: {expected}",
-            )
-    check_every_pipeline(params, chosen.names())  # e.g. inrpatch: its last stage at the resolution
-    if sorted(chosen.evaluate) != sorted(chosen.names()):
-        raise ConfigError(
-            "pipelines.evaluate",
-            f"must list exactly the selected pipelines "
-            f"{chosen.names()}, got {list(chosen.evaluate)}",
-        )
-
-
-def full_selection(params: dict[str, Any]) -> dict[str, Any]:
-    """The `pipelines` section of the full comparison: every one-stage method, every twostage
-    section (sampled by fastgan) and patch INR-GAN, from the registry and the validated params."""
-    from gancore.registry import list_methods
-
-    n_stages = params["method"]["inrpatch"].n_stages
-    chosen = PipelinesParams(
-        onestage=tuple(m for m in list_methods() if m not in STAGED_METHODS),
-        twostage=dict.fromkeys(params["twostage"], "fastgan"),
-        inrpatch=inr_stage_table(n_stages),
-    )
-    return {**to_dict(chosen), "evaluate": chosen.names()}
-
-
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "data": DataParams,
@@ -834,162 +633,3 @@ SECTIONS: dict[str, type] = {
     "track": TrackParams,
     "runtime": RuntimeParams,
 }
-
-
-# ----------------------------------------------------------------------------
-# Loading
-
-
-def _build_methods(raw: Any) -> dict[str, Any]:
-    from gancore.registry import get_method, list_methods
-
-    raw = {} if raw is None else raw
-    if not isinstance(raw, Mapping):
-        raise ConfigError("method", "must map method names to their settings")
-    out = {}
-    for name, section in raw.items():
-        if name not in list_methods():
-            raise _unknown_key("method.", str(name), list_methods())
-        out[name] = build_dataclass(get_method(name).config_cls, section, f"method.{name}")
-    return out
-
-
-def _build_twostage(raw: Any) -> dict[str, TwoStageParams]:
-    raw = {} if raw is None else raw
-    if not isinstance(raw, Mapping):
-        raise ConfigError("twostage", "must map pipeline names to their compress/decoder settings")
-    return {
-        str(name): build_dataclass(TwoStageParams, section, f"twostage.{name}")
-        for name, section in raw.items()
-    }
-
-
-def validate(raw: Any) -> dict[str, Any]:
-    """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name:
-    config}}."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("<top>", "params.yaml must be a mapping of sections")
-    known = sorted([*SECTIONS, "method", "twostage", "pipelines"])
-    for name in raw:
-        if name not in known:
-            raise _unknown_key("", str(name), known)
-    params: dict[str, Any] = {k: build_dataclass(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
-    params["method"] = _build_methods(raw.get("method"))
-    params["twostage"] = _build_twostage(raw.get("twostage"))
-    params["pipelines"] = _build_pipelines(raw.get("pipelines"))
-    _cross_check(params)
-    _check_pipelines(params)
-    return params
-
-
-def _cross_check(params: dict[str, Any]) -> None:
-    from gancore.registry import get_method
-
-    resolution = params["base"].resolution
-    for name, cfg in params["method"].items():
-        get_method(name).check_resolution(resolution)
-        with_overrides(params["train"], cfg.train, f"method.{name}.train.")
-    for name, pipeline in params["twostage"].items():
-        code_px = resolution >> pipeline.compress.levels
-        if code_px < 4:
-            raise ConfigError(
-                f"twostage.{name}.compress.levels",
-                f"{pipeline.compress.levels} levels leave {resolution}px images "
-                f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4",
-            )
-
-
-MAX_PARAMS_BYTES = 2**20
-"""Largest params file read (1 MiB; params.yaml is ~5 KB)."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases (a "billion laughs" bomb expands them exponentially) and
-    without duplicate keys (YAML keeps the last one silently)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"aliases (*{event.anchor}) are not allowed in params; write the value out",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, typing.Hashable):
-                break  # the safe loader's own error names it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse a params file strictly: at most MAX_PARAMS_BYTES, UTF-8, no aliases, no duplicate keys.
-
-    Raises:
-        ConfigError: the file is missing, not a regular file, too large, or not such YAML.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "params file not found (or not a regular file)")
-    if path.stat().st_size > MAX_PARAMS_BYTES:
-        raise ConfigError(
-            str(path),
-            f"params file of {path.stat().st_size} bytes is over the {MAX_PARAMS_BYTES}-byte limit",
-        )
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        raise ConfigError(str(path), f"not valid YAML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(str(path), f"cannot read: {e}") from None
-
-
-def _get(value: Any, part: str) -> Any:
-    if isinstance(value, Mapping):
-        return value.get(part, dataclasses.MISSING)
-    if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
-        return getattr(value, part)
-    return dataclasses.MISSING
-
-
-def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
-    """Validate the whole params file, then return only the sections a stage declared.
-
-    Args:
-        path: params.yaml.
-        keys: the `params:` entries of the stage in dvc.yaml, e.g. ("base", "method.fastgan").
-            A stage cannot read what it did not declare, so DVC reruns it on every change it sees.
-
-    Returns: {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan":
-    FastGANConfig(...)}.
-
-    Raises:
-        ConfigError: naming the first bad key anywhere in the file.
-    """
-    params = validate(read_yaml(path))
-    out = {}
-    for key in keys:
-        value: Any = params
-        for i, part in enumerate(key.split(".")):
-            value = _get(value, part)
-            if value is dataclasses.MISSING:
-                where = (
-                    "section"
-                    if i == 0 or isinstance(params.get(key.split(".")[0]), dict)
-                    else "key"
-                )
-                hint = " (add it to params.yaml)" if where == "section" and i else ""
-                raise ConfigError(key, f"no such {where}{hint}")
-        out[key] = value
-    return out

@@ -14,7 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gancore.config import ConfigError, flatten, validate
+from gancore.config import ConfigError, flatten
+from gancore.params import validate
 
 __all__ = ["apply_profile", "set_args"]
 

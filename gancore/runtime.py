@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 import gancore
-from gancore.config import TrackParams, TrainParams, flatten, load_params, to_dict
+from gancore.config import TrackParams, TrainParams, flatten, to_dict
+from gancore.params import load_params
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec
@@ -27,21 +28,10 @@ from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 from gancore.utils.metrics_file import is_number, write_metrics
 
-TRAIN_KEYS = (
-    "ema_beta",
-    "ema_rampup",
-    "ckpt_every_kimg",
-    "keep_latest_k",
-    "log_every_steps",
-    "device",
-    "mixed_precision",
-    "max_nan_retries",
-    "decode_threads",
-    "shuffle_buffer",
-    "xflip",
-)
-"""The train section's plumbing that the two-stage parts' trainings share (decoder, autoencoder);
-their batch and length are their own."""
+SHARED_TRAIN_KEYS = ("ema_beta", "ema_rampup", "mixed_precision", "shuffle_buffer", "xflip")
+"""The train section's keys that the two-stage parts' trainings (decoder, autoencoder) share besides
+the whole `train.plumbing` section; their batch and length are their own, and they run one stream
+(no train.launch, no grad_accum) with no BatchNorm to recalibrate."""
 
 
 FLOW_RUN_ENV = "GANCORE_FLOW_RUN_ID"
@@ -50,8 +40,8 @@ MLflow run."""
 
 
 def train_keys() -> list[str]:
-    """The params keys of TRAIN_KEYS, for a stage's declared params."""
-    return [f"train.{k}" for k in TRAIN_KEYS]
+    """The train params a two-stage part declares: train.plumbing and SHARED_TRAIN_KEYS."""
+    return ["train.plumbing", *(f"train.{k}" for k in SHARED_TRAIN_KEYS)]
 
 
 def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> TrainParams:
@@ -64,7 +54,8 @@ def own_train_params(params: dict[str, Any], batch: int, total_kimg: float) -> T
         batch=batch,
         total_kimg=total_kimg,
         bn_recalibration_batches=0,
-        **{k: params[f"train.{k}"] for k in TRAIN_KEYS},
+        plumbing=params["train.plumbing"],
+        **{k: params[f"train.{k}"] for k in SHARED_TRAIN_KEYS},
     )
 
 

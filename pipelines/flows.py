@@ -182,7 +182,8 @@ def _parent_run(
     params_path = project / "params.yaml"
     if not params_path.is_file():
         return None
-    from gancore.config import flatten, load_params
+    from gancore.config import flatten
+    from gancore.params import load_params
     from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
 
     track = load_params(params_path, ["track"])["track"]

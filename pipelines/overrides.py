@@ -3,7 +3,7 @@
 Like `dvc exp run -S`, an override is written into the workspace's params.yaml (comments and order
 kept) and stays there after the run: DVC then sees changed params and reruns exactly the stages that
 declare them, and dvc.lock records the values used. Every override is validated on a copy of the
-file with gancore.config.load_params first, so a bad key or value fails naming the key before any
+file with gancore.params.load_params first, so a bad key or value fails naming the key before any
 stage runs and params.yaml is left untouched.
 """
 
@@ -62,7 +62,7 @@ def checked_text(params_path: str | Path, overrides: dict[str, Any]) -> str:
     """
     from ruamel.yaml import YAML
 
-    from gancore.config import read_yaml, validate
+    from gancore.params import read_yaml, validate
 
     params_path = Path(params_path)
     if not params_path.is_file():
@@ -103,7 +103,7 @@ def length_overrides(params_path: str | Path, kimg: float) -> dict[str, float]:
     is a positive number (null = "as the train section", 0 = "no training of this part" stay as
     they are). `train.total_kimg` alone leaves a part with its own length (a two-stage sampler's
     `total_kimg`) as long as before; this makes a short run short everywhere."""
-    from gancore.config import read_yaml
+    from gancore.params import read_yaml
 
     out: dict[str, float] = {}
 

@@ -85,7 +85,7 @@ def tiny_params(tmp: Path) -> Path:
     path = shrunk(tmp)
     p = yaml.safe_load(path.read_text())
     p["track"]["enabled"] = False
-    p["train"]["keep_latest_k"] = KEEP_ALL_K
+    p["train"]["plumbing"]["keep_latest_k"] = KEEP_ALL_K
     for name, over in TINY_OVERRIDES.items():
         p["method"][name].update({k: v for k, v in over.items() if k not in ("stage",)})
     p["method"]["inrpatch"].update(stage_kimg=0.008)

@@ -1,6 +1,6 @@
 """The full seven-pipeline comparison: `dvc exp run` with params.yaml's `pipelines` section widened
 to every registered one-stage method, every twostage section and patch INR-GAN's stages (the
-selection comes from the registry and params.yaml, gancore.config.full_selection).
+selection comes from the registry and params.yaml, gancore.params.full_selection).
 
     python -m scripts.full_comparison [--params params.yaml] [--print]   # `make full`
 """
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-from gancore.config import full_selection, read_yaml, validate
+from gancore.params import full_selection, read_yaml, validate
 
 
 def _hydra(value: Any) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gancore.config import load_params
 from gancore.data.shards import read_manifest
+from gancore.params import load_params
 from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.twostage.assembled import assemble
 

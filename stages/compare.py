@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gancore.compare import alias_reported, write_report
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runtime import run_main, run_tags, stage_parser
 from gancore.tracking.mlflow_tracker import default_tracking_uri
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runs.codec import compress
 from gancore.runtime import run_main, stage_parser, train_keys
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runs.evaluate import evaluate
 from gancore.runtime import run_main, stage_parser
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gancore.config import load_params
 from gancore.data.shards import write_shards
+from gancore.params import load_params
 from gancore.runtime import record_stage, run_main, stage_parser
 from gancore.utils.metrics_file import write_metrics
 

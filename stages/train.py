@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runs.method import CURVE_KEYS, resolved_train, train
 from gancore.runtime import run_main, training_parser
 from gancore.training import distributed
@@ -45,11 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     p = load_params(args.params, params_for(args.method, args.pipeline))
     t = p["train"]
-    if distributed.needs_launch(t.nproc_per_node, t.nnodes):
+    launch = t.launch
+    if distributed.needs_launch(launch.nproc_per_node, launch.nnodes):
         return distributed.relaunch(
-            t.nproc_per_node, t.nnodes, "stages.train", sys.argv[1:] if argv is None else argv
+            launch.nproc_per_node,
+            launch.nnodes,
+            "stages.train",
+            sys.argv[1:] if argv is None else argv,
         )
-    with distributed.joined(resolve_device(t.device)) as world:
+    with distributed.joined(resolve_device(t.plumbing.device)) as world:
         return train(args, p, world)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runs.decoder import train
-from gancore.runtime import TRAIN_KEYS, run_main, train_keys, training_parser
+from gancore.runtime import run_main, train_keys, training_parser
 
 PARAMS_ARG = "--pipeline"
-__all__ = ["TRAIN_KEYS", "main", "params_for"]
+__all__ = ["main", "params_for"]
 
 
 def params_for(pipeline: str) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runtime import run_main, stage_parser
 from gancore.utils.fsio import atomic_write
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from gancore.config import full_selection, read_yaml, validate
+from gancore.params import full_selection, read_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")

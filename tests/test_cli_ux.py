@@ -21,8 +21,8 @@ import yaml
 from PIL import Image
 
 from gancore.cli import build_parser, main, parse_seeds, walk_latents
-from gancore.config import validate
 from gancore.generator import save_generator
+from gancore.params import validate
 from gancore.registry import get_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_params_rejects_an_inrpatch_stage_count_that_misses_the_resolution(tmp_p
 def test_flow_kimg_makes_every_training_length_short(tmp_path):
     """`train.total_kimg=2` alone leaves the two-stage samplers at their own 14 kimg: --kimg sets
     every length, and the result still validates."""
-    from gancore.config import load_params
+    from gancore.params import load_params
     from pipelines.overrides import apply_overrides, length_overrides
 
     path = tmp_path / "params.yaml"

@@ -74,7 +74,7 @@ def test_count_flops_counts_forward_and_backward_multiply_adds_twice():
 
 
 def test_the_profile_the_check_runs_is_the_gpu_profile(tmp_path):
-    from gancore.config import load_params
+    from gancore.params import load_params
 
     p = load_params(device_check.gpu_params(tmp_path, tiny=False), ["base", "method.cips"])
     assert p["base"].resolution == 256 and p["method.cips"].width_mult == 1.0

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from methods.contract import tiny_config
 from tiny import one_thread, smooth_image_shards
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, LaunchParams, PlumbingParams, TrainParams
 from gancore.errors import ConfigError
 from gancore.registry import get_method, list_methods
 from gancore.training import checkpoint as ckpt
@@ -37,12 +37,11 @@ def _run(world_size: int, grad_accum: int, method: str = "pixelfolder") -> RunCo
     train = TrainParams(
         batch=BATCH,
         total_kimg=N_STEPS * BATCH / 1000,
-        ckpt_every_kimg=2 * BATCH / 1000,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=5,
-        decode_threads=1,
         grad_accum=grad_accum,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=2 * BATCH / 1000, log_every_steps=1, device="cpu", decode_threads=1
+        ),
     )
     cfg = tiny_config(get_method(method))
     if any(f.name == "r1_interval" for f in dataclasses.fields(cfg)):
@@ -164,7 +163,7 @@ def test_a_batch_that_does_not_split_into_micro_batches_is_refused():
     with pytest.raises(ConfigError, match="batch.*3 equal micro-batches"):
         TrainParams(batch=4, grad_accum=3)
     with pytest.raises(ConfigError, match="nproc_per_node"):
-        TrainParams(nproc_per_node=0)
+        TrainParams(launch=LaunchParams(nproc_per_node=0))
 
 
 def test_torchrun_command_lines(monkeypatch):
@@ -205,7 +204,8 @@ def test_the_train_stage_relaunches_itself_under_torchrun_and_rank_0_alone_expor
 
     params = tiny_params(tmp_path)
     p = yaml.safe_load(params.read_text())
-    p["train"].update(nproc_per_node=2, bn_recalibration_batches=0)
+    p["train"].update(bn_recalibration_batches=0)
+    p["train"]["launch"].update(nproc_per_node=2)
     params.write_text(yaml.safe_dump(p))
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp_path / "builtin")]) == 0

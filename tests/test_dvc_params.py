@@ -12,12 +12,14 @@ from __future__ import annotations
 import ast
 import importlib
 import shlex
+from dataclasses import fields
 
 import networkx as nx
 import pytest
 from dvc.dependency.param import ParamsDependency
 
-from gancore.config import STAGED_METHODS, load_params, read_yaml, validate
+from gancore.config import STAGED_METHODS, PlumbingParams
+from gancore.params import load_params, read_yaml, validate
 from gancore.registry import list_methods
 from gancore.utils.threads import THREADS_KEY
 from tests.dvcproject import ROOT, full_project, stage_graph
@@ -156,6 +158,15 @@ def test_script_has_no_other_way_to_params(name):
         "params_for(args.pipeline)",
         "params_for(args.method, args.pipeline)",
     )
+
+
+@pytest.mark.parametrize("name", ["compress@wavelet", "train_decoder@wavelet"])
+def test_dvc_tracks_every_key_of_a_declared_section(name):
+    """A two-stage part declares `train.plumbing` whole: DVC reads it as one dict param holding
+    every key of the section, so a change of any one of them reruns the stage."""
+    deps = [d for d in FULL[name].deps if isinstance(d, ParamsDependency)]
+    values = {k: v for d in deps for k, v in d.read_params().items()}
+    assert sorted(values["train.plumbing"]) == sorted(f.name for f in fields(PlumbingParams))
 
 
 def test_load_params_returns_only_declared_sections():

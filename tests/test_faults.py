@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 from tiny import ROOT, closed_port, mounted_tmpfs, one_thread, smooth_image_shards, tiny_params
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import CheckpointError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
@@ -52,7 +52,8 @@ def stage_data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     params = tiny_params(tmp)
     p = yaml.safe_load(params.read_text())
-    p["train"].update(total_kimg=0.04, ckpt_every_kimg=0.008, keep_latest_k=3)
+    p["train"].update(total_kimg=0.04)
+    p["train"]["plumbing"].update(ckpt_every_kimg=0.008, keep_latest_k=3)
     params.write_text(yaml.safe_dump(p))
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
@@ -171,13 +172,15 @@ def _run(n_steps: int, **train) -> RunConfig:
     t = TrainParams(
         batch=BATCH,
         total_kimg=n_steps * BATCH / 1000,
-        ckpt_every_kimg=2 * BATCH / 1000,
-        keep_latest_k=3,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=4,
-        decode_threads=1,
         **train,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=2 * BATCH / 1000,
+            keep_latest_k=3,
+            log_every_steps=1,
+            device="cpu",
+            decode_threads=1,
+        ),
     )
     return RunConfig(
         "fastgan",

@@ -16,7 +16,7 @@ from gancore.errors import ConfigError
 from pipelines.overrides import apply_overrides, parse_assignments
 
 RECORD = """import sys
-from gancore.config import load_params
+from gancore.params import load_params
 from gancore.runtime import record_stage
 params = load_params("params.yaml", ["track", "base.seed"])
 record_stage(sys.argv[1], params, "params.yaml", {"seed": params["base.seed"]}, {"score": 1.0}, [])

@@ -17,10 +17,10 @@ import yaml
 from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
 
 from gancore import cli
-from gancore.config import load_params
 from gancore.data.shards import read_manifest, shard_paths
 from gancore.errors import ConfigError, DataError
 from gancore.generator import load_generator, sample
+from gancore.params import load_params
 from gancore.twostage.assembled import TwoStageGenerator, assemble
 from gancore.twostage.training import load_decoder
 from gancore.utils.metrics_file import read_metrics

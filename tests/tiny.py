@@ -96,12 +96,10 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["train"].update(
         batch=4,
         total_kimg=0.016,
-        ckpt_every_kimg=0.008,
         shuffle_buffer=8,
         bn_recalibration_batches=2,
-        log_every_steps=2,
-        device="cpu",
     )
+    p["train"]["plumbing"].update(ckpt_every_kimg=0.008, log_every_steps=2, device="cpu")
     p["method"]["fastgan"].update(width_mult=1 / 16, z_dim=16)
     tiny_twostage(p, batch=4, kimg=0.016)
     p["eval"].update(
@@ -320,7 +318,7 @@ def check_pipeline_row(
 def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callbacks=()):
     """A FastGAN Trainer at 64 px, 1/16 width, batch 2, for `n_steps` steps (a checkpoint every
     2 steps) on `shards` (e.g. smooth_image_shards)."""
-    from gancore.config import BaseParams, TrainParams
+    from gancore.config import BaseParams, PlumbingParams, TrainParams
     from gancore.methods.fastgan import FastGANConfig
     from gancore.registry import get_method
     from gancore.training.trainer import RunConfig, Trainer
@@ -328,11 +326,10 @@ def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callb
     train = TrainParams(
         batch=2,
         total_kimg=n_steps * 2 / 1000,
-        ckpt_every_kimg=0.004,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=4,
-        decode_threads=1,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=0.004, log_every_steps=1, device="cpu", decode_threads=1
+        ),
     )
     run = RunConfig(
         "fastgan",

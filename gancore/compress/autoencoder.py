@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.base import Codec
-from gancore.config import CompressParams
+from gancore.compress.config import CompressParams
 from gancore.losses.lpips import optional_lpips
 from gancore.losses.pixel import pixel_distance
 from gancore.nn.patchgan import PatchDiscriminator

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.config import CompressParams
+from gancore.compress.config import CompressParams
 from gancore.errors import DataError
 
 if TYPE_CHECKING:

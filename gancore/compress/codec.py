@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from gancore.compress.autoencoder import AutoencoderCodec
 from gancore.compress.base import NORM_BUFFERS, Codec, PixelCodec, WaveletCodec
-from gancore.config import CompressParams, build_dataclass, to_dict
+from gancore.compress.config import CompressParams
+from gancore.config import build_dataclass, to_dict
 from gancore.errors import DataError
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 

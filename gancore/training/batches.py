@@ -61,7 +61,7 @@ class BatchStreams:
             self.run.base.resolution,
             self.run.base.seed,
             t.shuffle_buffer,
-            t.decode_threads,
+            t.plumbing.decode_threads,
             t.xflip,
             cursor=cursor,
             part=part,

@@ -113,7 +113,7 @@ class Checkpointer:
         path = None
         if self.world.is_main:
             path = ckpt.save_checkpoint(self.dir, step, networks, state, self._meta(n_img))
-            ckpt.prune_checkpoints(self.dir, self.run.train.keep_latest_k, step)
+            ckpt.prune_checkpoints(self.dir, self.run.train.plumbing.keep_latest_k, step)
         distributed.barrier(self.world)
         return path
 

@@ -5,7 +5,7 @@ The methods' losses call their networks directly, phase by phase, so instead of 
 DistributedDataParallel the trainer all-reduces each phase's gradients (flattened, one bucket per
 dtype) before its optimizer step, broadcasts parameters and buffers from rank 0 at the start and
 buffers after every step (DDP's broadcast_buffers). Launch is by `torchrun`; `relaunch` re-executes
-a stage under torchrun when `train.nproc_per_node * train.nnodes > 1`.
+a stage under torchrun when `train.launch.nproc_per_node * train.launch.nnodes > 1`.
 """
 
 from __future__ import annotations

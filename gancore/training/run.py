@@ -13,22 +13,11 @@ from gancore.data.loader import Cursor
 from gancore.errors import ConfigError
 from gancore.utils.fsio import sha256_json
 
-# TrainParams keys that may change between an interrupted run and its resume (schedule and
-# plumbing, not the math): extending total_kimg continues the same run.
-# The data-parallel layout is resumable as long as the number of micro-batch streams it makes
-# (world size x grad_accum, in identity() when > 1) stays the same.
-RESUMABLE_KEYS = (
-    "total_kimg",
-    "ckpt_every_kimg",
-    "keep_latest_k",
-    "log_every_steps",
-    "max_nan_retries",
-    "decode_threads",
-    "device",
-    "grad_accum",
-    "nproc_per_node",
-    "nnodes",
-)
+IDENTITY_FREE = ("plumbing", "launch", "total_kimg", "grad_accum")
+"""What of the train section may change between an interrupted run and its resume, not the math:
+the plumbing and launch sections whole, the length (extending total_kimg continues the same run)
+and grad_accum (with the launch layout it makes the micro-batch streams, which identity() records
+when more than one: a run resumes on any layout of as many streams)."""
 
 
 @dataclass
@@ -64,7 +53,7 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The config a checkpoint must match to be resumed (schedule keys excluded)."""
-        train = {k: v for k, v in to_dict(self.train).items() if k not in RESUMABLE_KEYS}
+        train = {k: v for k, v in to_dict(self.train).items() if k not in IDENTITY_FREE}
         if self.n_streams > 1:  # one stream: the key is absent, as before data parallelism
             train["n_streams"] = self.n_streams
         return {
@@ -85,7 +74,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device", "is cuda but no CUDA device is visible")
+        raise ConfigError("train.plumbing.device", "is cuda but no CUDA device is visible")
     return torch.device(name)
 
 

@@ -64,13 +64,15 @@ class Trainer:
         self.world = distributed.current_world()
         if run.world_size != self.world.size:
             raise ConfigError(
-                "train.nproc_per_node",
+                "train.launch.nproc_per_node",
                 f"the run config says {run.world_size} ranks, "
                 f"the process group has {self.world.size}",
             )
         self.tracker = (tracker or NullTracker()) if self.world.is_main else NullTracker()
         self.progress = progress and self.world.is_main
-        self.device = distributed.local_device(resolve_device(run.train.device), self.world)
+        self.device = distributed.local_device(
+            resolve_device(run.train.plumbing.device), self.world
+        )
         self.step = TrainStep(spec, run, self.device, self.world)
         self.data = BatchStreams(shard_paths, run, self.step.micro.ids, self.device)
         self.checkpoints = Checkpointer(self.ckpt_dir, run, self.world)
@@ -143,10 +145,10 @@ class Trainer:
     def _rollback(self, error: FloatingPointError) -> None:
         """Restore the last good checkpoint and move to fresh random streams (a NaN/inf step)."""
         n = self.state.nan_rollbacks + 1
-        if n > self.run.train.max_nan_retries:
+        if n > self.run.train.plumbing.max_nan_retries:
             raise NonFiniteLoss(
                 f"{error}; still diverging after {n - 1} rollbacks "
-                f"(train.max_nan_retries). Lower the learning rate or check the data."
+                f"(train.plumbing.max_nan_retries). Lower the learning rate or check the data."
             )
         self._restore(self.checkpoints.latest(self._all_nets(), self.opts))
         self.state.nan_rollbacks = n
@@ -185,7 +187,7 @@ class Trainer:
     def _loop(self, log: TrainingLog) -> None:
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
-        every_img = max(1, math.ceil(t.ckpt_every_kimg * 1000))
+        every_img = max(1, math.ceil(t.plumbing.ckpt_every_kimg * 1000))
         batches, window, tick = self.data.batches(), [], time.perf_counter()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
@@ -214,7 +216,7 @@ class Trainer:
             log.bar.update(1)
             for callback in self.callbacks:
                 callback.on_step(self, stats)
-            if s.step % t.log_every_steps == 0 or s.n_img >= total_img:
+            if s.step % t.plumbing.log_every_steps == 0 or s.n_img >= total_img:
                 row = window_row(
                     window, time.perf_counter() - tick, t.batch, s.n_img, self.n_skipped()
                 )

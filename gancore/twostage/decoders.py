@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.codec import Codec
-from gancore.config import DecoderParams
 from gancore.errors import ConfigError
 from gancore.losses.pixel import pixel_distance
+from gancore.twostage.config import DecoderParams
 
 __all__ = [
     "CodecDecoder",

@@ -16,12 +16,13 @@ from torch import nn
 
 from gancore.artifacts import FORMAT, load_network, read_config, require_field, save_networks
 from gancore.compress.codec import Codec, codec_from_config, load_codec
-from gancore.config import DecoderParams, EvalParams, build_dataclass, to_dict
+from gancore.config import EvalParams, build_dataclass, to_dict
 from gancore.eval.features import EL0Features
 from gancore.losses.lpips import optional_lpips
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.nn.patchgan import PatchDiscriminator
 from gancore.training.spec import Phase, TrainingSpec
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.decoders import build_decoder
 
 __all__ = [

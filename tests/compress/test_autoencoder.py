@@ -16,16 +16,11 @@ from PIL import Image
 from gancore.compress.autoencoder import AUTOENCODER_SPEC, AutoencoderCodec
 from gancore.compress.codec import build_codec, codec_config, load_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
-from gancore.config import (
-    AutoencoderParams,
-    CompressParams,
-    DecoderParams,
-    ShardParams,
-    TwoStageParams,
-    build_dataclass,
-)
+from gancore.compress.config import AutoencoderParams, CompressParams
+from gancore.config import ShardParams, build_dataclass
 from gancore.data.shards import read_manifest, shard_paths, write_shards
 from gancore.errors import ConfigError, DataError
+from gancore.twostage.config import DecoderParams, TwoStageParams
 from gancore.twostage.decoders import CodecDecoder, ResidualDecoder, build_decoder
 from gancore.twostage.training import DECODER_SPEC, DecoderRun, initial_decoder
 

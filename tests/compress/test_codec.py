@@ -14,8 +14,9 @@ from gancore.compress.codec import (
     load_codec,
     save_codec,
 )
-from gancore.config import CompressParams, DecoderParams
+from gancore.compress.config import CompressParams
 from gancore.errors import ConfigError, DataError
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.decoders import ResidualDecoder, WaveletUNetDecoder, build_decoder
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 

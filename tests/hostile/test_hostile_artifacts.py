@@ -14,9 +14,9 @@ import torch
 
 from benchmarks.harness import in_child
 from gancore.cli import main as gancore_main
-from gancore.config import validate
 from gancore.errors import DataError, GancoreError
 from gancore.generator import load_generator, save_generator
+from gancore.params import validate
 from gancore.registry import get_method
 
 CAP_GB = 6.0
@@ -189,7 +189,7 @@ def load_generator_ok(folder: str) -> dict:
 
 def test_codec_weights_linking_outside_are_refused(tmp_path):
     from gancore.compress.codec import WEIGHT_FILES, _load_weights, build_codec
-    from gancore.config import CompressParams
+    from gancore.compress.config import CompressParams
 
     codec = build_codec(CompressParams(method="autoencoder", channels=3), 32, [0.0] * 3, [1.0] * 3)
     outside = tmp_path / "outside.safetensors"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.harness import ChildError, in_child
-from gancore.config import NUMERIC_RANGES, load_params, read_yaml, validate
+from gancore.config import NUMERIC_RANGES
 from gancore.errors import MAX_PROBLEM_CHARS, ConfigError
+from gancore.params import load_params, read_yaml, validate
 
 CAP_GB = 6.0
 """Address-space cap of the child that loads the alias bomb (torch's import maps ~3 GB)."""

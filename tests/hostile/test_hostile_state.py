@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny import ROOT, closed_port, smooth_image_shards
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import MetricUnavailable, RunLocked
 from gancore.eval.features import INCEPTION_FILE, InceptionFeatures
 from gancore.methods.fastgan import FastGANConfig
@@ -43,12 +43,14 @@ def _trainer(shards, ckpt_dir: Path, n_steps: int = 3, tracker=None) -> Trainer:
     train = TrainParams(
         batch=BATCH,
         total_kimg=n_steps * BATCH / 1000,
-        ckpt_every_kimg=BATCH / 1000,
-        keep_latest_k=5,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=4,
-        decode_threads=1,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=BATCH / 1000,
+            keep_latest_k=5,
+            log_every_steps=1,
+            device="cpu",
+            decode_threads=1,
+        ),
     )
     run = RunConfig(
         "fastgan",

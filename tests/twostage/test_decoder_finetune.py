@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from tiny import smooth_image_shards
 
 from gancore.compress.codec import build_codec, codec_config
-from gancore.config import BaseParams, CompressParams, DecoderParams, TrainParams
+from gancore.compress.config import CompressParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import ConfigError
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.registry import Phase
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
 RES_PX = 32
@@ -151,12 +153,14 @@ def _run(total_steps: int) -> RunConfig:
     train = TrainParams(
         batch=BATCH,
         total_kimg=total_steps * BATCH / 1000,
-        ckpt_every_kimg=0.004,
-        keep_latest_k=8,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=4,
-        decode_threads=1,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=0.004,
+            keep_latest_k=8,
+            log_every_steps=1,
+            device="cpu",
+            decode_threads=1,
+        ),
     )
     return RunConfig("decoder", _cfg(), BaseParams(seed=2, resolution=RES_PX), train, "data-v1")
 

@@ -8,8 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from gancore.compress.codec import build_codec
-from gancore.config import CompressParams, DecoderParams, EvalParams
+from gancore.compress.config import CompressParams
+from gancore.config import EvalParams
 from gancore.eval.features import EL0Features
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.decoders import build_decoder
 from gancore.twostage.training import decoder_only_score
 

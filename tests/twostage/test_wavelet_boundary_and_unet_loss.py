@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from gancore.compress.codec import build_codec, codec_config, codec_from_config
+from gancore.compress.config import CompressParams
 from gancore.compress.dwt import dwt2, idwt2
-from gancore.config import CompressParams, DecoderParams
 from gancore.errors import ConfigError
+from gancore.twostage.config import DecoderParams
 from gancore.twostage.decoders import build_decoder
 
 

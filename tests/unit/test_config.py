@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gancore.config import load_params, validate
 from gancore.errors import ConfigError
+from gancore.params import load_params, validate
 
 ROOT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -38,6 +38,18 @@ def _write(tmp_path, raw):
         ({"method": {"fastgan": {"betas": [0.5]}}}, "method.fastgan.betas", "list of 2"),
         ({"base": {"resolution": 32}, "method": {"fastgan": {}}}, "base.resolution", "fastgan"),
         ({"track": {"enabled": "yes"}}, "track.enabled", "true or false"),
+        # the train section's subsections: full keys, unknown keys, ranges and own checks
+        ({"train": {"plumbing": {"keep_latest_k": 0}}}, "train.plumbing.keep_latest_k", "[1, 1"),
+        ({"train": {"plumbing": {"ckpt_every_kimg": 0}}}, "train.plumbing.ckpt_every_kimg", "imp"),
+        ({"train": {"plumbing": {"device": "tpu"}}}, "train.plumbing.device", "must be one of"),
+        ({"train": {"plumbing": {"keep_latst_k": 2}}}, "train.plumbing.keep_latst_k", "did you"),
+        ({"train": {"plumbing": {"batch": 8}}}, "train.plumbing.batch", "unknown key"),
+        ({"train": {"plumbing": 3}}, "train.plumbing", "must be a mapping"),
+        ({"train": {"keep_latest_k": 2}}, "train.keep_latest_k", "unknown key"),
+        ({"train": {"launch": {"nnodes": 0}}}, "train.launch.nnodes", "must be in [1, 100000]"),
+        ({"train": {"launch": {"nproc_per_node": 3}}}, "train.batch", "3 equal micro-batches"),
+        ({"train": {"nproc_per_node": 2}}, "train.nproc_per_node", "unknown key"),
+        ({"method": {"cips": {"train": {"plumbing": {}}}}}, "method.cips.train.plumbing", "unkn"),
     ],
 )
 def test_bad_params_name_the_key(raw, key, words):
@@ -84,12 +96,14 @@ def test_repo_params_file_is_valid():
             "eval",
             "twostage.wavelet.decoder",
             "twostage.pixel.compress.method",
-            "train.device",
+            "train.plumbing.device",
         ],
     )
     assert out["base"].resolution == 128
     assert out["twostage.wavelet.decoder"].arch == "residual"
-    assert out["twostage.pixel.compress.method"] == "pixel" and out["train.device"] == "auto"
+    assert (
+        out["twostage.pixel.compress.method"] == "pixel" and out["train.plumbing.device"] == "auto"
+    )
 
 
 def test_deep_keys_name_what_is_missing(tmp_path):

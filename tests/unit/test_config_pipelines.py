@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gancore.config import ConfigError, full_selection, inr_stage_table, read_yaml, validate
+from gancore.config import ConfigError, inr_stage_table
+from gancore.params import full_selection, read_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dvc.utils.hydra import apply_overrides
 
-from gancore.config import full_selection, read_yaml, validate
+from gancore.params import full_selection, read_yaml, validate
 from scripts.full_comparison import set_param_args
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,10 +12,10 @@ from gancore.config import (
     ConfigError,
     TrainOverrides,
     TrainParams,
-    load_params,
     to_dict,
     with_overrides,
 )
+from gancore.params import load_params
 from gancore.registry import get_method, list_methods, register_method
 from gancore.training.run import autocast_dtype
 from gancore.training.trainer import RunConfig

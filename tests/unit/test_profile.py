@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from gancore.cli import main as cli
-from gancore.config import ConfigError, read_yaml, validate, with_overrides
+from gancore.config import ConfigError, with_overrides
+from gancore.params import read_yaml, validate
 from gancore.profile import apply_profile, set_args
 
 ROOT = Path(__file__).resolve().parents[2]

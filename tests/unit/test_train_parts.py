@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny import one_thread, smooth_image_shards
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training.callbacks import Callback
@@ -25,11 +25,10 @@ def _run(n_steps: int = 3) -> RunConfig:
     train = TrainParams(
         batch=BATCH,
         total_kimg=n_steps * BATCH / 1000,
-        ckpt_every_kimg=1.0,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=4,
-        decode_threads=1,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=1.0, log_every_steps=1, device="cpu", decode_threads=1
+        ),
     )
     return RunConfig(
         "fastgan",

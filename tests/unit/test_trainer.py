@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny import smooth_image_shards
 
-from gancore.config import BaseParams, TrainParams
+from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import NonFiniteLoss, ResumeMismatch
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
@@ -32,13 +32,15 @@ def _run(n_steps: int = N_STEPS, fingerprint: str = "data-v1", **method) -> RunC
     train = TrainParams(
         batch=BATCH,
         total_kimg=n_steps * BATCH / 1000,
-        ckpt_every_kimg=(N_STEPS // 2) * BATCH / 1000,
-        keep_latest_k=2,
-        log_every_steps=1,
-        device="cpu",
         shuffle_buffer=5,
-        decode_threads=1,
-        max_nan_retries=2,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=(N_STEPS // 2) * BATCH / 1000,
+            keep_latest_k=2,
+            log_every_steps=1,
+            device="cpu",
+            decode_threads=1,
+            max_nan_retries=2,
+        ),
     )
     cfg = FastGANConfig(width_mult=1 / 16, z_dim=8, **method)
     return RunConfig("fastgan", cfg, BaseParams(seed=3, resolution=RES_PX), train, fingerprint)
@@ -170,7 +172,7 @@ def test_persistent_nan_stops_after_bounded_retries(shards, tmp_path):
     hits = _poison(trainer, None)
     with pytest.raises(NonFiniteLoss, match="max_nan_retries"):
         trainer.fit()
-    assert len(hits) == trainer.run.train.max_nan_retries + 1
+    assert len(hits) == trainer.run.train.plumbing.max_nan_retries + 1
 
 
 def test_g_ema_tracks_g_during_training(shards, tmp_path):

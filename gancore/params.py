@@ -1,0 +1,239 @@
+"""Loading a whole params file: strict YAML, every section of gancore.config, the method sections
+through the registry (each method's own schema) and the two-stage pipelines, then the checks across
+sections. Above the registry, the methods and the two-stage code, so that the schema below imports
+none of them; stage scripts get their params here (`load_params`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gancore.config import (
+    SECTIONS,
+    STAGED_METHODS,
+    PipelinesParams,
+    build_dataclass,
+    build_pipelines,
+    check_every_pipeline,
+    inr_stage_table,
+    to_dict,
+    unknown_key,
+    with_overrides,
+)
+from gancore.errors import ConfigError
+from gancore.twostage.config import TwoStageParams
+
+__all__ = ["MAX_PARAMS_BYTES", "full_selection", "load_params", "read_yaml", "validate"]
+
+
+def _check_pipelines(params: dict[str, Any]) -> None:
+    """Every selected pipeline exists and is wired the way dvc.yaml's foreach lists expect."""
+    from gancore.registry import list_methods
+
+    chosen = params["pipelines"]
+    one_stage = [m for m in list_methods() if m not in STAGED_METHODS]
+    for name in chosen.onestage:
+        if name not in one_stage:
+            raise ConfigError(
+                "pipelines.onestage", f"{name!r} is not a one-stage method; choose from {one_stage}"
+            )
+    for name, sampler in chosen.twostage.items():
+        if name not in params["twostage"]:
+            raise ConfigError(
+                f"pipelines.twostage.{name}",
+                f"no such section twostage.{name}; have {sorted(params['twostage'])}",
+            )
+        if sampler not in one_stage:
+            raise ConfigError(
+                f"pipelines.twostage.{name}",
+                f"sampler {sampler!r} is not a one-stage method: {one_stage}",
+            )
+    if chosen.inrpatch:
+        n_stages = getattr(params["method"].get("inrpatch"), "n_stages", None)
+        expected = inr_stage_table(n_stages) if n_stages else None
+        if chosen.inrpatch != expected:
+            raise ConfigError(
+                "pipelines.inrpatch",
+                f"must be {{}} or the stages of method.inrpatch.n_stages: {expected}",
+            )
+    check_every_pipeline(params, chosen.names())  # e.g. inrpatch: its last stage at the resolution
+    if sorted(chosen.evaluate) != sorted(chosen.names()):
+        raise ConfigError(
+            "pipelines.evaluate",
+            f"must list exactly the selected pipelines "
+            f"{chosen.names()}, got {list(chosen.evaluate)}",
+        )
+
+
+def full_selection(params: dict[str, Any]) -> dict[str, Any]:
+    """The `pipelines` section of the full comparison: every one-stage method, every twostage
+    section (sampled by fastgan) and patch INR-GAN, from the registry and the validated params."""
+    from gancore.registry import list_methods
+
+    n_stages = params["method"]["inrpatch"].n_stages
+    chosen = PipelinesParams(
+        onestage=tuple(m for m in list_methods() if m not in STAGED_METHODS),
+        twostage=dict.fromkeys(params["twostage"], "fastgan"),
+        inrpatch=inr_stage_table(n_stages),
+    )
+    return {**to_dict(chosen), "evaluate": chosen.names()}
+
+
+def _build_methods(raw: Any) -> dict[str, Any]:
+    from gancore.registry import get_method, list_methods
+
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("method", "must map method names to their settings")
+    out = {}
+    for name, section in raw.items():
+        if name not in list_methods():
+            raise unknown_key("method.", str(name), list_methods())
+        out[name] = build_dataclass(get_method(name).config_cls, section, f"method.{name}")
+    return out
+
+
+def _build_twostage(raw: Any) -> dict[str, TwoStageParams]:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError("twostage", "must map pipeline names to their compress/decoder settings")
+    return {
+        str(name): build_dataclass(TwoStageParams, section, f"twostage.{name}")
+        for name, section in raw.items()
+    }
+
+
+def validate(raw: Any) -> dict[str, Any]:
+    """Validate a whole params mapping; return {section: dataclass, 'method' and 'twostage': {name:
+    config}}."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("<top>", "params.yaml must be a mapping of sections")
+    known = sorted([*SECTIONS, "method", "twostage", "pipelines"])
+    for name in raw:
+        if name not in known:
+            raise unknown_key("", str(name), known)
+    params: dict[str, Any] = {k: build_dataclass(cls, raw.get(k), k) for k, cls in SECTIONS.items()}
+    params["method"] = _build_methods(raw.get("method"))
+    params["twostage"] = _build_twostage(raw.get("twostage"))
+    params["pipelines"] = build_pipelines(raw.get("pipelines"))
+    _cross_check(params)
+    _check_pipelines(params)
+    return params
+
+
+def _cross_check(params: dict[str, Any]) -> None:
+    from gancore.registry import get_method
+
+    resolution = params["base"].resolution
+    for name, cfg in params["method"].items():
+        get_method(name).check_resolution(resolution)
+        with_overrides(params["train"], cfg.train, f"method.{name}.train.")
+    for name, pipeline in params["twostage"].items():
+        code_px = resolution >> pipeline.compress.levels
+        if code_px < 4:
+            raise ConfigError(
+                f"twostage.{name}.compress.levels",
+                f"{pipeline.compress.levels} levels leave {resolution}px images "
+                f"{resolution / 2**pipeline.compress.levels:g}px codes; need >= 4",
+            )
+
+
+MAX_PARAMS_BYTES = 2**20
+"""Largest params file read (1 MiB; params.yaml is ~5 KB)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (a "billion laughs" bomb expands them exponentially) and
+    without duplicate keys (YAML keeps the last one silently)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in params; write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                break  # the safe loader's own error names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a params file strictly: at most MAX_PARAMS_BYTES, UTF-8, no aliases, no duplicate keys.
+
+    Raises:
+        ConfigError: the file is missing, not a regular file, too large, or not such YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "params file not found (or not a regular file)")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(
+            str(path),
+            f"params file of {path.stat().st_size} bytes is over the {MAX_PARAMS_BYTES}-byte limit",
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(str(path), f"not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), f"cannot read: {e}") from None
+
+
+def _get(value: Any, part: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(part, dataclasses.MISSING)
+    if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
+        return getattr(value, part)
+    return dataclasses.MISSING
+
+
+def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
+    """Validate the whole params file, then return only the sections a stage declared.
+
+    Args:
+        path: params.yaml.
+        keys: the `params:` entries of the stage in dvc.yaml, e.g. ("base", "method.fastgan").
+            A stage cannot read what it did not declare, so DVC reruns it on every change it sees.
+
+    Returns: {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan":
+    FastGANConfig(...)}.
+
+    Raises:
+        ConfigError: naming the first bad key anywhere in the file.
+    """
+    params = validate(read_yaml(path))
+    out = {}
+    for key in keys:
+        value: Any = params
+        for i, part in enumerate(key.split(".")):
+            value = _get(value, part)
+            if value is dataclasses.MISSING:
+                where = (
+                    "section"
+                    if i == 0 or isinstance(params.get(key.split(".")[0]), dict)
+                    else "key"
+                )
+                hint = " (add it to params.yaml)" if where == "section" and i else ""
+                raise ConfigError(key, f"no such {where}{hint}")
+        out[key] = value
+    return out

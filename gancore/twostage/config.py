@@ -1,0 +1,108 @@
+"""A two-stage pipeline's params (params.yaml `twostage.<pipeline>`): its compressor
+(gancore.compress.config), the sampler's length and the decoder, with the checks across them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from gancore.compress.config import CompressParams
+from gancore.config import require
+from gancore.errors import ConfigError
+
+__all__ = ["DecoderParams", "SamplerParams", "TwoStageParams"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderParams:
+    arch: Literal["residual", "unet", "codec"] = "residual"
+    """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
+    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only); codec:
+    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg
+    > 0."""
+    width: int = 32
+    """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
+    blocks: int = 4
+    """Residual blocks (residual; paper 16) or down/up levels per UNet (unet; paper 3)."""
+    loss: Literal["l1", "mse"] = "l1"
+    """Reconstruction loss. residual/codec: on pixels (ESRGAN-W pre-training: L1); unet: on the
+    predicted detail coefficients of every level (the paper's UNets: mse)."""
+    lr: float = 2e-4
+    """Adam learning rate."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas (ESRGAN-W)."""
+    batch: int = 16
+    """Real images per step (ESRGAN-W: 16 per GPU)."""
+    total_kimg: float = 8.0
+    """Training length in thousands of real images; 0 (arch codec only) = use it as it is."""
+    pretrain_kimg: float | None = None
+    """ESRGAN-W's two phases: `loss` alone up to here (pre-training), then adversarial fine-tuning
+    up to total_kimg against a patch D on real images vs decoded real codes (relativistic average
+    GAN loss, as ESRGAN), with its own Adam. null = the pixel loss throughout, no D."""
+    adv_weight: float = 5e-3
+    """Fine-tuning: weight of the adversarial term (ESRGAN: 5e-3)."""
+    pixel_weight: float = 1e-2
+    """Fine-tuning: weight of the pixel L1 of the decoded image (ESRGAN: 1e-2)."""
+    perceptual_weight: float = 1.0
+    """Fine-tuning: weight of LPIPS(VGG16), used only when lpips_vgg_weights exists (ESRGAN: 1.0 on
+    VGG19 conv5_4 features)."""
+    lpips_vgg_weights: str = ""
+    """Local torchvision vgg16 state dict for the perceptual term; never downloaded."""
+    d_width: int = 32
+    """Channels of the patch D's first layer (doubled per layer, 3 layers)."""
+
+    def __post_init__(self) -> None:
+        fine_tuned = self.pretrain_kimg is not None
+        checks = {
+            "width": self.width >= 4,
+            "blocks": self.blocks >= 1,
+            "lr": self.lr > 0,
+            "batch": self.batch >= 1,
+            "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0),
+            "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
+            "adv_weight": self.adv_weight >= 0,
+            "pixel_weight": self.pixel_weight >= 0,
+            "perceptual_weight": self.perceptual_weight >= 0,
+            "d_width": self.d_width >= 1,
+        }
+        require(self, checks)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerParams:
+    total_kimg: float | None = None
+    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler
+    costs about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
+    comparison gives it more images than the one-stage run."""
+
+    def __post_init__(self) -> None:
+        if self.total_kimg is not None and self.total_kimg <= 0:
+            raise ConfigError(
+                "total_kimg", f"must be > 0 (or null for train.total_kimg), got {self.total_kimg}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwoStageParams:
+    """One two-stage pipeline: compressor -> sampler on the codes, decoder back to pixels."""
+
+    compress: CompressParams = dataclasses.field(default_factory=CompressParams)
+    sampler: SamplerParams = dataclasses.field(default_factory=SamplerParams)
+    decoder: DecoderParams = dataclasses.field(default_factory=DecoderParams)
+
+    def __post_init__(self) -> None:
+        if self.decoder.arch == "unet" and self.compress.method != "wavelet":
+            raise ConfigError(
+                "decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet"
+            )
+        if (
+            self.decoder.arch == "codec"
+            and self.decoder.total_kimg > 0
+            and self.compress.method != "autoencoder"
+        ):
+            raise ConfigError(
+                "decoder.total_kimg",
+                f"a {self.compress.method} codec has nothing to fine-tune: "
+                "use 0 with arch codec, or compress.method autoencoder",
+            )
