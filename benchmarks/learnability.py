@@ -216,106 +216,41 @@ def learn_twostage(pipeline: str, workdir: Path) -> dict:
     initialisation and trained. MLflow logs to workdir/mlflow.db.
     """
     from gancore.generator import load_generator
+    from gancore.runs.layout import twostage_argv
     from stages import assemble, compress, shard, train, train_decoder
 
     workdir.mkdir(parents=True, exist_ok=True)
     images = workdir / "images"
     images.mkdir(exist_ok=True)
     _save_pngs(mode_images(N_IMAGES, TWOSTAGE_PX), images)
-    P = ["--params", str(twostage_params(workdir))]
-    codes, runs, m, ck = workdir / "codes", workdir / "runs", workdir / "metrics", workdir / "ckpt"
+    params, shards = twostage_params(workdir), workdir / "shards"
+    argv = twostage_argv(params, workdir, pipeline, shards=shards, ref=workdir / "ref")
     before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
     start = time.perf_counter()
     try:
-        shards = str(workdir / "shards")
-
-        def outputs(name: str) -> list[str]:  # what every training stage writes, under workdir
-            return [
-                "--ckpt-root",
-                str(ck / name),
-                "--metrics",
-                str(m / f"{name}.json"),
-                "--curve",
-                str(m / f"{name}.csv"),
-                "--no-progress",
-            ]
-
+        shard_argv = ["--params", str(params), "--out", str(shards)]
         steps = (
-            (shard.main, [*P, "--out", shards, "--metrics", str(m / "shard.json")]),
-            (
-                compress.main,
-                [
-                    *P,
-                    "--pipeline",
-                    pipeline,
-                    "--shards",
-                    shards,
-                    "--out",
-                    str(codes),
-                    *outputs("compress"),
-                ],
-            ),
-            (
-                train.main,
-                [
-                    *P,
-                    "--method",
-                    "fastgan",
-                    "--pipeline",
-                    pipeline,
-                    "--shards",
-                    str(codes / "shards"),
-                    "--out",
-                    str(runs / "sampler"),
-                    *outputs("sampler"),
-                ],
-            ),
-            (
-                train_decoder.main,
-                [
-                    *P,
-                    "--pipeline",
-                    pipeline,
-                    "--shards",
-                    shards,
-                    "--codec",
-                    str(codes / "codec"),
-                    "--out",
-                    str(runs / "decoder"),
-                    *outputs("decoder"),
-                ],
-            ),
-            (
-                assemble.main,
-                [
-                    *P,
-                    "--pipeline",
-                    pipeline,
-                    "--sampler",
-                    str(runs / "sampler/generator"),
-                    "--decoder",
-                    str(runs / "decoder/decoder"),
-                    "--codes",
-                    str(codes / "shards"),
-                    "--out",
-                    str(runs / "generator"),
-                ],
-            ),
+            (shard.main, [*shard_argv, "--metrics", str(workdir / "metrics" / "shard.json")]),
+            (compress.main, argv["compress"]),
+            (train.main, argv["sampler"]),
+            (train_decoder.main, argv["decoder"]),
+            (assemble.main, argv["assemble"]),
         )
-        for main, argv in steps:
-            if main(argv) != 0:
-                raise RuntimeError(f"{main.__module__} failed with {argv}")
+        for main, args in steps:
+            if main(args) != 0:
+                raise RuntimeError(f"{main.__module__} failed with {args}")
     finally:
         if before is None:
             os.environ.pop("MLFLOW_TRACKING_URI")
         else:
             os.environ["MLFLOW_TRACKING_URI"] = before
     seconds = time.perf_counter() - start
+    generator = workdir / "runs" / pipeline / "generator"
     return {
         "method": pipeline,
-        "init": sample_scores(load_generator(runs / "generator", "G_init")),
-        "trained": sample_scores(load_generator(runs / "generator")),
+        "init": sample_scores(load_generator(generator, "G_init")),
+        "trained": sample_scores(load_generator(generator)),
         "train_sec": round(seconds, 1),
         "kimg": KIMG,
         "threads": torch.get_num_threads(),

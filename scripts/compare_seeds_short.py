@@ -60,6 +60,7 @@ def _params(work: Path, seed: int) -> Path:
 
 
 def _run(work: Path, seed: int) -> None:
+    from gancore.runs.layout import twostage_argv
     from stages import assemble, builtin, compress, evaluate, ref_stats, shard, train, train_decoder
 
     P, d = ["--params", str(_params(work, seed))], work / f"seed{seed}"
@@ -113,104 +114,12 @@ def _run(work: Path, seed: int) -> None:
         )
         == 0
     )
-    codes, w = d / "codes/wavelet", d / "runs/wavelet"
-    assert (
-        compress.main(
-            [
-                *P,
-                "--pipeline",
-                "wavelet",
-                *S,
-                "--out",
-                str(codes),
-                "--ckpt-root",
-                str(work / "ckpt"),
-                "--metrics",
-                str(d / "wavelet/compress.json"),
-                *np,
-            ]
-        )
-        == 0
-    )
-    assert (
-        train.main(
-            [
-                *P,
-                "--method",
-                "fastgan",
-                "--pipeline",
-                "wavelet",
-                "--shards",
-                str(codes / "shards"),
-                "--out",
-                str(w / "sampler"),
-                "--ckpt-root",
-                str(work / "ckpt"),
-                "--metrics",
-                str(d / "wavelet/sampler.json"),
-                "--curve",
-                str(d / "wavelet/s.csv"),
-                *np,
-            ]
-        )
-        == 0
-    )
-    assert (
-        train_decoder.main(
-            [
-                *P,
-                "--pipeline",
-                "wavelet",
-                *S,
-                "--codec",
-                str(codes / "codec"),
-                "--out",
-                str(w / "decoder"),
-                "--ckpt-root",
-                str(work / "ckpt"),
-                "--metrics",
-                str(d / "wavelet/decoder.json"),
-                "--curve",
-                str(d / "wavelet/d.csv"),
-                *np,
-            ]
-        )
-        == 0
-    )
-    assert (
-        assemble.main(
-            [
-                *P,
-                "--pipeline",
-                "wavelet",
-                "--sampler",
-                str(w / "sampler/generator"),
-                "--decoder",
-                str(w / "decoder/decoder"),
-                "--codes",
-                str(codes / "shards"),
-                "--out",
-                str(w / "generator"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        evaluate.main(
-            [
-                *P,
-                "--generator",
-                str(w / "generator"),
-                *S,
-                *R,
-                "--out",
-                str(d / "eval/wavelet"),
-                "--metrics",
-                str(d / "wavelet/eval.json"),
-            ]
-        )
-        == 0
-    )
+    argv = twostage_argv(P[1], d, "wavelet", shards=work / "shards", ref=work / "ref")
+    assert compress.main(argv["compress"]) == 0
+    assert train.main(argv["sampler"]) == 0
+    assert train_decoder.main(argv["decoder"]) == 0
+    assert assemble.main(argv["assemble"]) == 0
+    assert evaluate.main(argv["evaluate"]) == 0
 
 
 def main() -> None:

@@ -120,89 +120,11 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
 
 
 def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
-    """Arguments of a two-stage pipeline's stage mains, all under `tmp` (shards in tmp/shards)."""
-    P, codes = ["--params", str(params)], tmp / "codes" / pipeline
-    runs, m = tmp / "runs" / pipeline, tmp / "metrics" / pipeline
-    return {
-        "compress": [
-            *P,
-            "--pipeline",
-            pipeline,
-            "--shards",
-            str(tmp / "shards"),
-            "--out",
-            str(codes),
-            "--ckpt-root",
-            str(tmp / "ckpt" / pipeline / "compress"),
-            "--metrics",
-            str(m / "compress.json"),
-            "--curve",
-            str(m / "compress.csv"),
-            "--no-progress",
-        ],
-        "sampler": [
-            *P,
-            "--method",
-            "fastgan",
-            "--pipeline",
-            pipeline,
-            "--shards",
-            str(codes / "shards"),
-            "--out",
-            str(runs / "sampler"),
-            "--ckpt-root",
-            str(tmp / "ckpt" / pipeline / "sampler"),
-            "--metrics",
-            str(m / "sampler.json"),
-            "--curve",
-            str(m / "sampler.csv"),
-            "--no-progress",
-        ],
-        "decoder": [
-            *P,
-            "--pipeline",
-            pipeline,
-            "--shards",
-            str(tmp / "shards"),
-            "--codec",
-            str(codes / "codec"),
-            "--out",
-            str(runs / "decoder"),
-            "--ckpt-root",
-            str(tmp / "ckpt" / pipeline / "decoder"),
-            "--metrics",
-            str(m / "decoder.json"),
-            "--curve",
-            str(m / "decoder.csv"),
-            "--no-progress",
-        ],
-        "assemble": [
-            *P,
-            "--pipeline",
-            pipeline,
-            "--sampler",
-            str(runs / "sampler/generator"),
-            "--decoder",
-            str(runs / "decoder/decoder"),
-            "--codes",
-            str(codes / "shards"),
-            "--out",
-            str(runs / "generator"),
-        ],
-        "evaluate": [
-            *P,
-            "--generator",
-            str(runs / "generator"),
-            "--shards",
-            str(tmp / "shards"),
-            "--ref",
-            str(tmp / "ref"),
-            "--out",
-            str(tmp / "eval" / pipeline),
-            "--metrics",
-            str(m / "eval.json"),
-        ],
-    }
+    """Arguments of a two-stage pipeline's stage mains, all under `tmp` (prepare_data's shards in
+    tmp/shards, reference features in tmp/ref)."""
+    from gancore.runs.layout import twostage_argv
+
+    return twostage_argv(params, tmp, pipeline, shards=tmp / "shards", ref=tmp / "ref")
 
 
 def run_twostage(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
