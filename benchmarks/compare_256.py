@@ -31,17 +31,19 @@ def curve_at(curve: list[list[float]], flops: float) -> float | None:
     return None
 
 
-def lengths(params: dict) -> dict[str, float]:
-    """The training lengths (kimg) of every part of the compared pipelines."""
-    out = {"fastgan train.total_kimg": params["train"]["total_kimg"]}
-    for name, section in params["twostage"].items():
-        if name not in params["pipelines"]["twostage"]:
+def lengths(params: dict, pipelines: list[str]) -> dict[str, float]:
+    """The training lengths (kimg) of every part of `pipelines` (one-stage: train.total_kimg)."""
+    out: dict[str, float] = {}
+    for name in pipelines:
+        section = params["twostage"].get(name)
+        if section is None:
+            out[f"{name}"] = params["train"]["total_kimg"]
             continue
-        out[f"{name} sampler"] = section["sampler"]["total_kimg"]
-        out[f"{name} decoder"] = section["decoder"]["total_kimg"]
         ae = section["compress"].get("autoencoder")
         if section["compress"]["method"] == "autoencoder" and ae:
-            out[f"{name} compress (autoencoder)"] = ae["total_kimg"]
+            out[f"{name} compress (its training)"] = ae["total_kimg"]
+        out[f"{name} sampler"] = section["sampler"]["total_kimg"]
+        out[f"{name} decoder"] = section["decoder"]["total_kimg"]
     return out
 
 
@@ -104,7 +106,7 @@ def main() -> None:
     params = yaml.safe_load(Path(args.params).read_text())
     results = {
         "machine": args.machine,
-        "lengths": lengths(params),
+        "lengths": lengths(params, [r["pipeline"] for r in rows]),
         "protocol": {k: rows[0]["protocol"][k] for k in ("seed", "n_gen", "reference_set")},
         "rows": rows,
     }

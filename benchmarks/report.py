@@ -40,6 +40,7 @@ ORDER = (
     "twostage_cost_256",
     "decoder_only",
     "decoder_only_256",
+    "compare_256",
     "method_cost",
     "train_throughput",
     "ema_schedules",

@@ -100,7 +100,7 @@ def test_repo_params_file_is_valid():
         ],
     )
     assert out["base"].resolution == 128
-    assert out["twostage.wavelet.decoder"].arch == "residual"
+    assert out["twostage.wavelet.decoder"].arch == "unet"
     assert (
         out["twostage.pixel.compress.method"] == "pixel" and out["train.plumbing.device"] == "auto"
     )
