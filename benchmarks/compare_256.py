@@ -37,7 +37,7 @@ def lengths(params: dict, pipelines: list[str]) -> dict[str, float]:
     for name in pipelines:
         section = params["twostage"].get(name)
         if section is None:
-            out[f"{name}"] = params["train"]["total_kimg"]
+            out[name] = params["train"]["total_kimg"]
             continue
         ae = section["compress"].get("autoencoder")
         if section["compress"]["method"] == "autoencoder" and ae:
