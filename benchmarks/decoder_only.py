@@ -106,10 +106,13 @@ def table(rows: list[dict]) -> str:
     )
 
 
-def section(results: dict) -> str:
-    """docs/benchmarks.md section from benchmarks/results/decoder_only.json."""
+def section(
+    results: dict,
+    title: str = "Decoders alone: L1-only vs adversarial fine-tuning (decoder-only score)",
+) -> str:
+    """docs/benchmarks.md section (headed `title`) from a decoder_only results file."""
     return (
-        f"## Decoders alone: L1-only vs adversarial fine-tuning (decoder-only score)\n\n"
+        f"## {title}\n\n"
         f"`python -m benchmarks.decoder_only` — {results['machine']}, {results['load']}; "
         f"{results['n_real']} held-out "
         f"images of {results['shards']}, each decoded from its own code (no sampler).\n\n"

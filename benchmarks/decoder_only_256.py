@@ -15,10 +15,6 @@ from benchmarks import decoder_only
 
 def section(results: dict) -> str:
     """docs/benchmarks.md section from benchmarks/results/decoder_only_256.json."""
-    return (
-        "## Decoders alone at 256 px: UNet (MSE) vs residual (L1) at equal counted FLOPs\n\n"
-        f"`python -m benchmarks.decoder_only` — {results['machine']}, {results['load']}; "
-        f"{results['n_real']} held-out images of {results['shards']}, each decoded from its own "
-        "code (no sampler).\n\n"
-        f"{decoder_only.table(results['rows'])}\n"
+    return decoder_only.section(
+        results, "Decoders alone at 256 px: UNet (MSE) vs residual (L1) at equal counted FLOPs"
     )
