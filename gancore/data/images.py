@@ -18,17 +18,19 @@ from typing import IO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from gancore.errors import ConfigError, DataError
 
 __all__ = [
     "CROPS",
+    "MAX_DECODED_BYTES",
     "MAX_FILE_BYTES",
     "REASONS",
     "RESIZE_FILTERS",
     "ImageDecodeError",
     "decode_rgb",
+    "decoded_bytes",
     "encode_png",
     "iter_sources",
     "npy_to_tensor",
@@ -61,6 +63,15 @@ _ARCHIVE_ERRORS = (
 MAX_FILE_BYTES = 256 * 2**20
 """Largest image file or archive member read (256 MiB, ~10x a 100-megapixel JPEG): anything bigger
 is skipped as too_large before a byte of it is read, and decompression stops at this many bytes."""
+
+MAX_DECODED_BYTES = 512 * 2**20
+"""Largest decode (`decoded_bytes`: pixels x bytes per pixel of everything held at once), 512 MiB:
+a 64-megapixel photo at 8 bytes per pixel. A bigger image is skipped as too_large from its header,
+before a pixel is decoded: a 344 KB PNG may claim 9,400 x 9,400 RGBA pixels."""
+_RGB_BYTES = 4
+"""Bytes Pillow stores per RGB pixel (padded to 4)."""
+_BAND_PX = 2**20
+"""Pixels per row band of the banded conversions (their int64 temporaries: ~8 MB)."""
 
 OnError = Callable[[str, str, str], None]
 """Called as on_error(name, reason, detail) for a file or member that cannot be read; reason is
@@ -288,8 +299,8 @@ def _from_spool(spool: IO[bytes], where: tuple[int, int] | BaseException) -> byt
 # Decoding to 8-bit RGB
 
 
-def decode_rgb(data: bytes) -> Image.Image:
-    """Fully decode an image file to 8-bit RGB, upright.
+def decode_rgb(data: bytes, max_decoded_bytes: int = MAX_DECODED_BYTES) -> Image.Image:
+    """Fully decode an image file to 8-bit RGB, upright, within a memory budget.
 
     Handles whatever Pillow reads (jpg, png, webp, bmp, tiff, gif: first frame, ...) in any mode:
     grey and palette images are expanded; alpha (RGBA, LA, PA, premultiplied, or palette/grey/RGB
@@ -301,21 +312,27 @@ def decode_rgb(data: bytes) -> Image.Image:
     EXIF orientation is applied. ICC profiles are ignored (no colour management) and all metadata
     is dropped from the result.
 
+    Memory: the size and mode in the header give the peak (`decoded_bytes`), checked before a
+    pixel is decoded; the compositing and the 16-bit and float conversions run in row bands, so the
+    peak is the decoded image plus the RGB result, whatever the mode.
+
     Args:
         data: the raw bytes of one file.
+        max_decoded_bytes: the largest `decoded_bytes` decoded.
 
     Returns:
         A loaded PIL image, mode "RGB", 8 bits per channel, size (W, H) after EXIF rotation.
 
     Raises:
-        ImageDecodeError: with reason empty, not_an_image, truncated, corrupt, too_large (Pillow's
-            decompression-bomb limit) or unsupported (a mode with no RGB conversion, e.g. LAB).
+        ImageDecodeError: with reason empty, not_an_image, truncated, corrupt, too_large (over
+            `max_decoded_bytes`, or Pillow's decompression-bomb limit) or unsupported (a mode with
+            no RGB conversion, e.g. LAB).
     """
     if not data:
         raise ImageDecodeError("empty", "the file has 0 bytes")
-    img = _open_fully(data)
+    img = _open_fully(data, max_decoded_bytes)
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when nothing turns
     except Exception as err:  # Pillow raises assorted types on malformed EXIF.
         raise ImageDecodeError("corrupt", f"bad EXIF orientation: {err}"[:300]) from None
     rgb = _to_rgb8(img)
@@ -323,11 +340,51 @@ def decode_rgb(data: bytes) -> Image.Image:
     return rgb
 
 
-def _open_fully(data: bytes) -> Image.Image:
-    """Open and decode every pixel, so truncated files fail here rather than later."""
+def _stored_bytes(mode: str) -> int:
+    """Bytes Pillow stores per pixel of `mode`: several bands take 4, one band its item size."""
+    try:
+        info = ImageMode.getmode(mode)
+    except KeyError:
+        return 4
+    return 4 if len(info.bands) > 1 else np.dtype(info.typestr).itemsize
+
+
+def decoded_bytes(size_px: tuple[int, int], mode: str, progressive: bool = False) -> int:
+    """The most bytes `decode_rgb` and the shard stage hold at once for an image of `size_px`
+    (W, H) and `mode`, from its header.
+
+    Per pixel: the larger of the decoded pixels twice (while EXIF rotation turns them), the decoded
+    pixels with the RGB result (4 bytes in Pillow), and the RGB result twice (with its square
+    crop); a progressive JPEG adds its coefficient buffers (2 bytes per band).
+    """
+    pixel = _stored_bytes(mode)
+    per_px = max(2 * pixel, pixel + _RGB_BYTES, 2 * _RGB_BYTES)
+    if progressive:
+        per_px += 2 * len(ImageMode.getmode(mode).bands)
+    return size_px[0] * size_px[1] * per_px
+
+
+def _check_budget(img: Image.Image, max_bytes: int) -> None:
+    progressive = img.format == "JPEG" and bool(img.info.get("progressive"))
+    need = decoded_bytes(img.size, img.mode, progressive)
+    if need > max_bytes:
+        w, h = img.size
+        raise ImageDecodeError(
+            "too_large",
+            f"{w}x{h} px {img.mode} needs {need / 2**20:.0f} MiB decoded, over the "
+            f"{max_bytes / 2**20:.0f} MiB budget (MAX_DECODED_BYTES)",
+        )
+
+
+def _open_fully(data: bytes, max_decoded_bytes: int) -> Image.Image:
+    """Open, check the decoded size from the header, and decode every pixel, so truncated files
+    fail here rather than later."""
     try:
         img = Image.open(io.BytesIO(data))
+        _check_budget(img, max_decoded_bytes)
         img.load()
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as err:
         raise ImageDecodeError("too_large", str(err)[:300]) from None
     except UnidentifiedImageError:
@@ -345,13 +402,15 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode == "I" or mode.startswith("I;16"):
-        return _grey8_to_rgb(_int_to_u8(np.asarray(img)))
+        lo, hi = _value_range(img)
+        return _banded(img, lambda band: _grey8_to_rgb(_int_to_u8(np.asarray(band), lo, hi)))
     if mode == "F":
-        return _grey8_to_rgb(_float_to_u8(np.asarray(img)))
+        lo, hi = _value_range(img)
+        return _banded(img, lambda band: _grey8_to_rgb(_float_to_u8(np.asarray(band), lo, hi)))
     if mode == "LAB":
         raise ImageDecodeError("unsupported", "LAB needs colour management; convert to sRGB first")
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        return _over_white(_convert(img, "RGBA"))
+        return _banded(img, lambda band: _over_white(np.asarray(_convert(band, "RGBA"))))
     return _convert(img, "RGB")
 
 
@@ -362,40 +421,72 @@ def _convert(img: Image.Image, mode: str) -> Image.Image:
         raise ImageDecodeError("unsupported", f"mode {img.mode}: {err}") from None
 
 
-def _grey8_to_rgb(grey: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
+def _bands(img: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """(top row, band) of `img` cut into bands of about _BAND_PX pixels, top to bottom."""
+    w, h = img.size
+    n_rows = max(1, _BAND_PX // max(1, w))
+    for top in range(0, h, n_rows):
+        yield top, img.crop((0, top, w, min(h, top + n_rows)))
 
 
-def _int_to_u8(arr: np.ndarray) -> np.ndarray:
-    """16-bit range -> 8 bit by rounding (not clipping); other ranges stretched from [min, max]."""
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() > 65535):
-        return _stretch(arr.astype(np.float64))
-    return ((arr * 255 + 32767) // 65535).astype(np.uint8)
+def _banded(img: Image.Image, to_rgb: Callable[[Image.Image], np.ndarray]) -> Image.Image:
+    """The RGB image of `to_rgb` (band -> (h, W, 3) uint8) applied band by band: temporaries
+    scale with one band, not with the image."""
+    out = Image.new("RGB", img.size)
+    for top, band in _bands(img):
+        out.paste(Image.fromarray(to_rgb(band)), (0, top))
+    return out
 
 
-def _float_to_u8(arr: np.ndarray) -> np.ndarray:
-    """[0, 1] -> [0, 255] by rounding; other ranges stretched from [min, max]."""
+def _value_range(img: Image.Image) -> tuple[float, float]:
+    """(min, max) pixel value of a one-band image, read band by band.
+
+    Raises:
+        ImageDecodeError: a float image holds NaN or infinite pixels.
+    """
+    lo, hi = np.inf, -np.inf
+    for _, band in _bands(img):
+        arr = np.asarray(band)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ImageDecodeError("corrupt", "float image with NaN or infinite pixels")
+        if arr.size:
+            lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+    return lo, hi
+
+
+def _grey8_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _int_to_u8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """16-bit range -> 8 bit by rounding (not clipping); other ranges stretched from [lo, hi], the
+    whole image's."""
+    if lo < 0 or hi > 65535:
+        return _stretch(arr.astype(np.float64), lo, hi)
+    return ((arr.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _float_to_u8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """[0, 1] -> [0, 255] by rounding; other ranges stretched from [lo, hi], the whole image's."""
     arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ImageDecodeError("corrupt", "float image with NaN or infinite pixels")
-    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        return _stretch(arr)
+    if lo < 0.0 or hi > 1.0:
+        return _stretch(arr, lo, hi)
     return np.rint(arr * 255.0).astype(np.uint8)
 
 
-def _stretch(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
+def _stretch(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     return np.rint((arr - lo) * scale).astype(np.uint8)
 
 
-def _over_white(rgba: Image.Image) -> Image.Image:
-    """Composite straight alpha over white: out = (c * a + 255 * (255 - a)) / 255, rounded."""
-    arr = np.asarray(rgba).astype(np.uint32)
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite straight alpha (H, W, 4) uint8 over white: out = (c * a + 255 * (255 - a)) / 255,
+    rounded, (H, W, 3) uint8. In uint16, exactly: c * a + 255 * (255 - a) = 65025 - a * (255 - c)
+    and + 127 stay below 65536."""
+    arr = rgba.astype(np.uint16)
     alpha = arr[:, :, 3:]
     out = (arr[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255
-    return Image.fromarray(out.astype(np.uint8))
+    return out.astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------

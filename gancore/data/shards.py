@@ -59,9 +59,10 @@ def write_shards(
     """Validate every image of `source` once and write deterministic webdataset shards.
 
     Files are read in name order and decoded with `decode_rgb`; unusable ones are skipped with a
-    reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read,
-    "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate":
-    same bytes as an earlier usable file). Usable images sorted by the sha256 of their bytes give
+    reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read, or over
+    MAX_DECODED_BYTES decoded, judged from the header, "too_small": shorter side <
+    params.min_side_px, 0 meaning resolution // 2, and "duplicate": same bytes as an earlier usable
+    file). Usable images sorted by the sha256 of their bytes give
     the split: the first max(1, round(eval_fraction * n)) (at most n - 1) go to eval, the rest to
     train; under the few-shot protocol (`split_protocol`, recorded as the manifest's "protocol")
     both splits hold every image. Each split is written in name order to
