@@ -28,6 +28,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "REASONS",
     "RESIZE_FILTERS",
+    "SOURCE_REASONS",
     "ImageDecodeError",
     "decode_rgb",
     "decoded_bytes",
@@ -73,9 +74,21 @@ _RGB_BYTES = 4
 _BAND_PX = 2**20
 """Pixels per row band of the banded conversions (their int64 temporaries: ~8 MB)."""
 
+SOURCE_REASONS = (
+    "unreadable",
+    "too_large",
+    "outside_source",
+    "link_loop",
+    "broken_link",
+    "not_regular",
+)
+"""Why `iter_sources` leaves a file or member out: it cannot be read, is over MAX_FILE_BYTES, is a
+link leading out of the source folder, in a loop or nowhere, or is not a regular file (a FIFO,
+socket, device, or a link to a folder)."""
+
 OnError = Callable[[str, str, str], None]
-"""Called as on_error(name, reason, detail) for a file or member that cannot be read; reason is
-"unreadable" or "too_large"."""
+"""Called as on_error(name, reason, detail) for a file or member left out; reason is one of
+SOURCE_REASONS."""
 
 
 class ImageDecodeError(DataError):
@@ -97,8 +110,11 @@ def iter_sources(
     """The files of a folder or an archive as (relative name, raw bytes), sorted by name.
 
     A folder is searched recursively; hidden files and folders (a name starting with ".") are left
-    out. Archive members are yielded the same way (directories, links, hidden and `__MACOSX/`
-    members left out). Names are labels only: nothing is ever extracted or written, so absolute or
+    out. A link is followed only to a regular file inside the folder: one leading outside it
+    (outside_source), in a loop (link_loop) or nowhere (broken_link) is left out and reported, and
+    so are FIFOs, sockets, devices and links to folders (not_regular), never opened. Archive
+    members are yielded the same way (directories, links, hidden and `__MACOSX/` members left
+    out). Names are labels only: nothing is ever extracted or written, so absolute or
     `..` member names are harmless and yielded as they are (a leading "./" is dropped).
 
     Memory is bounded: a file or member is size-checked (file size, archive header) before it is
@@ -108,9 +124,10 @@ def iter_sources(
 
     Args:
         source: a folder, a `.zip`, or a `.tar` / `.tar.gz` / `.tgz` / `.tar.bz2` / `.tar.xz`.
-        on_error: called as on_error(name, reason, detail) for a file or member that cannot be
-            read ("unreadable") or is larger than `max_file_bytes` ("too_large"), which is then
-            left out; None raises DataError instead.
+        on_error: called as on_error(name, reason, detail) for a file or member left out: it
+            cannot be read ("unreadable"), is larger than `max_file_bytes` ("too_large"), or is
+            one of the folder entries above (reasons in SOURCE_REASONS); None raises DataError
+            instead.
         max_file_bytes: the largest file or member read, in bytes.
 
     Returns:
@@ -132,16 +149,28 @@ def iter_sources(
     raise DataError(f"image source {path} is not a folder, .zip or .tar(.gz/.tgz/.bz2/.xz)")
 
 
-class _TooLarge(Exception):
+class _Skipped(Exception):
+    """A file or member left out for a reason of SOURCE_REASONS; the message says more."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+class _TooLarge(_Skipped):
     """A file or member is larger than the cap; its size (or a lower bound of it) in bytes."""
 
     def __init__(self, n_bytes: int, max_bytes: int):
-        super().__init__(f"{n_bytes} bytes > the {max_bytes}-byte cap (MAX_FILE_BYTES)")
+        super().__init__(
+            "too_large", f"{n_bytes} bytes > the {max_bytes}-byte cap (MAX_FILE_BYTES)"
+        )
 
 
 def _report(on_error: OnError | None, name: str, err: BaseException) -> None:
-    reason = "too_large" if isinstance(err, _TooLarge) else "unreadable"
-    detail = str(err) if isinstance(err, _TooLarge) else f"cannot read: {type(err).__name__}: {err}"
+    if isinstance(err, _Skipped):
+        reason, detail = err.reason, str(err)
+    else:
+        reason, detail = "unreadable", f"cannot read: {type(err).__name__}: {err}"
     detail = detail[:300]
     if on_error is None:
         raise DataError(f"{name}: {reason}: {detail}")
@@ -173,25 +202,70 @@ def _label(name: str) -> str:
     return name
 
 
-def _list_folder(root: Path, on_error: OnError | None) -> list[str]:
-    names = []
+def _resolve_link(path: Path, root_real: Path) -> Path:
+    """Where the link `path` leads, if to a place inside the source folder `root_real`.
+
+    Raises:
+        _Skipped: link_loop, broken_link or outside_source.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except RuntimeError:
+        raise _Skipped("link_loop", "a symbolic link loop") from None
+    except FileNotFoundError:
+        raise _Skipped("broken_link", f"links to {os.readlink(path)}, which is missing") from None
+    if not real.is_relative_to(root_real):
+        raise _Skipped("outside_source", f"links to {real}, outside the image folder")
+    return real
+
+
+def _checked_entry(path: Path, root_real: Path) -> Path:
+    """The real path of a folder entry that is a regular file, or a link to one inside the source
+    folder (never followed out of it).
+
+    Raises:
+        _Skipped: link_loop, broken_link, outside_source, or not_regular (a FIFO, socket, device,
+            or a link to a folder: folders are walked only through their real path).
+        OSError: the entry cannot be examined.
+    """
+    real = _resolve_link(path, root_real) if path.is_symlink() else path
+    mode = os.stat(real).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "folder" if stat.S_ISDIR(mode) else "FIFO, socket or device"
+        link = " a link to" if real != path else ""
+        raise _Skipped("not_regular", f"is{link} a {kind}, not a regular file")
+    return real
+
+
+def _list_folder(root: Path, on_error: OnError | None) -> list[tuple[str, Path]]:
+    """(label, real path) of the regular files below `root`, in label order; every other entry
+    that is not hidden is reported to `on_error`."""
+    files, root_real = [], root.resolve()
+
+    def label(path: Path) -> str:
+        return path.relative_to(root).as_posix()
 
     def walk_error(err: OSError) -> None:
-        _report(on_error, Path(err.filename or root).relative_to(root).as_posix(), err)
+        _report(on_error, label(Path(err.filename or root)), err)
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fname in filenames:
+        links = [d for d in dirnames if Path(dirpath, d).is_symlink()]  # os.walk never enters them
+        for fname in sorted(f for f in [*filenames, *links] if not f.startswith(".")):
             path = Path(dirpath, fname)
-            if not fname.startswith(".") and path.is_file():
-                names.append(path.relative_to(root).as_posix())
-    return sorted(names)
+            try:
+                files.append((label(path), _checked_entry(path, root_real)))
+            except (OSError, _Skipped) as err:
+                _report(on_error, label(path), err)
+    return sorted(files)
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
-    """A regular file's bytes, size-checked first; a FIFO or device is refused (never read)."""
+    """A regular file's bytes, size-checked first; a FIFO or device is refused (never read), and
+    so is a link swapped in after the listing (O_NOFOLLOW)."""
     # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -202,9 +276,9 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
 def _iter_folder(
     root: Path, on_error: OnError | None, max_bytes: int
 ) -> Iterator[tuple[str, bytes]]:
-    for name in _list_folder(root, on_error):
+    for name, real in _list_folder(root, on_error):
         try:
-            data = _read_file(root / name, max_bytes)
+            data = _read_file(real, max_bytes)
         except (OSError, _TooLarge) as err:
             _report(on_error, name, err)
             continue
