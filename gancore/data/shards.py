@@ -32,6 +32,8 @@ from gancore.utils.progress import progress
 __all__ = ["MANIFEST", "SPLITS", "read_manifest", "shard_paths", "write_shards"]
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 * 2**20
+"""Largest manifest read (~200 bytes per skipped file, ~100 per shard: 64 MiB lists 300k skips)."""
 SPLITS = ("train", "eval")
 _SPILL = ".samples.spill"
 
@@ -264,7 +266,8 @@ def read_manifest(shard_dir: str | Path) -> dict:
         The manifest dict (see `write_shards`).
 
     Raises:
-        DataError: the folder or its manifest is missing or unreadable.
+        DataError: the folder or its manifest is missing or unreadable (DocumentError: over
+            MAX_MANIFEST_BYTES, nested too deeply, not JSON).
     """
     shard_dir = Path(shard_dir)
     path = shard_dir / MANIFEST
@@ -272,10 +275,7 @@ def read_manifest(shard_dir: str | Path) -> dict:
         raise DataError(f"shard folder not found: {shard_dir} (run the shard stage first)")
     if not path.is_file():
         raise DataError(f"{path} not found: {shard_dir} is not a complete shard folder")
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path}: {err}") from None
+    manifest = read_json(path, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or not all(s in manifest.get("shards", {}) for s in SPLITS):
         raise DataError(f"{path} is not a gancore shard manifest (no shards.train / shards.eval)")
     return manifest
