@@ -11,13 +11,8 @@ from typing import IO
 
 from gancore.config import ShardParams
 from gancore.data.builtin import SOURCES_FILE
-from gancore.data.images import (
-    ImageDecodeError,
-    decode_rgb,
-    encode_png,
-    iter_sources,
-    square_resize,
-)
+from gancore.data.images import ImageDecodeError, decode_rgb, encode_png, square_resize
+from gancore.data.sources import iter_sources
 from gancore.errors import ConfigError, DataError
 from gancore.utils.fsio import (
     atomic_dir,

@@ -18,8 +18,8 @@ from PIL import Image
 
 from benchmarks.harness import ChildError, in_child
 from gancore.config import ShardParams
-from gancore.data.images import MAX_FILE_BYTES, iter_sources
 from gancore.data.shards import write_shards
+from gancore.data.sources import MAX_FILE_BYTES, iter_sources
 from gancore.errors import DataError
 
 HUGE_BYTES = MAX_FILE_BYTES + 2**20
