@@ -332,8 +332,8 @@ def replay_pending(path: str | Path, tracking_uri: str) -> bool:
     """Send the records a run kept in `path` (see MlflowTracker.pending_dir) to the store; True when
     all went (the file is then deleted)."""
     path = Path(path)
-    lines = path.read_text().splitlines()
-    ops = [parse_document(line, f"{path} line {i}") for i, line in enumerate(lines, 1) if line]
+    lines = enumerate(path.read_text().splitlines(), 1)
+    ops = [parse_document(line, f"{path} line {i}") for i, line in lines if line.strip()]
     experiment = next((op["experiment"] for op in ops if op["op"] == "start"), "Default")
     tracker = MlflowTracker(experiment, tracking_uri)
     tracker.pending, tracker.pending_file = ops, path
