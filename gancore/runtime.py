@@ -18,6 +18,7 @@ import torch
 
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
+from gancore.errors import DataError
 from gancore.params import load_params
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
@@ -377,7 +378,7 @@ def read_run_link(path: Path) -> str | None:
     """The MLflow run id recorded in a `mlflow_run.json`; None when absent, null or unreadable."""
     try:
         run_id = read_json(path).get("run_id")
-    except (OSError, ValueError, AttributeError):
+    except (DataError, AttributeError):
         return None
     return run_id if isinstance(run_id, str) and run_id else None
 
