@@ -56,7 +56,7 @@ class Row:
 def load_plan(path: str | Path) -> dict[str, Any]:
     """The plan (docs/study/plan.yaml): name, data, seeds, the keys every row sets, and per
     resolution the keys it sets and each pipeline's own (its lengths)."""
-    plan = yaml.safe_load(Path(path).read_text())
+    plan = read_yaml(path)
     plan["path"] = Path(path).resolve()
     return plan
 
@@ -219,7 +219,7 @@ def run_stages(plan: dict[str, Any], row: Row, params: Path, work: Path) -> dict
         train_inr,
     )
 
-    raw = yaml.safe_load(params.read_text())
+    raw = read_yaml(params)
     d, P = work / row.name, ["--params", str(params)]
     S, R = ["--shards", str(work / "shards")], ["--ref", str(work / "ref")]
     fam = family(raw, row.pipeline)
