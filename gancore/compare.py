@@ -22,7 +22,14 @@ from gancore.errors import GancoreError
 from gancore.eval.names import recorded_name
 from gancore.utils.fsio import atomic_write, atomic_write_json
 from gancore.utils.progress import progress
-from gancore.verdicts import decide, welch_from_stats
+from gancore.verdicts import (
+    at_budget,
+    common_budgets,
+    decide,
+    pick_text,
+    verdict_table,
+    welch_from_stats,
+)
 
 TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress", "train_inr")
 """Stage kinds (`<kind>@...`, runs tagged `pipeline=<p>`) whose training compute a pipeline costs;
@@ -234,8 +241,10 @@ def _row(client, pipeline: str, seed: str | None, ev, latest: dict[str, Any]) ->
     row.seed = seed
     res = row.protocol.get("resolution", ev.data.params.get("base.resolution"))
     row.resolution = int(res) if res is not None else None
-    curves = [_curve(client, run) for run in parts.values()]
-    row.curve = next((c for c in curves if c), [])
+    from gancore.eval.curve import join_curves
+
+    scored = [*parts.values(), latest.get(f"assemble@{pipeline}")]  # two-stage: assemble scores
+    row.curve = join_curves([_curve(client, r) for r in scored if r is not None], lambda p: p[0])
     return row
 
 
@@ -497,6 +506,32 @@ def overlap_text(summaries: list[SeedSummary], metric: str = "kid_el0") -> str:
     return "\n".join(lines) or "- one pipeline: nothing to compare"
 
 
+def verdicts_text(rows: list[PipelineRow], metric: str = "kid_el0") -> str:
+    """Which pipeline to pick, and every pair's verdict (better / worse / not established, from
+    Welch's 95 % interval over seeds), at budgets every seed's curve covers and at the end."""
+    groups = seed_groups(rows)
+    curves = {n: [r.curve for r in g] for n, g in groups.items()}
+    budgets = (
+        common_budgets(curves)
+        if metric == "kid_el0" and all(all(c) for c in curves.values())
+        else []
+    )
+    parts = []
+    for b in budgets:
+        scores = {n: at_budget(c, b) for n, c in curves.items()}
+        where = f"At {_tflops(b)} counted TFLOPs (in-training curves)"
+        parts += [f"### {where}", pick_text(scores, "pick"), verdict_table(scores)]
+    end = {n: [r.scores[metric] for r in g if metric in r.scores] for n, g in groups.items()}
+    parts += [
+        "### At the end of each run (final evaluation)",
+        pick_text(end, "pick"),
+        verdict_table(end),
+    ]
+    if not budgets:
+        parts.insert(0, "(No budget that every seed's curve covers: verdicts at the end only.)")
+    return "\n\n".join(parts)
+
+
 def flops_to_reach(row: PipelineRow, target: float) -> float | None:
     """Counted FLOPs at which `row` first reaches KID-EL0 <= `target`: the first in-training curve
     point that does, else the final evaluation (at the run's total FLOPs, an upper bound); None
@@ -679,6 +714,7 @@ def render(
         f"## Over seeds (mean ± sample std)\n\n{seeds_table(summaries)}\n\n"
         "Which differences are real (Welch's 95 % t interval on the difference of the means over "
         f"seeds; groups pool seeds of one length and budget only):\n\n{overlap_text(summaries)}\n\n"
+        f"## Verdicts\n\n{verdicts_text(rows)}\n\n"
         f"{reach}## Compute per run\n\n{compute_table(rows)}\n\n"
         f"## Quality per run (trained, init in brackets)\n\n"
         f"{quality_table(rows)}\n\n{protocol_text(rows)}\n\n## Plots\n\n{images}\n"

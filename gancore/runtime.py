@@ -196,17 +196,21 @@ def record_stage(
     metrics: dict[str, float],
     artifacts: Sequence[str | Path],
     shards: tuple[str | Path, str] | None = None,
+    steps: Sequence[tuple[int, dict[str, float]]] = (),
     **tags: str,
 ) -> None:
-    """One finished MLflow run for a stage without steps, started when the stage process started:
-    the declared params (plus `logged`), metrics (plus `stage_wall_sec`), artifacts, run tags and
-    the `shards` (folder, context) it read as a dataset input."""
+    """One finished MLflow run for a stage without training steps, started when the stage process
+    started: the declared params (plus `logged`), metrics (plus `stage_wall_sec`), metrics at
+    `steps` ((step, metrics) pairs: a curve the stage scored), artifacts, run tags and the `shards`
+    (folder, context) it read as a dataset input."""
     tracker = make_tracker(params["track"], params_path)
     tracker.start(stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms())
     tracker.log_params({**declared_params(params), **flatten(logged)})
     if shards is not None:
         log_shards(tracker, shards[0], params_path, shards[1])
     tracker.log_metrics({**metrics, "stage_wall_sec": process_age_sec()}, step=0)
+    for step, values in steps:
+        tracker.log_metrics(values, step=step)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.close()

@@ -109,3 +109,47 @@ def pick(scores: dict[str, list[float]], level: float = 0.95) -> tuple[str, list
     best = min(means, key=means.get)
     tied = [p for p in means if p == best or verdict(scores[p], scores[best], level) != "worse"]
     return best, tied
+
+
+def verdict_table(scores: dict[str, list[float]]) -> str:
+    """Row pipeline against column pipeline: better / worse / – (not established), with the
+    difference of means and its 95 % interval."""
+    names = [n for n, v in scores.items() if v]
+    lines = ["| row vs column | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for a in names:
+        cells = []
+        for b in names:
+            if a == b:
+                cells.append("")
+                continue
+            iv = welch_interval(scores[a], scores[b])
+            v = verdict(scores[a], scores[b])
+            shown = {"better": "**better**", "worse": "worse"}.get(v, "–")
+            detail = f" {iv.diff:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv else " (1 seed)"
+            cells.append(shown + detail)
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pick_text(scores: dict[str, list[float]], where: str) -> str:
+    """One line: which pipeline to pick `where`, and how sure that is."""
+    scored = {n: v for n, v in scores.items() if v}
+    if not scored:
+        return f"- {where}: no pipeline has a score there."
+    best, tied = pick(scored)
+    if len(scored) == 1:
+        return f"- {where}: {best} alone has a score."
+    if len(tied) == 1:
+        return f"- {where}: **{best}**, better than every other pipeline (95 % Welch intervals)."
+    others = ", ".join(t for t in tied if t != best)
+    worse = [n for n in scored if n not in tied]
+    tail = f"; {', '.join(worse)} are worse" if worse else ""
+    why = (
+        "a pipeline with one seed has no interval"
+        if any(len(scored[t]) < MIN_SEEDS for t in tied)
+        else "their 95 % Welch intervals include no difference"
+    )
+    return (
+        f"- {where}: **{best}** has the lowest mean, but is not established better than "
+        f"{others} ({why}){tail}."
+    )

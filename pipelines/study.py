@@ -29,7 +29,7 @@ import yaml
 
 from gancore.config import STAGED_METHODS
 from gancore.data.openmoji import dataset_identity, fetch_tarball, render
-from gancore.eval.curve import read_curve
+from gancore.eval.curve import join_curves, read_curve
 from gancore.params import full_selection, read_yaml, validate
 from gancore.profile import apply_profile
 from gancore.utils.fsio import atomic_write_json, read_json_object
@@ -263,15 +263,6 @@ def run_stages(plan: dict[str, Any], row: Row, params: Path, work: Path) -> dict
     return {"generator": gen, "curves": curves, "parts": parts, "dir": d}
 
 
-def joined_curve(paths: list[Path]) -> list[dict[str, float]]:
-    """The pipeline's curve from its stages' curves in order: a later stage's own initialisation
-    point (an untrained network that is not the pipeline's output) is left out."""
-    rows: list[dict[str, float]] = []
-    for i, path in enumerate(paths):
-        rows += [r for r in read_curve(path) if i == 0 or r["kimg"] > 0]
-    return rows
-
-
 def _flops(metrics: dict[str, Any]) -> float:
     own = metrics.get("flops")
     return float(own if own is not None else metrics.get("train", {}).get("flops", 0))
@@ -297,7 +288,7 @@ def build_row(
         },
         "lengths": section["pipelines"][row.pipeline],
         "set": {**plan.get("set", {}), **section.get("set", {})},
-        "curve": joined_curve(out["curves"]),
+        "curve": join_curves([read_curve(p) for p in out["curves"]], lambda r: r["flops"]),
         "scores": {k: v for k, v in scores.items() if isinstance(v, (int, float))},
         "protocol": scores.get("protocol", {}),
         "flops": sum(_flops(m) for m in parts.values()),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gancore.data.shards import read_manifest
-from gancore.eval.curve import write_curve_csv
+from gancore.eval.curve import FLOPS_METRIC, METRIC, write_curve_csv
 from gancore.eval.evaluate import load_reference
 from gancore.params import load_params
 from gancore.runtime import record_stage, run_main, stage_parser
@@ -41,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra={"pipeline": args.pipeline},
     )
     print(f"[assemble] {args.sampler} + {args.decoder} -> {out}")
-    if args.quality_curve:
-        write_curve(args, p)
+    curve = write_curve(args, p) if args.quality_curve else []
     record_stage(
         f"assemble@{args.pipeline}",
         p,
@@ -50,13 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"sampler": args.sampler, "decoder": args.decoder},
         {},
         [Path(out) / "config.json"],
+        steps=[
+            (round(r["kimg"] * 1000), {METRIC: r["kid_el0"], FLOPS_METRIC: r["flops"]})
+            for r in curve
+        ],
         pipeline=args.pipeline,
     )
     return 0
 
 
-def write_curve(args, p: dict) -> None:
-    """Score the sampler's snapshots through the decoder into --quality-curve."""
+def write_curve(args, p: dict) -> list[dict[str, float]]:
+    """Score the sampler's snapshots through the decoder into --quality-curve; return its rows."""
     ref, _ = load_reference(args.ref, args.shards)
     compress = read_metrics(args.compress_metrics) if args.compress_metrics else {}
     rows = assembled_curve(
@@ -69,6 +72,7 @@ def write_curve(args, p: dict) -> None:
     )
     write_curve_csv(rows, args.quality_curve)
     print(f"[assemble] curve: {len(rows)} points -> {args.quality_curve}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -258,6 +258,17 @@ def score_snapshots(
     return out
 
 
+def join_curves(curves: list[list[Any]], flops: Callable[[Any], float]) -> list[Any]:
+    """One pipeline's curve from its stages' curves in training order: a later stage's points at
+    or below the FLOPs already reached (its own untrained initialisation, which is not the
+    pipeline's output) are left out."""
+    out: list[Any] = []
+    for curve in curves:
+        reached = flops(out[-1]) if out else -math.inf
+        out += [p for p in curve if flops(p) > reached]
+    return out
+
+
 def write_curve_csv(
     rows: list[dict[str, Any]], path: str | Path, columns: tuple[str, ...] = COLUMNS
 ) -> None:
