@@ -420,6 +420,29 @@ def noise(plan: dict[str, Any], row: Row, draws: int = 10, pool: int = 2000) -> 
     return path
 
 
+GRID_N = 16
+"""Samples in a row's grid (4 x 4)."""
+
+
+def grids(plan: dict[str, Any], seed: int = 0) -> list[Path]:
+    """A 4 x 4 sample grid of each finished row of `seed` whose generator is still in the work
+    folder, into `<rows>/../grids/<row>.png` (latents of eval.seed 0, the same for every row)."""
+    from gancore.generator import load_generator
+    from gancore.sampling import sample
+    from gancore.utils.grid import save_grid
+
+    out = []
+    for row in rows_of(plan):
+        gen = plan_dir(plan, "work") / f"{row.resolution}px" / row.name / "runs" / row.pipeline
+        if row.seed != seed or not row_path(plan, row).is_file() or not gen.is_dir():
+            continue
+        path = plan_dir(plan, "rows").parent / "grids" / f"{row.name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(sample(load_generator(gen / "generator"), GRID_N, seed=0), path, n_cols=4)
+        out.append(path)
+    return out
+
+
 def parse_row(name: str) -> Row:
     res, rest = name.split("px-", 1)
     pipeline, seed = rest.rsplit("-seed", 1)
@@ -430,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["run", "row", "report", "list", "noise"])
+    parser.add_argument("command", choices=["run", "row", "report", "list", "noise", "grids"])
     parser.add_argument(
         "row", nargs="?", help="`row`/`noise`: the row to run or measure, e.g. 128px-fastgan-seed0"
     )
@@ -449,10 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "noise":
         print(noise(plan, parse_row(args.row)))
         return 0
-    if args.command == "run":
-        failed = run(plan, args.jobs, args.profile)
-        if failed:
-            return 1
+    if args.command == "run" and run(plan, args.jobs, args.profile):
+        return 1
+    if args.command in ("run", "grids"):
+        print("\n".join(map(str, grids(plan))))
     print(write_report(plan_dir(plan, "rows"), plan["name"], plan["path"]))
     return 0
 
