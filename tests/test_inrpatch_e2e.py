@@ -32,6 +32,7 @@ def _params(tmp: Path) -> Path:
         n_stages=2,
         stage_kimg=0.016,
     )
+    p["eval"].update(every_kimg=0.008, curve_n_gen=8)  # each stage's curve: 3 points
     path.write_text(yaml.safe_dump(p))
     return path
 
@@ -59,6 +60,7 @@ def _stage_argv(params: Path, tmp: Path, stage: int) -> list[str]:
         str(tmp / f"metrics/stage{stage}.json"),
         "--curve",
         str(tmp / f"metrics/stage{stage}.csv"),
+        *("--ref", str(tmp / "ref"), "--quality-curve", str(tmp / f"metrics/stage{stage}_q.csv")),
         "--no-progress",
     ]
 
@@ -110,6 +112,30 @@ def test_evaluate_scores_the_final_stage_against_its_initialisation(pipeline):
     tmp, _ = pipeline
     m = json.loads((tmp / "metrics/eval.json").read_text())
     assert isinstance(m["kid_el0"], float) and isinstance(m["init"]["kid_el0"], float)
+
+
+def test_every_stage_is_scored_at_the_final_size_after_the_earlier_stages_flops(pipeline):
+    """Each stage's curve scores its generator at base.resolution (the pipeline's output) and
+    starts where the stages before it stopped in counted FLOPs; compare joins them into one
+    curve without the second stage's own untrained point."""
+    from mlflow.tracking import MlflowClient
+
+    from gancore.compare import pipeline_rows
+    from gancore.eval.curve import read_curve
+
+    tmp, _ = pipeline
+    one, two = (read_curve(tmp / f"metrics/stage{k}_q.csv") for k in (1, 2))
+    flops_1 = read_metrics(tmp / "metrics/stage1.json")["flops"]
+    flops_2 = read_metrics(tmp / "metrics/stage2.json")["flops"]
+    assert [r["kimg"] for r in one] == [r["kimg"] for r in two] == [0.0, 0.008, 0.016]
+    assert one[0]["flops"] == 0 and one[-1]["flops"] == pytest.approx(flops_1)
+    assert two[0]["flops"] == pytest.approx(flops_1)  # its initialisation, after stage 1
+    assert two[-1]["flops"] == pytest.approx(flops_1 + flops_2)
+    gen = json.loads((tmp / "runs/inrpatch/generator/config.json").read_text())
+    assert gen["flops_through_stage"] == pytest.approx(flops_1 + flops_2)
+    (row,) = pipeline_rows(MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}"), "e2e")
+    assert [f for f, _ in row.curve] == pytest.approx([r["flops"] for r in one + two[1:]])
+    assert [k for _, k in row.curve] == pytest.approx([r["kid_el0"] for r in one + two[1:]])
 
 
 def test_stages_log_their_runs_and_grids_to_mlflow(pipeline):

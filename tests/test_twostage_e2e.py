@@ -166,6 +166,15 @@ def test_curve_points_are_scores_of_the_assembled_images(pipeline, name):
     assert rows[0]["flops"] == pytest.approx(decoder)  # a fixed codec trains nothing
     assert rows[-1]["flops"] == pytest.approx(decoder + sampler)
     assert len({r["kid_el0"] for r in rows}) == 3  # three different networks scored
+    # the assemble run carries the curve, and compare's row of the pipeline reads it
+    from mlflow.tracking import MlflowClient
+
+    from gancore.compare import pipeline_rows
+
+    client = MlflowClient(f"sqlite:///{pipeline / 'mlflow.db'}")
+    (row,) = [r for r in pipeline_rows(client, "e2e") if r.pipeline == name]
+    assert [f for f, _ in row.curve] == pytest.approx([r["flops"] for r in rows])
+    assert [k for _, k in row.curve] == pytest.approx([r["kid_el0"] for r in rows])
 
 
 def test_fine_tuned_decoder_ran_both_phases(pipeline):
