@@ -10,7 +10,8 @@ features, under the plan's `work` folder), then runs only the rows whose file is
 a time, each in a child process at one torch thread (`runtime.threads: 1`): the stage mains in
 DVC's order, with the plan's lengths. A row's file is written whole when its run has finished, so
 an interrupted study goes on from its last row (and a row's stages resume from their checkpoints).
-With `--profile params-gpu.yaml` the same plan runs at the papers' settings on a GPU.
+With `--profile params-gpu.yaml` (or a plan's `profile:` key) the rows run at the papers' widths
+and batches on a GPU; the plan's lengths are sized for the CPU, so a GPU plan sets its own budgets.
 """
 
 from __future__ import annotations
@@ -462,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="a params profile, e.g. params-gpu.yaml")
     args = parser.parse_args(argv)
     plan = load_plan(args.plan)
+    args.profile = args.profile or plan.get("profile")  # a plan may name its profile
     if args.command == "list":
         for row in rows_of(plan):
             print(row.name, "done" if row_path(plan, row).is_file() else "missing")
