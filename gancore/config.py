@@ -200,6 +200,16 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{dot}{e.key}", e.problem) from None
 
 
+RUN_TIME = {"run_time": True}
+"""Field metadata: a value the stage sets when it runs (e.g. patch INR-GAN's stage and teacher),
+recorded in run identities and exported configs but refused in params.yaml (gancore.params)."""
+
+
+def run_time_fields(cls: type) -> set[str]:
+    """The RUN_TIME fields of the dataclass `cls`."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("run_time")}
+
+
 OMIT_DEFAULT = {"omit_default": True}
 """Field metadata: to_dict leaves the field out while it holds its default, so adding such a field
 keeps every existing run identity, config.json and MLflow param set as it was."""

@@ -19,6 +19,7 @@ from gancore.config import (
     build_pipelines,
     check_every_pipeline,
     inr_stage_table,
+    run_time_fields,
     to_dict,
     unknown_key,
     with_overrides,
@@ -93,7 +94,13 @@ def _build_methods(raw: Any) -> dict[str, Any]:
     for name, section in raw.items():
         if name not in list_methods():
             raise unknown_key("method.", str(name), list_methods())
-        out[name] = build_dataclass(get_method(name).config_cls, section, f"method.{name}")
+        cls = get_method(name).config_cls
+        for key in run_time_fields(cls) & set(section or {}):
+            raise ConfigError(
+                f"method.{name}.{key}",
+                "is set by the stage when it runs, not in params.yaml: remove it",
+            )
+        out[name] = build_dataclass(cls, section, f"method.{name}")
     return out
 
 

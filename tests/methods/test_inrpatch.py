@@ -4,6 +4,8 @@ rendering."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,6 +19,8 @@ from gancore.methods.inrpatch.networks import crop, patch_coords, random_offsets
 from gancore.methods.inrpatch.stage import exported_config, stage_config
 from gancore.nn.stylegan2 import coordinate_grid
 from gancore.training.trainer import RunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "width_mult": 1 / 32,
@@ -215,3 +219,24 @@ def test_structure_loss_is_near_zero_at_the_hand_over_and_large_at_mismatched_co
         scale = fake.float().var().item()
     assert aligned < 0.05 * scale, (aligned, scale)
     assert mirrored > 10 * aligned, (aligned, mirrored)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("stage", 2, "method.inrpatch.stage"),
+        ("teacher", "runs/x/generator", "method.inrpatch.teacher"),
+        ("teacher_sha256", "ab" * 32, "method.inrpatch.teacher_sha256"),
+        ("train", {"total_kimg": 3}, "method.inrpatch.train.total_kimg"),
+    ],
+)
+def test_params_yaml_cannot_set_what_the_stage_sets_or_ignores(key, value, named):
+    """A key validation accepts takes effect: the stage's run-time fields and a length that
+    stage_kimg would silently replace are refused, naming the key."""
+    from gancore.params import read_yaml, validate
+
+    raw = read_yaml(ROOT / "params.yaml")
+    raw["method"]["inrpatch"][key] = value
+    with pytest.raises(ConfigError) as err:
+        validate(raw)
+    assert err.value.key == named

@@ -4,9 +4,9 @@ stage/teacher fields the stage script fills in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gancore.config import is_power_of_two
+from gancore.config import RUN_TIME, is_power_of_two
 from gancore.errors import ConfigError
 from gancore.methods.stylegan2_family import StyleGAN2Settings
 
@@ -29,11 +29,11 @@ class InrPatchConfig(StyleGAN2Settings):
     """Thousands of real images each stage trains on (replaces train.total_kimg for train_inr@k)."""
     recon_weight: float = 1.0
     """Weight of the structure loss (MSE to the previous stage's frozen EMA G); 0 = the ablation."""
-    stage: int = 1
-    """Which stage this run trains (set by stages/train_inr.py --stage; leave 1 in params.yaml)."""
-    teacher: str = ""
+    stage: int = field(default=1, metadata=RUN_TIME)
+    """Which stage this run trains (set by stages/train_inr.py --stage; refused in params.yaml)."""
+    teacher: str = field(default="", metadata=RUN_TIME)
     """Generator folder of the previous stage (set by stages/train_inr.py; empty for stage 1)."""
-    teacher_sha256: str = ""
+    teacher_sha256: str = field(default="", metadata=RUN_TIME)
     """sha256 of the teacher folder's files: part of the run identity, so a retrained previous stage
     never resumes a stale checkpoint (set by stages/train_inr.py)."""
 
@@ -49,6 +49,11 @@ class InrPatchConfig(StyleGAN2Settings):
             raise ConfigError("stage_kimg", f"must be > 0, got {self.stage_kimg}")
         if not self.recon_weight >= 0:
             raise ConfigError("recon_weight", f"must be >= 0, got {self.recon_weight}")
+        if self.train.total_kimg is not None:
+            raise ConfigError(
+                "train.total_kimg",
+                "patch INR-GAN trains each stage for method.inrpatch.stage_kimg: set that instead",
+            )
 
     @property
     def stage_px(self) -> int:
