@@ -17,6 +17,8 @@ import yaml
 from gancore.params import full_selection, read_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = "stages/python"
+"""Every stage command's interpreter (the project's .venv, else `python` on PATH)."""
 DVC_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")
 
 
