@@ -70,6 +70,23 @@ def dvc_env() -> dict[str, str]:
     }
 
 
+def run_in(
+    project: Path, cmd: str | list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`cmd` (a shell line when a string) at `project`, in `env` (default dvc_env()): output
+    captured as text, the exit status left to the caller."""
+    return subprocess.run(
+        cmd,
+        shell=isinstance(cmd, str),
+        cwd=project,
+        env=dvc_env() if env is None else env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+
+
 def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, env=dvc_env())
 
