@@ -79,9 +79,9 @@ def undo_set_param(params: Path) -> str | None:
         return None
     rejected = params.read_bytes()
     saved = state_file(params, "last-valid")
-    candidates = {
-        f"the last accepted copy ({saved})": saved.read_bytes() if saved.is_file() else b"",
+    candidates = {  # the commit first: on a tie it is the likelier (a clean workspace)
         f"the experiment's baseline commit {rev[:7]}": _baseline(params, rev),
+        f"the last accepted copy ({saved})": saved.read_bytes() if saved.is_file() else b"",
     }
     scored = []
     for name, text in candidates.items():

@@ -108,6 +108,20 @@ def test_the_last_accepted_file_wins_over_an_older_commit(clone):
     assert (clone / "params.yaml").read_bytes() == edited
 
 
+def test_on_a_tie_the_commit_wins(clone):
+    """An earlier -S of an unchanged value left a re-dumped accepted copy holding the commit's
+    values; the user then checked the commit's file out: that layout comes back."""
+    committed = (clone / "params.yaml").read_bytes()
+    apply_overrides("params.yaml", ["train.total_kimg=9"])
+    _validate()
+    assert (clone / ".gancore/params.last-valid.yaml").read_bytes() != committed
+    subprocess.run(["git", "checkout", "params.yaml"], cwd=clone, check=True)
+    apply_overrides("params.yaml", ["train.batch=0"])
+    with pytest.raises(ConfigError, match="train.batch"):
+        _validate()
+    assert (clone / "params.yaml").read_bytes() == committed
+
+
 @pytest.mark.parametrize("under_exp_run", [True, False])
 def test_a_hand_edit_is_never_undone(clone, monkeypatch, under_exp_run):
     if not under_exp_run:  # `dvc repro`
