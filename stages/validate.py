@@ -2,11 +2,10 @@
 stage runs (every stage depends on its output), so a rejected value stops `dvc repro` / `dvc exp run
 -S` before DVC removes outputs.
 
-A rejected value that `dvc exp run -S` wrote is undone: DVC re-dumps the whole file (comments
-moved, flow lists turned to block lists), so params.yaml is put back byte for byte as it was, and
-the rejected file is kept in .gancore/ (git-ignored); the error says so. A hand edit is never
-undone: only under `dvc exp run`, and only when the rejected file is exactly what DVC writes from a
-known earlier file (the last one this stage accepted, or the experiment's baseline commit)."""
+A rejected value that `dvc exp run -S` wrote (DVC re-dumps the whole file) is undone byte for
+byte, the rejected file kept in .gancore/ (git-ignored), and the error says so. A hand edit is never
+undone: only what is exactly DVC's re-dump of a known earlier file (the last one accepted here, or
+the experiment's baseline commit), and only under `dvc exp run`."""
 
 from __future__ import annotations
 
@@ -27,8 +26,7 @@ VALID = "valid\n"
 """The output's only content: the same for every valid file, so a valid edit reruns only the stages
 that declare the changed keys."""
 
-STATE_DIR = ".gancore"
-"""Beside the params file, git-ignored: its last accepted copy and the last rejected one."""
+STATE_DIR = ".gancore"  # beside the params file: its last accepted and last rejected copies
 
 
 def state_file(params: Path, tag: str) -> Path:
@@ -72,10 +70,12 @@ def _baseline(params: Path, rev: str) -> bytes:
 
 
 def undo_set_param(params: Path) -> str | None:
-    """Under `dvc exp run`, put back the params file that `-S` rewrote into the rejected one; return
-    a line saying so, or None (nothing undone)."""
+    """Under `dvc exp run` in the workspace (a --temp / --queue copy leaves the workspace's file
+    alone), put back the params file that `-S` rewrote into the rejected one; return a line saying
+    so, or None (nothing undone)."""
     rev = os.environ.get("DVC_EXP_BASELINE_REV")
-    if not rev:
+    root = Path(os.environ.get("DVC_ROOT", params.parent)).resolve()
+    if not rev or root != params.parent.resolve():
         return None
     rejected = params.read_bytes()
     saved = state_file(params, "last-valid")

@@ -135,3 +135,4 @@ def test_a_temporary_copy_finds_the_venv_of_its_project(clone, tmp_path):
     said = run.stdout + run.stderr
     assert run.returncode != 0 and "params: train.batch:" in said, said
     assert "Running stage 'validate'" in said and "No module named" not in said
+    assert "is back as before" not in said  # the workspace's params.yaml was never rewritten
