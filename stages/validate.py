@@ -75,7 +75,7 @@ def undo_set_param(params: Path) -> str | None:
     so, or None (nothing undone)."""
     rev = os.environ.get("DVC_EXP_BASELINE_REV")
     root = Path(os.environ.get("DVC_ROOT", params.parent)).resolve()
-    if not rev or root != params.parent.resolve():
+    if not rev or root != params.parent.resolve() or not params.is_file():
         return None
     rejected = params.read_bytes()
     saved = state_file(params, "last-valid")

@@ -132,3 +132,9 @@ def test_a_hand_edit_is_never_undone(clone, monkeypatch, under_exp_run):
         _validate()
     assert (clone / "params.yaml").read_bytes() == edited
     assert not (clone / ".gancore/params.rejected.yaml").exists()
+
+
+def test_a_missing_params_file_is_reported_as_such(clone):
+    (clone / "params.yaml").unlink()
+    with pytest.raises(ConfigError, match="params file not found"):
+        _validate()
