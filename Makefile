@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Tools from the venv (stages find it themselves: stages/python, docs/stack.md); no telemetry.
 ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 
-.PHONY: install run full show test lint format clean-checkpoints
+.PHONY: install run full show study test lint format clean-checkpoints
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ run: $(STAMP)
 # The full seven-pipeline comparison: params.yaml's `pipelines` widened by `dvc exp run -S`.
 full: $(STAMP)
 	$(ENV) $(BIN)/python -m scripts.full_comparison
+
+# The study (docs/study/): the rows docs/study/plan.yaml lists and docs/study/rows/ lacks, two at a
+# time at one torch thread each, then the report. On a GPU: make study STUDY_ARGS="--jobs 1
+# --profile params-gpu.yaml". Needs npm and rsvg-convert (Debian: librsvg2-bin) for the data set.
+STUDY_ARGS ?= --jobs 2
+study: $(STAMP)
+	$(ENV) OMP_NUM_THREADS=1 $(BIN)/python -m pipelines.study run $(STUDY_ARGS)
 
 # `dvc exp show` has a column for every key of every metrics file (too wide for a terminal, so rich
 # folds them all to "…"): the headline scores and the training length of each experiment.

@@ -35,6 +35,14 @@ def _weights(G: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in G.state_dict().items()}
 
 
+def exported_copy(net: nn.Module, bn_batches: int, seed: int) -> nn.Module:
+    """A copy of `net` as an export saves it: BatchNorm statistics recalibrated over `bn_batches`
+    batches of latents from `seed` (0 = kept), in eval mode; `net` itself is untouched."""
+    net = copy.deepcopy(net)
+    recalibrate_batchnorm(net, bn_batches, batch=32, seed=seed)
+    return net
+
+
 def save_networks(
     out_dir: str | Path,
     config: dict[str, Any],
@@ -50,9 +58,9 @@ def save_networks(
 
     def fill(tmp: Path) -> None:
         for name, net in weights.items():
-            net = copy.deepcopy(net)
-            recalibrate_batchnorm(net, bn_batches, batch=32, seed=seed)
-            save_file(_weights(net), str(tmp / f"{name}.safetensors"))
+            save_file(
+                _weights(exported_copy(net, bn_batches, seed)), str(tmp / f"{name}.safetensors")
+            )
         atomic_write_json(tmp / "config.json", {"gancore_version": gancore.__version__, **config})
 
     return atomic_dir(out_dir, fill)

@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,26 +30,53 @@ GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 """`--out` suffixes written as one grid image, and Pillow's format for each."""
 WALK_FORMATS = (".gif", ".mp4")
 """`gancore interpolate --out` suffixes."""
+MAX_SEEDS = 10**6
+"""Most seeds one `--seeds` names, all its ranges together (counted before any is expanded)."""
+MAX_OUTPUT_PX = 2**27
+"""Most pixels of one file holding many images (a grid, a walk's frames together): 134 Mpx, e.g.
+100 images of 1024 px, held in memory ~3 times (images, canvas, encoder) before it is written."""
+MAX_WALK_FRAMES = 10**4
+"""Most frames of one walk (7 minutes at 24 fps), checked before any latent is made."""
+
+
+def _seed_range(part: str, text: str) -> tuple[int, int]:
+    """`N` or `A-B` -> (first, last), both included."""
+    lo, sep, hi = part.strip().partition("-")
+    try:
+        first, last = int(lo), int(hi if sep else lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}: seeds are N, A-B or a comma list of them, e.g. 0-35 or 0,3,7"
+        ) from None
+    if not 0 <= first <= last <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"{part.strip()[:40]!r}: need 0 <= A <= B < 2**32")
+    return first, last
 
 
 def parse_seeds(text: str) -> list[int]:
     """`0-35`, `0,3,7` or a mix (`1,4-6`) -> the seeds in order, as stylegan2-ada's `--seeds` takes
-    them (a range includes both ends)."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            first, last = int(lo), int(hi if sep else lo)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]!r}: seeds are N, A-B or a comma list of them, e.g. 0-35 or 0,3,7"
-            ) from None
-        if not 0 <= first <= last <= 2**32 - 1:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: need 0 <= A <= B < 2**32")
-        if last - first >= 10**6:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: at most a million seeds")
-        seeds += range(first, last + 1)
-    return seeds
+    them (a range includes both ends); at most MAX_SEEDS in all, counted before any range is
+    expanded."""
+    ranges = [_seed_range(part, text) for part in text.split(",")]
+    n_seeds = sum(last - first + 1 for first, last in ranges)
+    if n_seeds > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}: {n_seeds} seeds in all, at most {MAX_SEEDS} (a million)"
+        )
+    return [seed for first, last in ranges for seed in range(first, last + 1)]
+
+
+def check_output_px(n_px: int, what: str, option: str, hint: str = "") -> None:
+    """Refuse one output file (`what`, e.g. "a grid of 9 images") of more than MAX_OUTPUT_PX pixels.
+
+    Raises:
+        DataError: naming `option`, what makes the file that large.
+    """
+    if n_px > MAX_OUTPUT_PX:
+        raise DataError(
+            f"{option}: {what} is {n_px / 1e6:.0f} Mpx, over the {MAX_OUTPUT_PX / 1e6:.0f} Mpx "
+            f"limit of one file: lower {option}{hint}"
+        )
 
 
 def output_kind(out: str, suffixes: Sequence[str], folder: bool) -> str:
@@ -87,50 +114,89 @@ def _seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
 def _render_seeds(
     G: Any, forward: Callable[[torch.Tensor], torch.Tensor], seeds: Sequence[int]
 ) -> torch.Tensor:
-    """One image per seed (its latent and any noise G draws seeded by it), with progress."""
+    """One image per seed (its latent and any noise G draws seeded by it)."""
     import torch
 
     from gancore.generator import to_uint8
-    from gancore.utils.progress import progress
 
     device = next(G.parameters()).device
     z = _seed_latents(seeds, G.z_dim)
     out = []
     with torch.no_grad():
-        for i in progress(range(len(seeds)), desc="generate", unit="img"):
-            torch.manual_seed(seeds[i])
+        for i, seed in enumerate(seeds):
+            torch.manual_seed(seed)
             out.append(to_uint8(forward(z[i : i + 1].to(device))))
     return torch.cat(out)
 
 
+def _seed_batches(
+    G: Any, forward: Callable[[torch.Tensor], torch.Tensor], seeds: Sequence[int], batch: int
+) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """(images, file names) of `batch` seeds at a time, with progress."""
+    from gancore.utils.progress import progress
+
+    bar = progress(total=len(seeds), desc="generate", unit="img")
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start : start + batch]
+        yield _render_seeds(G, forward, chunk), [f"seed{s:04d}.png" for s in chunk]
+        bar.update(len(chunk))
+    bar.close()
+
+
+def _image_batches(
+    G: Any, forward: Callable[[torch.Tensor], torch.Tensor], args: argparse.Namespace
+) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """(images, file names) of `gancore generate`, one batch at a time, as they are made."""
+    from gancore.generator import iter_samples
+
+    if args.seeds is not None:
+        yield from _seed_batches(G, forward, args.seeds, args.batch)
+        return
+    start = 0
+    for images in iter_samples(G, args.n, seed=args.seed, batch=args.batch, forward=forward):
+        names = [f"seed{args.seed:04d}_{i:06d}.png" for i in range(start, start + len(images))]
+        yield images, names
+        start += len(images)
+
+
+def _write_grid(
+    batches: Iterator[tuple[torch.Tensor, list[str]]], out: Path, n_img: int, args: Any
+) -> None:
+    """All images as one grid file, refused after the first batch if it would be too large."""
+    import torch
+
+    from gancore.utils.grid import grid_size_px, save_grid
+
+    first, _ = next(batches)
+    option = "--seeds" if args.seeds is not None else "--n"
+    h, w = grid_size_px(n_img, tuple(first.shape[-2:]))
+    what = f"a grid of {n_img} images ({w}x{h} px)"
+    check_output_px(h * w, what, option, " or write a folder of PNG files (--out DIR)")
+    images = torch.cat([first, *(images for images, _ in batches)])
+    save_grid(images, out, image_format=GRID_FORMATS[Path(out).suffix.lower()])
+
+
 def _generate(args: argparse.Namespace) -> int:
-    from gancore.generator import load_generator, renderer, sample
-    from gancore.utils.grid import save_grid
+    from gancore.generator import load_generator, renderer
 
     kind = output_kind(args.out, tuple(GRID_FORMATS), folder=True)
     G = load_generator(_generator_folder(args.generator), which=args.which, device=args.device)
     forward = G
     if args.resolution is not None or args.extent != 1.0:
         forward = renderer(G, args.resolution or G.resolution, args.extent, args.tile_px)
-    if args.seeds is not None:
-        images, names = (
-            _render_seeds(G, forward, args.seeds),
-            [f"seed{s:04d}.png" for s in args.seeds],
-        )
-    else:
-        images = sample(G, args.n, seed=args.seed, batch=args.batch, forward=forward)
-        names = [f"seed{args.seed:04d}_{i:06d}.png" for i in range(len(images))]
-    out = Path(args.out)
+    n_img = len(args.seeds) if args.seeds is not None else args.n
+    batches, out = _image_batches(G, forward, args), Path(args.out)
     try:
         if kind == "folder":
-            _save_pngs(images, out, names)
+            for images, names in batches:  # each batch written as soon as it is made
+                _save_pngs(images, out, names)
         else:
-            save_grid(images, out, image_format=GRID_FORMATS[kind])
+            _write_grid(batches, out, n_img, args)
     except OSError as e:
         if exit_code_for(e) is None:  # not a full disk: a bad --out
             raise DataError(f"cannot write --out {out}: {e}") from None
         raise
-    print(f"wrote {len(images)} images to {out}" + (" (one grid)" if kind != "folder" else ""))
+    print(f"wrote {n_img} images to {out}" + (" (one grid)" if kind != "folder" else ""))
     return 0
 
 
@@ -162,6 +228,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / omega.sin()
 
 
+def walk_frames(n_seeds: int, frames_per_step: int, loop: bool) -> int:
+    """Frames of a walk through `n_seeds` keyframes (`walk_latents`' length), without making it."""
+    return (n_seeds if loop else n_seeds - 1) * frames_per_step + (0 if loop else 1)
+
+
 def walk_latents(
     seeds: Sequence[int], z_dim: int, frames_per_step: int, loop: bool
 ) -> torch.Tensor:
@@ -186,6 +257,12 @@ def _interpolate(args: argparse.Namespace) -> int:
         _check_mp4_writer()
     if len(args.seeds) < 2:
         raise DataError(f"--seeds {args.seeds}: a walk needs at least two seeds, e.g. 0-3")
+    n_frames = walk_frames(len(args.seeds), args.frames_per_step, loop=not args.no_loop)
+    if n_frames > MAX_WALK_FRAMES:
+        raise DataError(
+            f"--seeds/--frames-per-step: {n_frames} frames, over the {MAX_WALK_FRAMES}-frame "
+            "limit of one walk: name fewer seeds or fewer frames per step"
+        )
     G = load_generator(_generator_folder(args.generator), which=args.which, device=args.device)
     device = next(G.parameters()).device
     z = walk_latents(args.seeds, G.z_dim, args.frames_per_step, loop=not args.no_loop)
@@ -194,6 +271,10 @@ def _interpolate(args: argparse.Namespace) -> int:
         for i in progress(range(len(z)), desc="interpolate", unit="frame"):
             torch.manual_seed(args.noise_seed)  # same noise in every frame: only the latent moves
             frames.append(to_uint8(G(z[i : i + 1].to(device)))[0].permute(1, 2, 0).numpy())
+            if i == 0:
+                h, w = frames[0].shape[:2]
+                what = f"a walk of {n_frames} frames of {w}x{h} px"
+                check_output_px(n_frames * h * w, what, "--seeds/--frames-per-step")
     _write_walk(frames, Path(args.out), args.fps)
     print(
         f"wrote {len(frames)} frames ({len(frames) / args.fps:.1f} s at {args.fps} fps) "
@@ -391,7 +472,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--n", type=int_in(1, 10**6), default=64, help="images to draw from --seed")
     g.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the --n latents")
-    g.add_argument("--batch", type=int_in(1, 4096), default=50, help="latents per forward pass")
+    g.add_argument(
+        "--batch",
+        type=int_in(1, 4096),
+        default=50,
+        help="images made (and, into a folder, written) at a time: --n's latents per forward pass",
+    )
     g.add_argument(
         "--resolution",
         type=int_in(1, 2**15),

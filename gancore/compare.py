@@ -9,6 +9,7 @@ set or protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,6 +22,14 @@ from gancore.errors import GancoreError
 from gancore.eval.names import recorded_name
 from gancore.utils.fsio import atomic_write, atomic_write_json
 from gancore.utils.progress import progress
+from gancore.verdicts import (
+    at_budget,
+    common_budgets,
+    decide,
+    pick_text,
+    verdict_table,
+    welch_from_stats,
+)
 
 TRAIN_PARTS = ("train", "train_sampler", "train_decoder", "compress", "train_inr")
 """Stage kinds (`<kind>@...`, runs tagged `pipeline=<p>`) whose training compute a pipeline costs;
@@ -232,8 +241,10 @@ def _row(client, pipeline: str, seed: str | None, ev, latest: dict[str, Any]) ->
     row.seed = seed
     res = row.protocol.get("resolution", ev.data.params.get("base.resolution"))
     row.resolution = int(res) if res is not None else None
-    curves = [_curve(client, run) for run in parts.values()]
-    row.curve = next((c for c in curves if c), [])
+    from gancore.eval.curve import join_curves
+
+    scored = [*parts.values(), latest.get(f"assemble@{pipeline}")]  # two-stage: assemble scores
+    row.curve = join_curves([_curve(client, r) for r in scored if r is not None], lambda p: p[0])
     return row
 
 
@@ -381,12 +392,50 @@ class SeedSummary:
         return self.mean - spread, self.mean + spread
 
 
+BUDGET_TOLERANCE = 0.05
+"""Relative difference in counted FLOPs within which runs of one length count as one budget."""
+
+
+def seed_groups(rows: list[PipelineRow]) -> dict[str, list[PipelineRow]]:
+    """Unflagged rows pooled as seeds: one pipeline at one length (images shown) and budget
+    (counted FLOPs within BUDGET_TOLERANCE); a pipeline run at several gets one group each,
+    named `<pipeline> (<kimg> kimg, <TFLOPs> TFLOPs)`."""
+    configs: dict[str, list[tuple[float, float]]] = {}
+    keyed: list[tuple[str, tuple[float, float], PipelineRow]] = []
+    for r in rows:
+        if r.flags:
+            continue
+        seen = configs.setdefault(r.pipeline, [])
+        key = next(
+            (
+                k
+                for k in seen
+                if k[0] == r.kimg_shown
+                and abs(k[1] - r.flops) <= BUDGET_TOLERANCE * max(k[1], r.flops)
+            ),
+            None,
+        )
+        if key is None:
+            key = (r.kimg_shown, r.flops)
+            seen.append(key)
+        keyed.append((r.pipeline, key, r))
+    out: dict[str, list[PipelineRow]] = {}
+    for pipeline, (kimg, flops), r in keyed:
+        name = (
+            pipeline
+            if len(configs[pipeline]) == 1
+            else f"{pipeline} ({kimg:g} kimg, {_tflops(flops)} TFLOPs)"
+        )
+        out.setdefault(name, []).append(r)
+    return out
+
+
 def summarise(rows: list[PipelineRow], metric: str = "kid_el0") -> list[SeedSummary]:
-    """Mean ± sample std of `metric` over the seeds of each pipeline (unflagged rows with the
-    metric)."""
+    """Mean ± sample std of `metric` over the seeds of each group (seed_groups: unflagged rows
+    of one pipeline, length and budget, with the metric)."""
     out = []
-    for name in dict.fromkeys(r.pipeline for r in rows):
-        mine = [r for r in rows if r.pipeline == name and not r.flags and metric in r.scores]
+    for name, group in seed_groups(rows).items():
+        mine = [r for r in group if metric in r.scores]
         if not mine:
             continue
         values = [r.scores[metric] for r in mine]
@@ -428,9 +477,10 @@ def seeds_table(summaries: list[SeedSummary], metric: str = "kid_el0") -> str:
 
 
 def overlap_text(summaries: list[SeedSummary], metric: str = "kid_el0") -> str:
-    """Which pipelines' mean ± std intervals of `metric` overlap (a difference within the seed
-    spread is not shown to be real) and which do not."""
+    """For each pair of groups: better, worse or not established, from Welch's 95 % t interval
+    on the difference of their means over seeds (gancore.verdicts)."""
     lines = []
+    lower = QUALITY.get(metric) == "lower"
     for i, a in enumerate(summaries):
         for b in summaries[i + 1 :]:
             if a.std is None or b.std is None:
@@ -439,27 +489,55 @@ def overlap_text(summaries: list[SeedSummary], metric: str = "kid_el0") -> str:
                     "seed has no spread)"
                 )
                 continue
-            (lo_a, hi_a), (lo_b, hi_b) = a.interval(), b.interval()
-            better = a if (a.mean < b.mean) == (QUALITY.get(metric) == "lower") else b
-            if lo_a <= hi_b and lo_b <= hi_a:
+            iv = welch_from_stats((a.mean, a.std, a.n_seeds), (b.mean, b.std, b.n_seeds))
+            outcome = decide(iv if lower else dataclasses.replace(iv, lo=-iv.hi, hi=-iv.lo))
+            span = f"95 % interval of the difference [{iv.lo:+.3g}, {iv.hi:+.3g}]"
+            if outcome == "not established":
                 lines.append(
-                    f"- {a.pipeline} vs {b.pipeline}: intervals overlap: the difference "
-                    f"({abs(a.mean - b.mean):.3g}) is within the spread over seeds, not shown real"
+                    f"- {a.pipeline} vs {b.pipeline}: not established: the difference "
+                    f"({abs(a.mean - b.mean):.3g}) is within the seeds' spread ({span})"
                 )
             else:
+                better, worse = (a, b) if outcome == "better" else (b, a)
                 lines.append(
-                    f"- {a.pipeline} vs {b.pipeline}: intervals do not overlap: {better.pipeline} "
-                    f"is better by {abs(a.mean - b.mean):.3g}"
+                    f"- {a.pipeline} vs {b.pipeline}: {better.pipeline} is better than "
+                    f"{worse.pipeline} by {abs(a.mean - b.mean):.3g} ({span})"
                 )
     return "\n".join(lines) or "- one pipeline: nothing to compare"
 
 
+def verdicts_text(rows: list[PipelineRow], metric: str = "kid_el0") -> str:
+    """Which pipeline to pick, and every pair's verdict (better / worse / not established, from
+    Welch's 95 % interval over seeds), at budgets every seed's curve covers and at the end."""
+    groups = seed_groups(rows)
+    curves = {n: [r.curve for r in g] for n, g in groups.items()}
+    budgets = (
+        common_budgets(curves)
+        if metric == "kid_el0" and all(all(c) for c in curves.values())
+        else []
+    )
+    parts = []
+    for b in budgets:
+        scores = {n: at_budget(c, b) for n, c in curves.items()}
+        where = f"At {_tflops(b)} counted TFLOPs (in-training curves)"
+        parts += [f"### {where}", pick_text(scores, "pick"), verdict_table(scores)]
+    end = {n: [r.scores[metric] for r in g if metric in r.scores] for n, g in groups.items()}
+    parts += [
+        "### At the end of each run (final evaluation)",
+        pick_text(end, "pick"),
+        verdict_table(end),
+    ]
+    if not budgets:
+        parts.insert(0, "(No budget that every seed's curve covers: verdicts at the end only.)")
+    return "\n\n".join(parts)
+
+
 def flops_to_reach(row: PipelineRow, target: float) -> float | None:
     """Counted FLOPs at which `row` first reaches KID-EL0 <= `target`: the first in-training curve
-    point, else the finished run's (its total FLOPs, an upper bound); None when never reached."""
-    if row.curve:
-        return next((f for f, k in row.curve if k <= target), None)
-    return row.flops if row.scores.get("kid_el0", math.inf) <= target else None
+    point that does, else the final evaluation (at the run's total FLOPs, an upper bound); None
+    when neither does."""
+    points = [*row.curve, (row.flops, row.scores.get("kid_el0", math.inf))]
+    return next((f for f, k in points if k <= target), None)
 
 
 def reach_table(rows: list[PipelineRow], target: float) -> str:
@@ -472,8 +550,7 @@ def reach_table(rows: list[PipelineRow], target: float) -> str:
         ),
         "|---|---|---|---|",
     ]
-    for name in dict.fromkeys(r.pipeline for r in rows if not r.flags):
-        mine = [r for r in rows if r.pipeline == name and not r.flags]
+    for name, mine in seed_groups(rows).items():
         reached = [f for f in (flops_to_reach(r, target) for r in mine) if f is not None]
         mean = _tflops(sum(reached) / len(reached)) if reached else "not reached"
         source = "in-training curve" if all(r.curve for r in mine) else "final point (upper bound)"
@@ -635,7 +712,9 @@ def render(
         "kimg shown counts the GAN's images.\n\n"
         f"{memorisation_text(rows)}## Comparability\n\n{guard_text(rows)}\n\n"
         f"## Over seeds (mean ± sample std)\n\n{seeds_table(summaries)}\n\n"
-        f"Which differences are real (mean ± std intervals):\n\n{overlap_text(summaries)}\n\n"
+        "Which differences are real (Welch's 95 % t interval on the difference of the means over "
+        f"seeds; groups pool seeds of one length and budget only):\n\n{overlap_text(summaries)}\n\n"
+        f"## Verdicts\n\n{verdicts_text(rows)}\n\n"
         f"{reach}## Compute per run\n\n{compute_table(rows)}\n\n"
         f"## Quality per run (trained, init in brackets)\n\n"
         f"{quality_table(rows)}\n\n{protocol_text(rows)}\n\n## Plots\n\n{images}\n"

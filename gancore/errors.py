@@ -24,6 +24,15 @@ class DataError(GancoreError):
     """The input images or shards cannot be used (none usable, missing, inconsistent)."""
 
 
+class DocumentError(DataError):
+    """A JSON or YAML file is missing, too large, nested too deeply or not valid; names the file."""
+
+    def __init__(self, path: object, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
 class ResumeMismatch(GancoreError):
     """A checkpoint was made with another config or dataset than the run asked to resume it."""
 

@@ -24,7 +24,7 @@ from gancore.artifacts import (
     save_networks,
 )
 from gancore.registry import load_method_generator
-from gancore.sampling import render, renderer, sample, to_uint8
+from gancore.sampling import iter_samples, render, renderer, sample, to_uint8
 from gancore.twostage.assembled import load_twostage
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_WEIGHTS_BYTES",
     "generator_file",
+    "iter_samples",
     "load_generator",
     "load_network",
     "load_weights",

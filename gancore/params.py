@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gancore.config import (
     SECTIONS,
     STAGED_METHODS,
@@ -28,8 +26,9 @@ from gancore.config import (
     unknown_key,
     with_overrides,
 )
-from gancore.errors import ConfigError
+from gancore.errors import ConfigError, DocumentError
 from gancore.twostage.config import TwoStageParams
+from gancore.utils.fsio import parse_yaml, read_document
 
 __all__ = [
     "BUILTIN_SOURCE",
@@ -158,56 +157,17 @@ MAX_PARAMS_BYTES = 2**20
 """Largest params file read (1 MiB; params.yaml is ~5 KB)."""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases (a "billion laughs" bomb expands them exponentially) and
-    without duplicate keys (YAML keeps the last one silently)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"aliases (*{event.anchor}) are not allowed in params; write the value out",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, typing.Hashable):
-                break  # the safe loader's own error names it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def read_yaml(path: str | Path) -> Any:
-    """Parse a params file strictly: at most MAX_PARAMS_BYTES, UTF-8, no aliases, no duplicate keys.
+    """Parse a params file strictly (`read_document`): at most MAX_PARAMS_BYTES, UTF-8, nested at
+    most MAX_NESTING deep, no aliases, no duplicate keys.
 
     Raises:
-        ConfigError: the file is missing, not a regular file, too large, or not such YAML.
+        ConfigError: the file is missing, not a regular file, too large, too deep or not such YAML.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), "params file not found (or not a regular file)")
-    if path.stat().st_size > MAX_PARAMS_BYTES:
-        raise ConfigError(
-            str(path),
-            f"params file of {path.stat().st_size} bytes is over the {MAX_PARAMS_BYTES}-byte limit",
-        )
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f.read(MAX_PARAMS_BYTES + 1), Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        raise ConfigError(str(path), f"not valid YAML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(str(path), f"cannot read: {e}") from None
+        return read_document(path, parse_yaml, MAX_PARAMS_BYTES)
+    except DocumentError as e:
+        raise ConfigError(str(path), e.problem) from None
 
 
 def _get(value: Any, part: str) -> Any:

@@ -18,6 +18,7 @@ import torch
 
 import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
+from gancore.errors import DataError
 from gancore.params import load_params
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training.callbacks import Callback
@@ -199,17 +200,21 @@ def record_stage(
     metrics: dict[str, float],
     artifacts: Sequence[str | Path],
     shards: tuple[str | Path, str] | None = None,
+    steps: Sequence[tuple[int, dict[str, float]]] = (),
     **tags: str,
 ) -> None:
-    """One finished MLflow run for a stage without steps, started when the stage process started:
-    the declared params (plus `logged`), metrics (plus `stage_wall_sec`), artifacts, run tags and
-    the `shards` (folder, context) it read as a dataset input."""
+    """One finished MLflow run for a stage without training steps, started when the stage process
+    started: the declared params (plus `logged`), metrics (plus `stage_wall_sec`), metrics at
+    `steps` ((step, metrics) pairs: a curve the stage scored), artifacts, run tags and the `shards`
+    (folder, context) it read as a dataset input."""
     tracker = make_tracker(params["track"], params_path)
     tracker.start(stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms())
     tracker.log_params({**declared_params(params), **flatten(logged)})
     if shards is not None:
         log_shards(tracker, shards[0], params_path, shards[1])
     tracker.log_metrics({**metrics, "stage_wall_sec": process_age_sec()}, step=0)
+    for step, values in steps:
+        tracker.log_metrics(values, step=step)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.close()
@@ -381,7 +386,7 @@ def read_run_link(path: Path) -> str | None:
     """The MLflow run id recorded in a `mlflow_run.json`; None when absent, null or unreadable."""
     try:
         run_id = read_json(path).get("run_id")
-    except (OSError, ValueError, AttributeError):
+    except (DataError, AttributeError):
         return None
     return run_id if isinstance(run_id, str) and run_id else None
 

@@ -7,7 +7,7 @@ outside the training frame [-1, 1] (outpainting); other generators raise a clear
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -15,18 +15,21 @@ from torch import nn
 from gancore.errors import DataError
 from gancore.utils.progress import progress
 
-__all__ = ["render", "renderer", "sample", "to_uint8"]
+__all__ = ["iter_samples", "render", "renderer", "sample", "to_uint8"]
 
 
-@torch.no_grad()
-def sample(
+def iter_samples(
     G: nn.Module,
     n_img: int,
     seed: int,
     batch: int = 50,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Draw `n_img` images from fixed latents.
+) -> Iterator[torch.Tensor]:
+    """Draw `n_img` images from fixed latents, `batch` at a time, each batch as it is made (so a
+    caller writing them holds one batch, not all).
+
+    The global RNG is forked for the whole iteration (G's own noise is seeded by `seed`): a caller
+    drawing random numbers between batches draws them from the fork.
 
     Args:
         G: generator in eval mode, G(z) -> (N, 3, R, R) in [-1, 1].
@@ -34,21 +37,32 @@ def sample(
         forward: what maps latents to images instead of G itself (e.g. `G.preview`).
 
     Returns:
-        (n_img, 3, R, R) uint8 on the CPU.
+        An iterator of (<= batch, 3, R, R) uint8 tensors on the CPU, n_img images in all.
     """
     device = next(G.parameters()).device
     forward = forward or G
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    out = []
     bar = progress(total=n_img, desc="sample", unit="img")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in range(0, n_img, batch):
             z = torch.randn(min(batch, n_img - start), G.z_dim, generator=gen).to(device)
-            out.append(to_uint8(forward(z)))
+            with torch.no_grad():
+                images = to_uint8(forward(z))
             bar.update(len(z))
+            yield images
     bar.close()
-    return torch.cat(out)
+
+
+def sample(
+    G: nn.Module,
+    n_img: int,
+    seed: int,
+    batch: int = 50,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """All `n_img` images of `iter_samples` at once: (n_img, 3, R, R) uint8 on the CPU."""
+    return torch.cat(list(iter_samples(G, n_img, seed, batch, forward)))
 
 
 def _check_inr(G: nn.Module) -> None:

@@ -14,10 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gancore.errors import ConfigError
-from gancore.utils.fsio import atomic_write
+from gancore.errors import ConfigError, DocumentError
+from gancore.utils.fsio import atomic_write, parse_document, parse_yaml
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
@@ -28,7 +26,10 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(text, "an override is key=value, e.g. train.total_kimg=2")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_document(value, key.strip(), parse_yaml)
+        except DocumentError as e:
+            raise ConfigError(key.strip(), e.problem) from None
     return out
 
 

@@ -24,8 +24,9 @@ PARAMS_ARG = ("--method", "--pipeline")
 
 def params_for(method: str, pipeline: str | None = None) -> list[str]:
     """The params.yaml keys this stage reads (and dvc.yaml declares) for `method`, as a pipeline's
-    sampler (a sampler's codes are not images: no in-training quality curve)."""
-    extra = [f"twostage.{pipeline}.sampler"] if pipeline else list(CURVE_KEYS)
+    sampler (a sampler's codes are not images: it leaves snapshots at the curve's cadence, which
+    the assemble stage scores through the decoder)."""
+    extra = [f"twostage.{pipeline}.sampler", "eval.every_kimg"] if pipeline else list(CURVE_KEYS)
     return ["base", "train", f"method.{method}", "track", *extra]
 
 

@@ -14,7 +14,15 @@ from gancore.runs.inr import train
 from gancore.runtime import run_main, training_parser
 from gancore.utils.args import int_in
 
-PARAMS = ["base", "train", "method.inrpatch", "track"]
+PARAMS = [
+    "base",
+    "train",
+    "method.inrpatch",
+    "track",
+    "eval.every_kimg",
+    "eval.curve_n_gen",
+    "eval.seed",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--teacher", default=None, help="previous stage's generator folder (stage > 1)"
     )
     parser.add_argument("--shards", default="data/shards")
+    parser.add_argument("--ref", default="data/ref_stats", help="reference features of the curve")
+    parser.add_argument(
+        "--quality-curve", default=None, help="this stage's KID-EL0 curve CSV (at base.resolution)"
+    )
     args = parser.parse_args(argv)
     return train(args, load_params(args.params, PARAMS))
 

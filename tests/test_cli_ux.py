@@ -19,23 +19,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from tiny import tiny_generator
 
 from gancore.cli import build_parser, main, parse_seeds, walk_latents
-from gancore.generator import save_generator
-from gancore.params import validate
-from gancore.registry import get_method
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def gen(tmp_path) -> Path:
-    cfg = validate({"method": {"fastgan": {"width_mult": 0.015625, "z_dim": 8}}})["method"][
-        "fastgan"
-    ]
-    torch.manual_seed(0)
-    G = get_method("fastgan").build_networks(cfg, 64)["G"]
-    return save_generator(tmp_path / "gen", "fastgan", cfg, 64, {"G_ema": G, "G_init": G}, 0, 0)
+    return tiny_generator(tmp_path / "gen")
 
 
 def _mode(path: Path) -> int:

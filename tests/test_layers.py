@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gancore.params",),
     ("gancore.generator",),
     ("gancore.tracking",),
+    ("gancore.verdicts",),
     ("gancore.compare", "gancore.profile"),
     ("gancore.runtime",),
     ("gancore.runs",),

@@ -14,11 +14,20 @@ import pytest
 import torch
 import webdataset as wds
 import yaml
-from tiny import check_pipeline_row, local_mlflow, prepare_data, run_twostage, tiny_params
+from tiny import (
+    check_pipeline_row,
+    local_mlflow,
+    one_thread,
+    prepare_data,
+    run_twostage,
+    tiny_params,
+)
 
 from gancore import cli
 from gancore.data.shards import read_manifest, shard_paths
 from gancore.errors import ConfigError, DataError
+from gancore.eval.curve import kid_point, read_curve
+from gancore.eval.evaluate import load_reference
 from gancore.generator import load_generator, sample
 from gancore.params import load_params
 from gancore.twostage.assembled import TwoStageGenerator, assemble
@@ -37,6 +46,7 @@ def pipeline(tmp_path_factory):
         p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
         # ESRGAN-W: half L1 pre-training, half adversarial fine-tuning
         p["twostage"]["pixel"]["decoder"].update(pretrain_kimg=0.008, d_width=4)
+        p["eval"].update(every_kimg=0.008, curve_n_gen=8)  # the samplers' snapshots: 3 points
         params.write_text(yaml.safe_dump(p))
         prepare_data(params, tmp)
         for name in PIPELINES:
@@ -130,6 +140,32 @@ def test_evaluate_scores_the_decoder_alone_on_the_held_out_codes(pipeline, name)
     decoder = _metrics(pipeline, name, "decoder")["reconstruction"]
     assert m["psnr_db"] == pytest.approx(decoder["psnr_db"], abs=1e-9)
     assert m["coarse"]["psnr_db"] == pytest.approx(decoder["coarse_psnr_db"], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_curve_points_are_scores_of_the_assembled_images(pipeline, name):
+    """The two-stage curve scores the sampler's snapshots through the trained decoder: its last
+    point is the exported assembled generator's score (same latents, same KID draws), not the
+    sampler's codes or an untrained decoder's; its FLOPs are the sampler's plus the other parts'
+    whole training."""
+    rows = read_curve(pipeline / "metrics" / name / "quality_curve.csv")
+    assert [r["kimg"] for r in rows] == [0.0, 0.008, 0.016]
+    ref, _ = load_reference(pipeline / "ref", pipeline / "shards")
+    G = load_generator(pipeline / "runs" / name / "generator")
+    with one_thread():
+        value, el0 = kid_point(G, ref["el0_eval"], 8, 0, 50, 50)
+        untrained = TwoStageGenerator(
+            G.sampler, load_decoder(pipeline / "runs" / name / "decoder" / "decoder", "G_init")
+        ).eval()
+        skipped, _ = kid_point(untrained, ref["el0_eval"], 8, 0, 50, 50, el0)
+    assert rows[-1]["kid_el0"] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    assert abs(skipped - value) > 1e-4
+    decoder = _metrics(pipeline, name, "decoder")["flops"]
+    sampler = _metrics(pipeline, name, "sampler")["flops"]
+    assert decoder > 0 and sampler > 0
+    assert rows[0]["flops"] == pytest.approx(decoder)  # a fixed codec trains nothing
+    assert rows[-1]["flops"] == pytest.approx(decoder + sampler)
+    assert len({r["kid_el0"] for r in rows}) == 3  # three different networks scored
 
 
 def test_fine_tuned_decoder_ran_both_phases(pipeline):

@@ -1,36 +1,26 @@
-"""Image sources and 8-bit RGB decoding; follows stylegan2-ada's dataset_tool; skips bad files."""
+"""8-bit RGB decoding within a memory budget, square crops and PNG samples; follows stylegan2-ada's
+dataset_tool; skips bad files (the sources they come from: gancore/data/sources.py)."""
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
-import os
-import stat
-import tarfile
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
-from typing import IO
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from gancore.errors import ConfigError, DataError
 
 __all__ = [
     "CROPS",
-    "MAX_FILE_BYTES",
+    "MAX_DECODED_BYTES",
     "REASONS",
     "RESIZE_FILTERS",
     "ImageDecodeError",
     "decode_rgb",
+    "decoded_bytes",
     "encode_png",
-    "iter_sources",
     "npy_to_tensor",
     "png_to_tensor",
     "square_resize",
@@ -47,24 +37,15 @@ RESIZE_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
 }
 CROPS = ("center", "none")
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_COMPRESSED = (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)
-_ARCHIVE_ERRORS = (
-    tarfile.TarError,
-    zipfile.BadZipFile,
-    OSError,
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-)
 
-MAX_FILE_BYTES = 256 * 2**20
-"""Largest image file or archive member read (256 MiB, ~10x a 100-megapixel JPEG): anything bigger
-is skipped as too_large before a byte of it is read, and decompression stops at this many bytes."""
-
-OnError = Callable[[str, str, str], None]
-"""Called as on_error(name, reason, detail) for a file or member that cannot be read; reason is
-"unreadable" or "too_large"."""
+MAX_DECODED_BYTES = 512 * 2**20
+"""Largest decode (`decoded_bytes`: pixels x bytes per pixel of everything held at once), 512 MiB:
+a 64-megapixel photo at 8 bytes per pixel. A bigger image is skipped as too_large from its header,
+before a pixel is decoded: a 344 KB PNG may claim 9,400 x 9,400 RGBA pixels."""
+_RGB_BYTES = 4
+"""Bytes Pillow stores per RGB pixel (padded to 4)."""
+_BAND_PX = 2**20
+"""Pixels per row band of the banded conversions (their int64 temporaries: ~8 MB)."""
 
 
 class ImageDecodeError(DataError):
@@ -77,219 +58,11 @@ class ImageDecodeError(DataError):
 
 
 # ----------------------------------------------------------------------------
-# Sources: folder, zip, tar
-
-
-def iter_sources(
-    source: str | Path, on_error: OnError | None = None, max_file_bytes: int = MAX_FILE_BYTES
-) -> Iterator[tuple[str, bytes]]:
-    """The files of a folder or an archive as (relative name, raw bytes), sorted by name.
-
-    A folder is searched recursively; hidden files and folders (a name starting with ".") are left
-    out. Archive members are yielded the same way (directories, links, hidden and `__MACOSX/`
-    members left out). Names are labels only: nothing is ever extracted or written, so absolute or
-    `..` member names are harmless and yielded as they are (a leading "./" is dropped).
-
-    Memory is bounded: a file or member is size-checked (file size, archive header) before it is
-    read, and read with a cap of `max_file_bytes`, so a small archive whose member decompresses to
-    gigabytes, or a sparse file, costs at most `max_file_bytes` of RAM. A compressed tar out of
-    name order is spooled to a temporary file holding only the members within the cap.
-
-    Args:
-        source: a folder, a `.zip`, or a `.tar` / `.tar.gz` / `.tgz` / `.tar.bz2` / `.tar.xz`.
-        on_error: called as on_error(name, reason, detail) for a file or member that cannot be
-            read ("unreadable") or is larger than `max_file_bytes` ("too_large"), which is then
-            left out; None raises DataError instead.
-        max_file_bytes: the largest file or member read, in bytes.
-
-    Returns:
-        An iterator of (name, data); name is a POSIX path relative to the source.
-
-    Raises:
-        DataError: the source is missing, of an unknown kind, or an unreadable archive.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"image source not found: {path}")
-    if path.is_dir():
-        return _iter_folder(path, on_error, max_file_bytes)
-    lower = path.name.lower()
-    if lower.endswith(".zip"):
-        return _iter_zip(path, on_error, max_file_bytes)
-    if lower.endswith(TAR_SUFFIXES):
-        return _iter_tar(path, on_error, max_file_bytes)
-    raise DataError(f"image source {path} is not a folder, .zip or .tar(.gz/.tgz/.bz2/.xz)")
-
-
-class _TooLarge(Exception):
-    """A file or member is larger than the cap; its size (or a lower bound of it) in bytes."""
-
-    def __init__(self, n_bytes: int, max_bytes: int):
-        super().__init__(f"{n_bytes} bytes > the {max_bytes}-byte cap (MAX_FILE_BYTES)")
-
-
-def _report(on_error: OnError | None, name: str, err: BaseException) -> None:
-    reason = "too_large" if isinstance(err, _TooLarge) else "unreadable"
-    detail = str(err) if isinstance(err, _TooLarge) else f"cannot read: {type(err).__name__}: {err}"
-    detail = detail[:300]
-    if on_error is None:
-        raise DataError(f"{name}: {reason}: {detail}")
-    on_error(name, reason, detail)
-
-
-def _read_capped(f: IO[bytes], declared_bytes: int, max_bytes: int) -> bytes:
-    """Read a whole stream that declares `declared_bytes`, never more than `max_bytes` + 1 bytes.
-
-    Raises:
-        _TooLarge: the declared size or the bytes actually there exceed `max_bytes`.
-    """
-    if declared_bytes > max_bytes:
-        raise _TooLarge(declared_bytes, max_bytes)
-    data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _TooLarge(len(data), max_bytes)
-    return data
-
-
-def _is_hidden(name: str) -> bool:
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return "__MACOSX" in parts or any(p.startswith(".") and p not in (".", "..") for p in parts)
-
-
-def _label(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name
-
-
-def _list_folder(root: Path, on_error: OnError | None) -> list[str]:
-    names = []
-
-    def walk_error(err: OSError) -> None:
-        _report(on_error, Path(err.filename or root).relative_to(root).as_posix(), err)
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for fname in filenames:
-            path = Path(dirpath, fname)
-            if not fname.startswith(".") and path.is_file():
-                names.append(path.relative_to(root).as_posix())
-    return sorted(names)
-
-
-def _read_file(path: Path, max_bytes: int) -> bytes:
-    """A regular file's bytes, size-checked first; a FIFO or device is refused (never read)."""
-    # O_NONBLOCK: opening a FIFO swapped in after the listing must not wait for a writer.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        return _read_capped(f, info.st_size, max_bytes)
-
-
-def _iter_folder(
-    root: Path, on_error: OnError | None, max_bytes: int
-) -> Iterator[tuple[str, bytes]]:
-    for name in _list_folder(root, on_error):
-        try:
-            data = _read_file(root / name, max_bytes)
-        except (OSError, _TooLarge) as err:
-            _report(on_error, name, err)
-            continue
-        yield name, data
-
-
-def _iter_zip(path: Path, on_error: OnError | None, max_bytes: int) -> Iterator[tuple[str, bytes]]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except _ARCHIVE_ERRORS as err:
-        raise DataError(f"cannot read zip archive {path}: {err}") from None
-    with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir() and not _is_hidden(i.filename)]
-        for info in sorted(infos, key=lambda i: _label(i.filename)):
-            try:
-                with archive.open(info) as member:
-                    data = _read_capped(member, info.file_size, max_bytes)
-            except (*_ARCHIVE_ERRORS, RuntimeError, NotImplementedError, _TooLarge) as err:
-                _report(on_error, _label(info.filename), err)
-                continue
-            yield _label(info.filename), data
-
-
-def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> bytes:
-    f = archive.extractfile(member)
-    if f is None:
-        raise OSError(f"{member.name} is not a regular file")
-    with f:
-        return _read_capped(f, member.size, max_bytes)
-
-
-def _spool(
-    archive: tarfile.TarFile, members: list[tarfile.TarInfo], spool: IO[bytes], max_bytes: int
-) -> dict[tarfile.TarInfo, tuple[int, int] | BaseException]:
-    """Copy the members within the cap to `spool` in stream order (one pass, no rewinds).
-
-    Returns:
-        {member: (offset, n_bytes) in the spool, or the error reading it}; oversized members
-        are neither read nor listed.
-    """
-    where: dict[tarfile.TarInfo, tuple[int, int] | BaseException] = {}
-    for member in members:
-        if member.size > max_bytes:
-            continue
-        try:
-            data = _read_member(archive, member, max_bytes)
-        except (*_ARCHIVE_ERRORS, _TooLarge) as err:
-            where[member] = err
-            continue
-        where[member] = (spool.tell(), len(data))
-        spool.write(data)
-    return where
-
-
-def _iter_tar(path: Path, on_error: OnError | None, max_bytes: int) -> Iterator[tuple[str, bytes]]:
-    """Members in name order. A compressed tar out of name order is read once in stream order into
-    a spool of only the members within the cap: seeking back in a compressed stream would restart
-    the decompression for every member."""
-    try:
-        archive = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by the caller)
-        members = [m for m in archive.getmembers() if m.isfile() and not _is_hidden(m.name)]
-    except _ARCHIVE_ERRORS as err:
-        raise DataError(f"cannot read tar archive {path} (truncated or corrupt?): {err}") from None
-    ordered = sorted(members, key=lambda m: _label(m.name))
-    with archive, tempfile.TemporaryFile() as spool:
-        spooled = None
-        if ordered != members and isinstance(archive.fileobj, _COMPRESSED):
-            spooled = _spool(archive, members, spool, max_bytes)
-        for member in ordered:
-            try:
-                if member.size > max_bytes:
-                    raise _TooLarge(member.size, max_bytes)
-                if spooled is None:
-                    data = _read_member(archive, member, max_bytes)
-                else:
-                    data = _from_spool(spool, spooled[member])
-            except (*_ARCHIVE_ERRORS, _TooLarge) as err:
-                _report(on_error, _label(member.name), err)
-                continue
-            yield _label(member.name), data
-
-
-def _from_spool(spool: IO[bytes], where: tuple[int, int] | BaseException) -> bytes:
-    if isinstance(where, BaseException):
-        raise where
-    offset, n_bytes = where
-    spool.seek(offset)
-    return spool.read(n_bytes)
-
-
-# ----------------------------------------------------------------------------
 # Decoding to 8-bit RGB
 
 
-def decode_rgb(data: bytes) -> Image.Image:
-    """Fully decode an image file to 8-bit RGB, upright.
+def decode_rgb(data: bytes, max_decoded_bytes: int = MAX_DECODED_BYTES) -> Image.Image:
+    """Fully decode an image file to 8-bit RGB, upright, within a memory budget.
 
     Handles whatever Pillow reads (jpg, png, webp, bmp, tiff, gif: first frame, ...) in any mode:
     grey and palette images are expanded; alpha (RGBA, LA, PA, premultiplied, or palette/grey/RGB
@@ -301,21 +74,27 @@ def decode_rgb(data: bytes) -> Image.Image:
     EXIF orientation is applied. ICC profiles are ignored (no colour management) and all metadata
     is dropped from the result.
 
+    Memory: the size and mode in the header give the peak (`decoded_bytes`), checked before a
+    pixel is decoded; the compositing and the 16-bit and float conversions run in row bands, so the
+    peak is the decoded image plus the RGB result, whatever the mode.
+
     Args:
         data: the raw bytes of one file.
+        max_decoded_bytes: the largest `decoded_bytes` decoded.
 
     Returns:
         A loaded PIL image, mode "RGB", 8 bits per channel, size (W, H) after EXIF rotation.
 
     Raises:
-        ImageDecodeError: with reason empty, not_an_image, truncated, corrupt, too_large (Pillow's
-            decompression-bomb limit) or unsupported (a mode with no RGB conversion, e.g. LAB).
+        ImageDecodeError: with reason empty, not_an_image, truncated, corrupt, too_large (over
+            `max_decoded_bytes`, or Pillow's decompression-bomb limit) or unsupported (a mode with
+            no RGB conversion, e.g. LAB).
     """
     if not data:
         raise ImageDecodeError("empty", "the file has 0 bytes")
-    img = _open_fully(data)
+    img = _open_fully(data, max_decoded_bytes)
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when nothing turns
     except Exception as err:  # Pillow raises assorted types on malformed EXIF.
         raise ImageDecodeError("corrupt", f"bad EXIF orientation: {err}"[:300]) from None
     rgb = _to_rgb8(img)
@@ -323,11 +102,51 @@ def decode_rgb(data: bytes) -> Image.Image:
     return rgb
 
 
-def _open_fully(data: bytes) -> Image.Image:
-    """Open and decode every pixel, so truncated files fail here rather than later."""
+def _stored_bytes(mode: str) -> int:
+    """Bytes Pillow stores per pixel of `mode`: several bands take 4, one band its item size."""
+    try:
+        info = ImageMode.getmode(mode)
+    except KeyError:
+        return 4
+    return 4 if len(info.bands) > 1 else np.dtype(info.typestr).itemsize
+
+
+def decoded_bytes(size_px: tuple[int, int], mode: str, progressive: bool = False) -> int:
+    """The most bytes `decode_rgb` and the shard stage hold at once for an image of `size_px`
+    (W, H) and `mode`, from its header.
+
+    Per pixel: the larger of the decoded pixels twice (while EXIF rotation turns them), the decoded
+    pixels with the RGB result (4 bytes in Pillow), and the RGB result twice (with its square
+    crop); a progressive JPEG adds its coefficient buffers (2 bytes per band).
+    """
+    pixel = _stored_bytes(mode)
+    per_px = max(2 * pixel, pixel + _RGB_BYTES, 2 * _RGB_BYTES)
+    if progressive:
+        per_px += 2 * len(ImageMode.getmode(mode).bands)
+    return size_px[0] * size_px[1] * per_px
+
+
+def _check_budget(img: Image.Image, max_bytes: int) -> None:
+    progressive = img.format == "JPEG" and bool(img.info.get("progressive"))
+    need = decoded_bytes(img.size, img.mode, progressive)
+    if need > max_bytes:
+        w, h = img.size
+        raise ImageDecodeError(
+            "too_large",
+            f"{w}x{h} px {img.mode} needs {need / 2**20:.0f} MiB decoded, over the "
+            f"{max_bytes / 2**20:.0f} MiB budget (MAX_DECODED_BYTES)",
+        )
+
+
+def _open_fully(data: bytes, max_decoded_bytes: int) -> Image.Image:
+    """Open, check the decoded size from the header, and decode every pixel, so truncated files
+    fail here rather than later."""
     try:
         img = Image.open(io.BytesIO(data))
+        _check_budget(img, max_decoded_bytes)
         img.load()
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as err:
         raise ImageDecodeError("too_large", str(err)[:300]) from None
     except UnidentifiedImageError:
@@ -345,13 +164,15 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode == "I" or mode.startswith("I;16"):
-        return _grey8_to_rgb(_int_to_u8(np.asarray(img)))
+        lo, hi = _value_range(img)
+        return _banded(img, lambda band: _grey8_to_rgb(_int_to_u8(np.asarray(band), lo, hi)))
     if mode == "F":
-        return _grey8_to_rgb(_float_to_u8(np.asarray(img)))
+        lo, hi = _value_range(img)
+        return _banded(img, lambda band: _grey8_to_rgb(_float_to_u8(np.asarray(band), lo, hi)))
     if mode == "LAB":
         raise ImageDecodeError("unsupported", "LAB needs colour management; convert to sRGB first")
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        return _over_white(_convert(img, "RGBA"))
+        return _banded(img, lambda band: _over_white(np.asarray(_convert(band, "RGBA"))))
     return _convert(img, "RGB")
 
 
@@ -362,40 +183,72 @@ def _convert(img: Image.Image, mode: str) -> Image.Image:
         raise ImageDecodeError("unsupported", f"mode {img.mode}: {err}") from None
 
 
-def _grey8_to_rgb(grey: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
+def _bands(img: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """(top row, band) of `img` cut into bands of about _BAND_PX pixels, top to bottom."""
+    w, h = img.size
+    n_rows = max(1, _BAND_PX // max(1, w))
+    for top in range(0, h, n_rows):
+        yield top, img.crop((0, top, w, min(h, top + n_rows)))
 
 
-def _int_to_u8(arr: np.ndarray) -> np.ndarray:
-    """16-bit range -> 8 bit by rounding (not clipping); other ranges stretched from [min, max]."""
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() > 65535):
-        return _stretch(arr.astype(np.float64))
-    return ((arr * 255 + 32767) // 65535).astype(np.uint8)
+def _banded(img: Image.Image, to_rgb: Callable[[Image.Image], np.ndarray]) -> Image.Image:
+    """The RGB image of `to_rgb` (band -> (h, W, 3) uint8) applied band by band: temporaries
+    scale with one band, not with the image."""
+    out = Image.new("RGB", img.size)
+    for top, band in _bands(img):
+        out.paste(Image.fromarray(to_rgb(band)), (0, top))
+    return out
 
 
-def _float_to_u8(arr: np.ndarray) -> np.ndarray:
-    """[0, 1] -> [0, 255] by rounding; other ranges stretched from [min, max]."""
+def _value_range(img: Image.Image) -> tuple[float, float]:
+    """(min, max) pixel value of a one-band image, read band by band.
+
+    Raises:
+        ImageDecodeError: a float image holds NaN or infinite pixels.
+    """
+    lo, hi = np.inf, -np.inf
+    for _, band in _bands(img):
+        arr = np.asarray(band)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ImageDecodeError("corrupt", "float image with NaN or infinite pixels")
+        if arr.size:
+            lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+    return lo, hi
+
+
+def _grey8_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def _int_to_u8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """16-bit range -> 8 bit by rounding (not clipping); other ranges stretched from [lo, hi], the
+    whole image's."""
+    if lo < 0 or hi > 65535:
+        return _stretch(arr.astype(np.float64), lo, hi)
+    return ((arr.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _float_to_u8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """[0, 1] -> [0, 255] by rounding; other ranges stretched from [lo, hi], the whole image's."""
     arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ImageDecodeError("corrupt", "float image with NaN or infinite pixels")
-    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        return _stretch(arr)
+    if lo < 0.0 or hi > 1.0:
+        return _stretch(arr, lo, hi)
     return np.rint(arr * 255.0).astype(np.uint8)
 
 
-def _stretch(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
+def _stretch(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     return np.rint((arr - lo) * scale).astype(np.uint8)
 
 
-def _over_white(rgba: Image.Image) -> Image.Image:
-    """Composite straight alpha over white: out = (c * a + 255 * (255 - a)) / 255, rounded."""
-    arr = np.asarray(rgba).astype(np.uint32)
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite straight alpha (H, W, 4) uint8 over white: out = (c * a + 255 * (255 - a)) / 255,
+    rounded, (H, W, 3) uint8. In uint16, exactly: c * a + 255 * (255 - a) = 65025 - a * (255 - c)
+    and + 127 stay below 65536."""
+    arr = rgba.astype(np.uint16)
     alpha = arr[:, :, 3:]
     out = (arr[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255
-    return Image.fromarray(out.astype(np.uint8))
+    return out.astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------

@@ -11,13 +11,8 @@ from typing import IO
 
 from gancore.config import ShardParams
 from gancore.data.builtin import SOURCES_FILE
-from gancore.data.images import (
-    ImageDecodeError,
-    decode_rgb,
-    encode_png,
-    iter_sources,
-    square_resize,
-)
+from gancore.data.images import ImageDecodeError, decode_rgb, encode_png, square_resize
+from gancore.data.sources import iter_sources
 from gancore.errors import ConfigError, DataError
 from gancore.utils.fsio import (
     atomic_dir,
@@ -32,6 +27,8 @@ from gancore.utils.progress import progress
 __all__ = ["MANIFEST", "SPLITS", "read_manifest", "shard_paths", "write_shards"]
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 64 * 2**20
+"""Largest manifest read (~200 bytes per skipped file, ~100 per shard: 64 MiB lists 300k skips)."""
 SPLITS = ("train", "eval")
 _SPILL = ".samples.spill"
 
@@ -59,9 +56,10 @@ def write_shards(
     """Validate every image of `source` once and write deterministic webdataset shards.
 
     Files are read in name order and decoded with `decode_rgb`; unusable ones are skipped with a
-    reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read,
-    "too_small": shorter side < params.min_side_px, 0 meaning resolution // 2, and "duplicate":
-    same bytes as an earlier usable file). Usable images sorted by the sha256 of their bytes give
+    reason (decode reasons, "unreadable", "too_large": over MAX_FILE_BYTES, never read, or over
+    MAX_DECODED_BYTES decoded, judged from the header, "too_small": shorter side <
+    params.min_side_px, 0 meaning resolution // 2, and "duplicate": same bytes as an earlier usable
+    file). Usable images sorted by the sha256 of their bytes give
     the split: the first max(1, round(eval_fraction * n)) (at most n - 1) go to eval, the rest to
     train; under the few-shot protocol (`split_protocol`, recorded as the manifest's "protocol")
     both splits hold every image. Each split is written in name order to
@@ -263,7 +261,8 @@ def read_manifest(shard_dir: str | Path) -> dict:
         The manifest dict (see `write_shards`).
 
     Raises:
-        DataError: the folder or its manifest is missing or unreadable.
+        DataError: the folder or its manifest is missing or unreadable (DocumentError: over
+            MAX_MANIFEST_BYTES, nested too deeply, not JSON).
     """
     shard_dir = Path(shard_dir)
     path = shard_dir / MANIFEST
@@ -271,10 +270,7 @@ def read_manifest(shard_dir: str | Path) -> dict:
         raise DataError(f"shard folder not found: {shard_dir} (run the shard stage first)")
     if not path.is_file():
         raise DataError(f"{path} not found: {shard_dir} is not a complete shard folder")
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path}: {err}") from None
+    manifest = read_json(path, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or not all(s in manifest.get("shards", {}) for s in SPLITS):
         raise DataError(f"{path} is not a gancore shard manifest (no shards.train / shards.eval)")
     return manifest

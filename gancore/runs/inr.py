@@ -8,9 +8,11 @@ import argparse
 import dataclasses
 from typing import Any
 
+from gancore.artifacts import read_config
 from gancore.config import with_overrides
 from gancore.data.shards import train_shards
-from gancore.methods.inrpatch.stage import export_stage, stage_config
+from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curve_csv
+from gancore.methods.inrpatch.stage import FLOPS_BEFORE, export_stage, stage_config
 from gancore.registry import get_method
 from gancore.runtime import record_training, run_training
 from gancore.training.trainer import RunConfig, Trainer
@@ -29,6 +31,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     train = dataclasses.replace(with_overrides(p["train"], cfg.train), total_kimg=cfg.stage_kimg)
     run = RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
+    curve = _curve(p, args)
     return run_training(
         f"train_inr@{args.stage}",
         spec,
@@ -37,11 +40,23 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
         p,
         args,
         lambda t, s, rid: _export(t, s, args, rid),
+        callbacks=[curve] if curve else [],
         method="inrpatch",
         pipeline="inrpatch",
     )
 
 
+def _curve(p: dict[str, Any], args: argparse.Namespace):
+    """The stage's in-training curve with --quality-curve: every stage's generator renders
+    base.resolution, so each is scored at the final size, after the earlier stages' FLOPs."""
+    if not args.quality_curve:
+        return None
+    before = read_config(args.teacher).get(FLOPS_BEFORE, 0) if args.teacher else 0
+    return quality_curve(p, args.ref, args.shards, flops_offset=before)
+
+
 def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:
     gen_dir, grids = export_stage(trainer, args.out, summary)
     record_training(trainer, summary, run_id, args, gen_dir, grids, f"train_inr@{args.stage}")
+    if args.quality_curve:
+        write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)

@@ -3,7 +3,8 @@ the stage mains in-process (tests, benchmarks, scripts); `dvc.yaml` writes the s
 command lines for a project, with its own folders.
 
 Layout under `root`: codes/<p>/{codec,shards}, runs/<p>/{sampler,decoder,generator},
-ckpt/<p>/<part>, metrics/<p>/<part>.{json,csv}, eval/<p>.
+ckpt/<p>/<part>, metrics/<p>/<part>.{json,csv}, the pipeline's curve metrics/<p>/quality_curve.csv,
+eval/<p>.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def twostage_argv(
             *P,
             *("--pipeline", pipeline, "--sampler", str(runs / "sampler/generator")),
             *("--decoder", str(runs / "decoder/decoder"), "--codes", str(codes / "shards")),
-            *("--out", str(runs / "generator")),
+            *("--out", str(runs / "generator"), "--quality-curve", str(m / "quality_curve.csv")),
+            *("--ref", str(ref), "--shards", str(shards)),
+            *("--compress-metrics", str(m / "compress.json")),
         ],
         "evaluate": [
             *P,

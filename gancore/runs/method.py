@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 from gancore.config import BaseParams, ConfigError, TrainParams, with_overrides
 from gancore.data.shards import read_manifest, train_shards
-from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curve_csv
+from gancore.eval.curve import (
+    CURVE_FILE,
+    SNAPSHOTS_DIR,
+    SNAPSHOTS_FILE,
+    Snapshots,
+    quality_curve,
+    read_curve,
+    write_curve_csv,
+)
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import record_training, run_training
@@ -20,8 +29,9 @@ from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.grid import save_grid
 
 CURVE_KEYS = ("eval.every_kimg", "eval.curve_n_gen", "eval.seed")
-"""The in-training quality curve's params (one-stage runs; a sampler's codes are not images to
-score)."""
+"""The in-training quality curve's params (one-stage runs score it while training; a two-stage
+sampler's codes are not images, so it leaves Snapshots at the same cadence, which the assemble
+stage scores through the trained decoder)."""
 
 
 def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
@@ -71,7 +81,7 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
     train = resolved_train(p, args.method, args.pipeline)
     run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
-    curve = quality_curve(p, args.ref, args.shards) if args.pipeline is None else None
+    curve = _curve(p, args)
     return run_training(
         stage,
         spec,
@@ -84,6 +94,26 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
         method=args.method,
         pipeline=pipeline,
     )
+
+
+def _curve(p: dict[str, Any], args: argparse.Namespace) -> Snapshots | None:
+    """The run's curve callback: scored while training (one-stage), or Snapshots of a two-stage
+    sampler; None when `eval.every_kimg` is 0."""
+    if args.pipeline is None:
+        return quality_curve(p, args.ref, args.shards)
+    return Snapshots(p["eval.every_kimg"]) if p["eval.every_kimg"] > 0 else None
+
+
+def _copy_snapshots(ckpt_dir: Path, out: Path) -> None:
+    """A sampler's snapshots beside its generator (what the assemble stage scores)."""
+    for name in (SNAPSHOTS_DIR, SNAPSHOTS_FILE):
+        src, dst = ckpt_dir / name, out / name
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        elif src.is_file():
+            shutil.copyfile(src, dst)
 
 
 def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:
@@ -102,3 +132,5 @@ def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: s
     record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
     if args.quality_curve:
         write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)
+    if args.pipeline is not None:
+        _copy_snapshots(trainer.ckpt_dir, out)

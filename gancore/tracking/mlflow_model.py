@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gancore.errors import DataError
+from gancore.utils.fsio import parse_yaml, read_document
 
 LOADER = "gancore.tracking.mlflow_model"
 """The `loader_module` every logged generator names in its MLmodel."""
@@ -144,7 +145,6 @@ def generator_folder(
             or its folder holds files other than JSON and safetensors.
     """
     import mlflow
-    import yaml
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
@@ -155,7 +155,7 @@ def generator_folder(
     except Exception as e:  # unknown name, alias or version: MLflow's message says which
         raise DataError(f"{uri} does not resolve to a logged model: {e}") from None
     mlmodel = local / "MLmodel"
-    flavor = (yaml.safe_load(mlmodel.read_text()) if mlmodel.is_file() else {}) or {}
+    flavor = (read_document(mlmodel, parse_yaml) if mlmodel.is_file() else {}) or {}
     pyfunc = flavor.get("flavors", {}).get("python_function", {})
     if pyfunc.get("loader_module") != LOADER or "data" not in pyfunc:
         raise DataError(

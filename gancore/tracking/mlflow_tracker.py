@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gancore.errors import GancoreError
+from gancore.utils.fsio import parse_document
 
 PARENT_ENV = "GANCORE_PARENT_RUN_ID"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -331,7 +332,8 @@ def replay_pending(path: str | Path, tracking_uri: str) -> bool:
     """Send the records a run kept in `path` (see MlflowTracker.pending_dir) to the store; True when
     all went (the file is then deleted)."""
     path = Path(path)
-    ops = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = enumerate(path.read_text().splitlines(), 1)
+    ops = [parse_document(line, f"{path} line {i}") for i, line in lines if line.strip()]
     experiment = next((op["experiment"] for op in ops if op["op"] == "start"), "Default")
     tracker = MlflowTracker(experiment, tracking_uri)
     tracker.pending, tracker.pending_file = ops, path

@@ -7,15 +7,14 @@ state.pt               optimizers, grad scalers, train state, RNG states (tensor
 meta.json              config, run identity, dataset fingerprint, versions, sha256 of both files
 A checkpoint whose files do not match their recorded sha256 is torn: loading falls back to the
 previous one and says so. So does one whose content does not fit the run (`check_content`: a network
-or optimizer missing, another shape, a NaN/inf) or whose meta.json names another step than its
-folder.
+or optimizer missing, another shape, a NaN/inf), whose meta.json names another step than its
+folder, or whose meta.json is unreadable, over 1 MiB or nested too deeply (`read_document`).
 """
 
 from __future__ import annotations
 
 import errno
 import io
-import json
 import re
 import shutil
 import warnings
@@ -28,11 +27,13 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from gancore.errors import CheckpointError
-from gancore.utils.fsio import atomic_dir, atomic_write_json, sha256_file
+from gancore.errors import CheckpointError, DataError
+from gancore.utils.fsio import atomic_dir, atomic_write_json, read_json, sha256_file
 
 PREFIX = "step_"
 FILES = ("networks.safetensors", "state.pt")
+MAX_META_BYTES = 2**20
+"""Largest meta.json read (a checkpoint's is ~2 KB): a bigger one makes the checkpoint unusable."""
 
 
 @dataclass
@@ -114,9 +115,9 @@ def _verify(path: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: meta.json missing")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: meta.json unreadable ({e})") from None
+        meta = read_json(meta_path, MAX_META_BYTES)
+    except DataError as e:  # also too large or nested too deep: fall back like a torn one
+        raise CheckpointError(f"meta.json unreadable: {e}") from None
     if not isinstance(meta, dict) or meta.get("step") != checkpoint_step(path):
         raise CheckpointError(f"{path}: meta.json does not record the step of its folder name")
     for name, digest in meta.get("sha256", {}).items():

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from gancore.errors import DocumentError
 from gancore.tracking.base import Tracker
+from gancore.utils.fsio import parse_document
 from gancore.utils.progress import progress as show_progress
 
 
@@ -48,8 +50,8 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
     rows = []
     for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(parse_document(line, str(path)))
+        except DocumentError:
             break
     return rows
 

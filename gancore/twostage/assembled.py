@@ -8,16 +8,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from gancore.artifacts import FORMAT, read_config, require_field
 from gancore.errors import DataError
+from gancore.eval.curve import score_snapshots
 from gancore.registry import load_method_generator
 from gancore.twostage.training import load_decoder
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file
 
-__all__ = ["TwoStageGenerator", "assemble", "load_twostage"]
+__all__ = ["TwoStageGenerator", "assemble", "assembled_curve", "load_twostage", "parts_flops"]
 
 PARTS = ("sampler", "decoder")
 
@@ -119,3 +121,32 @@ def load_twostage(
     sampler = load_method_generator(sampler_dir, read_config(sampler_dir), which, device)
     decoder = load_decoder(_part(path, "decoder"), which, device)
     return TwoStageGenerator(sampler, decoder).eval().requires_grad_(False)
+
+
+def parts_flops(decoder_dir: str | Path, compress_metrics: dict[str, Any]) -> float:
+    """Counted training FLOPs the parts other than the sampler spent: the decoder's (its folder's
+    training summary; 0 untrained) and the compressor's (the compress stage's metrics; 0 for a
+    fixed codec)."""
+    decoder = read_config(decoder_dir, kind="decoder").get("train", {})
+    return float(decoder.get("flops", 0)) + float(compress_metrics.get("train", {}).get("flops", 0))
+
+
+def assembled_curve(
+    sampler_dir: str | Path,
+    decoder_dir: str | Path,
+    ref_feats: np.ndarray,
+    n_gen: int,
+    seed: int,
+    flops_offset: float,
+) -> list[dict[str, float]]:
+    """The two-stage curve: each snapshot the sampler left (gancore.eval.curve.Snapshots) through
+    the trained decoder's G_ema, scored as a one-stage curve point; FLOPs are the sampler's at the
+    snapshot plus `flops_offset` (every other part's whole training: the images at any point need
+    the trained decoder and codec)."""
+    decoder = load_decoder(decoder_dir, "G_ema")
+
+    def load(snapshot: Path) -> TwoStageGenerator:
+        sampler = load_method_generator(snapshot, read_config(snapshot), "G_ema", "cpu")
+        return TwoStageGenerator(sampler, decoder).eval().requires_grad_(False)
+
+    return score_snapshots(sampler_dir, load, ref_feats, n_gen, seed, flops_offset)

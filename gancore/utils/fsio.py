@@ -10,11 +10,14 @@ import os
 import shutil
 import stat
 import tempfile
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from gancore.errors import DataError, RunLocked
+import yaml
+
+from gancore.errors import DataError, DocumentError, RunLocked
 
 
 def fsync_dir(path: Path) -> None:
@@ -141,22 +144,148 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    with open(path) as f:
-        return json.load(f)
+MAX_NESTING = 64
+"""Deepest nesting of lists and mappings in any JSON or YAML file gancore reads (its own files nest
+under 10 levels; ~400 levels of a 2 KB file used to end in a RecursionError)."""
+MAX_DOCUMENT_BYTES = 16 * 2**20
+"""Largest JSON or YAML file read unless the reader names another limit."""
+
+
+class StrictYamlLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (a "billion laughs" bomb expands them exponentially) and
+    without duplicate keys (YAML keeps the last one silently)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed; write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                break  # the safe loader's own error names it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text through StrictYamlLoader (unbounded: read files with read_document)."""
+    return yaml.load(text, Loader=StrictYamlLoader)
+
+
+def check_nesting(obj: Any, where: str, max_depth: int = MAX_NESTING) -> Any:
+    """`obj` itself, once its lists and mappings are found nested at most `max_depth` deep (walked
+    without recursion).
+
+    Raises:
+        DocumentError: naming `where`.
+    """
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise DocumentError(where, f"nested deeper than {max_depth} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return obj
+
+
+def parse_document(text: str, where: str, parse: Callable[[str], Any] = json.loads) -> Any:
+    """Parse JSON (or, with `parse=parse_yaml`, YAML) text nested at most MAX_NESTING deep.
+
+    Raises:
+        DocumentError: naming `where`: not valid, or nested too deeply (also where the parser
+            itself would recurse too deep).
+    """
+    kind = "YAML" if parse is parse_yaml else "JSON"
+    try:
+        obj = parse(text)
+    except RecursionError:
+        raise DocumentError(where, f"nested deeper than {MAX_NESTING} levels") from None
+    except (ValueError, yaml.YAMLError) as e:
+        raise DocumentError(where, f"not valid {kind}: {e}"[:500]) from None
+    return check_nesting(obj, where)
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    """A regular file's text (UTF-8), size-checked before it is read; a FIFO is never waited on.
+
+    Raises:
+        DocumentError: missing, not a regular file, over `max_bytes`, unreadable or not UTF-8.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise DocumentError(path, "not found (or not a regular file)") from None
+    except OSError as e:
+        raise DocumentError(path, f"cannot read: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(path, "not a regular file (or not found)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise DocumentError(path, f"cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if max(info.st_size, len(data)) > max_bytes:
+        size = max(info.st_size, len(data))
+        raise DocumentError(path, f"{size} bytes or more, over the {max_bytes}-byte limit")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DocumentError(path, f"cannot read: not UTF-8 ({e})") from None
+
+
+def read_document(
+    path: str | Path,
+    parse: Callable[[str], Any] = json.loads,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+) -> Any:
+    """The one reader of the JSON and YAML files gancore reads (params, configs, manifests,
+    checkpoint meta, codecs, metrics): at most `max_bytes`, UTF-8, nested at most MAX_NESTING deep,
+    YAML without aliases or duplicate keys (`parse=parse_yaml`).
+
+    Raises:
+        DocumentError: naming the file and what is wrong with it.
+    """
+    return parse_document(_read_text(Path(path), max_bytes), str(path), parse)
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """A JSON file through `read_document`.
+
+    Raises:
+        DocumentError: naming the file.
+    """
+    return read_document(path, json.loads, max_bytes)
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
     """A JSON file that must hold an object (the config of a folder that came from elsewhere).
 
     Raises:
-        DataError: the file is unreadable, not JSON, or not an object.
+        DataError: the file is unreadable, not JSON, too large or deep, or not an object.
     """
-    try:
-        obj = read_json(path)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path} is not readable JSON: {e}"[:300]) from None
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise DataError(f"{path} is not a JSON object")
     return obj

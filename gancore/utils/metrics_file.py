@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gancore.utils.fsio import atomic_write, atomic_write_json
+from gancore.utils.fsio import atomic_write, atomic_write_json, read_json
 
 
 def is_number(value: Any) -> bool:
@@ -74,6 +74,6 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """The whole record write_metrics split: the numbers of `path` joined with its info file."""
-    numbers = json.loads(Path(path).read_text())
+    numbers = read_json(path)
     extra = info_path(path)
-    return _merge(numbers, json.loads(extra.read_text())) if extra.is_file() else numbers
+    return _merge(numbers, read_json(extra)) if extra.is_file() else numbers

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gancore.data.images import iter_sources
+from gancore.data.sources import iter_sources
 from gancore.errors import DataError
 
 FILES = {

@@ -141,7 +141,7 @@ def test_pickle_as_weights_never_runs_and_is_a_clear_error(gen, tmp_path, capsys
     "edit, words",
     [
         (lambda g: _edit_config(g, method="nosuchgan"), "unknown method"),
-        (lambda g: (g / "config.json").write_text("{broken"), "not readable JSON"),
+        (lambda g: (g / "config.json").write_text("{broken"), "not valid JSON"),
         (lambda g: (g / "config.json").write_text("[1, 2]"), "not a JSON object"),
         (lambda g: _edit_config(g, main=7), "main must be a str"),
         (lambda g: _edit_config(g, resolution=2**40), "resolution"),
@@ -206,7 +206,7 @@ def test_codec_weights_linking_outside_are_refused(tmp_path):
     [
         (lambda f, out: f.symlink_to(out), "not a codec folder"),
         (lambda f, out: os.mkfifo(f), "not a codec folder"),
-        (lambda f, out: f.write_text("{broken"), "not readable JSON"),
+        (lambda f, out: f.write_text("{broken"), "not valid JSON"),
         (lambda f, out: f.write_text('{"format": "gancore.codec/1"}'), "codec"),
     ],
     ids=["link_outside", "fifo", "broken_json", "missing_fields"],

@@ -18,8 +18,8 @@ from PIL import Image
 
 from benchmarks.harness import ChildError, in_child
 from gancore.config import ShardParams
-from gancore.data.images import MAX_FILE_BYTES, iter_sources
 from gancore.data.shards import write_shards
+from gancore.data.sources import MAX_FILE_BYTES, iter_sources
 from gancore.errors import DataError
 
 HUGE_BYTES = MAX_FILE_BYTES + 2**20
@@ -216,3 +216,58 @@ def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
     assert info.value.code == 2 and len(err.splitlines()) == 1 and "no space left" in err, err
     assert (tiny_tmpfs / "shards" / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler", "shards"]  # no temporaries
+
+
+def _linked_folder(tmp_path: Path) -> Path:
+    """An image folder with one good image, an inside link to it, and every kind of bad entry."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(_png(3))
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.png").write_bytes(_png(0))
+    (source / "sub" / "b.png").write_bytes(_png(1))
+    os.symlink("../a.png", source / "sub" / "inside.png")
+    os.symlink(outside / "secret.png", source / "escape.png")
+    os.symlink("../outside/secret.png", source / "relative_escape.png")
+    os.symlink(outside, source / "escape_dir")
+    os.symlink("loop2.png", source / "loop1.png")
+    os.symlink("loop1.png", source / "loop2.png")
+    os.symlink("missing.png", source / "dangling.png")
+    os.symlink("/dev/zero", source / "zeros.png")
+    os.mkfifo(source / "fifo.png")
+    os.symlink("fifo.png", source / "fifo_link.png")
+    os.symlink("sub", source / "sub_link")
+    return source
+
+
+LINK_REASONS = {
+    "dangling.png": "broken_link",
+    "escape.png": "outside_source",
+    "escape_dir": "outside_source",
+    "fifo.png": "not_regular",
+    "fifo_link.png": "not_regular",
+    "loop1.png": "link_loop",
+    "loop2.png": "link_loop",
+    "relative_escape.png": "outside_source",
+    "sub_link": "not_regular",
+    "zeros.png": "outside_source",
+}
+
+
+def test_links_out_of_the_folder_loops_and_devices_are_skipped_and_listed(tmp_path):
+    source = _linked_folder(tmp_path)
+    skipped: list = []
+    names = [n for n, _ in iter_sources(source, on_error=lambda *a: skipped.append(a))]
+    assert names == ["a.png", "sub/b.png", "sub/inside.png"]
+    assert {name: reason for name, reason, _ in skipped} == LINK_REASONS
+    assert all(str(tmp_path / "outside") in d for n, r, d in skipped if n.startswith("escape"))
+
+
+def test_the_shard_manifest_lists_every_link_it_left_out(tmp_path):
+    source = _linked_folder(tmp_path)
+    manifest = write_shards(source, tmp_path / "shards", 16, ShardParams(min_side_px=16))
+    reasons = {s["name"]: s["reason"] for s in manifest["skipped"]}
+    assert reasons == {**LINK_REASONS, "sub/inside.png": "duplicate"}
+    assert manifest["counts"]["skipped_by_reason"]["outside_source"] == 4
+    assert manifest["counts"]["n_train"] + manifest["counts"]["n_eval"] == 2

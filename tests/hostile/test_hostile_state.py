@@ -245,3 +245,17 @@ def test_a_planted_inception_file_is_refused_before_it_runs(tmp_path):
     path.write_bytes(b"\0" * 1000)  # corrupt
     with pytest.raises(MetricUnavailable, match="sha256"):
         InceptionFeatures.from_weights(path)
+
+
+def test_resume_falls_back_past_a_deeply_nested_meta_json(shards, trained):
+    """~400 levels in the newest meta.json: it is skipped, the checkpoint beside it resumes."""
+    path = trained / "step_000000003" / "meta.json"
+    meta = json.loads(path.read_text())
+    deep: list = []
+    for _ in range(400):
+        deep = [deep]
+    path.write_text(json.dumps({**meta, "deep": deep}))
+    trainer = _trainer(shards, trained)
+    with pytest.warns(UserWarning, match="nested deeper than 64 levels"):
+        assert trainer.resume_or_start()
+    assert trainer.state.step == 2

@@ -68,6 +68,16 @@ def pipeline_init(trainer: Trainer) -> Any:
     return hand_over(G, load_teacher(cfg, which="G_init").state_dict()).eval().requires_grad_(False)
 
 
+FLOPS_BEFORE = "flops_through_stage"
+"""config.json key: counted training FLOPs of this stage and every stage before it."""
+
+
+def flops_through(teacher: str, summary: dict[str, Any]) -> float:
+    """This stage's counted FLOPs plus its teacher's FLOPS_BEFORE (0 without a teacher)."""
+    before = read_config(teacher).get(FLOPS_BEFORE, 0) if teacher else 0
+    return before + summary.get("flops", 0)
+
+
 def export_stage(
     trainer: Trainer, out: str | Path, summary: dict[str, Any]
 ) -> tuple[Path, list[Path]]:
@@ -84,7 +94,12 @@ def export_stage(
         {"G_ema": trainer.G_ema, "G_init": pipeline_init(trainer)},
         run.train.bn_recalibration_batches,
         run.base.seed,
-        extra={"train": summary, "teacher": teacher, "stage_px": cfg.stage_px},
+        extra={
+            "train": summary,
+            "teacher": teacher,
+            "stage_px": cfg.stage_px,
+            FLOPS_BEFORE: flops_through(cfg.teacher, summary),
+        },
     )
     G = load_single(gen_dir, read_config(gen_dir), InrPatchConfig, build_networks, None, "cpu")
     grids = [out / "grid.png"]
