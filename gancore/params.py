@@ -190,7 +190,7 @@ def check_source(source: str) -> None:
     Raises:
         ConfigError: naming `data.source`, before DVC removes the outputs of the stages after it.
     """
-    from gancore.data.images import TAR_SUFFIXES
+    from gancore.data.sources import TAR_SUFFIXES
 
     path = Path(source)
     if not path.exists():

@@ -136,5 +136,5 @@ def test_a_hand_edit_is_never_undone(clone, monkeypatch, under_exp_run):
 
 def test_a_missing_params_file_is_reported_as_such(clone):
     (clone / "params.yaml").unlink()
-    with pytest.raises(ConfigError, match="params file not found"):
+    with pytest.raises(ConfigError, match="not found"):
         _validate()
