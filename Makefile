@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed-stamp
-# A stage's `python` must be the venv's (docs/stack.md), and nothing phones home.
+# Tools from the venv (stages find it themselves: stages/python, docs/stack.md); no telemetry.
 ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=1
 
 .PHONY: install run full show study test lint format clean-checkpoints

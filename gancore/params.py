@@ -6,7 +6,10 @@ none of them; stage scripts get their params here (`load_params`)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tarfile
 import typing
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,15 @@ from gancore.errors import ConfigError, DocumentError
 from gancore.twostage.config import TwoStageParams
 from gancore.utils.fsio import parse_yaml, read_document
 
-__all__ = ["MAX_PARAMS_BYTES", "full_selection", "load_params", "read_yaml", "validate"]
+__all__ = [
+    "BUILTIN_SOURCE",
+    "MAX_PARAMS_BYTES",
+    "check_source",
+    "full_selection",
+    "load_params",
+    "read_yaml",
+    "validate",
+]
 
 
 def _check_pipelines(params: dict[str, Any]) -> None:
@@ -174,13 +185,48 @@ def _get(value: Any, part: str) -> Any:
     return dataclasses.MISSING
 
 
-def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
+BUILTIN_SOURCE = "data/builtin"
+"""The builtin stage's output (dvc.yaml) and data.source's default: made by that stage before the
+shard stage reads it, so it need not exist when the params are checked."""
+
+
+def check_source(source: str) -> None:
+    """data.source (relative to the working folder, the project root under DVC) names a readable
+    folder, .zip or .tar, or the builtin stage's output.
+
+    Raises:
+        ConfigError: naming `data.source`, before DVC removes the outputs of the stages after it.
+    """
+    from gancore.data.sources import TAR_SUFFIXES
+
+    path = Path(source)
+    if not path.exists():
+        if path.resolve() == Path(BUILTIN_SOURCE).resolve():
+            return
+        raise ConfigError("data.source", f"{source} does not exist (a folder, .zip or .tar)")
+    if path.is_dir():
+        readable = os.access(path, os.R_OK | os.X_OK)
+    elif path.name.lower().endswith(".zip"):
+        readable = os.access(path, os.R_OK) and zipfile.is_zipfile(path)
+    elif path.name.lower().endswith(TAR_SUFFIXES):
+        readable = os.access(path, os.R_OK) and tarfile.is_tarfile(path)
+    else:
+        raise ConfigError("data.source", f"{source} is not a folder, .zip or .tar of images")
+    if not readable:
+        raise ConfigError("data.source", f"{source} cannot be read (permission or broken archive)")
+
+
+def load_params(
+    path: str | Path, keys: typing.Sequence[str], check_inputs: bool = False
+) -> dict[str, Any]:
     """Validate the whole params file, then return only the sections a stage declared.
 
     Args:
         path: params.yaml.
         keys: the `params:` entries of the stage in dvc.yaml, e.g. ("base", "method.fastgan").
             A stage cannot read what it did not declare, so DVC reruns it on every change it sees.
+        check_inputs: also check that the files the params name exist (check_source), as the
+            validate stage does before any stage runs.
 
     Returns: {key: validated section}, e.g. {"base": BaseParams(...), "method.fastgan":
     FastGANConfig(...)}.
@@ -189,6 +235,8 @@ def load_params(path: str | Path, keys: typing.Sequence[str]) -> dict[str, Any]:
         ConfigError: naming the first bad key anywhere in the file.
     """
     params = validate(read_yaml(path))
+    if check_inputs:
+        check_source(params["data"].source)
     out = {}
     for key in keys:
         value: Any = params

@@ -88,12 +88,16 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
 
 
 def run_main(
-    main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None
+    main: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None = None,
+    threads: bool = True,
 ) -> None:
     """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
-    status 2. Torch's threads are set first, from the params file's `runtime.threads`."""
+    status 2. Torch's threads are set first, from the params file's `runtime.threads` (unless not
+    `threads`: the validate stage computes nothing and handles a rejected file itself)."""
     try:
-        apply_runtime_threads(sys.argv[1:] if argv is None else argv)
+        if threads:
+            apply_runtime_threads(sys.argv[1:] if argv is None else argv)
         code = main(argv)
     except Exception as e:
         code = exit_code_for(e)

@@ -17,6 +17,8 @@ import yaml
 from gancore.params import full_selection, read_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = "stages/python"
+"""Every stage command's interpreter (the project's .venv, else `python` on PATH)."""
 DVC_FILES = ("dvc.yaml", "params.yaml", ".dvcignore")
 
 
@@ -66,6 +68,23 @@ def dvc_env() -> dict[str, str]:
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
     }
+
+
+def run_in(
+    project: Path, cmd: str | list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`cmd` (a shell line when a string) at `project`, in `env` (default dvc_env()): output
+    captured as text, the exit status left to the caller."""
+    return subprocess.run(
+        cmd,
+        shell=isinstance(cmd, str),
+        cwd=project,
+        env=dvc_env() if env is None else env,
+        text=True,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def git(cwd: Path, *args: str) -> None:

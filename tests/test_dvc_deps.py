@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gancore.registry import list_methods
-from tests.dvcproject import ROOT, full_project
+from tests.dvcproject import LAUNCHER, ROOT, full_project
 
 _, FULL = full_project()
 
@@ -90,7 +90,7 @@ def test_closure_sees_config_and_function_level_imports():
 def test_deps_cover_every_imported_module(name):
     stage = FULL[name]
     argv = shlex.split(stage.cmd)
-    assert argv[:2] == ["python", "-m"]
+    assert argv[:2] == [LAUNCHER, "-m"]
     deps = {d.def_path for d in stage.deps}
     missing = sorted(str(p) for p in import_closure(argv[2]) if not _covered(p, deps))
     assert not missing, f"{name} imports modules its deps miss: {missing}"

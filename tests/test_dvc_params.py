@@ -22,7 +22,7 @@ from gancore.config import STAGED_METHODS, PlumbingParams
 from gancore.params import load_params, read_yaml, validate
 from gancore.registry import list_methods
 from gancore.utils.threads import THREADS_KEY
-from tests.dvcproject import ROOT, full_project, stage_graph
+from tests.dvcproject import LAUNCHER, ROOT, full_project, stage_graph
 
 GRAPH, FULL = full_project()
 
@@ -37,7 +37,7 @@ STAGES = {name: (_declared(s), shlex.split(s.cmd)) for name, s in FULL.items()}
 
 def _script_params(argv: list[str]) -> tuple[str, list[str]]:
     """The stage module a command runs and the params keys it asks load_params for."""
-    assert argv[:3] == ["python", "-m", argv[2]] and argv[2].startswith("stages.")
+    assert argv[:3] == [LAUNCHER, "-m", argv[2]] and argv[2].startswith("stages.")
     module = importlib.import_module(argv[2])
     if hasattr(module, "params_for"):
         names = module.PARAMS_ARG if isinstance(module.PARAMS_ARG, tuple) else (module.PARAMS_ARG,)

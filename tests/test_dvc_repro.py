@@ -16,10 +16,10 @@ from tests.dvcproject import (
     ROOT,
     copy_project,
     dvc_command,
-    dvc_env,
     full_params,
     full_project,
     git,
+    run_in,
 )
 
 STAND_IN = "stand-in output\n"
@@ -44,15 +44,7 @@ def _write_stand_ins(project: Path, stages: dict) -> None:
 
 
 def _dvc(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*dvc_command(), *args],
-        check=False,
-        cwd=project,
-        env=dvc_env(),
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
+    return run_in(project, [*dvc_command(), *args])
 
 
 @pytest.fixture(scope="module")

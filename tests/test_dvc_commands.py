@@ -1,0 +1,138 @@
+"""The README's DVC commands as a user types them after `make install`, in a shell whose PATH holds
+no venv (issue 29), on a tiny git + DVC clone of the project with `.venv` beside it: a documented
+`dvc exp run` trains, evaluates and compares (stages find .venv through stages/python), and a
+rejected `-S` value fails in `validate` naming its key with params.yaml byte for byte as it was and
+every output in place (DVC re-dumps the whole file on -S; it removes a stage's outputs before the
+stage runs, so `data.source` must fail before the shard stage)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from gancore.config import flatten
+from pipelines.overrides import checked_text
+from tests.dvcproject import ROOT, copy_project, dvc_env, git, run_in, stage_graph
+from tests.tiny import tiny_params
+
+# A real tiny quick path through DVC (about a minute on 2 cores), set up once: on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc_commands")]
+
+SEED = 0
+
+
+def _user_shell_env() -> dict[str, str]:
+    """A login shell's environment without the venv: PATH has no directory holding this
+    interpreter (or any other venv's), nothing activated."""
+    venv_bins = {str(Path(sys.executable).parent), str(Path(sys.prefix) / "bin")}
+    path = [
+        p
+        for p in os.environ["PATH"].split(os.pathsep)
+        if p not in venv_bins and not (Path(p) / "activate").exists()
+    ]
+    env = {k: v for k, v in dvc_env().items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    return {**env, "PATH": os.pathsep.join(path)}
+
+
+def _sh(project: Path, line: str) -> subprocess.CompletedProcess:
+    """`line` typed in a shell at the project root."""
+    return run_in(project, line, _user_shell_env())
+
+
+def _tiny_overrides(tmp: Path) -> dict:
+    """The values of tests.tiny.tiny_params that differ from params.yaml's, but data.source (the
+    default, the builtin stage's output) and the Inception weights (absent: the offline network)."""
+    tiny = flatten(yaml.safe_load(tiny_params(tmp).read_text()))
+    real = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    return {k: v for k, v in tiny.items() if real.get(k) != v and k != "data.source"}
+
+
+def _photos(folder: Path, n_img: int = 40) -> Path:
+    """`n_img` seeded smooth colour images of 64 px (a user's photo folder)."""
+    rng = np.random.default_rng(SEED)
+    folder.mkdir()
+    for i in range(n_img):
+        small = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((64, 64), Image.BILINEAR).save(folder / f"{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """A committed tiny project after `make install` (.venv) and one documented `dvc exp run`, its
+    params.yaml back in the commented layout of the repository's file (as a fresh clone has it)."""
+    tmp = tmp_path_factory.mktemp("clone")
+    project = copy_project(tmp / "p", code=True)
+    for name in (".gitignore", "benchmarks/results/suite.json"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, project / name)
+    (project / ".venv").symlink_to(Path(sys.prefix))  # `make install`
+    overrides = _tiny_overrides(tmp)
+    (project / "params.yaml").write_text(checked_text(ROOT / "params.yaml", overrides))
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "tiny clone")
+    photos = _photos(tmp / "photos")
+    run = _sh(project, f".venv/bin/dvc exp run -S data.source={photos} -S base.resolution=64")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (project / "metrics/fastgan/eval.json").is_file()
+    assert (project / "reports/compare/report.md").is_file()
+    # The user commits the result in the repository's layout; a fresh clone has no .gancore/.
+    text = checked_text(ROOT / "params.yaml", {**overrides, "data.source": str(photos)})
+    (project / "params.yaml").write_text(text)
+    shutil.rmtree(project / ".gancore", ignore_errors=True)
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "result")
+    status = _sh(project, ".venv/bin/dvc status")
+    assert "up to date" in status.stdout, status.stdout + status.stderr
+    return project
+
+
+def _outputs(project: Path) -> dict[Path, str]:
+    """sha256 of every file of every stage output."""
+    _, stages = stage_graph(project)
+    files = {}
+    for out in (o for s in stages.values() for o in s.outs):
+        path = project / out.def_path
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                files[f] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return files
+
+
+@pytest.mark.parametrize("key, value", [("train.batch", 0), ("data.source", "/nonexistent")])
+def test_a_rejected_value_leaves_the_workspace_as_it_was(clone, tmp_path, key, value):
+    project = Path(shutil.copytree(clone, tmp_path / "p", symlinks=True))
+    params = (project / "params.yaml").read_bytes()
+    outputs = _outputs(project)
+    assert len(outputs) > 10 and project / "data/params.valid" in outputs
+    run = _sh(project, f".venv/bin/dvc exp run -S {key}={value}")
+    said = run.stdout + run.stderr
+    assert run.returncode != 0 and f"params: {key}:" in said, said
+    assert "stages.shard" not in said  # stopped in validate, before DVC removed data/shards
+    assert (project / "params.yaml").read_bytes() == params
+    section, name = key.split(".")
+    kept = yaml.safe_load((project / ".gancore/params.rejected.yaml").read_text())
+    assert kept[section][name] == value
+    assert ".gancore/params.rejected.yaml" in said
+    assert _outputs(project) == outputs
+    assert _sh(project, "git status --porcelain").stdout == ""
+
+
+def test_a_temporary_copy_finds_the_venv_of_its_project(clone, tmp_path):
+    """`dvc exp run --temp` (and --queue) runs a git copy without .venv under .dvc/tmp/exps:
+    stages/python takes DVC_ROOT's, so validate runs there and names the key."""
+    project = Path(shutil.copytree(clone, tmp_path / "p", symlinks=True))
+    run = _sh(project, ".venv/bin/dvc exp run --temp -S train.batch=0")
+    said = run.stdout + run.stderr
+    assert run.returncode != 0 and "params: train.batch:" in said, said
+    assert "Running stage 'validate'" in said and "No module named" not in said
+    assert "is back as before" not in said  # the workspace's params.yaml was never rewritten
