@@ -278,7 +278,11 @@ def read_manifest(shard_dir: str | Path) -> dict:
 
 def train_shards(shard_dir: str | Path, resolution_px: int) -> tuple[list[Path], str, int]:
     """(train shard paths, their fingerprint, sample side) of image or code shards made at
-    base.resolution."""
+    base.resolution, each shard checked against the manifest's sha256.
+
+    Raises:
+        DataError: another resolution, or a shard missing or not the one the manifest lists.
+    """
     manifest = read_manifest(shard_dir)
     image_px = manifest.get("image_resolution", manifest["resolution"])
     if image_px != resolution_px:
@@ -286,7 +290,10 @@ def train_shards(shard_dir: str | Path, resolution_px: int) -> tuple[list[Path],
             f"{shard_dir} holds {image_px}px images but base.resolution is "
             f"{resolution_px}: rerun the shard stage"
         )
-    paths = [Path(shard_dir) / s["name"] for s in manifest["shards"]["train"]]
+    # every byte checked against the manifest before the run identity trusts the fingerprint: a
+    # truncated or altered shard would otherwise train on what it still holds, under the
+    # intact data's identity (and resume its checkpoints)
+    paths = shard_paths(shard_dir, "train")
     return paths, manifest["fingerprint"]["train"], manifest["resolution"]
 
 

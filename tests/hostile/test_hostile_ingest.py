@@ -271,3 +271,41 @@ def test_the_shard_manifest_lists_every_link_it_left_out(tmp_path):
     assert reasons == {**LINK_REASONS, "sub/inside.png": "duplicate"}
     assert manifest["counts"]["skipped_by_reason"]["outside_source"] == 4
     assert manifest["counts"]["n_train"] + manifest["counts"]["n_eval"] == 2
+
+
+def test_a_truncated_training_shard_stops_training_before_its_run_identity(tmp_path):
+    """Training reads its shards through train_shards: a shard cut to half (still a readable tar
+    of fewer images) is refused naming it, before the stage trusts the manifest's fingerprint as
+    its run identity and resumes that data's checkpoints."""
+    import yaml
+    from tiny import tiny_params
+
+    from stages import train
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    shards = tmp_path / "shards"
+    write_shards(src, shards, 64, ShardParams(eval_fraction=0.25, max_per_shard=8))
+    params = tiny_params(tmp_path)
+    first = sorted(shards.glob("train-*.tar"))[0]
+    argv = [
+        *("--params", str(params), "--method", "fastgan", "--shards", str(shards)),
+        *("--out", str(tmp_path / "runs"), "--ckpt-root", str(tmp_path / "ckpt")),
+        *("--metrics", str(tmp_path / "train.json"), "--curve", str(tmp_path / "loss.csv")),
+        *("--ref", str(tmp_path / "ref"), "--no-progress"),
+    ]
+    with tarfile.open(first) as tar:
+        kept = tar.getmembers()[: len(tar.getmembers()) // 2]
+        data = {m.name: tar.extractfile(m).read() for m in kept}
+    with tarfile.open(first, "w") as tar:  # a valid tar of the first half
+        for name, blob in data.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(DataError, match=f"{first.name} is corrupted"):
+        train.main(argv)
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "runs").exists()
+    assert yaml.safe_load(params.read_text())["base"]["resolution"] == 64
