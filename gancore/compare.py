@@ -311,6 +311,16 @@ def quality_table(rows: list[PipelineRow]) -> str:
             for k in names
         ]
         lines.append(f"| {_name(r)} | " + " | ".join(cells) + " |")
+    worse = [
+        _name(r)
+        for r in rows
+        if r.scores.get("kid_el0", -math.inf) > r.scores_init.get("kid_el0", math.inf)
+    ]
+    if worse:
+        lines.append(
+            "\n**Worse than at initialisation** (KID-EL0 trained above init: not learned, or "
+            f"collapsed, at this length): {', '.join(worse)}."
+        )
     return "\n".join(lines)
 
 

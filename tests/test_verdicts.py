@@ -97,3 +97,17 @@ def test_a_target_equal_to_the_final_score_is_reached_at_the_runs_flops():
     assert flops_to_reach(row, 0.25) == 5e12
     assert flops_to_reach(row, 0.3) == 2e12
     assert flops_to_reach(row, 0.2) is None
+
+
+def test_a_generator_worse_than_its_initialisation_is_said_to_be():
+    from gancore.compare import quality_table
+    from gancore.runs.evaluate import worse_than_init
+
+    learned, collapsed = _row("a", 0, 1.0, 1e12, 0.30), _row("b", 0, 1.0, 1e12, 0.59)
+    learned.scores_init = collapsed.scores_init = {"kid_el0": 0.53}
+    assert not worse_than_init(learned.scores, learned.scores_init)
+    assert worse_than_init(collapsed.scores, collapsed.scores_init)
+    text = quality_table([learned, collapsed])
+    assert "**Worse than at initialisation**" in text and ": b (seed 0)." in text
+    assert "a (seed 0)." not in text
+    assert "Worse than" not in quality_table([learned])

@@ -5,6 +5,7 @@ its decoder alone and, when its codes are low-resolution images, its sampler alo
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,24 @@ def evaluate(args: argparse.Namespace, p: dict[str, Any]) -> int:
     write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
     _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
+    if ep.compare_init and worse_than_init(results["G_ema"], results["G_init"]):
+        print(
+            f"[evaluate] the trained generator scores worse than its initialisation: KID-EL0 "
+            f"{results['G_ema']['kid_el0']:.4g} trained vs {results['G_init']['kid_el0']:.4g} at "
+            "init (same latents and reference): it has not learned, or has collapsed, at this "
+            "length"
+        )
     memo = results["G_ema"]
     print(
         f"[evaluate] {metrics['protocol']['split']}: memo_near_copy_rate="
         f"{memo['memo_near_copy_rate']:.3g}, memo_nn_ratio={memo['memo_nn_ratio']:.3g}"
     )
     return 0
+
+
+def worse_than_init(trained: dict, init: dict) -> bool:
+    """Whether the trained generator's KID-EL0 is above its initialisation's."""
+    return trained.get("kid_el0", -math.inf) > init.get("kid_el0", math.inf)
 
 
 def _score_sampler(G, real_eval, ep, el0) -> dict:
