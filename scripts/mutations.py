@@ -31,6 +31,7 @@ TESTS = (
     "tests/unit/test_ema.py",
     "tests/compress/test_dwt.py",
     "tests/compress/test_codec.py",
+    "tests/compress/test_decoders_on_images.py",
     "tests/test_learnability.py",
 )
 """Test paths run against every mutation (the method, component and learnability tests)."""
@@ -96,6 +97,53 @@ MUTATIONS = (
         "gancore/compress/dwt.py",
         "_, _, lo, hi = _bank(wavelet, low)",
         "lo, hi, _, _ = _bank(wavelet, low)",
+    ),
+    Mutation(
+        "ledger_forward_only",
+        "FLOP ledger: the step's backward runs outside the counter (forward passes only; counted "
+        "right when a test calls PhaseFlops)",
+        "gancore/training/step.py",
+        "            scaler.scale(loss / n).backward()",
+        "            with torch.utils._python_dispatch._disable_current_modes():\n"
+        "                scaler.scale(loss / n).backward()",
+    ),
+    Mutation(
+        "ledger_every_phase_every_step",
+        "FLOP ledger: the Trainer charges every phase each step, lazy R1 included at steps it "
+        "skips (each phase's own count is right)",
+        "gancore/training/trainer.py",
+        "s.flops += self.step.step_flops",
+        "s.flops += sum(self.step.flops.per_run.values())",
+    ),
+    Mutation(
+        "r1_lazy_factor_dropped_by_spec",
+        "PixelFolder, CIPS: the spec builds the loss without lazy R1's x r1_interval "
+        "(StyleGAN2Loss called directly keeps it)",
+        "gancore/methods/stylegan2_family.py",
+        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
+        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+    ),
+    Mutation(
+        "inrpatch_r1_lazy_factor_dropped",
+        "patch INR: its loss built without lazy R1's x r1_interval",
+        "gancore/methods/inrpatch/loss.py",
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+    ),
+    Mutation(
+        "fastgan_reals_first_op_only",
+        "FastGAN: reals get only the first op of the DiffAugment policy, fakes all of it (a "
+        "one-op policy cannot tell)",
+        "gancore/methods/fastgan/loss.py",
+        "real_big = diff_augment(real, self.policy)",
+        'real_big = diff_augment(real, self.policy.split(",")[0])',
+    ),
+    Mutation(
+        "unet_decoder_hv_exchanged_target",
+        "wavelet UNet decoder: trained against its targets with the H and V bands exchanged",
+        "gancore/twostage/decoders.py",
+        "losses.append(distance(self._details(step, low) / gain, target / gain))",
+        "losses.append(distance(self._details(step, low) / gain, target[:, :, [1, 0, 2]] / gain))",
     ),
 )
 
