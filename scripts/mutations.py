@@ -33,8 +33,10 @@ TESTS = (
     "tests/compress/test_codec.py",
     "tests/compress/test_decoders_on_images.py",
     "tests/test_learnability.py",
+    "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
 )
-"""Test paths run against every mutation (the method, component and learnability tests)."""
+"""Test paths run against every mutation (the method, component and learnability tests, and the
+stage export's)."""
 MAX_LISTED = 8
 """Failing tests named per mutation in the table; the rest are counted."""
 
@@ -137,6 +139,14 @@ MUTATIONS = (
         "gancore/methods/fastgan/loss.py",
         "real_big = diff_augment(real, self.policy)",
         'real_big = diff_augment(real, self.policy.split(",")[0])',
+    ),
+    Mutation(
+        "export_g_not_g_ema",
+        "train stage: the export writes G's weights as G_ema (save_generator called directly "
+        "saves what it is given)",
+        "gancore/runs/method.py",
+        '{"G_ema": trainer.G_ema, "G_init": trainer.G_init}',
+        '{"G_ema": trainer.nets["G"], "G_init": trainer.G_init}',
     ),
     Mutation(
         "unet_decoder_hv_exchanged_target",
