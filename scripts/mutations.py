@@ -110,6 +110,14 @@ MUTATIONS = (
         "                scaler.scale(loss / n).backward()",
     ),
     Mutation(
+        "step_loss_not_averaged_over_micro_batches",
+        "Trainer step: each micro-batch's loss backpropagated whole, not / n_streams (one "
+        "micro-batch: no change)",
+        "gancore/training/step.py",
+        "            scaler.scale(loss / n).backward()",
+        "            scaler.scale(loss).backward()",
+    ),
+    Mutation(
         "ledger_every_phase_every_step",
         "FLOP ledger: the Trainer charges every phase each step, lazy R1 included at steps it "
         "skips (each phase's own count is right)",

@@ -7,6 +7,7 @@ policy. Each catches a call-site mutation of scripts/mutations.py (docs/testing.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -86,33 +87,40 @@ def _grad_vector(grads, params) -> torch.Tensor:
     )
 
 
+@pytest.mark.parametrize("grad_accum", [1, 2])
 @pytest.mark.parametrize("name", R1_FAMILY)
-def test_lazy_r1_gradient_per_image_is_gamma_over_two_times_the_interval(name):
+def test_lazy_r1_gradient_per_image_is_gamma_over_two_times_the_interval(name, grad_accum):
     # The method's own step (the Trainer's TrainStep, its spec's loss and phases) at step 0, where
-    # D, Dreg and G all run. D's gradient left by Dreg (G's phase freezes D) must be
-    # gamma / 2 * interval * the gradient of the batch mean of ||dD(x)/dx||^2, taken here on the
-    # very input and weights Dreg used (recorded when D is called on a leaf that needs a gradient).
+    # D, Dreg and G all run, on one micro-batch or two. D's gradient left by Dreg (G's phase
+    # freezes D) must be gamma / 2 * interval * the gradient of the mean over all images of
+    # ||dD(x)/dx||^2, taken here on the very inputs and weights Dreg used (recorded when D is
+    # called on a leaf that needs a gradient: R1's input, once per micro-batch).
     gamma, interval = 3.0, 4
     run = _run(name, 4, 1, r1_gamma=gamma, r1_interval=interval)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, grad_accum=grad_accum))
     with one_thread():
         step = TrainStep(get_method(name), run, torch.device("cpu"))
-        D, seen = step.nets["D"], {}
+        D, seen = step.nets["D"], []
 
         def record(module, args):
             x = args[0]
-            if x.requires_grad and x.grad_fn is None and not seen:
-                seen.update(x=x.detach().clone(), D=copy.deepcopy(module))
+            if x.requires_grad and x.grad_fn is None:
+                seen.append((x.detach().clone(), copy.deepcopy(module)))
 
         D.register_forward_pre_hook(record)
-        step.backward_phases(random_real(4, RES_PX, seed=5), 0, 0)
+        step.backward_phases(list(random_real(4, RES_PX, seed=5).chunk(grad_accum)), 0, 0)
         got = _grad_vector([p.grad for p in D.parameters()], list(D.parameters()))
 
-        x, D_then = seen["x"].requires_grad_(True), seen["D"]
-        (dx,) = torch.autograd.grad(D_then(x).sum(), x, create_graph=True)
-        per_image = dx.square().flatten(1).sum(dim=1)
-        params = list(D_then.parameters())
-        ref = torch.autograd.grad(per_image.mean(), params, allow_unused=True)
-        want = gamma / 2 * interval * _grad_vector(ref, params)
+        # (a copy of D keeps the hook: what it records below is not iterated)
+        records, want = list(seen), torch.zeros_like(got)
+        assert len(records) == grad_accum
+        for x, D_then in records:
+            x.requires_grad_(True)
+            (dx,) = torch.autograd.grad(D_then(x).sum(), x, create_graph=True)
+            per_image = dx.square().flatten(1).sum(dim=1)
+            params = list(D_then.parameters())
+            ref = torch.autograd.grad(per_image.mean() / grad_accum, params, allow_unused=True)
+            want += gamma / 2 * interval * _grad_vector(ref, params)
     assert want.norm() > 0
     assert (got - want).norm() <= 1e-4 * want.norm(), (got.norm() / want.norm()).item()
 
