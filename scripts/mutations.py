@@ -34,9 +34,10 @@ TESTS = (
     "tests/compress/test_decoders_on_images.py",
     "tests/test_learnability.py",
     "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
+    "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
 )
-"""Test paths run against every mutation (the method, component and learnability tests, and the
-stage export's)."""
+"""Test paths run against every mutation (the method, component and learnability tests, the stage
+export's and the training split's)."""
 MAX_LISTED = 8
 """Failing tests named per mutation in the table; the rest are counted."""
 
@@ -155,6 +156,14 @@ MUTATIONS = (
         "gancore/runs/method.py",
         '{"G_ema": trainer.G_ema, "G_init": trainer.G_init}',
         '{"G_ema": trainer.nets["G"], "G_init": trainer.G_init}',
+    ),
+    Mutation(
+        "training_reads_the_eval_split",
+        "data split: the shards every training stage reads (train_shards) include the eval split "
+        "(shard_paths of one split stays right)",
+        "gancore/data/shards.py",
+        'for s in manifest["shards"]["train"]]',
+        'for s in manifest["shards"]["train"] + manifest["shards"]["eval"]]',
     ),
     Mutation(
         "unet_decoder_hv_exchanged_target",
