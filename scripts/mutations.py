@@ -150,6 +150,13 @@ MUTATIONS = (
         'real_big = diff_augment(real, self.policy.split(",")[0])',
     ),
     Mutation(
+        "fastgan_recon_term_detached",
+        "FastGAN: D's reconstruction term reported in the stats but detached from its loss",
+        "gancore/methods/fastgan/loss.py",
+        "loss = d_real + d_fake + self.recon_weight * recon_total",
+        "loss = d_real + d_fake + self.recon_weight * recon_total.detach()",
+    ),
+    Mutation(
         "export_g_not_g_ema",
         "train stage: the export writes G's weights as G_ema (save_generator called directly "
         "saves what it is given)",

@@ -2,7 +2,8 @@
 (issue 31): the FLOP ledger of a Trainer run equals an independent count of the same steps; lazy
 R1's gradient per image, through the method's own step, is gamma / 2 times its interval; D sees
 the same DiffAugment policy on reals and on fakes inside FastGAN's own step, with the default
-policy. Each catches a call-site mutation of scripts/mutations.py (docs/testing.md)."""
+policy; FastGAN's reconstruction term reaches D in proportion to its weight. Each catches a
+call-site mutation of scripts/mutations.py (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,30 @@ def test_lazy_r1_gradient_per_image_is_gamma_over_two_times_the_interval(name, g
             want += gamma / 2 * interval * _grad_vector(ref, params)
     assert want.norm() > 0
     assert (got - want).norm() <= 1e-4 * want.norm(), (got.norm() / want.norm()).item()
+
+
+# ----------------------------------------------------------------------------
+# FastGAN's reconstruction term
+
+
+def _d_gradient_of_one_step(recon_weight: float) -> torch.Tensor:
+    """D's gradient left by FastGAN's own step at step 0 (the D phase's; G's phase leaves D's
+    parameters without gradients), same seed and same draws whatever the weight."""
+    run = _run("fastgan", 4, 1, recon_weight=recon_weight)
+    with one_thread():
+        step = TrainStep(get_method("fastgan"), run, torch.device("cpu"))
+        step.backward_phases(random_real(4, RES_PX, seed=3), 0, 0)
+    params = list(step.nets["D"].parameters())
+    return _grad_vector([p.grad for p in params], params)
+
+
+def test_fastgans_reconstruction_term_reaches_d_in_proportion_to_its_weight():
+    # The D phase's loss is hinge(real) + hinge(fake) + recon_weight * recon: with every random
+    # draw the same, D's gradient is affine in recon_weight, and its slope is not zero.
+    g0, g1, g2 = (_d_gradient_of_one_step(w) for w in (0.0, 1.0, 2.0))
+    slope = g1 - g0
+    assert slope.norm() > 1e-3 * g0.norm()
+    assert (g2 - g0 - 2 * slope).norm() <= 1e-3 * slope.norm()
 
 
 # ----------------------------------------------------------------------------
