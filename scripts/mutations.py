@@ -119,6 +119,13 @@ MUTATIONS = (
         "            scaler.scale(loss).backward()",
     ),
     Mutation(
+        "ema_rampup_ignored_by_the_step",
+        "EMA: the step updates G_ema without the ramp-up (ema_beta_at called directly keeps it)",
+        "gancore/training/step.py",
+        "beta = ema_beta_at(t.ema_beta, t.batch, n_img + t.batch, t.ema_rampup)",
+        "beta = ema_beta_at(t.ema_beta, t.batch, n_img + t.batch, 0.0)",
+    ),
+    Mutation(
         "ledger_every_phase_every_step",
         "FLOP ledger: the Trainer charges every phase each step, lazy R1 included at steps it "
         "skips (each phase's own count is right)",

@@ -2,8 +2,9 @@
 (issue 31): the FLOP ledger of a Trainer run equals an independent count of the same steps; lazy
 R1's gradient per image, through the method's own step, is gamma / 2 times its interval; D sees
 the same DiffAugment policy on reals and on fakes inside FastGAN's own step, with the default
-policy; FastGAN's reconstruction term reaches D in proportion to its weight. Each catches a
-call-site mutation of scripts/mutations.py (docs/testing.md)."""
+policy; FastGAN's reconstruction term reaches D in proportion to its weight; G_ema moves by the
+ramped-up decay at every step. Each catches a call-site mutation of scripts/mutations.py
+(docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -148,6 +149,29 @@ def test_fastgans_reconstruction_term_reaches_d_in_proportion_to_its_weight():
     slope = g1 - g0
     assert slope.norm() > 1e-3 * g0.norm()
     assert (g2 - g0 - 2 * slope).norm() <= 1e-3 * slope.norm()
+
+
+# ----------------------------------------------------------------------------
+# G_ema
+
+
+def test_g_ema_moves_by_the_ramped_up_decay_at_every_step():
+    # StyleGAN2-ADA's ramp-up: after a step that reached n_img images, the EMA's half-life is
+    # ema_rampup * n_img images, capped by ema_beta per step of `batch`; through the method's own
+    # step, G_ema moves from where it was toward the stepped G by exactly 1 - that decay.
+    batch, beta_cap, rampup = 4, 0.99, 2.0
+    run = _run("fastgan", batch, 3)
+    run = dataclasses.replace(
+        run, train=dataclasses.replace(run.train, ema_beta=beta_cap, ema_rampup=rampup)
+    )
+    with one_thread():
+        step = TrainStep(get_method("fastgan"), run, torch.device("cpu"))
+        for k in range(3):
+            before = [p.detach().clone() for p in step.ema["G"].parameters()]
+            step(random_real(batch, RES_PX, seed=k), k, k * batch)
+            beta = min(beta_cap, 0.5 ** (batch / (rampup * (k + 1) * batch)))
+            for b, ema, g in zip(before, step.ema["G"].parameters(), step.nets["G"].parameters()):
+                assert torch.allclose(ema, b + (1 - beta) * (g.detach() - b), atol=1e-6), k
 
 
 # ----------------------------------------------------------------------------
