@@ -32,6 +32,7 @@ TESTS = (
     "tests/compress/test_dwt.py",
     "tests/compress/test_codec.py",
     "tests/compress/test_decoders_on_images.py",
+    "tests/twostage/test_decoder_finetune.py",
     "tests/test_learnability.py",
     "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
     "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
@@ -170,6 +171,14 @@ MUTATIONS = (
         "gancore/runs/method.py",
         '{"G_ema": trainer.G_ema, "G_init": trainer.G_init}',
         '{"G_ema": trainer.nets["G"], "G_init": trainer.G_init}',
+    ),
+    Mutation(
+        "decoder_finetune_ragan_sides_swapped",
+        "decoder fine-tuning: phase G calls the RaGAN G loss with reals and fakes swapped (the "
+        "loss itself stays right)",
+        "gancore/twostage/training.py",
+        "ragan_g_loss(self.D(real), self.D(fake))",
+        "ragan_g_loss(self.D(fake), self.D(real))",
     ),
     Mutation(
         "training_reads_the_eval_split",
