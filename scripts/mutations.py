@@ -36,9 +36,10 @@ TESTS = (
     "tests/test_learnability.py",
     "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
     "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
+    "tests/unit/test_resume_streams.py",
 )
 """Test paths run against every mutation (the method, component and learnability tests, the stage
-export's and the training split's)."""
+export's, the training split's and the resume of several streams)."""
 MAX_LISTED = 8
 """Failing tests named per mutation in the table; the rest are counted."""
 
@@ -133,6 +134,22 @@ MUTATIONS = (
         "gancore/training/trainer.py",
         "s.flops += self.step.step_flops",
         "s.flops += sum(self.step.flops.per_run.values())",
+    ),
+    Mutation(
+        "resume_streams_cursor_reset",
+        "resume: with several micro-batch streams, each stream's data cursor starts afresh (one "
+        "stream's is restored)",
+        "gancore/training/checkpointer.py",
+        'data.cursors[k] = Cursor(stream["epoch"], stream["pos"])',
+        "data.cursors[k] = Cursor()",
+    ),
+    Mutation(
+        "resume_streams_rng_fresh",
+        "resume: with several micro-batch streams, each stream's RNG starts afresh (the global "
+        "RNG is restored)",
+        "gancore/training/checkpointer.py",
+        "states[k] = {d: stream.get(d, v) for d, v in states[k].items()}",
+        "states[k] = dict(states[k])",
     ),
     Mutation(
         "r1_lazy_factor_dropped_by_spec",
