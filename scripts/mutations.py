@@ -31,9 +31,15 @@ TESTS = (
     "tests/unit/test_ema.py",
     "tests/compress/test_dwt.py",
     "tests/compress/test_codec.py",
+    "tests/compress/test_decoders_on_images.py",
+    "tests/twostage/test_decoder_finetune.py",
     "tests/test_learnability.py",
+    "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
+    "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
+    "tests/unit/test_resume_streams.py",
 )
-"""Test paths run against every mutation (the method, component and learnability tests)."""
+"""Test paths run against every mutation (the method, component and learnability tests, the stage
+export's, the training split's and the resume of several streams)."""
 MAX_LISTED = 8
 """Failing tests named per mutation in the table; the rest are counted."""
 
@@ -96,6 +102,115 @@ MUTATIONS = (
         "gancore/compress/dwt.py",
         "_, _, lo, hi = _bank(wavelet, low)",
         "lo, hi, _, _ = _bank(wavelet, low)",
+    ),
+    Mutation(
+        "ledger_forward_only",
+        "FLOP ledger: the step's backward runs outside the counter (forward passes only; counted "
+        "right when a test calls PhaseFlops)",
+        "gancore/training/step.py",
+        "            scaler.scale(loss / n).backward()",
+        "            with torch.utils._python_dispatch._disable_current_modes():\n"
+        "                scaler.scale(loss / n).backward()",
+    ),
+    Mutation(
+        "step_loss_not_averaged_over_micro_batches",
+        "Trainer step: each micro-batch's loss backpropagated whole, not / n_streams (one "
+        "micro-batch: no change)",
+        "gancore/training/step.py",
+        "            scaler.scale(loss / n).backward()",
+        "            scaler.scale(loss).backward()",
+    ),
+    Mutation(
+        "ema_rampup_ignored_by_the_step",
+        "EMA: the step updates G_ema without the ramp-up (ema_beta_at called directly keeps it)",
+        "gancore/training/step.py",
+        "beta = ema_beta_at(t.ema_beta, t.batch, n_img + t.batch, t.ema_rampup)",
+        "beta = ema_beta_at(t.ema_beta, t.batch, n_img + t.batch, 0.0)",
+    ),
+    Mutation(
+        "ledger_every_phase_every_step",
+        "FLOP ledger: the Trainer charges every phase each step, lazy R1 included at steps it "
+        "skips (each phase's own count is right)",
+        "gancore/training/trainer.py",
+        "s.flops += self.step.step_flops",
+        "s.flops += sum(self.step.flops.per_run.values())",
+    ),
+    Mutation(
+        "resume_streams_cursor_reset",
+        "resume: with several micro-batch streams, each stream's data cursor starts afresh (one "
+        "stream's is restored)",
+        "gancore/training/checkpointer.py",
+        'data.cursors[k] = Cursor(stream["epoch"], stream["pos"])',
+        "data.cursors[k] = Cursor()",
+    ),
+    Mutation(
+        "resume_streams_rng_fresh",
+        "resume: with several micro-batch streams, each stream's RNG starts afresh (the global "
+        "RNG is restored)",
+        "gancore/training/checkpointer.py",
+        "states[k] = {d: stream.get(d, v) for d, v in states[k].items()}",
+        "states[k] = dict(states[k])",
+    ),
+    Mutation(
+        "r1_lazy_factor_dropped_by_spec",
+        "PixelFolder, CIPS: the spec builds the loss without lazy R1's x r1_interval "
+        "(StyleGAN2Loss called directly keeps it)",
+        "gancore/methods/stylegan2_family.py",
+        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
+        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+    ),
+    Mutation(
+        "inrpatch_r1_lazy_factor_dropped",
+        "patch INR: its loss built without lazy R1's x r1_interval",
+        "gancore/methods/inrpatch/loss.py",
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+    ),
+    Mutation(
+        "fastgan_reals_first_op_only",
+        "FastGAN: reals get only the first op of the DiffAugment policy, fakes all of it (a "
+        "one-op policy cannot tell)",
+        "gancore/methods/fastgan/loss.py",
+        "real_big = diff_augment(real, self.policy)",
+        'real_big = diff_augment(real, self.policy.split(",")[0])',
+    ),
+    Mutation(
+        "fastgan_recon_term_detached",
+        "FastGAN: D's reconstruction term reported in the stats but detached from its loss",
+        "gancore/methods/fastgan/loss.py",
+        "loss = d_real + d_fake + self.recon_weight * recon_total",
+        "loss = d_real + d_fake + self.recon_weight * recon_total.detach()",
+    ),
+    Mutation(
+        "export_g_not_g_ema",
+        "train stage: the export writes G's weights as G_ema (save_generator called directly "
+        "saves what it is given)",
+        "gancore/runs/method.py",
+        '{"G_ema": trainer.G_ema, "G_init": trainer.G_init}',
+        '{"G_ema": trainer.nets["G"], "G_init": trainer.G_init}',
+    ),
+    Mutation(
+        "decoder_finetune_ragan_sides_swapped",
+        "decoder fine-tuning: phase G calls the RaGAN G loss with reals and fakes swapped (the "
+        "loss itself stays right)",
+        "gancore/twostage/training.py",
+        "ragan_g_loss(self.D(real), self.D(fake))",
+        "ragan_g_loss(self.D(fake), self.D(real))",
+    ),
+    Mutation(
+        "training_reads_the_eval_split",
+        "data split: the shards every training stage reads (train_shards) include the eval split "
+        "(shard_paths of one split stays right)",
+        "gancore/data/shards.py",
+        'for s in manifest["shards"]["train"]]',
+        'for s in manifest["shards"]["train"] + manifest["shards"]["eval"]]',
+    ),
+    Mutation(
+        "unet_decoder_hv_exchanged_target",
+        "wavelet UNet decoder: trained against its targets with the H and V bands exchanged",
+        "gancore/twostage/decoders.py",
+        "losses.append(distance(self._details(step, low) / gain, target / gain))",
+        "losses.append(distance(self._details(step, low) / gain, target[:, :, [1, 0, 2]] / gain))",
     ),
 )
 

@@ -7,15 +7,19 @@ sizes are tiny. Also: resuming a training continues its MLflow run, and bad para
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 from tiny import check_pipeline_row, local_mlflow, prepare_data, tiny_params
 
 from gancore import cli
 from gancore.errors import ConfigError, DataError
+from gancore.generator import load_generator
+from gancore.training.checkpoint import checkpoint_step, load_checkpoint
 from gancore.utils.metrics_file import read_metrics
 from stages import evaluate, train
 
@@ -93,6 +97,21 @@ def test_every_stage_writes_its_outputs(pipeline):
     assert curve[0].count("n_img") == 1 and len(curve) == 1 + 2
     summary = json.loads((pipeline / "metrics/train.json").read_text())
     assert summary["n_img"] == 16 and summary["params"]["G"] > 0
+
+
+def test_the_exported_generator_is_the_last_checkpoints_g_ema(pipeline):
+    # The stage exports G_ema (BatchNorm statistics recalibrated), not G: every parameter of the
+    # exported generator is the newest checkpoint's G_ema, bit for bit, and some differ from G.
+    [newest, *_] = sorted(
+        {p.parent for p in (pipeline / "ckpt").rglob("networks.safetensors")},
+        key=checkpoint_step,
+        reverse=True,
+    )
+    nets = load_checkpoint(newest).networks
+    G = load_generator(pipeline / "runs/fastgan/generator", "G_ema")
+    params = dict(G.named_parameters())
+    assert all(torch.equal(p, nets["G_ema"][k]) for k, p in params.items())
+    assert any(not torch.equal(p, nets["G"][k]) for k, p in params.items())
 
 
 def test_evaluate_records_scores_protocol_and_missing_fid(pipeline):
@@ -272,15 +291,19 @@ class _Touch:
         return Path.touch, (self.path,)
 
 
-def test_rerun_with_more_kimg_resumes_the_same_mlflow_run(pipeline):
-    params = pipeline / "params.yaml"
-    p = yaml.safe_load(params.read_text())
+def test_rerun_with_more_kimg_resumes_the_same_mlflow_run(pipeline, tmp_path):
+    # On a copy of the pipeline (its MLflow store included): the other tests see the run as the
+    # fixture left it, whichever order they run in.
+    copy = tmp_path / "pipeline"
+    shutil.copytree(pipeline, copy)
+    p = yaml.safe_load((copy / "params.yaml").read_text())
     p["train"]["total_kimg"] = 0.024
-    longer = pipeline / "params_longer.yaml"
+    longer = copy / "params_longer.yaml"
     longer.write_text(yaml.safe_dump(p))
-    before = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())["run_id"]
-    assert train.main(_train_argv(longer, pipeline)) == 0
-    after = json.loads((pipeline / "runs/fastgan/mlflow_run.json").read_text())
+    before = json.loads((copy / "runs/fastgan/mlflow_run.json").read_text())["run_id"]
+    with local_mlflow(copy):
+        assert train.main(_train_argv(longer, copy)) == 0
+    after = json.loads((copy / "runs/fastgan/mlflow_run.json").read_text())
     assert after["run_id"] == before
-    summary = read_metrics(pipeline / "metrics/train.json")
+    summary = read_metrics(copy / "metrics/train.json")
     assert summary["resumed"] and summary["n_img"] == 24

@@ -237,27 +237,33 @@ def check_pipeline_row(
     }
 
 
+def tiny_train_params(batch: int, n_steps: int, ckpt_every_kimg: float = 1.0):
+    """train.* for `n_steps` CPU steps of `batch` images, a log row every step."""
+    from gancore.config import PlumbingParams, TrainParams
+
+    return TrainParams(
+        batch=batch,
+        total_kimg=n_steps * batch / 1000,
+        shuffle_buffer=4,
+        plumbing=PlumbingParams(
+            ckpt_every_kimg=ckpt_every_kimg, log_every_steps=1, device="cpu", decode_threads=1
+        ),
+    )
+
+
 def tiny_fastgan_trainer(shards: list[Path], ckpt_dir: Path, n_steps: int, callbacks=()):
     """A FastGAN Trainer at 64 px, 1/16 width, batch 2, for `n_steps` steps (a checkpoint every
     2 steps) on `shards` (e.g. smooth_image_shards)."""
-    from gancore.config import BaseParams, PlumbingParams, TrainParams
+    from gancore.config import BaseParams
     from gancore.methods.fastgan import FastGANConfig
     from gancore.registry import get_method
     from gancore.training.trainer import RunConfig, Trainer
 
-    train = TrainParams(
-        batch=2,
-        total_kimg=n_steps * 2 / 1000,
-        shuffle_buffer=4,
-        plumbing=PlumbingParams(
-            ckpt_every_kimg=0.004, log_every_steps=1, device="cpu", decode_threads=1
-        ),
-    )
     run = RunConfig(
         "fastgan",
         FastGANConfig(width_mult=1 / 16, z_dim=8),
         BaseParams(seed=2, resolution=64),
-        train,
+        tiny_train_params(2, n_steps, ckpt_every_kimg=0.004),
         "data-v1",
     )
     return Trainer(

@@ -17,7 +17,7 @@ from PIL import Image
 
 from gancore.config import ShardParams
 from gancore.data.images import decode_rgb, square_resize
-from gancore.data.shards import read_manifest, shard_paths, write_shards
+from gancore.data.shards import read_manifest, shard_paths, train_shards, write_shards
 from gancore.errors import DataError
 from gancore.utils.metrics_file import read_metrics
 
@@ -163,6 +163,17 @@ def test_eval_split_is_nonempty_disjoint_and_content_based(mixed, tmp_path):
     assert len(splits["eval"]) == manifest["counts"]["n_eval"] == 2  # round(0.2 * 10)
     assert not set(splits["train"]) & set(splits["eval"])
     assert max(splits["eval"].values()) < min(splits["train"].values())  # smallest hashes -> eval
+
+
+def test_training_stages_read_exactly_the_train_split(mixed, tmp_path):
+    # train_shards is what every training stage reads (gancore/runs/*.py): the train split's files
+    # and fingerprint, never an eval shard.
+    src, _, _ = mixed
+    manifest = write_shards(src, tmp_path / "shards", RES, ShardParams(eval_fraction=0.2))
+    paths, fingerprint, side_px = train_shards(tmp_path / "shards", RES)
+    assert sorted(paths) == shard_paths(tmp_path / "shards", "train")
+    assert not set(paths) & set(shard_paths(tmp_path / "shards", "eval"))
+    assert fingerprint == manifest["fingerprint"]["train"] and side_px == RES
 
 
 def test_same_input_gives_byte_identical_output(mixed, tmp_path):

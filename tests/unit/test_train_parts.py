@@ -8,9 +8,9 @@ import dataclasses
 
 import pytest
 import torch
-from tiny import one_thread, smooth_image_shards
+from tiny import one_thread, smooth_image_shards, tiny_train_params
 
-from gancore.config import BaseParams, PlumbingParams, TrainParams
+from gancore.config import BaseParams
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training.callbacks import Callback
@@ -22,19 +22,11 @@ RES_PX, BATCH = 64, 2
 
 
 def _run(n_steps: int = 3) -> RunConfig:
-    train = TrainParams(
-        batch=BATCH,
-        total_kimg=n_steps * BATCH / 1000,
-        shuffle_buffer=4,
-        plumbing=PlumbingParams(
-            ckpt_every_kimg=1.0, log_every_steps=1, device="cpu", decode_threads=1
-        ),
-    )
     return RunConfig(
         "fastgan",
         FastGANConfig(width_mult=1 / 16, z_dim=8),
         BaseParams(seed=5, resolution=RES_PX),
-        train,
+        tiny_train_params(BATCH, n_steps),
         "data-v1",
     )
 
