@@ -111,7 +111,10 @@ def resolution_section(res: int, rows: list[dict[str, Any]], out: Path) -> str:
         f"## {res} px",
         guard_text(runs),
         summary_table(groups),
-        f"![KID-EL0 against counted FLOPs at {res} px]({plot.name})",
+        f"![KID-EL0 against counted FLOPs at {res} px]({plot.name})\n\nThin lines: each seed's "
+        "curve; thick: the mean over the FLOPs every seed covers, its band ± one std. The "
+        "initialisation (0 FLOPs; a two-stage pipeline's at its decoder's and compressor's FLOPs) "
+        "is each row's first curve point; a log axis cannot draw 0.",
         "### Which pipeline to pick, and every pair's verdict",
         verdicts_text(runs),
     ]
@@ -147,8 +150,8 @@ def write_report(rows_dir: Path, name: str, plan_file: Path) -> Path:
 
 def noise_text(noise: dict[str, Any]) -> str:
     lines = [
-        "## Metric noise",
-        noise.get("what", ""),
+        "## Metric noise\n",
+        noise.get("what", "") + "\n",
         "| images per score | trained: KID-EL0 mean | std over draws | initialisation: mean "
         "| std over draws |",
         "|---|---|---|---|---|",
