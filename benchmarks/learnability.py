@@ -206,6 +206,7 @@ def twostage_params(workdir: Path) -> Path:
         ckpt_every_kimg=KIMG, log_every_steps=50, device="cpu", decode_threads=1
     )
     p["method"]["fastgan"].update(overrides("fastgan"))
+    p["eval"]["every_kimg"] = 0  # scored once at the end (mode_scores), no curve
     tiny_twostage(p, batch=8, kimg=0.05)
     path = workdir / "params.yaml"
     path.write_text(yaml.safe_dump(p))

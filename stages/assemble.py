@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gancore.data.shards import read_manifest
-from gancore.eval.curve import FLOPS_METRIC, METRIC, write_curve_csv
+from gancore.eval.curve import FLOPS_METRIC, METRIC, SNAPSHOTS_FILE, read_curve, write_curve_csv
 from gancore.eval.evaluate import load_reference
 from gancore.params import load_params
 from gancore.runtime import record_stage, run_main, stage_parser
@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_curve(args, p: dict) -> list[dict[str, float]]:
-    """Score the sampler's snapshots through the decoder into --quality-curve; return its rows."""
+    """Score the sampler's snapshots through the decoder into --quality-curve; return its rows
+    (none, and a CSV of the header alone, when the sampler left none: eval.every_kimg 0)."""
+    if not read_curve(Path(args.sampler).parent / SNAPSHOTS_FILE):
+        write_curve_csv([], args.quality_curve)
+        print("[assemble] the sampler left no snapshots (eval.every_kimg 0): no curve")
+        return []
     ref, _ = load_reference(args.ref, args.shards)
     compress = read_metrics(args.compress_metrics) if args.compress_metrics else {}
     rows = assembled_curve(
