@@ -52,6 +52,21 @@ def pytest_fixture_setup(fixturedef, request):
     yield
 
 
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """A throwaway Prefect API (temp DB); started once, only by tests that ask for it (~50 s with 5
+    processes on 2 cores, hence 120 s of patience)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect_home")))
+    mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    mp.setenv("PREFECT_UI_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+    mp.undo()
+
+
 def _shuffled(items: list, seed: int) -> list:
     """Files in a seeded random order, each file's tests shuffled by the same seed. A file's tests
     stay together, so module fixtures are built once; xdist groups are marks, kept by any order."""
