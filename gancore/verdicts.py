@@ -123,7 +123,7 @@ def verdict_table(scores: dict[str, list[float]]) -> str:
                 cells.append("")
                 continue
             iv = welch_interval(scores[a], scores[b])
-            v = verdict(scores[a], scores[b])
+            v = decide(iv)
             shown = {"better": "**better**", "worse": "worse"}.get(v, "–")
             detail = f" {iv.diff:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]" if iv else " (1 seed)"
             cells.append(shown + detail)

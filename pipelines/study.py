@@ -98,9 +98,9 @@ def _set(tree: dict, key: str, value: Any) -> None:
     tree[last] = value
 
 
-def family(raw: dict[str, Any], pipeline: str) -> str:
-    """`onestage`, `twostage` or `inrpatch`: which section of the full selection names it."""
-    selection = full_selection(validate(raw))
+def family(selection: dict[str, Any], pipeline: str) -> str:
+    """`onestage`, `twostage` or `inrpatch`: which section of a `pipelines` selection (the full
+    one, or a row's own) names it."""
     if pipeline in STAGED_METHODS:  # trained stage after stage (pipelines.inrpatch)
         return "inrpatch"
     for fam in ("onestage", "twostage"):
@@ -131,7 +131,7 @@ def row_params(
     for key, value in keys.items():
         _set(raw, key, value)
     selection = full_selection(validate(raw))
-    fam = family(raw, row.pipeline)
+    fam = family(selection, row.pipeline)
     raw["pipelines"] = {
         "onestage": [row.pipeline] if fam == "onestage" else [],
         "twostage": {row.pipeline: selection["twostage"][row.pipeline]}
@@ -223,7 +223,7 @@ def run_stages(plan: dict[str, Any], row: Row, params: Path, work: Path) -> dict
     raw = read_yaml(params)
     d, P = work / row.name, ["--params", str(params)]
     S, R = ["--shards", str(work / "shards")], ["--ref", str(work / "ref")]
-    fam = family(raw, row.pipeline)
+    fam = family(raw["pipelines"], row.pipeline)
     if fam == "onestage":
         _check(train.main(_onestage_argv(P, d, row, S, R)), "train")
         gen = d / "runs" / row.pipeline / "generator"
