@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(ENV) $(BIN)/dvc repro
+	$(ENV) $(BIN)/python -m pipelines.workspace --as 'make run' $(BIN)/dvc repro
 
 # The full seven-pipeline comparison: params.yaml's `pipelines` widened by `dvc exp run -S`.
 full: $(STAMP)

@@ -28,6 +28,7 @@ from gancore.utils import threads
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 from gancore.utils.metrics_file import is_number, write_metrics
+from gancore.utils.workspace import hold_for_stage
 
 SHARED_TRAIN_KEYS = ("ema_beta", "ema_rampup", "mixed_precision", "shuffle_buffer", "xflip")
 """The train section's keys that the two-stage parts' trainings (decoder, autoencoder) share besides
@@ -92,13 +93,18 @@ def run_main(
     argv: Sequence[str] | None = None,
     threads: bool = True,
 ) -> None:
-    """Run a stage main(); a GancoreError (or a full disk) prints one clear line and exits with
-    status 2. Torch's threads are set first, from the params file's `runtime.threads` (unless not
-    `threads`: the validate stage computes nothing and handles a rejected file itself)."""
+    """Run a stage main() holding its workspace (gancore.utils.workspace); a GancoreError (or a full
+    disk) prints one clear line and exits with status 2. Torch's threads are set first, from the
+    params file's `runtime.threads`. Not `threads`: the validate stage computes nothing, and holds
+    the workspace itself (it handles a refusal like a rejected file)."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        if threads:
-            apply_runtime_threads(sys.argv[1:] if argv is None else argv)
-        code = main(argv)
+        if not threads or {"-h", "--help"} & set(args):
+            code = main(argv)
+        else:
+            with hold_for_stage(params_path_of(args), f"stage {Path(sys.argv[0]).stem}"):
+                apply_runtime_threads(args)
+                code = main(argv)
     except Exception as e:
         code = exit_code_for(e)
         if code is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gancore.utils.args import ArgParser, exit_code_for, float_in, int_in
+from gancore.utils.workspace import hold
 
 EPHEMERAL_STARTUP_SEC = 90
 """A first flow with a fresh PREFECT_HOME migrates its database: Prefect's 20 s is too short on 2
@@ -88,6 +89,8 @@ def _deployments(args: argparse.Namespace) -> list[tuple[Any, str, dict[str, Any
 
 def _run(args: argparse.Namespace) -> None:
     params = _parameters(args)  # before Prefect is imported: a bad override costs no server start
+    with hold(args.project, "gancore flow run", exclusive=True):
+        pass  # a busy workspace, too, is refused before the server starts (the flow holds it)
     from prefect.settings import (
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,

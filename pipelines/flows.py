@@ -25,6 +25,7 @@ from typing import Any
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from gancore.utils.workspace import hold
 from pipelines.dag import (
     PROJECT,
     TERMINAL,
@@ -243,22 +244,38 @@ def run_pipelines(
 
     Raises:
         ValueError: an unknown pipeline or max_parallel < 1 (before anything ran or changed).
+        WorkspaceBusy: another command holds the workspace (gancore.utils.workspace; nothing
+            changed).
         ConfigError: a bad override (before any stage ran; params.yaml unchanged).
         RuntimeError: naming the stages that failed or never ran.
     """
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+    graph = pipelines_graph(stage_graph(project), pipelines)
+    with hold(project, f"gancore flow ({', '.join(pipelines)})", exclusive=True) as lock_env:
+        return _run_held(project, graph, pipelines, overrides, devices, max_parallel, lock_env)
+
+
+def _run_held(
+    project: str,
+    graph: dict[str, list[str]],
+    pipelines: list[str],
+    overrides: dict[str, Any] | None,
+    devices: dict[str, str] | None,
+    max_parallel: int,
+    lock_env: dict[str, str],
+) -> list[dict[str, Any]]:
+    """run_pipelines with the workspace held (`lock_env` passed to every stage)."""
     from prefect.runtime import flow_run
 
     from gancore.runtime import FLOW_RUN_ENV
     from gancore.tracking.mlflow_tracker import PARENT_ENV
     from pipelines.overrides import apply_overrides
 
-    if max_parallel < 1:
-        raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
-    graph = pipelines_graph(stage_graph(project), pipelines)
     apply_overrides(Path(project) / "params.yaml", overrides or {})
     logged = {"override": overrides or {}, "devices": devices or {}, "max_parallel": max_parallel}
     tracker = _parent_run(Path(project), pipelines, str(flow_run.id), logged)
-    env = {FLOW_RUN_ENV: str(flow_run.id)}
+    env = {FLOW_RUN_ENV: str(flow_run.id), **lock_env}
     if tracker is not None and tracker.run_id:
         env[PARENT_ENV] = tracker.run_id
     status = "FAILED"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from gancore.params import full_selection, read_yaml, validate
+from gancore.utils.child import run_child
+from gancore.utils.workspace import WorkspaceBusy, hold
 
 
 def _hydra(value: Any) -> str:
@@ -54,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(" ".join(f'"{a}"' if any(c in a for c in "+{[") else a for a in command))
         return 0
-    return subprocess.call(command, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    try:
+        with hold(Path(args.params).resolve().parent, "make full", exclusive=True) as env:
+            return run_child(command, env={**os.environ, "DVC_NO_ANALYTICS": "1", **env})
+    except WorkspaceBusy as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

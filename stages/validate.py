@@ -18,6 +18,7 @@ from gancore.errors import GancoreError
 from gancore.params import load_params
 from gancore.runtime import run_main, stage_parser
 from gancore.utils.fsio import atomic_write
+from gancore.utils.workspace import hold_for_stage, workspace_experiment
 
 PARAMS: list[str] = []
 """No key is returned: load_params validates the whole file (dvc.yaml declares it all)."""
@@ -73,10 +74,9 @@ def undo_set_param(params: Path) -> str | None:
     """Under `dvc exp run` in the workspace (a --temp / --queue copy leaves the workspace's file
     alone), put back the params file that `-S` rewrote into the rejected one; return a line saying
     so, or None (nothing undone)."""
-    rev = os.environ.get("DVC_EXP_BASELINE_REV")
-    root = Path(os.environ.get("DVC_ROOT", params.parent)).resolve()
-    if not rev or root != params.parent.resolve() or not params.is_file():
+    if not workspace_experiment(params.parent) or not params.is_file():
         return None
+    rev = os.environ["DVC_EXP_BASELINE_REV"]
     rejected = params.read_bytes()
     saved = state_file(params, "last-valid")
     candidates = {  # the commit first: on a tie it is the likelier (a clean workspace)
@@ -103,15 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = Path(args.params)
     try:
-        load_params(params, PARAMS, check_inputs=True)
-    except GancoreError:
+        with hold_for_stage(params, "stage validate"):
+            load_params(params, PARAMS, check_inputs=True)
+            atomic_write(state_file(params, "last-valid"), lambda f: f.write(params.read_bytes()))
+            atomic_write(Path(args.out), lambda f: f.write(VALID), mode="w")
+    except GancoreError:  # a rejected value, or the workspace busy with another command
         undone = undo_set_param(params)
         if undone:  # the file is as it was, so is the marker DVC removed before this stage ran
             atomic_write(Path(args.out), lambda f: f.write(VALID), mode="w")
             print(f"[validate] {undone}", flush=True)
         raise
-    atomic_write(state_file(params, "last-valid"), lambda f: f.write(params.read_bytes()))
-    atomic_write(Path(args.out), lambda f: f.write(VALID), mode="w")
     print(f"[validate] {args.params}: valid")
     return 0
 

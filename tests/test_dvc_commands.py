@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,42 @@ def test_a_temporary_copy_finds_the_venv_of_its_project(clone, tmp_path):
     assert run.returncode != 0 and "params: train.batch:" in said, said
     assert "Running stage 'validate'" in said and "No module named" not in said
     assert "is back as before" not in said  # the workspace's params.yaml was never rewritten
+
+
+def test_an_experiment_started_beside_make_run_is_refused_and_nothing_is_lost(clone, tmp_path):
+    """Issue 30, item 2: `dvc exp run -S` while `make run` holds the workspace (its `dvc repro`
+    here a held sleep: DVC releases its own lock while a stage runs) fails in validate naming the
+    holder, with params.yaml, every output and git as they were; `gancore flow run` is refused
+    before Prefect starts; once the holder ends the same experiment runs."""
+    project = Path(shutil.copytree(clone, tmp_path / "p", symlinks=True))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "pipelines", project / "pipelines", ignore=ignore)  # as a clone has it
+    git(project, "add", "pipelines")
+    git(project, "commit", "-qm", "pipelines")
+    params = (project / "params.yaml").read_bytes()
+    outputs = _outputs(project)
+    holder = subprocess.Popen(
+        [".venv/bin/python", "-m", "pipelines.workspace", "--as", "make run", "sleep", "300"],
+        cwd=project,
+        env=_user_shell_env(),
+    )
+    try:
+        lock = project / ".gancore/workspace.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and "make run" in lock.read_text()):
+            assert holder.poll() is None and time.monotonic() < deadline, "no holder"
+            time.sleep(0.1)
+        run = _sh(project, ".venv/bin/dvc exp run -S train.batch=8")
+        said = run.stdout + run.stderr
+        assert run.returncode != 0 and "`make run` (pid" in said and "--queue" in said, said
+        assert "stages.shard" not in said
+        assert (project / "params.yaml").read_bytes() == params
+        assert _outputs(project) == outputs
+        flow = _sh(project, ".venv/bin/gancore flow run fastgan --kimg 0.1 --project .")
+        assert flow.returncode == 2 and "busy" in flow.stderr, flow.stdout + flow.stderr
+    finally:
+        holder.terminate()
+        holder.wait(timeout=60)
+    assert _sh(project, "git status --porcelain").stdout == ""
+    run = _sh(project, ".venv/bin/dvc exp run -S train.batch=8 validate")
+    assert run.returncode == 0, run.stdout + run.stderr

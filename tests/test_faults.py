@@ -4,6 +4,7 @@ disk."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import errno
 import io
@@ -29,7 +30,7 @@ from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import CheckpointError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
-from gancore.tracking.mlflow_tracker import MlflowTracker, replay_pending
+from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.utils.metrics_file import read_metrics
@@ -53,7 +54,8 @@ def stage_data(tmp_path_factory):
     params = tiny_params(tmp)
     p = yaml.safe_load(params.read_text())
     p["train"].update(total_kimg=0.04)
-    p["train"]["plumbing"].update(ckpt_every_kimg=0.008, keep_latest_k=3)
+    # A log row every 3 steps, a checkpoint every 4: a resume starts inside a log window.
+    p["train"]["plumbing"].update(ckpt_every_kimg=0.008, keep_latest_k=3, log_every_steps=3)
     params.write_text(yaml.safe_dump(p))
     P = ["--params", str(params)]
     assert builtin.main([*P, "--out", str(tmp / "builtin")]) == 0
@@ -140,6 +142,35 @@ def test_sigkill_then_rerun_resumes_to_the_weights_of_an_uninterrupted_run(stage
     assert (tmp / "runs/killed/generator/G_ema.safetensors").read_bytes() == (
         tmp / "runs/whole/generator/G_ema.safetensors"
     ).read_bytes()
+    # Its logs, too (issue 30, item 7): the loss CSV row for row, and each MLflow metric's history
+    # (one value per step, no replayed copy), what the machine measured aside.
+    assert _timeless_csv(tmp / "metrics/killed.csv") == _timeless_csv(tmp / "metrics/whole.csv")
+    killed_log, whole_log = _metric_history(tmp, "killed"), _metric_history(tmp, "whole")
+    assert killed_log == whole_log and len(killed_log["loss/D"]) == 4  # steps 3, 6, 9, 10
+
+
+MEASURED = (  # wall time and memory: what a machine measures, not what training computes
+    *("img_per_sec", "stage_wall_sec", "train_sec", "sec_per_kimg", "device_hours", "peak_mem_gb"),
+)
+
+
+def _timeless_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    return [{k: v for k, v in r.items() if not k.endswith(MEASURED)} for r in rows]
+
+
+def _metric_history(tmp: Path, name: str) -> dict[str, list[tuple[int, float]]]:
+    """{key: [(step, value), ...]} of the run's MLflow metrics, measurements aside."""
+    from mlflow.tracking import MlflowClient
+
+    run_id = yaml.safe_load((tmp / "runs" / name / "mlflow_run.json").read_text())["run_id"]
+    client = MlflowClient(tracking_uri=default_tracking_uri(tmp))
+    keys = [k for k in client.get_run(run_id).data.metrics if not k.endswith(MEASURED)]
+    return {
+        k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in keys
+    }
 
 
 def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_data):
@@ -448,3 +479,48 @@ def test_rank_layout_is_refused_when_it_does_not_match_the_process_group():
     run = dataclasses.replace(_run(2), world_size=2)
     with pytest.raises(ConfigError, match="2 ranks"):
         _trainer(run, [], "unused")
+
+
+def test_the_next_run_that_reaches_the_store_sends_what_a_gone_process_kept(
+    shards, tmp_path, monkeypatch, capsys
+):
+    """Issue 30, item 7: records kept during an outage are sent by the next stage that reaches the
+    store (no one has to call replay_pending), once; the file of a process still running is left
+    to it."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    pending = tmp_path / "mlflow_pending"
+    offline = MlflowTracker(
+        "faults", f"http://127.0.0.1:{closed_port()}", pending_dir=pending, retry_sec=3600
+    )
+    with pytest.warns(UserWarning, match="records are kept"):
+        offline.start("offline", {})
+    _trainer(_run(4), shards, tmp_path / "ckpt", offline).fit()
+    with pytest.warns(UserWarning, match="still failing"):
+        offline.close()
+    (record,) = list(pending.glob("*.jsonl"))
+    dead = subprocess.Popen(["true"])  # a process that has ended
+    dead.wait()
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        text = record.read_text()
+        record.unlink()
+        orphan = pending / f"20260101-000000-{dead.pid}.jsonl"
+        orphan.write_text(text)
+        running = pending / f"20260101-000002-{live.pid}.jsonl"
+        running.write_text(text)
+        store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        nxt = MlflowTracker("faults", store, pending_dir=pending)
+        nxt.start("next stage", {})
+        nxt.close()
+        assert "records kept during an outage by process" in capsys.readouterr().out
+        assert not orphan.exists() and running.exists()
+    finally:
+        live.kill()
+        live.wait()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("faults").experiment_id])
+    (sent,) = [r for r in runs if r.info.run_name == "offline"]
+    history = client.get_metric_history(sent.info.run_id, "loss/G")
+    assert [m.step for m in history] == [2, 4, 6, 8]  # once each: the live file was not sent

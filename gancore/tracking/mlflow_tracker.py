@@ -5,12 +5,14 @@ Default store: SQLite at an absolute path inside the project (a relative URI bre
 A tracking failure never stops training: it is warned about once, and every record the store did
 not take (run start, params, metrics, tags, artifacts, run end) is kept in order, in memory and in a
 local JSONL file, and sent when the store answers again (tried at most every `retry_sec`, and at
-close). A store that never answers leaves the file as the run's record; `replay_pending` sends it
-later.
+close). A store that never answers leaves the file as the run's record: the next run that reaches
+the store sends it (replay_orphans), or `replay_pending` does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -85,6 +87,7 @@ class MlflowTracker:
         self.retry_sec = retry_sec
         self._retry_at = 0.0
         self.failing = False  # True from a failure until the store took every pending record
+        self._logged: dict[str, dict[str, int]] = {}  # run id -> key -> last step in the store
 
     # -- the queue of records ---------------------------------------------------------------------
 
@@ -170,8 +173,14 @@ class MlflowTracker:
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i : i + 100])
         elif kind == "metrics":
-            batch = [Metric(k, v, op["time_ms"], op["step"]) for k, v in op["metrics"].items()]
-            self.client.log_batch(run_id, metrics=batch)
+            logged = self._logged_steps(run_id)
+            batch = [
+                Metric(k, v, op["time_ms"], op["step"])
+                for k, v in op["metrics"].items()
+                if op["step"] > logged.get(k, -1)
+            ]
+            if batch:
+                self.client.log_batch(run_id, metrics=batch)
         elif kind == "tags":
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
         elif kind == "artifact":
@@ -214,10 +223,28 @@ class MlflowTracker:
             # A resumed run is this execution's: its DVC experiment, flow run and commit replace the
             # old.
             self.client.log_batch(resume_run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+            self._logged_steps(resume_run_id)  # what it logged before, read before it logs again
             return resume_run_id
-        return self.client.create_run(
+        run_id = self.client.create_run(
             self._experiment_id(), start_time=start_ms, run_name=run_name, tags=all_tags
         ).info.run_id
+        self._logged[run_id] = {}
+        return run_id
+
+    def _logged_steps(self, run_id: str) -> dict[str, int]:
+        """The last step of each metric the store held for `run_id` when this tracker first met it.
+
+        A resumed run replays the steps after its checkpoint, and a replayed pending file may hold
+        records the store took before a crash: a (key, step) at or before what the store held is
+        not logged again, so a metric's history is an uninterrupted run's (a resume is
+        bit-identical, so the first copy is the value the replay computes). What this tracker
+        logs itself is not counted (a NaN rollback logs its new steps)."""
+        if run_id not in self._logged:
+            keys = self.client.get_run(run_id).data.metrics
+            self._logged[run_id] = {
+                k: max(m.step for m in self.client.get_metric_history(run_id, k)) for k in keys
+            }
+        return self._logged[run_id]
 
     def _run_exists(self, run_id: str) -> bool:
         try:
@@ -244,6 +271,8 @@ class MlflowTracker:
                 "start_ms": start_ms,
             }
         )
+        if self.pending_dir is not None and not self.failing:
+            replay_orphans(self.pending_dir, self.tracking_uri)
         return self.run_id
 
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
@@ -338,3 +367,43 @@ def replay_pending(path: str | Path, tracking_uri: str) -> bool:
     tracker = MlflowTracker(experiment, tracking_uri)
     tracker.pending, tracker.pending_file = ops, path
     return tracker.flush()
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def replay_orphans(pending_dir: str | Path, tracking_uri: str) -> int:
+    """Send the pending files (`<time>-<pid>.jsonl`) whose process is gone: a run that ended while
+    the store failed, or was killed. Each file is locked while it is sent, so two stages starting at
+    once send it once; return how many files went whole (and were deleted)."""
+    sent = 0
+    for path in sorted(Path(pending_dir).glob("*-*.jsonl")):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _process_gone(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another stage is sending it
+            if not path.exists():
+                continue  # sent and deleted while this one waited for the lock
+            try:
+                whole = replay_pending(path, tracking_uri)
+            except GancoreError as e:  # a damaged file: left for a person to read
+                warnings.warn(f"pending MLflow records {path} not sent: {e}", stacklevel=2)
+                continue
+            print(
+                f"[mlflow] records kept during an outage by process {pid}: "
+                + ("sent" if whole else f"not all sent, the rest still in {path}"),
+                flush=True,
+            )
+            sent += whole
+    return sent

@@ -4,6 +4,7 @@ rollback."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -56,13 +57,27 @@ def read_history(path: str | Path) -> list[dict[str, float]]:
     return rows
 
 
+def _mean(values: list[torch.Tensor | float]) -> float:
+    """The exact mean of scalar tensors (one transfer for them all) and floats (a resumed window's):
+    the same number whatever the mix, so a resumed run's row equals an uninterrupted run's."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    floats = [float(v) for v in values if not isinstance(v, torch.Tensor)]
+    if tensors:
+        floats += torch.stack(tensors).double().tolist()
+    return math.fsum(floats) / len(floats)
+
+
 def window_row(
-    window: list[dict[str, torch.Tensor]], wall_sec: float, batch: int, n_img: int, skipped: int
+    window: list[dict[str, torch.Tensor | float]],
+    wall_sec: float,
+    batch: int,
+    n_img: int,
+    skipped: int,
 ) -> dict[str, float]:
     """The log row of the steps in `window` (their stats averaged; a phase may start or stop in a
     window): throughput over `wall_sec`, kimg so far, samples skipped so far."""
     keys = dict.fromkeys(k for w in window for k in w)
-    row = {k: float(torch.stack([w[k] for w in window if k in w]).mean()) for k in keys}
+    row = {k: _mean([w[k] for w in window if k in w]) for k in keys}
     row["perf/img_per_sec"] = len(window) * batch / max(wall_sec, 1e-9)
     row["perf/kimg"] = n_img / 1000
     row["data/skipped_samples"] = float(skipped)

@@ -32,6 +32,11 @@ class TrainState:
     nan_rollbacks: int = 0
     cursor: Cursor = field(default_factory=Cursor)
     """The data cursor of a run of one stream (several streams keep theirs beside their RNGs)."""
+    log_window: list[dict[str, float]] = field(default_factory=list)
+    """The stats of the steps since the last log row, so that a resumed run's next row averages the
+    same steps as an uninterrupted run's (written at save time; empty in older checkpoints)."""
+    log_window_sec: float = 0.0
+    """Wall seconds those steps took (their row's img_per_sec)."""
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ class Trainer:
         self.checkpoints = Checkpointer(self.ckpt_dir, run, self.world)
         self.callbacks = list(callbacks or [])
         self.state = TrainState()
+        self._window: list[dict[str, Any]] = []  # the stats of the steps since the last log row
+        self._tick = time.perf_counter()  # when the first of them started
         self.sigterm = Sigterm(single_process=self.world.size == 1)
         self._skipped_all_ranks = 0
 
@@ -100,11 +102,15 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current step and prune old ones (rank 0; every rank waits)."""
+        self.state.log_window = [{k: float(v) for k, v in w.items()} for w in self._window]
+        self.state.log_window_sec = time.perf_counter() - self._tick
         state = self.checkpoints.state_of(self.step, self.data, self.state)
         return self.checkpoints.save(self.state.step, self.state.n_img, self._all_nets(), state)
 
     def _restore(self, c: ckpt.Checkpoint) -> None:
         self.state = self.checkpoints.restore(c, self.step, self.data)
+        self._window = list(self.state.log_window)  # the steps the next log row still averages
+        self._tick = time.perf_counter() - self.state.log_window_sec
 
     def resume_or_start(self) -> bool:
         """Load the newest matching checkpoint, or save the initial state. True when resumed."""
@@ -188,7 +194,7 @@ class Trainer:
         t = self.run.train
         total_img = math.ceil(t.total_kimg * 1000)
         every_img = max(1, math.ceil(t.plumbing.ckpt_every_kimg * 1000))
-        batches, window, tick = self.data.batches(), [], time.perf_counter()
+        batches = self.data.batches()
         next_ckpt = (self.state.n_img // every_img + 1) * every_img
         while self.state.n_img < total_img:
             try:
@@ -207,23 +213,27 @@ class Trainer:
                 batches.close()
                 self._rollback(e)
                 log.rolled_back(self.state.nan_rollbacks, self.state.step, self.state.n_img)
-                batches, window = self.data.batches(), []
+                batches = self.data.batches()
                 next_ckpt = (self.state.n_img // every_img + 1) * every_img
                 continue
             s = self.state
             s.train_sec += time.perf_counter() - t0
-            window.append(stats)
+            self._window.append(stats)
             log.bar.update(1)
             for callback in self.callbacks:
                 callback.on_step(self, stats)
             if s.step % t.plumbing.log_every_steps == 0 or s.n_img >= total_img:
                 row = window_row(
-                    window, time.perf_counter() - tick, t.batch, s.n_img, self.n_skipped()
+                    self._window,
+                    time.perf_counter() - self._tick,
+                    t.batch,
+                    s.n_img,
+                    self.n_skipped(),
                 )
                 for callback in self.callbacks:
                     callback.on_log(self, row)
                 log.write(row, s.step, s.n_img)
-                window, tick = [], time.perf_counter()
+                self._window, self._tick = [], time.perf_counter()
             if s.n_img >= next_ckpt or s.n_img >= total_img or self.sigterm.requested:
                 self.save()
                 next_ckpt = (s.n_img // every_img + 1) * every_img
