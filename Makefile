@@ -12,8 +12,9 @@ ENV := PATH="$(BIN):$$PATH" DVC_NO_ANALYTICS=1 MLFLOW_DISABLE_TELEMETRY=true DO_
 install: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
+	@echo "make install: $(VENV) with the pinned packages of requirements.txt (about 5 minutes on a fresh machine; pip lists each package)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install --progress-bar off -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -739,6 +739,7 @@ def write_report(
     log_tags: dict[str, str] | None = None,
     strict: bool = False,
     kid_target: float | None = None,
+    log_start_ms: int | None = None,
 ) -> Path:
     """Write report.md, rows.json and PNG plots to `out_dir`; log them as artifacts of a new run.
 
@@ -747,6 +748,8 @@ def write_report(
     None: no run. strict: refuse (CompareError) rows that differ in resolution, reference set or
     protocol, instead of flagging them.
         kid_target: the KID-EL0 of the compute-to-reach table (None: the worst pipeline's mean).
+        log_start_ms: the logged run's start (epoch ms; a stage's: its process start, so its
+            MLflow duration is the stage's); None: now.
     Returns:
         The report's path.
     Raises:
@@ -787,7 +790,7 @@ def write_report(
     bar.update(1)
     if log_tags is not None:
         names = ",".join(dict.fromkeys(r.pipeline for r in rows))
-        _log(tracking_uri, experiment, out, {**log_tags, "pipelines": names})
+        _log(tracking_uri, experiment, out, {**log_tags, "pipelines": names}, log_start_ms)
         bar.update(1)
     bar.close()
     return report
@@ -840,10 +843,12 @@ def alias_reported(
     )
 
 
-def _log(tracking_uri: str, experiment: str, out: Path, tags: dict[str, str]) -> None:
+def _log(
+    tracking_uri: str, experiment: str, out: Path, tags: dict[str, str], start_ms: int | None
+) -> None:
     from gancore.tracking.mlflow_tracker import MlflowTracker
 
     tracker = MlflowTracker(experiment, tracking_uri)
-    tracker.start("compare", tags)
+    tracker.start("compare", tags, start_ms=start_ms)
     tracker.log_artifact(out, "compare")
     tracker.close()

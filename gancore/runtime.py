@@ -6,8 +6,10 @@ import argparse
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,6 +30,7 @@ from gancore.utils import threads
 from gancore.utils.args import ArgParser, exit_code_for
 from gancore.utils.fsio import atomic_write, atomic_write_json, read_json, sha256_json
 from gancore.utils.metrics_file import is_number, write_metrics
+from gancore.utils.progress import phase
 from gancore.utils.workspace import hold_for_stage
 
 SHARED_TRAIN_KEYS = ("ema_beta", "ema_rampup", "mixed_precision", "shuffle_buffer", "xflip")
@@ -98,6 +101,7 @@ def run_main(
     params file's `runtime.threads`. Not `threads`: the validate stage computes nothing, and holds
     the workspace itself (it handles a refusal like a rejected file)."""
     args = sys.argv[1:] if argv is None else argv
+    stop_on_sigterm(Path(sys.argv[0]).stem)
     try:
         if not threads or {"-h", "--help"} & set(args):
             code = main(argv)
@@ -110,6 +114,30 @@ def run_main(
         if code is None:
             raise
     sys.exit(code)
+
+
+def stop_on_sigterm(stage: str) -> None:
+    """SIGTERM ends the stage with a line saying so and exit status 143, through its `finally`
+    blocks (a temporary file is removed; outputs are only ever replaced whole). A training installs
+    its own handler while it trains (a checkpoint first). A forked worker dies as before, silently:
+    the stage's main process says it once."""
+    main_pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        print(
+            f"[{stage}] SIGTERM: stopped before finishing (exit {128 + signum}); outputs are "
+            "replaced only whole, so none is half-written: rerun the stage (`dvc repro`) to do it",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -439,7 +467,8 @@ def _tracked_fit(
     try:
         summary = trainer.fit()
         if main:
-            export(summary, run_id)
+            with phase(stage, "export: generator, grids, curve and MLflow records"):
+                export(summary, run_id)
         status = "FINISHED"
     except TrainingInterrupted as e:
         print(f"[{stage}] {e}")

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from gancore.cli import main as cli_main
 from gancore.compare import CompareError, pipeline_rows, write_report
-from gancore.runtime import log_ledger
+from gancore.runtime import log_ledger, process_start_ms
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
@@ -167,11 +167,13 @@ def test_cli_and_stage(store: str, tmp_path: Path, monkeypatch):
     )
     assert "| b |" in (tmp_path / "stage" / "report.md").read_text()
     client = MlflowClient(store)
-    run = client.search_runs(
+    runs = client.search_runs(
         [client.get_experiment_by_name("exp").experiment_id],
         filter_string="tags.dvc_stage = 'compare'",
-        order_by=["attributes.start_time DESC"],
-    )[0]
+    )
+    # The stage's run starts when its process did (here pytest's): its MLflow duration is the
+    # stage's, not the milliseconds of the logging.
+    (run,) = [r for r in runs if r.info.start_time == process_start_ms()]
     assert run.data.tags["mlflow.source.git.commit"] and run.data.tags["params_hash"]
 
 

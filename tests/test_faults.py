@@ -83,15 +83,16 @@ def _argv(tmp: Path, params: Path, name: str) -> list[str]:
     ]
 
 
-def _stage(argv: list[str]) -> subprocess.Popen:
+def _stage(argv: list[str], module: str = "stages.train", stderr: int = subprocess.STDOUT):
+    """The stage `module` as a process, its stdout piped (stderr into it, unless `stderr`)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.train", *argv],
+        [sys.executable, "-m", module, *argv],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=stderr,
         text=True,
     )
 
@@ -189,6 +190,30 @@ def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_
         status = dict(db.execute("SELECT run_uuid, status FROM runs").fetchall())
     assert status[run_id] == "KILLED"
     assert "RUNNING" not in status.values()
+
+
+def test_sigterm_in_a_stage_without_training_says_so_and_leaves_no_output(stage_data):
+    """Issue 29, item 9: the shard stage, stopped mid-work, prints a line naming the signal and
+    exits 143 (it ended silently before), and its output folder is absent, not half-written."""
+    tmp, params = stage_data
+    photos = tmp / "many_photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1500):  # seconds of work at one thread: the signal lands mid-stage
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    p = yaml.safe_load(params.read_text())
+    p["data"]["source"] = str(photos)
+    many = tmp / "many_params.yaml"
+    many.write_text(yaml.safe_dump(p))
+    out = tmp / "many_shards"
+    argv = ["--params", str(many), "--out", str(out), "--metrics", str(tmp / "many.json")]
+    proc = _stage(argv, "stages.shard", stderr=subprocess.PIPE)
+    assert "[runtime] torch threads" in proc.stdout.readline()  # main() is running
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "[shard] SIGTERM: stopped before finishing (exit 143)" in stderr
+    assert not out.exists() and not (tmp / "many.json").exists()
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

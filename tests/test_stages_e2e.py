@@ -6,6 +6,8 @@ sizes are tiny. Also: resuming a training continues its MLflow run, and bad para
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -52,7 +54,7 @@ def _train_argv(params: Path, tmp: Path) -> list[str]:
 def pipeline(tmp_path_factory):
     """Run every stage once; return the folder."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    with local_mlflow(tmp):
+    with local_mlflow(tmp), contextlib.redirect_stderr(io.StringIO()) as said:
         params = _tiny_params(tmp)
         P = ["--params", str(params)]
         prepare_data(params, tmp)
@@ -75,7 +77,20 @@ def pipeline(tmp_path_factory):
             )
             == 0
         )
+    (tmp / "stderr.txt").write_text(said.getvalue())
+    with local_mlflow(tmp):
         yield tmp
+
+
+def test_long_steps_without_a_count_say_when_they_start_and_how_long_they_took(pipeline):
+    """Issue 29, item 9: the silences after training and inside evaluate are gone."""
+    said = (pipeline / "stderr.txt").read_text()
+    for what in (
+        "[train@fastgan] export: generator, grids, curve and MLflow records",
+        "[evaluate] G_ema: sampling 24 images and scoring them",
+        "[evaluate] MLflow: the pipeline's row and its generator as a model",
+    ):
+        assert f"{what} ...\n" in said and f"{what}: done in 0:" in said, said[-3000:]
 
 
 def _runs(tmp: Path) -> dict[str, object]:

@@ -27,6 +27,7 @@ from gancore.runtime import record_evaluation
 from gancore.twostage.training import decoder_only_score
 from gancore.utils.grid import save_grid
 from gancore.utils.metrics_file import info_path, is_number, write_metrics
+from gancore.utils.progress import phase
 
 
 def _numeric(metrics: dict) -> dict[str, float]:
@@ -48,8 +49,11 @@ def evaluate(args: argparse.Namespace, p: dict[str, Any]) -> int:
     results, out = {}, Path(args.out)
     for name in ["G_ema", "G_init"] if ep.compare_init else ["G_ema"]:
         G = load_generator(args.generator, which=name)
-        fake = sample(G, ep.n_gen, ep.seed, ep.batch)
-        results[name] = score(fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta))
+        with phase("evaluate", f"{name}: sampling {ep.n_gen} images and scoring them"):
+            fake = sample(G, ep.n_gen, ep.seed, ep.batch)
+            results[name] = score(
+                fake, real_eval, ref, ep, el0, inception, status, is_fewshot(meta)
+            )
         save_grid(sample(G, ep.grid_n, ep.seed), out / f"grid_{name}.png")
         # a two-stage generator: its sampler alone, at low resolution
         if getattr(G, "previewable", False):
@@ -63,7 +67,8 @@ def evaluate(args: argparse.Namespace, p: dict[str, Any]) -> int:
     if ep.compare_init:
         metrics["init"] = results["G_init"]
     write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
-    _track(p, args, metrics, out)
+    with phase("evaluate", "MLflow: the pipeline's row and its generator as a model"):
+        _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))
     if ep.compare_init and worse_than_init(results["G_ema"], results["G_init"]):
         print(

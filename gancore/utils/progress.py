@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any, Self, TextIO
 
@@ -112,6 +113,16 @@ class LineProgress:
         self._closed = True
         if self._printed or monotonic() - self._start >= self.quiet_sec:
             self._print()
+
+
+@contextmanager
+def phase(tag: str, what: str) -> Iterator[None]:
+    """A long step with nothing to count (an export, a scoring, MLflow logging): a line when it
+    starts and one with its duration when it ends (none after a failure: the error speaks)."""
+    start = monotonic()
+    print(f"[{tag}] {what} ...", file=sys.stderr, flush=True)
+    yield
+    print(f"[{tag}] {what}: done in {_clock(monotonic() - start)}", file=sys.stderr, flush=True)
 
 
 def progress_mode() -> str:
