@@ -81,11 +81,15 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
     if {"-h", "--help"} & set(argv):  # help needs no params file
         return threads.get_threads()
     runtime = load_params(params_path_of(argv), [threads.THREADS_KEY])[threads.THREADS_KEY]
-    threads.set_threads(threads.resolve_threads(runtime.threads))
+    auto = runtime.threads == "auto" and not os.environ.get("OMP_NUM_THREADS", "").isdigit()
+    busy = threads.busy_cores() if auto else None
+    threads.set_threads(threads.resolve_threads(runtime.threads, busy=busy))
     n_threads = threads.get_threads()  # as torch reports it
+    seen = f"{busy:.1f} busy with other work, " if busy is not None else ""
     print(
         f"[runtime] torch threads: {n_threads} (runtime.threads {runtime.threads}; "
-        f"{threads.usable_cores()} usable cores, {threads.concurrent_stages()} stage(s) at once)",
+        f"{threads.usable_cores()} usable cores, {seen}{threads.concurrent_stages()} stage(s) "
+        "at once)",
         flush=True,
     )
     return n_threads

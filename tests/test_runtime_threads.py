@@ -4,26 +4,29 @@ Prefect flows tell each task how many run beside it; progress is whole lines in 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gancore.utils.progress import LineProgress
-from gancore.utils.threads import CONCURRENT_ENV, resolve_threads, usable_cores
+from gancore.utils.threads import CONCURRENT_ENV, busy_cores, resolve_threads, usable_cores
 from pipelines.dag import stages_at_once
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _builtin_stage(tmp_path: Path, threads, env_extra: dict[str, str]) -> int:
+def _builtin_stage(tmp_path: Path, threads, env_extra: dict[str, str]) -> tuple[int, str]:
     """Run the real builtin stage (4 tiny images, no MLflow) with runtime.threads = `threads`;
-    return the thread count it reports having set."""
+    return the thread count it reports having set, and its line."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["builtin"].update(n_img=4, side_px=16)
     raw["track"]["enabled"] = False
@@ -50,25 +53,57 @@ def _builtin_stage(tmp_path: Path, threads, env_extra: dict[str, str]) -> int:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / f"builtin-{threads}" / "SOURCES.json").is_file()  # the stage ran after it
-    return int(re.search(r"\[runtime\] torch threads: (\d+)", done.stdout).group(1))
+    line = re.search(r"\[runtime\] torch threads: (\d+).*", done.stdout)
+    return int(line.group(1)), line.group(0)
+
+
+@contextlib.contextmanager
+def _busy_machine() -> Iterator[None]:
+    """Every usable core kept busy by another process (a spinning Python loop each)."""
+    spin = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(usable_cores())]
+    try:
+        time.sleep(0.5)  # started and spinning
+        yield
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_stage_process_applies_runtime_threads(tmp_path):
-    assert _builtin_stage(tmp_path, 3, {}) == 3  # not torch's default (one per core)
-    # auto with two stages at once (a flow's sampler and decoder): half the cores each
-    assert _builtin_stage(tmp_path, "auto", {CONCURRENT_ENV: "2"}) == max(1, usable_cores() // 2)
+    assert _builtin_stage(tmp_path, 3, {})[0] == 3  # not torch's default (one per core)
 
 
-def test_auto_divides_the_cores_among_the_stages_at_once(monkeypatch):
+def test_auto_takes_one_thread_beside_work_that_holds_the_cores(tmp_path):
+    """Issue 29, item 7: under `dvc repro` (one stage at once) auto used every usable core, which
+    beside another busy process made a step 10-22x slower; the stage now sees the busy cores."""
+    with _busy_machine():
+        n_threads, line = _builtin_stage(tmp_path, "auto", {})
+    assert n_threads == 1, line
+    busy = float(re.search(r"([\d.]+) busy with other work", line).group(1))
+    assert busy >= 0.6 * usable_cores(), line
+
+
+def test_busy_cores_sees_other_processes():
+    with _busy_machine():
+        assert busy_cores(1.0) >= 0.7 * usable_cores()
+
+
+def test_auto_divides_the_free_cores_among_the_stages_at_once(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert resolve_threads("auto", cores=8, concurrent=2) == 4
+    assert resolve_threads("auto", cores=8, concurrent=2, busy=0.0) == 4
+    assert resolve_threads("auto", cores=8, concurrent=2, busy=2.3) == 3  # 6 free cores
+    assert resolve_threads("auto", cores=8, concurrent=1, busy=7.8) == 1  # never 0
+    assert resolve_threads("auto", cores=2, concurrent=1, busy=1.0) == 1  # beside one busy process
+    assert resolve_threads("auto", cores=2, concurrent=1, busy=0.3) == 2  # alone
     assert resolve_threads("auto", cores=2, concurrent=3) == 1  # never 0
     assert resolve_threads(5, cores=2, concurrent=2) == 5  # a count is taken as it is
     monkeypatch.setenv(CONCURRENT_ENV, "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: ranks of this node share the cores too
-    assert resolve_threads("auto", cores=16) == 2
+    assert resolve_threads("auto", cores=16, busy=0.0) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting, as torch honours it
-    assert resolve_threads("auto", cores=16) == 3
+    assert resolve_threads("auto", cores=16, busy=0.0) == 3
 
 
 def test_flows_count_the_stages_that_run_beside_each(monkeypatch):
