@@ -385,7 +385,8 @@ def _methods(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from gancore.tracking.mlflow_tracker import default_tracking_uri
 
-    uri = default_tracking_uri(Path(args.project).resolve())
+    project = Path(args.project).resolve()
+    uri = default_tracking_uri(project)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [
         sys.executable,
@@ -402,7 +403,22 @@ def _ui(args: argparse.Namespace) -> int:
         "1",
     ]
     print(f"MLflow UI on http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    view = ui_view(project, uri)
+    if view:
+        print(f"the pipelines side by side: http://{args.host}:{args.port}/{view}", flush=True)
     return run_child(cmd, env=env)
+
+
+def ui_view(project: Path, tracking_uri: str) -> str | None:
+    """Save the shared `pipelines` view on the project's experiment (params.yaml's track
+    section); its address, or None before the experiment has a run."""
+    from gancore.params import load_params
+    from gancore.tracking.mlflow_view import save_pipelines_view
+
+    params = project / "params.yaml"
+    if not params.is_file():
+        return None
+    return save_pipelines_view(tracking_uri, load_params(params, ["track"])["track"].experiment)
 
 
 def _flow(args: argparse.Namespace) -> int:

@@ -3,10 +3,8 @@ store, open the experiment's runs table in headless Chromium (Debian's `chromium
 rendered page lists each pipeline's row (`evaluate@<pipeline>`) with its params (under params.yaml
 keys), scores, dataset and registered model, and save a screenshot.
 
-The table's columns come from a shared view (MLflow's "share view": the experiment tag
-`mlflow.sharedViewState.pipelines`, opened by `?viewStateShareKey=pipelines`) that this script
-saves:
-the evaluate rows sorted by --score, with the --columns chosen. Open the same URL in your browser.
+The table's columns come from the shared view `gancore ui` also saves
+(gancore.tracking.mlflow_view): the evaluate rows sorted by --score, with the --columns chosen.
 
     .venv/bin/python scripts/mlflow_browser_check.py --store mlflow.db --experiment gancore \
         --pipelines fastgan wavelet --screenshot docs/mlflow_runs.png
@@ -27,11 +25,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from gancore.tracking.mlflow_view import COLUMNS, save_pipelines_view
+
 CHROMIUM = "/usr/bin/chromium"
 WINDOW_PX = (2600, 900)
 """Browser window (width, height): wide enough for the runs table's Dataset and Models columns."""
-VIEW = "pipelines"
-"""The shared view's key."""
 RENDER_MS = 20000
 """Virtual time Chromium gives the page's scripts before it dumps or shoots (the UI loads
 lazily)."""
@@ -124,26 +122,6 @@ def store_checks(store: Path, experiment: str, pipelines: list[str]) -> tuple[st
     return exp.experiment_id, failed
 
 
-def save_view(store: Path, exp_id: str, score: str, columns: list[str]) -> None:
-    """The shared view VIEW: evaluate rows sorted by `score`, showing duration, dataset, models,
-    `score`, `init.<score>`, the compute and `columns` (params.yaml keys)."""
-    import json
-
-    from mlflow.tracking import MlflowClient
-
-    shown = [f"attributes.`{a}`" for a in ("Duration", "Dataset", "Models")]
-    shown += [f"metrics.`{m}`" for m in (score, f"init.{score}", "compute.device_hours")]
-    state = {
-        "selectedColumns": [*shown, *(f"params.`{c}`" for c in columns)],
-        "searchFilter": "tags.dvc_stage LIKE 'evaluate@%'",
-        "orderByKey": f"metrics.`{score}`",
-        "orderByAsc": True,
-    }
-    MlflowClient(f"sqlite:///{store.resolve()}").set_experiment_tag(
-        exp_id, f"mlflow.sharedViewState.{VIEW}", json.dumps(state)
-    )
-
-
 def page_checks(dom: str, pipelines: list[str], score: str, columns: list[str]) -> list[str]:
     """Failed checks of the rendered runs table: each row, the score and param columns, a dataset
     and each pipeline's registered model shown."""
@@ -175,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--columns",
         nargs="*",
-        default=["method.fastgan.width_mult", "train.total_kimg"],
+        default=list(COLUMNS),
         help="params (params.yaml keys) shown as columns",
     )
     args = parser.parse_args(argv)
@@ -186,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     if not exp_id:
         print("\n".join(failed), file=sys.stderr)
         return 1
-    save_view(Path(args.store), exp_id, args.score, args.columns)
+    uri = f"sqlite:///{Path(args.store).resolve()}"
+    view = save_pipelines_view(uri, args.experiment, args.score, args.columns)
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="mlflow-ui-")) / "ui.log"
     proc = start_ui(Path(args.store), port, log)
     try:
-        url = f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs?viewStateShareKey={VIEW}"
+        url = f"http://127.0.0.1:{port}/{view}"
         failed += page_checks(chromium(url, "--dump-dom"), args.pipelines, args.score, args.columns)
         Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
         chromium(url, f"--screenshot={Path(args.screenshot).resolve()}")

@@ -199,8 +199,46 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _project_with_a_pipeline_row(project: Path) -> str:
+    """params.yaml and the MLflow store of a project whose evaluate@fastgan logged kid_el0 and
+    train.total_kimg; the experiment's id."""
+    from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri
+
+    (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    tracker = MlflowTracker("gancore", default_tracking_uri(project))
+    tracker.start("evaluate@fastgan", {"dvc_stage": "evaluate@fastgan"})
+    tracker.log_params({"train.total_kimg": 9.0})
+    tracker.log_metrics({"kid_el0": 0.3, "init.kid_el0": 0.4}, step=0)
+    tracker.close()
+    return tracker.client.get_experiment_by_name("gancore").experiment_id
+
+
+def test_ui_opens_on_the_pipelines_side_by_side(tmp_path):
+    """Issue 29, item 4: `gancore ui` saves the shared view of the evaluate rows with the headline
+    score and training-length columns, and prints its address (MLflow keeps a table's columns per
+    browser: a fresh one showed none of ~170)."""
+    from mlflow.tracking import MlflowClient
+
+    from gancore.cli import ui_view
+    from gancore.tracking.mlflow_tracker import default_tracking_uri
+
+    assert ui_view(tmp_path, default_tracking_uri(tmp_path)) is None  # no params, no experiment
+    exp_id = _project_with_a_pipeline_row(tmp_path)
+    uri = default_tracking_uri(tmp_path)
+    assert ui_view(tmp_path, uri) == f"#/experiments/{exp_id}/runs?viewStateShareKey=pipelines"
+    view = yaml.safe_load(
+        MlflowClient(uri).get_experiment(exp_id).tags["mlflow.sharedViewState.pipelines"]
+    )
+    assert view["searchFilter"] == "tags.dvc_stage LIKE 'evaluate@%'"
+    assert view["orderByKey"] == "metrics.`kid_el0`" and view["orderByAsc"] is True
+    for column in ("metrics.`kid_el0`", "metrics.`init.kid_el0`", "params.`train.total_kimg`"):
+        assert column in view["selectedColumns"]
+
+
 def test_ui_stops_its_mlflow_server_when_stopped(tmp_path, signum=signal.SIGTERM):
-    """`kill <pid of gancore ui>` (SIGINT, Ctrl-C, takes the same path: the next test)."""
+    """`kill <pid of gancore ui>` (SIGINT, Ctrl-C, takes the same path: the next test); it says
+    where the pipelines view is first."""
+    exp_id = _project_with_a_pipeline_row(tmp_path)
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -215,10 +253,16 @@ def test_ui_stops_its_mlflow_server_when_stopped(tmp_path, signum=signal.SIGTERM
         ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
+        assert proc.stdout.readline().startswith(f"MLflow UI on http://127.0.0.1:{port}")
+        assert proc.stdout.readline() == (
+            f"the pipelines side by side: http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
+            "?viewStateShareKey=pipelines\n"
+        )
         deadline = time.monotonic() + 120
         while not _listening(port):
             assert proc.poll() is None and time.monotonic() < deadline, (
