@@ -32,9 +32,9 @@ STUDY_ARGS ?= --jobs 2
 study: $(STAMP)
 	$(ENV) OMP_NUM_THREADS=1 $(BIN)/python -m pipelines.study run $(STUDY_ARGS)
 
-# `dvc exp show` has a column for every key of every metrics file (too wide for a terminal, so rich
+# `dvc exp show` has a column for every metric and every param (too wide for a terminal, so rich
 # folds them all to "…"): the headline scores and the training length of each experiment.
-HEADLINE := Experiment|Created|^kid_el0$$|^fd_el0_[0-9]+$$|^swd_mean$$|^precision$$|^recall$$|^kimg$$|^img_per_sec$$
+HEADLINE := Experiment|Created|^kid_el0$$|^fd_el0_[0-9]+$$|^swd_mean$$|^precision$$|^recall$$|^train.total_kimg$$
 show: $(STAMP)
 	$(ENV) $(BIN)/dvc exp show --no-pager --drop '.*' --keep '$(HEADLINE)'
 

@@ -52,6 +52,9 @@ QUALITY = {
 }
 """Scores of the evaluate stage and which way is better (fd_el0 is recorded at its N:
 gancore.eval.names.recorded_name)."""
+HEADLINE = ("kid_el0", "fd_el0", "swd_mean", "precision", "recall")
+"""The scores a pipeline's `dvc metrics` file holds (its headline.json), in this order: the table
+`dvc metrics show` / `dvc exp show` print fits 100 columns (every score is in eval.json)."""
 
 
 @dataclass

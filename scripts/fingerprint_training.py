@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import yaml
 
+from gancore.training.run import WALL_CLOCK_STATE
+
 ROOT = Path.cwd()
 KEEP_ALL_K = 99
 """keep_latest_k of the fingerprinted runs: every checkpoint stays to be hashed."""
@@ -50,10 +52,10 @@ def sha(value: Any) -> str:
 
 
 def _state_without_time(state: dict) -> dict:
-    """state.pt less its wall-clock counter (train_sec differs between any two runs)."""
+    """state.pt less its wall-clock fields (WALL_CLOCK_STATE differ between any two runs)."""
     return {
         **state,
-        "train_state": {k: v for k, v in state["train_state"].items() if k != "train_sec"},
+        "train_state": {k: v for k, v in state["train_state"].items() if k not in WALL_CLOCK_STATE},
     }
 
 

@@ -23,7 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shards", default="data/shards")
     parser.add_argument("--ref", default="data/ref_stats")
     parser.add_argument("--out", required=True, help="folder for sample grids")
-    parser.add_argument("--metrics", required=True, help="metrics JSON for `dvc metrics`")
+    parser.add_argument("--metrics", required=True, help="every score (JSON; text in .info.json)")
+    parser.add_argument(
+        "--headline", help="the headline scores alone (JSON): the pipeline's `dvc metrics` file"
+    )
     args = parser.parse_args(argv)
     return evaluate(args, load_params(args.params, PARAMS))
 

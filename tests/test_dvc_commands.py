@@ -176,3 +176,14 @@ def test_an_experiment_started_beside_make_run_is_refused_and_nothing_is_lost(cl
     assert _sh(project, "git status --porcelain").stdout == ""
     run = _sh(project, ".venv/bin/dvc exp run -S train.batch=8 validate")
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_dvc_metrics_show_leads_with_the_headline_and_fits_100_columns(clone):
+    """Issue 29, item 6: `dvc metrics show` printed every key of every metrics file, ~2,700
+    characters wide and alphabetical; the pipelines' headline.json files are its only input now."""
+    shown = _sh(clone, ".venv/bin/dvc metrics show")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.rstrip().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 100, shown.stdout
+    assert lines[0].split()[:3] == ["Path", "kid_el0", "fd_el0_24"], lines[0]
+    assert any(line.startswith("metrics/fastgan/headline.json") for line in lines)

@@ -13,6 +13,7 @@ import ast
 import importlib
 import shlex
 from dataclasses import fields
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -177,11 +178,22 @@ def test_load_params_returns_only_declared_sections():
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_metrics_files_have_their_info_sibling_as_an_output(name):
-    """write_metrics splits every metrics file; DVC tracks both halves (the info file as an out, so
-    `dvc metrics show` / `dvc exp show` tabulate numbers only)."""
+def test_the_headline_files_are_the_only_metrics_and_every_split_file_has_its_info(name):
+    """`dvc metrics show` / `dvc exp show` tabulate each evaluate stage's headline.json alone (100
+    columns, issue 29 item 6); write_metrics splits every other metrics JSON into numbers and an
+    info file, and DVC tracks both halves as outputs."""
     from gancore.utils.metrics_file import info_path
 
     outs = {o.def_path: o for o in FULL[name].outs}
-    for path in [p for p, o in outs.items() if o.metric]:
+    metrics = [p for p, o in outs.items() if o.metric]
+    assert [Path(p).name for p in metrics] == (["headline.json"] if "evaluate@" in name else [])
+    split = [
+        p
+        for p in outs
+        if p.startswith("metrics/")
+        and p.endswith(".json")
+        and p not in metrics
+        and not p.endswith(".info.json")
+    ]
+    for path in split:
         assert str(info_path(path)) in outs and not outs[str(info_path(path))].metric, path

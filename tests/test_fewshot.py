@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import yaml
-from tiny import local_mlflow, one_thread, prepare_data, tiny_params
+from tiny import local_mlflow, one_thread, prepare_data, stage_argv, tiny_params
 
 from gancore.compare import write_report
 from gancore.config import ShardParams
@@ -33,8 +33,20 @@ def test_memorisation_check_catches_copies_of_the_training_set():
     assert copies["nn_ratio"] < 0.01 and copies["near_copy_rate"] == 1.0
 
 
-def test_a_100_image_folder_trains_on_all_images_and_its_reports_say_so(tmp_path):
-    from stages import evaluate, train
+def test_a_100_image_folder_trains_on_all_images_and_its_reports_say_so(
+    tmp_path, monkeypatch, capsys
+):
+    from gancore.eval.features import EL0Features
+    from stages import compress, evaluate, train
+
+    extracted = []  # images through EL0, call by call (the real network runs)
+    real_call = EL0Features.__call__
+
+    def counted(self, images, *args, **kwargs):
+        extracted.append(len(images))
+        return real_call(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(EL0Features, "__call__", counted)
 
     params = tiny_params(tmp_path)
     raw = yaml.safe_load(params.read_text())
@@ -48,6 +60,15 @@ def test_a_100_image_folder_trains_on_all_images_and_its_reports_say_so(tmp_path
         manifest = json.loads((tmp_path / "shards/manifest.json").read_text())
         assert manifest["protocol"] == "fewshot"
         assert manifest["counts"]["n_train"] == manifest["counts"]["n_eval"] == 100
+        # ref_stats extracted the one set of images once (issue 29, item 6), for both splits
+        assert extracted == [100]
+        ref = np.load(tmp_path / "ref/features.npz")
+        assert np.array_equal(ref["el0_train"], ref["el0_eval"]) and len(ref["el0_train"]) == 100
+        # compress scores its reconstructions on the eval split: the training images here
+        capsys.readouterr()
+        assert compress.main(stage_argv(params, tmp_path, "wavelet")["compress"]) == 0
+        (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[compress]")]
+        assert "training-set (few-shot protocol: no hold-out) PSNR" in line, line
         assert (
             train.main(
                 [

@@ -5,6 +5,7 @@ and EL0 features."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -49,9 +50,21 @@ def pipeline(tmp_path_factory):
         p["eval"].update(every_kimg=0.008, curve_n_gen=8)  # the samplers' snapshots: 3 points
         params.write_text(yaml.safe_dump(p))
         prepare_data(params, tmp)
-        for name in PIPELINES:
-            run_twostage(params, tmp, name)
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            for name in PIPELINES:
+                run_twostage(params, tmp, name)
+        (tmp / "stdout.txt").write_text(said.getvalue())
         yield tmp
+
+
+def test_reconstruction_lines_name_what_they_were_scored_on(pipeline):
+    """Issue 29, item 6: compress and train_decoder say what their PSNR was scored on (held-out
+    images here; the few-shot case: tests/test_fewshot.py)."""
+    assert read_manifest(pipeline / "shards")["protocol"] == "holdout"
+    said = (pipeline / "stdout.txt").read_text()
+    for stage in ("[compress]", "[train_decoder]"):
+        lines = [line for line in said.splitlines() if line.startswith(stage) and "PSNR" in line]
+        assert len(lines) == len(PIPELINES) and all("held-out PSNR" in x for x in lines), said
 
 
 def _metrics(tmp: Path, pipeline: str, name: str) -> dict:

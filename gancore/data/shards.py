@@ -251,6 +251,14 @@ def _manifest(
     }
 
 
+def eval_label(shard_dir: str | Path) -> str:
+    """What a shard folder's eval split is, for a log line: held-out images, or under the few-shot
+    protocol the training images themselves."""
+    if read_manifest(shard_dir).get("protocol") == "fewshot":
+        return "training-set (few-shot protocol: no hold-out)"
+    return "held-out"
+
+
 def read_manifest(shard_dir: str | Path) -> dict:
     """The manifest of a finished shard folder.
 

@@ -50,16 +50,16 @@ def load_inception(weights: str) -> tuple[InceptionFeatures | None, str]:
 def build_reference(
     shard_dir: str | Path, out_dir: str | Path, inception_weights: str
 ) -> dict[str, Any]:
-    """Features of the real splits, cached as a folder keyed by the shard fingerprints.
+    """Features of the real splits, cached as a folder keyed by the shard fingerprints (extracted
+    once when the splits are the same shards, as under the few-shot protocol).
 
     Writes `features.npz` (el0_eval, el0_train[, inception_eval]) and `meta.json` atomically.
     """
     manifest = read_manifest(shard_dir)
     el0 = EL0Features(batch=FEATURE_BATCH)
-    arrays = {
-        "el0_eval": el0(read_split(shard_dir, "eval")),
-        "el0_train": el0(read_split(shard_dir, "train")),
-    }
+    arrays = {"el0_eval": el0(read_split(shard_dir, "eval"))}
+    same = manifest["fingerprint"]["train"] == manifest["fingerprint"]["eval"]  # the few-shot split
+    arrays["el0_train"] = arrays["el0_eval"] if same else el0(read_split(shard_dir, "train"))
     inception, status = load_inception(inception_weights)
     if inception is not None:
         arrays["inception_eval"] = inception(read_split(shard_dir, "eval"))

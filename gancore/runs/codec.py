@@ -12,7 +12,7 @@ from typing import Any
 
 from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
-from gancore.data.shards import train_shards
+from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import log_ledger, own_train_params, record_stage, run_training, write_curve
 from gancore.training.trainer import RunConfig, Trainer
@@ -104,7 +104,8 @@ def _finish(
     info = write_metrics(args.metrics, metrics)
     print(
         f"[compress] {manifest['counts']} {resolution}px images -> codes {codec.code_shape}, "
-        f"ratio {metrics['compression_ratio']:g}:1, held-out PSNR {quality['psnr_db']:.2f} dB, "
+        f"ratio {metrics['compression_ratio']:g}:1, {eval_label(args.shards)} PSNR "
+        f"{quality['psnr_db']:.2f} dB, "
         f"SSIM {quality['ssim']:.3f} -> {out}"
     )
     return (

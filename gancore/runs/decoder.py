@@ -16,7 +16,7 @@ import torch
 
 from gancore.compress.codec import codec_config, load_codec
 from gancore.config import flatten
-from gancore.data.shards import train_shards
+from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import (
     declared_params,
@@ -149,7 +149,7 @@ def _export(
     tracker.log_artifact(folder, "decoder")
     r = quality["reconstruction"]
     print(
-        f"[train_decoder] held-out PSNR {r['psnr_db']:.2f} dB "
+        f"[train_decoder] {eval_label(args.shards)} PSNR {r['psnr_db']:.2f} dB "
         f"(coarse alone {r['coarse_psnr_db']:.2f}), "
         f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}"
     )

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gancore.compare import QUALITY
+from gancore.compare import HEADLINE, QUALITY
 from gancore.config import flatten
 from gancore.eval.evaluate import (
     is_fewshot,
@@ -25,6 +25,7 @@ from gancore.eval.names import recorded_name
 from gancore.generator import load_generator, sample, to_uint8
 from gancore.runtime import record_evaluation
 from gancore.twostage.training import decoder_only_score
+from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid
 from gancore.utils.metrics_file import info_path, is_number, write_metrics
 from gancore.utils.progress import phase
@@ -67,6 +68,9 @@ def evaluate(args: argparse.Namespace, p: dict[str, Any]) -> int:
     if ep.compare_init:
         metrics["init"] = results["G_init"]
     write_metrics(args.metrics, metrics, first=[recorded_name(k, ep.n_gen) for k in QUALITY])
+    if args.headline:
+        names = [recorded_name(k, ep.n_gen) for k in HEADLINE]
+        atomic_write_json(args.headline, {k: metrics[k] for k in names if k in metrics})
     with phase("evaluate", "MLflow: the pipeline's row and its generator as a model"):
         _track(p, args, metrics, out)
     print("[evaluate] " + ", ".join(f"{k}={v:.4g}" for k, v in _numeric(results["G_ema"]).items()))

@@ -39,6 +39,10 @@ class TrainState:
     """Wall seconds those steps took (their row's img_per_sec)."""
 
 
+WALL_CLOCK_STATE = ("train_sec", "log_window_sec")
+"""TrainState's fields that time measures: they differ between any two runs of the same math."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run."""

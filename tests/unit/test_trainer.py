@@ -15,6 +15,7 @@ from gancore.errors import NonFiniteLoss, ResumeMismatch
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training import checkpoint as ckpt
+from gancore.training.run import WALL_CLOCK_STATE
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 
 RES_PX = 64
@@ -66,7 +67,7 @@ def _assert_same_state(a: Trainer, b: Trainer) -> None:
         for idx in sa:
             for key in sa[idx]:
                 assert torch.equal(sa[idx][key], sb[idx][key]), f"opt {name} {idx}.{key} differs"
-    measured = {"train_sec": 0.0, "log_window_sec": 0.0}  # wall time, not training state
+    measured = dict.fromkeys(WALL_CLOCK_STATE, 0.0)
     assert dataclasses.replace(a.state, **measured) == dataclasses.replace(b.state, **measured)
 
 
