@@ -18,7 +18,7 @@ import io
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,11 +176,15 @@ def _check_optimizer(name: str, saved: Any, opt: torch.optim.Optimizer) -> None:
 
 
 def check_content(
-    c: Checkpoint, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+    c: Checkpoint,
+    networks: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    method_state: Collection[str] = (),
 ) -> None:
     """Check that a loaded checkpoint fits a run, beyond its sha256: every network present with
     exactly the run's tensor names and shapes, every optimizer present and shaped like its
-    parameters, and every float tensor finite (a checkpoint saved after divergence is skipped).
+    parameters, the method's own state present under each name of `method_state`, and every float
+    tensor finite (a checkpoint saved after divergence is skipped).
 
     Raises:
         CheckpointError: naming the first problem.
@@ -203,6 +207,11 @@ def check_content(
     for key in ("train_state", "rng"):
         if key not in c.state:
             raise CheckpointError(f"{c.path}: state.pt lacks {key}")
+    saved_method = c.state.get("method", {})
+    saved_method = saved_method if isinstance(saved_method, dict) else {}
+    missing = [k for k in method_state if k not in saved_method]
+    if missing:
+        raise CheckpointError(f"{c.path}: state.pt lacks the method's state {missing}")
 
 
 def load_latest(
