@@ -47,7 +47,8 @@ class Trainer:
         ckpt_dir: checkpoint folder of this run (resumed when it holds a matching checkpoint).
         tracker: where metrics go (MLflow or nothing).
         progress: show a progress bar.
-        callbacks: periodic hooks called by the loop (gancore/training/callbacks.py).
+        callbacks: periodic hooks called by the loop (gancore/training/callbacks.py), after the
+            spec's own (TrainingSpec.build_hooks).
     """
 
     def __init__(

@@ -11,11 +11,12 @@ import pytest
 import torch
 from tiny import one_thread, smooth_image_shards, tiny_train_params
 
+from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import BaseParams, build_dataclass
 from gancore.errors import ConfigError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.methods.pixelfolder import PixelFolderConfig
-from gancore.registry import get_method
+from gancore.registry import get_method, list_methods
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.transforms.ada import AdaParams, AdaptiveAugment, ada_augment
 
@@ -163,18 +164,24 @@ def test_ada_off_keeps_run_identities_as_they_were():
 # Inside the Trainer
 
 
+def _has_field(method: str, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(get_method(method).config_cls)}
+
+
+ADA_METHODS = [m for m in list_methods() if _has_field(m, "ada")]
+"""Every registered method with an `ada` section (FastGAN and the StyleGAN2 family)."""
+
+
+def test_fastgan_and_the_stylegan2_family_offer_ada():
+    assert {"fastgan", "pixelfolder", "cips", "inrpatch"} <= set(ADA_METHODS)
+
+
 def _run(method: str, n_steps: int, ckpt_every_steps: int = 2, **ada) -> RunConfig:
-    settings = {"enabled": True, **ada}
-    if method == "fastgan":
-        cfg = FastGANConfig(width_mult=1 / 16, z_dim=8, diffaugment="", ada=AdaParams(**settings))
-    else:
-        cfg = PixelFolderConfig(
-            width_mult=1 / 32,
-            style_dim=32,
-            mapping_layers=2,
-            r1_interval=2,
-            ada=AdaParams(**settings),
-        )
+    """The method's tiny test config (as the method contract's) with ADA on."""
+    data = {**TINY_OVERRIDES.get(method, {}), "ada": {"enabled": True, **ada}}
+    if _has_field(method, "diffaugment"):
+        data["diffaugment"] = ""  # ADA replaces it
+    cfg = build_dataclass(get_method(method).config_cls, data, f"method.{method}")
     train = tiny_train_params(BATCH, n_steps, ckpt_every_steps * BATCH / 1000)
     return RunConfig(method, cfg, BaseParams(seed=4, resolution=RES_PX), train, "data-v1")
 
@@ -238,7 +245,7 @@ def _d_inputs(trainer: Trainer) -> list[tuple[str, torch.Tensor]]:
     return seen
 
 
-@pytest.mark.parametrize("method", ["pixelfolder", "fastgan"])
+@pytest.mark.parametrize("method", ADA_METHODS)
 def test_every_image_d_sees_in_the_trainer_is_augmented(shards, tmp_path, method):
     """Reals and fakes of every phase (Dreg's R1 input too) reach D only through the augmentation,
     the fakes of the G phase with G's graph; at p = 1 no real reaches D as it was."""
@@ -252,8 +259,7 @@ def test_every_image_d_sees_in_the_trainer_is_augmented(shards, tmp_path, method
     with one_thread():
         trainer.resume_or_start()
         trainer.train_step(real)
-    phases = {name for name, _ in seen}
-    assert phases == ({"D", "G"} if method == "fastgan" else {"D", "Dreg", "G"})
+    assert {name for name, _ in seen} == {p.name for p in trainer.step.phases}  # all ran
     for name, img in seen:
         # the augmentation's own output (or a detached view of it: same storage)
         augmented = any(img.data_ptr() == out.data_ptr() for out in recording.outputs)
