@@ -176,13 +176,18 @@ def test_fastgan_and_the_stylegan2_family_offer_ada():
     assert {"fastgan", "pixelfolder", "cips", "inrpatch"} <= set(ADA_METHODS)
 
 
-def _run(method: str, n_steps: int, ckpt_every_steps: int = 2, **ada) -> RunConfig:
-    """The method's tiny test config (as the method contract's) with ADA on."""
+def _run(
+    method: str, n_steps: int, ckpt_every_steps: int = 2, grad_accum: int = 1, **ada
+) -> RunConfig:
+    """The method's tiny test config (as the method contract's) with ADA on; `grad_accum`
+    micro-batches of BATCH images per step."""
     data = {**TINY_OVERRIDES.get(method, {}), "ada": {"enabled": True, **ada}}
     if _has_field(method, "diffaugment"):
         data["diffaugment"] = ""  # ADA replaces it
     cfg = build_dataclass(get_method(method).config_cls, data, f"method.{method}")
-    train = tiny_train_params(BATCH, n_steps, ckpt_every_steps * BATCH / 1000)
+    batch = BATCH * grad_accum
+    train = tiny_train_params(batch, n_steps, ckpt_every_steps * batch / 1000)
+    train = dataclasses.replace(train, grad_accum=grad_accum)
     return RunConfig(method, cfg, BaseParams(seed=4, resolution=RES_PX), train, "data-v1")
 
 
@@ -288,10 +293,12 @@ class _CrashAt(Trainer):
         return super().train_step(real)
 
 
-def test_a_killed_run_resumes_with_bit_identical_networks_and_p(shards, tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_a_killed_run_resumes_with_bit_identical_networks_and_p(shards, tmp_path, grad_accum):
     """Checkpoints every 3 steps, interval 2: the resume starts mid-interval, so the signs gathered
-    before the crash must come back with p."""
-    run = _run("fastgan", 6, ckpt_every_steps=3, interval=2, kimg=0.08)
+    before the crash must come back with p (with 2 micro-batch streams too: each draws its own
+    augmentations from its own RNG stream)."""
+    run = _run("fastgan", 6, ckpt_every_steps=3, grad_accum=grad_accum, interval=2, kimg=0.08)
 
     def started(cls: type, folder: str) -> Trainer:
         trainer = _trainer(run, shards, tmp_path / folder, cls)
