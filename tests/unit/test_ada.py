@@ -17,6 +17,7 @@ from gancore.errors import ConfigError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.methods.pixelfolder import PixelFolderConfig
 from gancore.registry import get_method, list_methods
+from gancore.tracking.base import NullTracker
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.transforms.ada import AdaParams, AdaptiveAugment, ada_augment
 
@@ -207,10 +208,22 @@ def test_p_falls_when_d_calls_every_real_fake(shards, tmp_path):
     _check_p_follows_d(shards, tmp_path, -1.0, 1.0, [0.75, 0.5, 0.25, 0.0, 0.0])
 
 
+class _Metrics(NullTracker):
+    """A tracker keeping what it is sent."""
+
+    def __init__(self):
+        self.logged: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.logged.append((step, dict(metrics)))
+
+
 def _check_p_follows_d(shards, tmp_path, sign, start_p, expected):
     """A D whose every output has the given sign: p moves by batch / (kimg * 1000) = 0.25 per step
-    (interval 1), logged as aug/p in every history row."""
-    trainer = _trainer(_run("pixelfolder", 5, interval=1, kimg=0.008), shards, tmp_path)
+    (interval 1), logged as aug/p in every history row and to the tracker (MLflow) at n_img."""
+    tracker = _Metrics()
+    run = _run("pixelfolder", 5, interval=1, kimg=0.008)
+    trainer = Trainer(get_method("pixelfolder"), run, shards, tmp_path, tracker, progress=False)
     trainer.nets["D"].register_forward_hook(lambda m, i, out: sign * (out.abs() + 1))
     _ada(trainer).p = start_p
     with one_thread():
@@ -218,6 +231,8 @@ def _check_p_follows_d(shards, tmp_path, sign, start_p, expected):
     rows = read_history(tmp_path / "history.jsonl")
     assert [r["aug/p"] for r in rows] == pytest.approx(expected)
     assert [r["D/signs_real"] for r in rows] == [sign] * 5
+    curve = [(step, m["aug/p"]) for step, m in tracker.logged if "aug/p" in m]
+    assert curve == [(BATCH * (k + 1), p) for k, p in enumerate(expected)]
 
 
 class _Recording:
