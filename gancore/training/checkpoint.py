@@ -46,6 +46,32 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
+PLAIN_TYPES = (bool, int, float, str, type(None), torch.Tensor)
+"""What state.pt may hold, in dicts, lists and tuples: torch.load(weights_only=True) loads these."""
+
+
+def require_plain(value: Any, where: str) -> Any:
+    """`value` itself when it holds only PLAIN_TYPES in dicts, lists and tuples (a method's own
+    state is checked so when saved, not when a resume fails to load it).
+
+    Raises:
+        TypeError: naming the place of the first other object.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            require_plain(key, f"{where} key {key!r}")
+            require_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            require_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, PLAIN_TYPES):
+        raise TypeError(
+            f"{where}: a {type(value).__name__} cannot go into a checkpoint "
+            "(state.pt holds tensors and plain Python values only, loaded with weights_only=True)"
+        )
+    return value
+
+
 def _flat_weights(networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     return {
         f"{name}.{key}": value.detach().to("cpu", copy=True).contiguous()

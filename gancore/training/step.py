@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gancore.training import distributed
+from gancore.training.checkpoint import require_plain
 from gancore.training.ema import ema_beta_at, update_ema
 from gancore.training.flops import PhaseFlops
 from gancore.training.run import RunConfig, autocast_dtype
@@ -95,7 +96,10 @@ class TrainStep:
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
         }
         if self.hooks.state:
-            out["method"] = {k: part.state_dict() for k, part in self.hooks.state.items()}
+            out["method"] = {
+                k: require_plain(part.state_dict(), f"{self.spec.name} state {k!r}")
+                for k, part in self.hooks.state.items()
+            }
         return out
 
     def load_state_dict(

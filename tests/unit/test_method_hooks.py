@@ -201,3 +201,14 @@ def test_the_toy_method_trains_and_resumes_with_its_own_state(toy, shards, tmp_p
     curve = [r["toy/memory"] for r in read_history(tmp_path / "straight" / "history.jsonl")]
     assert len(curve) == N_STEPS
     assert [r["toy/memory"] for r in read_history(tmp_path / "resumed" / "history.jsonl")] == curve
+
+
+def test_state_that_weights_only_loading_would_refuse_fails_when_saved(toy, shards, tmp_path):
+    """A method whose state holds an object (not tensors and plain values) is told at the first
+    save, naming the place, instead of writing checkpoints no resume can load."""
+    cfg = _params({})["method"]["toy"]
+    run = RunConfig("toy", cfg, BaseParams(seed=6, resolution=RES_PX), tiny_train_params(2, 1), "v")
+    trainer = Trainer(registry.get_method("toy"), run, shards, tmp_path, progress=False)
+    trainer.step.loss.memory.steps = object()
+    with pytest.raises(TypeError, match=r"toy state 'memory'\.steps: a object cannot go into"):
+        trainer.save()
