@@ -15,10 +15,11 @@ from torch import nn
 from gancore.artifacts import load_single, require_field
 from gancore.config import MethodParams
 from gancore.errors import DataError
-from gancore.training.spec import GANLoss, Phase, TrainingSpec
+from gancore.training.spec import GANLoss, MethodHooks, Phase, TrainingSpec
 
 __all__ = [
     "GANLoss",
+    "MethodHooks",
     "MethodSpec",
     "Phase",
     "get_method",

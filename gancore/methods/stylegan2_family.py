@@ -1,24 +1,27 @@
 """The StyleGAN2 training family (Karras et al., CVPR 2020) that PixelFolder, CIPS and patch INR-GAN
 share: their settings (params.yaml `method.<name>`), the non-saturating logistic loss with lazy R1
 (with hooks a method overrides: what D sees of the reals, how fakes are drawn, extra G terms),
-lazy-scaled Adam and the MethodSpec factory. The layers are gancore/nn/stylegan2.py.
+optional adaptive augmentation of everything D sees (`ada`), lazy-scaled Adam and the MethodSpec
+factory. The layers are gancore/nn/stylegan2.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancore.config import MethodParams
+from gancore.config import OMIT_DEFAULT, MethodParams
 from gancore.errors import ConfigError
+from gancore.methods.ada import SIGNS_STAT, ada_hooks, signs_of
 from gancore.nn.stylegan2 import Discriminator
-from gancore.registry import MethodSpec, Phase
+from gancore.registry import MethodHooks, MethodSpec, Phase
+from gancore.transforms.ada import AdaParams, AdaptiveAugment, build_ada
 
 __all__ = [
     "StyleGAN2Loss",
@@ -28,6 +31,7 @@ __all__ = [
     "g_nonsaturating_loss",
     "lazy_adam",
     "r1_penalty",
+    "stylegan2_hooks",
     "stylegan2_method",
     "stylegan2_phases",
 ]
@@ -67,6 +71,9 @@ class StyleGAN2Settings(MethodParams):
     """G's Adam lr and betas are scaled by k/(k+1) for this k, as the official train.py does
     although
     it runs no path-length regularisation; 0 = no scaling."""
+    ada: AdaParams = field(default_factory=AdaParams, metadata=OMIT_DEFAULT)
+    """Adaptive discriminator augmentation of everything D sees, R1 included (stylegan2-ada;
+    absent from run identities while off)."""
 
     def __post_init__(self) -> None:
         if not self.width_mult > 0:
@@ -122,8 +129,11 @@ def g_nonsaturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits.float()).mean()
 
 
-def r1_penalty(D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean over the batch of ||dD(x)/dx||^2, logits) on real images, graph kept for backward."""
+def r1_penalty(
+    D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean over the batch of ||dD(x)/dx||^2, logits) on real images, graph kept for backward (D:
+    the discriminator, or what D sees of x, e.g. D of the augmented x)."""
     real = real.detach().requires_grad_(True)
     logits = D(real)
     (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
@@ -137,10 +147,19 @@ class StyleGAN2Loss:
     `z_dim`. The D phase draws fakes without G's graph; the G phase draws fresh latents. A method
     of the family changes what D sees (`real_view`, `draw_fakes`) and adds G terms
     (`extra_g_terms`) by overriding those hooks (patch INR-GAN: patches and a structure loss).
+    With `ada`, every image D sees is augmented first, the R1 input too (stylegan2-ada's run_D),
+    and the D phase reports E[sign(D(real))] for its tuner.
     """
 
-    def __init__(self, G: nn.Module, D: nn.Module, r1_gamma: float, r1_interval: int):
-        self.G, self.D = G, D
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        r1_gamma: float,
+        r1_interval: int,
+        ada: AdaptiveAugment | None = None,
+    ):
+        self.G, self.D, self.ada = G, D, ada
         self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
 
     def __call__(
@@ -168,33 +187,45 @@ class StyleGAN2Loss:
         """G loss terms beyond the adversarial one, {stat name: (weight, term)} (none)."""
         return {}
 
+    def run_D(self, img: torch.Tensor) -> torch.Tensor:
+        """D's logits of `img`, augmented first when ADA is on."""
+        return self.D(img if self.ada is None else self.ada(img))
+
     def _latents(self, real: torch.Tensor) -> torch.Tensor:
         return torch.randn(real.shape[0], self.G.z_dim, device=real.device)
 
     def _d_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with torch.no_grad():
             fake, _ = self.draw_fakes(self._latents(real))
-        fake_logits, real_logits = self.D(fake), self.D(self.real_view(real))
+        fake_logits, real_logits = self.run_D(fake), self.run_D(self.real_view(real))
         loss = d_logistic_loss(real_logits, fake_logits)
-        return loss, {
+        stats = {
             "real_score": real_logits.detach().float().mean(),
             "fake_score": fake_logits.detach().float().mean(),
         }
+        if self.ada is not None:
+            stats[SIGNS_STAT] = signs_of(real_logits)
+        return loss, stats
 
     def _d_reg(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        penalty, _ = r1_penalty(self.D, self.real_view(real))
+        penalty, _ = r1_penalty(self.run_D, self.real_view(real))
         return self.r1_gamma / 2 * penalty * self.r1_interval, {"r1": penalty.detach()}
 
     def _g_main(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z = self._latents(real)
         fake, drawn = self.draw_fakes(z)
         with frozen(self.D):
-            loss = g_nonsaturating_loss(self.D(fake))
+            loss = g_nonsaturating_loss(self.run_D(fake))
         stats = {"g_adv": loss.detach()}
         for name, (weight, term) in self.extra_g_terms(z, fake, drawn).items():
             loss = loss + weight * term
             stats[name] = term.detach()
         return loss, stats
+
+
+def stylegan2_hooks(settings: StyleGAN2Settings, loss: StyleGAN2Loss) -> MethodHooks:
+    """With `ada.enabled`: the augmentation probability p (checkpointed) and its tuner."""
+    return ada_hooks(loss.ada)
 
 
 def stylegan2_phases(settings: StyleGAN2Settings) -> list[Phase]:
@@ -243,7 +274,9 @@ def stylegan2_method(
                 f"networks are for {nets['G'].resolution}/{nets['D'].resolution}px, "
                 f"loss for {resolution}px"
             )
-        return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)
+        return StyleGAN2Loss(
+            nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval, build_ada(cfg.ada)
+        )
 
     def check_resolution(resolution: int) -> None:
         if resolution not in supported_px:
@@ -261,5 +294,6 @@ def stylegan2_method(
         build_loss=build_loss,
         phases=stylegan2_phases,
         check_resolution=check_resolution,
+        build_hooks=stylegan2_hooks,
         precision="off",
     )  # the official CIPS and PixelFolder train.py run fp32

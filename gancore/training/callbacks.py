@@ -2,8 +2,9 @@
 attach without the loop knowing them.
 
 A callback subclasses `Callback` and overrides what it needs; `Trainer(..., callbacks=[...])` calls
-them in list order on every rank (a callback that writes or evaluates checks `trainer.world.is_main`
-itself). They must not draw from the global RNG, or the training that follows would change.
+them in list order, after the spec's own (`TrainingSpec.build_hooks`), on every rank (a callback
+that writes or evaluates checks `trainer.world.is_main` itself). They must not draw from the global
+RNG, or the training that follows would change.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import io
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,32 @@ class Checkpoint:
     networks: dict[str, dict[str, torch.Tensor]]
     state: dict[str, Any]
     meta: dict[str, Any]
+
+
+PLAIN_TYPES = (bool, int, float, str, type(None), torch.Tensor)
+"""What state.pt may hold, in dicts, lists and tuples: torch.load(weights_only=True) loads these."""
+
+
+def require_plain(value: Any, where: str) -> Any:
+    """`value` itself when it holds only PLAIN_TYPES in dicts, lists and tuples (a method's own
+    state is checked so when saved, not when a resume fails to load it).
+
+    Raises:
+        TypeError: naming the place of the first other object.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            require_plain(key, f"{where} key {key!r}")
+            require_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            require_plain(item, f"{where}[{index}]")
+    elif not isinstance(value, PLAIN_TYPES):
+        raise TypeError(
+            f"{where}: a {type(value).__name__} cannot go into a checkpoint "
+            "(state.pt holds tensors and plain Python values only, loaded with weights_only=True)"
+        )
+    return value
 
 
 def _flat_weights(networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -176,11 +202,15 @@ def _check_optimizer(name: str, saved: Any, opt: torch.optim.Optimizer) -> None:
 
 
 def check_content(
-    c: Checkpoint, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+    c: Checkpoint,
+    networks: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    method_state: Collection[str] = (),
 ) -> None:
     """Check that a loaded checkpoint fits a run, beyond its sha256: every network present with
     exactly the run's tensor names and shapes, every optimizer present and shaped like its
-    parameters, and every float tensor finite (a checkpoint saved after divergence is skipped).
+    parameters, the method's own state present under each name of `method_state`, and every float
+    tensor finite (a checkpoint saved after divergence is skipped).
 
     Raises:
         CheckpointError: naming the first problem.
@@ -203,6 +233,11 @@ def check_content(
     for key in ("train_state", "rng"):
         if key not in c.state:
             raise CheckpointError(f"{c.path}: state.pt lacks {key}")
+    saved_method = c.state.get("method", {})
+    saved_method = saved_method if isinstance(saved_method, dict) else {}
+    missing = [k for k in method_state if k not in saved_method]
+    if missing:
+        raise CheckpointError(f"{c.path}: state.pt lacks the method's state {missing}")
 
 
 def load_latest(

@@ -8,7 +8,7 @@ run's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -118,10 +118,14 @@ class Checkpointer:
         return path
 
     def latest(
-        self, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+        self,
+        networks: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        method_state: Collection[str] = (),
     ) -> ckpt.Checkpoint | None:
         """The newest checkpoint that loads, skipping any of this run whose content does not fit
-        `networks` and `optimizers` or is not finite; None when there is none.
+        `networks`, `optimizers` and the names of the method's own state, or is not finite; None
+        when there is none.
 
         Raises:
             ResumeMismatch: the newest loadable checkpoint was made by another run.
@@ -130,7 +134,7 @@ class Checkpointer:
         def check(c: ckpt.Checkpoint) -> None:
             # another run's checkpoint is left to the identity check, which names the difference
             if c.meta.get("identity_hash") == self.run.identity_hash():
-                ckpt.check_content(c, networks, optimizers)
+                ckpt.check_content(c, networks, optimizers, method_state)
 
         latest = ckpt.load_latest(self.dir, check)
         if latest is not None:

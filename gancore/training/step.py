@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from gancore.training import distributed
+from gancore.training.checkpoint import require_plain
 from gancore.training.ema import ema_beta_at, update_ema
 from gancore.training.flops import PhaseFlops
 from gancore.training.run import RunConfig, autocast_dtype
@@ -68,6 +69,8 @@ class TrainStep:
         )
         self.opts = spec.build_optimizers(run.method_cfg, self.nets)
         self.loss = spec.build_loss(run.method_cfg, self.nets, res)
+        self.hooks = spec.build_hooks(run.method_cfg, self.loss)
+        """The spec's own checkpointed state and callbacks (the Trainer runs the callbacks)."""
         self.phases = spec.phases(run.method_cfg)
         self.amp_dtype = autocast_dtype(run.train.mixed_precision, spec.precision, device)
         self.flops = PhaseFlops()
@@ -86,11 +89,18 @@ class TrainStep:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer and grad-scaler states (the networks are saved apart)."""
-        return {
+        """Optimizer and grad-scaler states, and the spec's own state under "method" when it has
+        any (the networks are saved apart)."""
+        out: dict[str, Any] = {
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
         }
+        if self.hooks.state:
+            out["method"] = {
+                k: require_plain(part.state_dict(), f"{self.spec.name} state {k!r}")
+                for k, part in self.hooks.state.items()
+            }
+        return out
 
     def load_state_dict(
         self, networks: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]
@@ -102,6 +112,8 @@ class TrainStep:
             opt.load_state_dict(state["optimizers"][k])
         for k, scaler in self.scalers.items():
             scaler.load_state_dict(state["scalers"][k])
+        for k, part in self.hooks.state.items():
+            part.load_state_dict(state["method"][k])
 
     def __call__(
         self, real: torch.Tensor | list[torch.Tensor], step: int, n_img: int

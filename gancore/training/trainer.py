@@ -47,7 +47,8 @@ class Trainer:
         ckpt_dir: checkpoint folder of this run (resumed when it holds a matching checkpoint).
         tracker: where metrics go (MLflow or nothing).
         progress: show a progress bar.
-        callbacks: periodic hooks called by the loop (gancore/training/callbacks.py).
+        callbacks: periodic hooks called by the loop (gancore/training/callbacks.py), after the
+            spec's own (TrainingSpec.build_hooks).
     """
 
     def __init__(
@@ -76,7 +77,8 @@ class Trainer:
         self.step = TrainStep(spec, run, self.device, self.world)
         self.data = BatchStreams(shard_paths, run, self.step.micro.ids, self.device)
         self.checkpoints = Checkpointer(self.ckpt_dir, run, self.world)
-        self.callbacks = list(callbacks or [])
+        # the spec's own callbacks first: they may change what the step trains with (ADA's p)
+        self.callbacks = [*self.step.hooks.callbacks, *(callbacks or [])]
         self.state = TrainState()
         self._window: list[dict[str, Any]] = []  # the stats of the steps since the last log row
         self._tick = time.perf_counter()  # when the first of them started
@@ -100,6 +102,9 @@ class Trainer:
     def _all_nets(self) -> dict[str, torch.nn.Module]:
         return self.step.networks()
 
+    def _latest(self) -> ckpt.Checkpoint | None:
+        return self.checkpoints.latest(self._all_nets(), self.opts, list(self.step.hooks.state))
+
     def save(self) -> Path | None:
         """Write a checkpoint of the current step and prune old ones (rank 0; every rank waits)."""
         self.state.log_window = [{k: float(v) for k, v in w.items()} for w in self._window]
@@ -115,7 +120,7 @@ class Trainer:
     def resume_or_start(self) -> bool:
         """Load the newest matching checkpoint, or save the initial state. True when resumed."""
         distributed.barrier(self.world)
-        latest = self.checkpoints.latest(self._all_nets(), self.opts)
+        latest = self._latest()
         if latest is None:
             self.save()
             return False
@@ -156,7 +161,7 @@ class Trainer:
                 f"{error}; still diverging after {n - 1} rollbacks "
                 f"(train.plumbing.max_nan_retries). Lower the learning rate or check the data."
             )
-        self._restore(self.checkpoints.latest(self._all_nets(), self.opts))
+        self._restore(self._latest())
         self.state.nan_rollbacks = n
         # Replaying the same random stream would diverge again: move to another one.
         self.step.micro.reseed(self.run.base.seed + 1_000_003 * n)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["POLICIES", "diff_augment", "parse_policy"]
+__all__ = ["POLICIES", "diff_augment", "parse_policy", "take_pixels"]
 
 POLICIES = ("color", "translation", "cutout")
 """Known augmentation names, in the order the paper lists them."""
@@ -85,9 +85,15 @@ def _translation(x: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x, (shift_x, shift_x, shift_y, shift_y))
     rows = torch.arange(h, device=x.device) + shift_y + dy  # (N, H) rows of `padded` to read
     cols = torch.arange(w, device=x.device) + shift_x + dx  # (N, W)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    # Advanced indexing around the channel slice puts the indexed dims first: (N, H, W, C).
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+    return take_pixels(padded, rows, cols)
+
+
+def take_pixels(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(N, C, H', W'): image k's pixels at rows[k] x cols[k], from (N, C, H, W) `x` with (N, H')
+    row and (N, W') column indices (differentiable)."""
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None]
+    # Advanced indexing around the channel slice puts the indexed dims first: (N, H', W', C).
+    out = x[batch, :, rows[:, :, None], cols[:, None, :]]
     return out.permute(0, 3, 1, 2).contiguous()
 
 

@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from gancore.errors import ConfigError
+from gancore.methods.ada import ada_hooks
 from gancore.methods.fastgan.config import FastGANConfig
 from gancore.methods.fastgan.loss import FastGANLoss
 from gancore.methods.fastgan.networks import SUPPORTED_RESOLUTIONS, Discriminator, Generator
-from gancore.registry import MethodSpec, Phase, register_method
+from gancore.registry import MethodHooks, MethodSpec, Phase, register_method
 
 __all__ = ["SPEC", "Discriminator", "FastGANConfig", "FastGANLoss", "Generator"]
 
@@ -44,6 +45,11 @@ def phases(cfg: FastGANConfig) -> list[Phase]:
     return [Phase("D", opt="D"), Phase("G", opt="G")]
 
 
+def build_hooks(cfg: FastGANConfig, loss: FastGANLoss) -> MethodHooks:
+    """With `ada.enabled`: the augmentation probability p (checkpointed) and its tuner."""
+    return ada_hooks(loss.ada)
+
+
 def check_resolution(resolution: int) -> None:
     """Raise ConfigError("base.resolution", ...) unless resolution is 64, 128, ..., 1024."""
     if resolution not in SUPPORTED_RESOLUTIONS:
@@ -61,6 +67,7 @@ SPEC = register_method(
         build_loss=build_loss,
         phases=phases,
         check_resolution=check_resolution,
+        build_hooks=build_hooks,
         precision="off",  # the official train.py trains in fp32 (no autocast)
     )
 )

@@ -3,11 +3,12 @@ official train.py's (Liu et al. 2021; odegeasslbc/FastGAN-pytorch at 1a848e5).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from gancore.config import MethodParams
+from gancore.config import OMIT_DEFAULT, MethodParams
 from gancore.errors import ConfigError
+from gancore.transforms.ada import AdaParams
 from gancore.transforms.diffaugment import parse_policy
 
 __all__ = ["PAPER_BASE_WIDTH", "FastGANConfig"]
@@ -33,6 +34,9 @@ class FastGANConfig(MethodParams):
     diffaugment: str = "color,translation"
     """DiffAugment policy on real and fake images: comma list of color, translation, cutout; "" =
     off."""
+    ada: AdaParams = field(default_factory=AdaParams, metadata=OMIT_DEFAULT)
+    """Adaptive discriminator augmentation instead of DiffAugment (absent from run identities while
+    off)."""
     recon_loss: Literal["auto", "lpips", "mse"] = "auto"
     """D's reconstruction loss: lpips (paper), mse, or auto = lpips when lpips_vgg_weights
     exists."""
@@ -57,6 +61,11 @@ class FastGANConfig(MethodParams):
             parse_policy(self.diffaugment)
         except ValueError as e:
             raise ConfigError("diffaugment", str(e)) from None
+        if self.ada.enabled and self.diffaugment.strip():
+            raise ConfigError(
+                "ada.enabled",
+                f'ADA replaces DiffAugment: set diffaugment to "" (it is {self.diffaugment!r})',
+            )
         if self.recon_loss not in RECON_LOSSES:
             raise ConfigError(
                 "recon_loss", f"must be one of {list(RECON_LOSSES)}, got {self.recon_loss!r}"

@@ -1,6 +1,7 @@
 """FastGAN losses from Liu et al. 2021; follows odegeasslbc/FastGAN-pytorch train.py at 1a848e5:
 random-margin hinge for D, reconstruction of real images by D's decoders, -D(G(z)) for G,
-DiffAugment on everything D sees, and one G forward per iteration shared by the D and G phases.
+DiffAugment (or, with `ada.enabled`, adaptive augmentation: gancore/transforms/ada.py) on
+everything D sees, and one G forward per iteration shared by the D and G phases.
 
 The shared fakes are kept per real batch (the tensor object the phase is called with): with
 `train.grad_accum` n the trainer runs the D phase on micro-batches 0..n-1, then the G phase on the
@@ -24,8 +25,10 @@ from torch import nn
 
 from gancore.errors import ConfigError
 from gancore.losses.lpips import build_lpips_vgg
+from gancore.methods.ada import SIGNS_STAT, signs_of
 from gancore.methods.fastgan.config import FastGANConfig
 from gancore.methods.fastgan.networks import reconstruction_targets, resize
+from gancore.transforms.ada import build_ada
 from gancore.transforms.diffaugment import diff_augment
 
 __all__ = ["FastGANLoss", "resolve_recon_kind"]
@@ -82,6 +85,7 @@ class FastGANLoss:
 
     Attributes:
         recon_kind: "lpips" or "mse", the reconstruction distance in use.
+        ada: the adaptive augmentation (its p), None when DiffAugment is used.
     """
 
     def __init__(self, cfg: FastGANConfig, nets: dict[str, nn.Module], resolution: int):
@@ -92,6 +96,7 @@ class FastGANLoss:
                 f"loss for {resolution}px"
             )
         self.policy = cfg.diffaugment
+        self.ada = build_ada(cfg.ada)
         self.recon_weight = cfg.recon_weight
         self.recon_kind = resolve_recon_kind(cfg)
         self._lpips = None
@@ -130,7 +135,11 @@ class FastGANLoss:
         """G's (big, small) for z ~ N(0, I), each augmented with its own draw (as official)."""
         z = torch.randn(n, self.G.z_dim, device=device)
         big, small = self.G.forward_pair(z)
-        return diff_augment(big, self.policy), diff_augment(small, self.policy)
+        return self._augment(big), self._augment(small)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees of images x: DiffAugment's policy, or ADA at its current p."""
+        return diff_augment(x, self.policy) if self.ada is None else self.ada(x)
 
     def _d_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One G forward per step, with grad: D trains on it detached, the G phase reuses it.
@@ -138,7 +147,7 @@ class FastGANLoss:
         self._fakes[id(real)] = (real, fakes)
         # The real small view is the augmented real resized, so it shares the big view's draw; the
         # decoders reconstruct the augmented real too (official train.py).
-        real_big = diff_augment(real, self.policy)
+        real_big = self._augment(real)
         real_small = resize(real_big, self.D.small_px)
         part = int(torch.randint(4, ()).item())
         logits_real, recs = self.D.forward_real(real_big, real_small, part)
@@ -156,6 +165,8 @@ class FastGANLoss:
             "real_score": logits_real.float().mean(),
             "fake_score": logits_fake.float().mean(),
         }
+        if self.ada is not None:
+            stats[SIGNS_STAT] = signs_of(logits_real)
         return loss, {k: v.detach() for k, v in stats.items()}
 
     def _g_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -7,7 +7,7 @@ from gancore.errors import ConfigError
 from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.methods.inrpatch.loss import PatchLoss
 from gancore.methods.inrpatch.networks import build_networks
-from gancore.methods.stylegan2_family import lazy_adam, stylegan2_phases
+from gancore.methods.stylegan2_family import lazy_adam, stylegan2_hooks, stylegan2_phases
 from gancore.nn.cips import SUPPORTED_RESOLUTIONS
 from gancore.registry import MethodSpec, register_method
 
@@ -38,6 +38,7 @@ SPEC = register_method(
         build_loss=PatchLoss,
         phases=stylegan2_phases,
         check_resolution=_check_resolution,
+        build_hooks=stylegan2_hooks,
         precision="off",
     )
 )  # CIPS's fp32 (MS-INR-GAN trains in fp32 too)

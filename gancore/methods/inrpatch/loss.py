@@ -17,6 +17,7 @@ from torch import nn
 from gancore.methods.inrpatch.config import InrPatchConfig
 from gancore.methods.inrpatch.networks import crop, patch_coords, random_offsets
 from gancore.methods.stylegan2_family import StyleGAN2Loss
+from gancore.transforms.ada import build_ada
 
 __all__ = ["PatchLoss"]
 
@@ -26,7 +27,7 @@ class PatchLoss(StyleGAN2Loss):
     one."""
 
     def __init__(self, cfg: InrPatchConfig, nets: dict[str, nn.Module], resolution: int):
-        super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)
+        super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval, build_ada(cfg.ada))
         self.teacher, self.cfg, self.image_px = nets.get("teacher"), cfg, resolution
         self.info = {
             "stage_px": str(cfg.stage_px),
