@@ -120,11 +120,12 @@ def run_main(
     sys.exit(code)
 
 
-def stop_on_sigterm(stage: str) -> None:
+def stop_on_sigterm(stage: str, rerun: str = "rerun the stage (`dvc repro`) to do it") -> Any:
     """SIGTERM ends the stage with a line saying so and exit status 143, through its `finally`
-    blocks (a temporary file is removed; outputs are only ever replaced whole). A training installs
-    its own handler while it trains (a checkpoint first). A forked worker dies as before, silently:
-    the stage's main process says it once."""
+    blocks (a temporary file is removed; outputs are only ever replaced whole; an MLflow run is
+    closed). A training installs its own handler while it trains (a checkpoint first). A forked
+    worker dies as before, silently: the stage's main process says it once. Returns the previous
+    handler (None off the main thread, where nothing is installed)."""
     main_pid = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
@@ -134,14 +135,15 @@ def stop_on_sigterm(stage: str) -> None:
             return
         print(
             f"[{stage}] SIGTERM: stopped before finishing (exit {128 + signum}); outputs are "
-            "replaced only whole, so none is half-written: rerun the stage (`dvc repro`) to do it",
+            f"replaced only whole, so none is half-written: {rerun}",
             file=sys.stderr,
             flush=True,
         )
         raise SystemExit(128 + signum)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

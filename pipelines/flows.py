@@ -11,12 +11,14 @@ flow-run id (GANCORE_PARENT_RUN_ID, GANCORE_FLOW_RUN_ID). Command line: `gancore
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,11 +79,34 @@ class StageFailed(RuntimeError):
         return any(status in killed for status in statuses)
 
 
+class _Stages:
+    """The stage processes this flow process runs (each `dvc repro` in a process group of its own),
+    so that a stopped flow stops them too, and retries nothing while it stops."""
+
+    def __init__(self) -> None:
+        self.running: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Send `signum` to every running stage's group (a training saves a checkpoint first)."""
+        self.stopping.set()
+        with self.lock:
+            groups = [p.pid for p in self.running]
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signum)
+
+
+STAGES = _Stages()
+
+
 def retry_infrastructure_only(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry_condition_fn: retry a StageFailed from a lost process or a held lock, nothing
-    else."""
+    else, and nothing while the flow itself is being stopped."""
     error = state.result(raise_on_failure=False)
-    return isinstance(error, StageFailed) and error.infrastructure
+    stopping = STAGES.stopping.is_set()
+    return isinstance(error, StageFailed) and error.infrastructure and not stopping
 
 
 def stage_env(
@@ -165,13 +190,20 @@ def stream_output(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
+        start_new_session=True,  # its own group: a stopped flow stops DVC and the stage (STAGES)
     ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # text mode: "\r", "\n" and "\r\n" each end a line
-            lines.append(line)
-            text = line.rstrip()
-            if text and not text.lstrip().startswith(DVC_HINTS):
-                log(text)
+        with STAGES.lock:
+            STAGES.running.add(proc)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # text mode: "\r", "\n" and "\r\n" each end a line
+                lines.append(line)
+                text = line.rstrip()
+                if text and not text.lstrip().startswith(DVC_HINTS):
+                    log(text)
+        finally:
+            with STAGES.lock:
+                STAGES.running.discard(proc)
     return proc.returncode, "".join(lines)
 
 
@@ -268,11 +300,14 @@ def _run_held(
     """run_pipelines with the workspace held (`lock_env` passed to every stage)."""
     from prefect.runtime import flow_run
 
-    from gancore.runtime import FLOW_RUN_ENV
+    from gancore.runtime import FLOW_RUN_ENV, stop_on_sigterm
     from gancore.tracking.mlflow_tracker import PARENT_ENV
     from pipelines.overrides import apply_overrides
 
     apply_overrides(Path(project) / "params.yaml", overrides or {})
+    STAGES.stopping.clear()
+    # SIGTERM (a cancelled or stopped flow run) closes the parent run as KILLED, not RUNNING forever
+    previous = stop_on_sigterm("flow", "rerun the flow: finished stages are skipped or restored")
     logged = {"override": overrides or {}, "devices": devices or {}, "max_parallel": max_parallel}
     tracker = _parent_run(Path(project), pipelines, str(flow_run.id), logged)
     env = {FLOW_RUN_ENV: str(flow_run.id), **lock_env}
@@ -291,7 +326,13 @@ def _run_held(
             raise RuntimeError(f"stages failed or never ran: {failed}\n" + "\n".join(errors))
         status = "FINISHED"
         return [futures[s].result() for s in futures]
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        STAGES.stop()  # each stage stops as under `dvc repro` (a training saves a checkpoint)
+        raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if tracker is not None:
             tracker.close(status)
 

@@ -97,3 +97,51 @@ def test_one_parent_run_per_flow_run_with_the_stage_runs_under_it(project, prefe
         parents[0].data.tags["prefect_flow_run_id"]
     }
     assert stages[0].data.params["seed"] == "5"
+
+
+@pytest.mark.slow
+def test_a_stopped_flow_run_closes_its_mlflow_run_as_killed(project, tmp_path):
+    """Issue 29, item 9: SIGTERM to `gancore flow run` (a cancelled or stopped flow) left its
+    parent MLflow run RUNNING forever; now it is closed as KILLED, with a line saying so."""
+    import os
+    import signal
+    import sqlite3
+    import time
+
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())
+    stages["stages"]["train"]["do"]["cmd"] = "python -c 'import time; time.sleep(600)'"
+    (project / "dvc.yaml").write_text(yaml.safe_dump(stages))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect_home"), "DO_NOT_TRACK": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "toy", "--project", str(project)],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # its dvc and stage children with it, to clean up after
+    )
+
+    def flow_runs() -> list[str]:
+        if not (project / "mlflow.db").exists():
+            return []
+        with sqlite3.connect(project / "mlflow.db") as db:
+            rows = db.execute(
+                "SELECT r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "WHERE t.key = 'dvc_stage' AND t.value = 'flow'"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    try:
+        deadline = time.monotonic() + 300
+        while flow_runs() != ["RUNNING"]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(1)
+        time.sleep(2)  # inside the stages' wait
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143
+        assert "[flow] SIGTERM: stopped before finishing (exit 143)" in proc.stderr.read()
+        assert flow_runs() == ["KILLED"]
+    finally:  # every process of its session: the flow, dvc and the sleeping stage
+        subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
+        proc.wait(timeout=60)

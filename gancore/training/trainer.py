@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from gancore.errors import ConfigError, NonFiniteLoss
+from gancore.errors import ConfigError, NonFiniteLoss, ResumeMismatch
 from gancore.tracking.base import NullTracker, Tracker
 from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
@@ -124,8 +124,31 @@ class Trainer:
         if latest is None:
             self.save()
             return False
+        self._check_length(latest)
         self._restore(latest)
         return True
+
+    def _check_length(self, c: ckpt.Checkpoint) -> None:
+        """Refuse a checkpoint past the length asked for (the length is not part of the run's
+        identity, so that a longer run continues a shorter one): resuming it would export a longer
+        run's generator under the shorter length's name, and training back to the shorter length
+        would prune the longer run's checkpoints.
+
+        Raises:
+            ResumeMismatch: naming both lengths and what to do.
+        """
+        batch = self.run.train.batch
+        end_img = math.ceil(math.ceil(self.run.train.total_kimg * 1000) / batch) * batch
+        n_img = int(c.meta.get("n_img", 0))
+        if n_img > end_img:
+            raise ResumeMismatch(
+                f"the run's newest checkpoint {c.path} is at {n_img / 1000:g} kimg, past the "
+                f"{self.run.train.total_kimg:g} kimg asked for (train.total_kimg, or the part's "
+                "own total_kimg): its generator is not that length's, and training back to it "
+                "would prune the longer run's checkpoints. Ask for "
+                f"{n_img / 1000:g} kimg or more to use that run, or move {self.ckpt_dir} away to "
+                f"train {self.run.train.total_kimg:g} kimg afresh"
+            )
 
     def locked(self) -> Any:
         """Hold the lock of `ckpt_dir` while training (RunLocked for a second process)."""

@@ -108,6 +108,21 @@ def test_extending_total_kimg_continues_the_same_run(shards, tmp_path):
     assert longer.fit()["steps"] == N_STEPS
 
 
+def test_a_shorter_length_than_the_runs_checkpoint_is_refused_and_nothing_pruned(shards, tmp_path):
+    """Issue 29, item 3: `--kimg 1` after a finished 9-kimg run resumed the 9-kimg checkpoint and
+    re-exported it silently; now it says both lengths and what to do, and keeps every checkpoint.
+    The same length again resumes and exports the finished run."""
+    run = _run()
+    _trainer(run, shards, tmp_path / "c").fit()
+    kept = sorted(p.name for p in (tmp_path / "c").iterdir())
+    with pytest.raises(ResumeMismatch, match=r"past the 0\.006 kimg asked for") as info:
+        _trainer(_with_schedule(run, N_STEPS // 2), shards, tmp_path / "c").fit()
+    assert f"{N_STEPS * BATCH / 1000:g} kimg or more" in str(info.value)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == kept
+    again = _trainer(run, shards, tmp_path / "c").fit()
+    assert again["resumed"] and again["steps"] == N_STEPS
+
+
 def test_sigterm_saves_a_checkpoint_and_stops(shards, tmp_path):
     class _Term(Trainer):
         def train_step(self, real):
