@@ -1,11 +1,15 @@
-"""One spelling per setting (issue 32, item 4): every leaf key of params.yaml (the per-method
-`method.<m>.train.*` overrides included), changed alone to another value, either is rejected by
-validation naming that key, or reaches what each stage declaring it resolves: its run (RunConfig,
-whole: identity, length, plumbing), its codec's config, or the sections it hands on as they are.
+"""One spelling per setting (issue 32, item 4): every key validation accepts (each leaf of
+params.yaml, the per-method `method.<m>.train.*` overrides, and every field a section could hold
+but params.yaml leaves at its default, run-time fields included), changed alone to another value,
+either is rejected by validation naming the key REJECTED says, or reaches what each stage declaring
+it resolves: its run (identity, and the whole train section: length, plumbing, launch), its codec's
+config, or, for stages that hand the validated sections on as they are (shard, evaluate, ...), those
+sections. A declaring stage that resolves the same must be listed in IGNORED_BY with its reason.
 
 Resolved through the functions the stage bodies call (`gancore.runs.*.run_config`, `codec_config`,
 `gancore.params.select`), on the full comparison's dvc.yaml; nothing trains. A new key that reaches
 nothing fails here until it takes effect, is rejected, or is listed in NO_EFFECT with its reason.
+Not caught: a field a stage hands on (or records in a run identity) that the code then never reads.
 """
 
 from __future__ import annotations
