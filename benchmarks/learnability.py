@@ -179,8 +179,10 @@ def tiny_twostage(params: dict, batch: int, kimg: float) -> None:
     for pipeline in params["twostage"].values():
         pipeline["sampler"] = {"total_kimg": None}  # train.total_kimg
         decoder = pipeline["decoder"]
-        decoder_kimg = kimg if decoder.get("total_kimg") != 0 else 0
-        decoder.update(width=8, blocks=1, batch=batch, total_kimg=decoder_kimg)
+        if decoder.get("total_kimg") != 0:  # an untrained decoder takes no training keys
+            decoder.update(batch=batch, total_kimg=kimg)
+        if decoder.get("arch") != "codec":  # the codec's own decoder has no width of its own
+            decoder.update(width=8, blocks=1)
         if "autoencoder" in pipeline["compress"]:
             autoencoder = pipeline["compress"]["autoencoder"]
             autoencoder.update(width=4, blocks=1, batch=batch, total_kimg=kimg)

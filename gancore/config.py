@@ -18,6 +18,7 @@ from gancore.errors import ConfigError
 
 __all__ = [
     "STAGED_METHODS",
+    "TRAINING_LENGTHS",
     "ConfigError",
     "LaunchParams",
     "MethodParams",
@@ -30,6 +31,7 @@ __all__ = [
     "inr_stage_table",
     "is_power_of_two",
     "require",
+    "require_defaults",
     "to_dict",
     "unknown_key",
     "with_overrides",
@@ -198,6 +200,18 @@ def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{dot}{e.key}", e.problem) from None
+
+
+def require_defaults(section: Any, keys: Iterable[str], why: str) -> None:
+    """Raise ConfigError naming the first of `keys` whose value in the dataclass `section` is not
+    its field's default: a key that has no effect `why` is refused rather than ignored (one
+    spelling per setting, issue 32)."""
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    for key in keys:
+        f = fields[key]
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if getattr(section, key) != default:
+            raise ConfigError(key, f"has no effect {why}")
 
 
 RUN_TIME = {"run_time": True}
@@ -631,6 +645,46 @@ def build_pipelines(raw: Any) -> PipelinesParams:
         inrpatch={str(k): v for k, v in inrpatch.items()},
         evaluate=_names(raw.get("evaluate", ["fastgan"]), "pipelines.evaluate"),
     )
+
+
+TRAINING_LENGTHS: tuple[tuple[str, str, str, bool], ...] = (
+    # (key: <m> a method, <p> a twostage pipeline; what it sets; the stages that read it; whether
+    # raising it continues a finished run, the length staying out of the run identity, or trains
+    # afresh, the length being part of the part's own config)
+    (
+        "train.total_kimg",
+        "a one-stage method's or a sampler's length, unless one below sets it",
+        "`train@<m>`, `train_sampler@<p>`",
+        True,
+    ),
+    (
+        "method.<m>.train.total_kimg",
+        "method m's own length (null = `train.total_kimg`); refused for inrpatch",
+        "`train@<m>`, `train_sampler@<p>`",
+        True,
+    ),
+    ("method.inrpatch.stage_kimg", "each patch INR-GAN stage's length", "`train_inr@<k>`", False),
+    (
+        "twostage.<p>.sampler.total_kimg",
+        "the sampler's length on codes (null = its method's)",
+        "`train_sampler@<p>`",
+        True,
+    ),
+    (
+        "twostage.<p>.decoder.total_kimg",
+        "the decoder's length (0, arch codec only: used untrained)",
+        "`train_decoder@<p>`",
+        False,
+    ),
+    (
+        "twostage.<p>.compress.autoencoder.total_kimg",
+        "the learned codec's length (compress.method autoencoder)",
+        "`compress@<p>`",
+        False,
+    ),
+)
+"""Every spelling of a training length: the README's table, which tests/unit/test_every_key.py
+checks against this, params.yaml and the run identities."""
 
 
 SECTIONS: dict[str, type] = {

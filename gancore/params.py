@@ -38,6 +38,7 @@ __all__ = [
     "full_selection",
     "load_params",
     "read_yaml",
+    "select",
     "validate",
 ]
 
@@ -237,6 +238,16 @@ def load_params(
     params = validate(read_yaml(path))
     if check_inputs:
         check_source(params["data"].source)
+    return select(params, keys)
+
+
+def select(params: dict[str, Any], keys: typing.Sequence[str]) -> dict[str, Any]:
+    """The `keys` (dotted, as a stage declares them) of validated `params`: what load_params hands a
+    stage, from params already validated.
+
+    Raises:
+        ConfigError: a key names no section or key.
+    """
     out = {}
     for key in keys:
         value: Any = params

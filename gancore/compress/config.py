@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from gancore.config import require
+from gancore.config import require, require_defaults
 from gancore.errors import ConfigError
 
 __all__ = ["AutoencoderParams", "CompressParams"]
@@ -56,6 +56,9 @@ class AutoencoderParams:
         require(self, checks)
 
 
+AUTOENCODER_KEYS = tuple(f.name for f in dataclasses.fields(AutoencoderParams))
+
+
 @dataclass(frozen=True, kw_only=True)
 class CompressParams:
     method: Literal["wavelet", "pixel", "autoencoder"] = "wavelet"
@@ -91,6 +94,14 @@ class CompressParams:
                 f"method {self.method} has no wavelet boundary; only "
                 "method wavelet takes boundary zero",
             )
+        if self.method != "wavelet":
+            require_defaults(self, ("wavelet",), f"with method {self.method}: a wavelet's key")
+        if self.method != "autoencoder":
+            why = f"with method {self.method}: a learned codec's key (method autoencoder)"
+            try:
+                require_defaults(self.autoencoder, AUTOENCODER_KEYS, why)
+            except ConfigError as e:
+                raise ConfigError(f"autoencoder.{e.key}", e.problem) from None
         if self.method == "wavelet":
             from gancore.compress.dwt import check_wavelet
 

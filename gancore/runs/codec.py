@@ -21,6 +21,16 @@ from gancore.twostage.training import reconstruction_quality
 from gancore.utils.metrics_file import is_number, write_metrics
 
 
+def run_config(p: dict[str, Any], pipeline: str, fingerprint: str) -> RunConfig:
+    """The training run of `pipeline`'s trainable codec (the autoencoder), from the compress
+    stage's declared params: its own batch and length, the train section's shared keys."""
+    params = p[f"twostage.{pipeline}.compress"]
+    a = params.autoencoder
+    return RunConfig(
+        params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint
+    )
+
+
 def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
     """Build (and train) the codec of `args.pipeline`, write the codes and score the codec.
 
@@ -47,10 +57,7 @@ def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
         )
         return 0
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    a = params.autoencoder
-    run = RunConfig(
-        params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint
-    )
+    run = run_config(p, args.pipeline, fingerprint)
 
     def export(trainer: Trainer, summary: dict, run_id: str | None) -> None:
         metrics, _, files = _finish(trainer.G_ema, trainer.G_init, {"train": summary}, args, p)

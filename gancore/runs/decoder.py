@@ -59,11 +59,9 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
         decoder=d, codec=codec_config(load_codec(args.codec)), codec_dir=str(args.codec)
     )
     stage = f"train_decoder@{args.pipeline}"
-    if d.total_kimg == 0:  # arch codec only (validated): the codec's own decoder as it is
+    run = run_config(p, cfg, fingerprint)
+    if run is None:
         return _export_untrained(cfg, stage, p, args)
-    run = RunConfig(
-        "decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint
-    )
     return run_training(
         stage,
         DECODER_SPEC,
@@ -75,6 +73,17 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
             t.G_ema, t.G_init, t.tracker, cfg, s, args, rid, t.ckpt_dir / "history.jsonl"
         ),
         pipeline=args.pipeline,
+    )
+
+
+def run_config(p: dict[str, Any], cfg: DecoderRun, fingerprint: str) -> RunConfig | None:
+    """The decoder's training run (its own batch and length, the train section's shared keys);
+    None when nothing trains (`decoder.total_kimg` 0, arch codec only: validated)."""
+    d = cfg.decoder
+    if d.total_kimg == 0:
+        return None
+    return RunConfig(
+        "decoder", cfg, p["base"], own_train_params(p, d.batch, d.total_kimg), fingerprint
     )
 
 

@@ -27,10 +27,8 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
     """
     spec = get_method("inrpatch")
     spec.check_resolution(p["base"].resolution)
-    cfg = stage_config(p["method.inrpatch"], args.stage, args.teacher, p["base"].resolution)
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
-    train = dataclasses.replace(with_overrides(p["train"], cfg.train), total_kimg=cfg.stage_kimg)
-    run = RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
+    run = run_config(p, args.stage, args.teacher, fingerprint)
     curve = _curve(p, args)
     return run_training(
         f"train_inr@{args.stage}",
@@ -44,6 +42,14 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
         method="inrpatch",
         pipeline="inrpatch",
     )
+
+
+def run_config(p: dict[str, Any], stage: int, teacher: str | None, fingerprint: str) -> RunConfig:
+    """The run `train_inr@<stage>` trains (learning from `teacher`), from its declared params: each
+    stage trains for method.inrpatch.stage_kimg (the method refuses its own train.total_kimg)."""
+    cfg = stage_config(p["method.inrpatch"], stage, teacher, p["base"].resolution)
+    train = dataclasses.replace(with_overrides(p["train"], cfg.train), total_kimg=cfg.stage_kimg)
+    return RunConfig("inrpatch", cfg, p["base"], train, fingerprint)
 
 
 def _curve(p: dict[str, Any], args: argparse.Namespace):

@@ -42,6 +42,21 @@ def resolved_train(p: dict, method: str, pipeline: str | None) -> TrainParams:
     return train if kimg is None else dataclasses.replace(train, total_kimg=kimg)
 
 
+def run_config(
+    p: dict[str, Any],
+    method: str,
+    pipeline: str | None,
+    sample_px: int,
+    fingerprint: str,
+    world_size: int = 1,
+) -> RunConfig:
+    """The run `train@<method>` (or `train_sampler@<pipeline>`) trains, from its declared params:
+    images (or codes) of `sample_px`, the dataset `fingerprint`, on `world_size` ranks."""
+    base = dataclasses.replace(p["base"], resolution=sample_px)
+    train = resolved_train(p, method, pipeline)
+    return RunConfig(method, p[f"method.{method}"], base, train, fingerprint, world_size)
+
+
 def _check_channels(shard_dir: str, pipeline: str) -> None:
     """Registered methods generate 3-channel images: codes with other channel counts cannot be
     learned."""
@@ -77,9 +92,7 @@ def train(args: argparse.Namespace, p: dict[str, Any], world: distributed.World)
     paths, fingerprint, sample_px = train_shards(args.shards, p["base"].resolution)
     _check_channels(args.shards, pipeline)
     _check(spec, sample_px, p["base"], pipeline)
-    base = dataclasses.replace(p["base"], resolution=sample_px)
-    train = resolved_train(p, args.method, args.pipeline)
-    run = RunConfig(args.method, p[f"method.{args.method}"], base, train, fingerprint, world.size)
+    run = run_config(p, args.method, args.pipeline, sample_px, fingerprint, world.size)
     stage = f"train@{args.method}" if pipeline == args.method else f"train_sampler@{pipeline}"
     curve = _curve(p, args)
     return run_training(

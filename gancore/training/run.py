@@ -20,6 +20,19 @@ and grad_accum (with the launch layout it makes the micro-batch streams, which i
 when more than one: a run resumes on any layout of as many streams)."""
 
 
+def _without_free_overrides(method_cfg: Any) -> Any:
+    """A method config as its run identity records it: its own train overrides (method.<m>.train)
+    of IDENTITY_FREE keys read null, since their values are in the run's train section, where they
+    may change on resume: a length set by either spelling extends the same run."""
+    overrides = method_cfg.get("train") if isinstance(method_cfg, dict) else None
+    if not isinstance(overrides, dict):
+        return method_cfg
+    train = {k: None if k in IDENTITY_FREE else v for k, v in overrides.items()}
+    if all(v is None for v in train.values()):  # as to_dict omits unset overrides (OMIT_DEFAULT)
+        return {k: v for k, v in method_cfg.items() if k != "train"}
+    return {**method_cfg, "train": train}
+
+
 @dataclass
 class TrainState:
     """Counters saved in every checkpoint."""
@@ -67,7 +80,7 @@ class RunConfig:
             train["n_streams"] = self.n_streams
         return {
             "method": self.method,
-            "method_cfg": to_dict(self.method_cfg),
+            "method_cfg": _without_free_overrides(to_dict(self.method_cfg)),
             "base": to_dict(self.base),
             "train": train,
             "dataset_fingerprint": self.dataset_fingerprint,

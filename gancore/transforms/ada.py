@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from gancore.config import require_defaults
 from gancore.errors import ConfigError
 from gancore.transforms.diffaugment import TRANSLATION_RATIO, take_pixels
 
@@ -50,12 +51,11 @@ class AdaParams:
         if not self.kimg > 0:
             raise ConfigError("kimg", f"must be > 0, got {self.kimg}")
         if not self.enabled:
-            defaults = AdaParams(enabled=True)
-            for key in ("target", "interval", "kimg"):
-                if getattr(self, key) != getattr(defaults, key):
-                    raise ConfigError(
-                        key, "has no effect while ada.enabled is false: set enabled or drop the key"
-                    )
+            require_defaults(
+                self,
+                ("target", "interval", "kimg"),
+                "while ada.enabled is false: set enabled or drop the key",
+            )
 
 
 # ----------------------------------------------------------------------------

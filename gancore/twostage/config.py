@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gancore.compress.config import CompressParams
-from gancore.config import require
+from gancore.config import require, require_defaults
 from gancore.errors import ConfigError
 
 __all__ = ["DecoderParams", "SamplerParams", "TwoStageParams"]
@@ -67,12 +67,31 @@ class DecoderParams:
             "d_width": self.d_width >= 1,
         }
         require(self, checks)
+        if self.arch == "codec":
+            require_defaults(self, ("width", "blocks"), "with arch codec (the codec's own decoder)")
+        if self.total_kimg == 0:
+            why = "while total_kimg is 0 (the codec's decoder as it is): set total_kimg or drop it"
+            require_defaults(self, ("loss", "lr", "betas", "batch"), why)
+        if not fine_tuned:
+            why = "while pretrain_kimg is null (no fine-tuning): set pretrain_kimg or drop the key"
+            require_defaults(self, FINE_TUNING_KEYS, why)
+
+
+FINE_TUNING_KEYS = (
+    "adv_weight",
+    "pixel_weight",
+    "perceptual_weight",
+    "lpips_vgg_weights",
+    "d_width",
+)
+"""DecoderParams' keys of ESRGAN-W's adversarial fine-tuning (pretrain_kimg set)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class SamplerParams:
     total_kimg: float | None = None
-    """The sampler's training length in thousands of codes; None = train.total_kimg. The sampler
+    """The sampler's training length in thousands of codes; None = its method's (method.<m>.train
+    .total_kimg, else train.total_kimg). The sampler
     costs about half of the one-stage method per image (docs/benchmarks.md), so a compute-matched
     comparison gives it more images than the one-stage run."""
 

@@ -69,7 +69,9 @@ def test_phase_window_runs_pretraining_then_finetuning():
         n_img: [p.name for p in phases if p.due(n_img // BATCH, n_img)] for n_img in (0, 2, 4, 6)
     }
     assert due == {0: ["rec"], 2: ["rec"], 4: ["G", "D"], 6: ["G", "D"]}
-    assert [p.name for p in DECODER_SPEC.phases(_cfg(pretrain_kimg=None))] == ["rec"]
+    # no fine-tuning: its D's width is refused unless at its default (it would have no effect)
+    plain = _cfg(pretrain_kimg=None, d_width=DecoderParams().d_width)
+    assert [p.name for p in DECODER_SPEC.phases(plain)] == ["rec"]
     lazy = Phase("Dreg", "D", interval=4)
     assert not lazy.due(3, 100) and lazy.due(4, 0)
 
