@@ -191,18 +191,18 @@ BUILTIN_SOURCE = "data/builtin"
 shard stage reads it, so it need not exist when the params are checked."""
 
 
-def check_source(source: str) -> None:
-    """data.source (relative to the working folder, the project root under DVC) names a readable
-    folder, .zip or .tar, or the builtin stage's output.
+def check_source(source: str, root: str | Path = ".") -> None:
+    """data.source (relative to `root`: the working folder, which is the project root under DVC)
+    names a readable folder, .zip or .tar, or the builtin stage's output.
 
     Raises:
         ConfigError: naming `data.source`, before DVC removes the outputs of the stages after it.
     """
     from gancore.data.sources import TAR_SUFFIXES
 
-    path = Path(source)
+    path = Path(root, source)
     if not path.exists():
-        if path.resolve() == Path(BUILTIN_SOURCE).resolve():
+        if path.resolve() == Path(root, BUILTIN_SOURCE).resolve():
             return
         raise ConfigError("data.source", f"{source} does not exist (a folder, .zip or .tar)")
     if path.is_dir():

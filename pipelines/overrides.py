@@ -56,14 +56,15 @@ def _dump(doc: Any) -> str:
 
 
 def checked_text(params_path: str | Path, overrides: dict[str, Any]) -> str:
-    """params.yaml's text with `overrides` written in, validated as a whole (params.yaml unchanged).
+    """params.yaml's text with `overrides` written in, validated as a whole, with data.source
+    readable from the project (as the validate stage checks it; params.yaml unchanged).
 
     Raises:
         ConfigError: naming the first bad key.
     """
     from ruamel.yaml import YAML
 
-    from gancore.params import read_yaml, validate
+    from gancore.params import check_source, read_yaml, validate
 
     params_path = Path(params_path)
     if not params_path.is_file():
@@ -75,9 +76,11 @@ def checked_text(params_path: str | Path, overrides: dict[str, Any]) -> str:
     trial = params_path.with_name(f".{params_path.name}.overrides")  # read back as stages will
     trial.write_text(text)
     try:
-        validate(read_yaml(trial))
+        params = validate(read_yaml(trial))
     finally:
         trial.unlink()
+    if "data.source" in overrides:
+        check_source(params["data"].source, params_path.parent)
     return text
 
 
