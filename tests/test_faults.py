@@ -33,7 +33,7 @@ from gancore.registry import get_method
 from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
-from gancore.utils.metrics_file import read_metrics
+from gancore.utils.metrics_file import is_measured, read_metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -150,16 +150,11 @@ def test_sigkill_then_rerun_resumes_to_the_weights_of_an_uninterrupted_run(stage
     assert killed_log == whole_log and len(killed_log["loss/D"]) == 4  # steps 3, 6, 9, 10
 
 
-MEASURED = (  # wall time and memory: what a machine measures, not what training computes
-    *("img_per_sec", "stage_wall_sec", "train_sec", "sec_per_kimg", "device_hours", "peak_mem_gb"),
-)
-
-
 def _timeless_csv(path: Path) -> list[dict[str, str]]:
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert rows
-    return [{k: v for k, v in r.items() if not k.endswith(MEASURED)} for r in rows]
+    return [{k: v for k, v in r.items() if not is_measured(k)} for r in rows]
 
 
 def _metric_history(tmp: Path, name: str) -> dict[str, list[tuple[int, float]]]:
@@ -168,7 +163,7 @@ def _metric_history(tmp: Path, name: str) -> dict[str, list[tuple[int, float]]]:
 
     run_id = yaml.safe_load((tmp / "runs" / name / "mlflow_run.json").read_text())["run_id"]
     client = MlflowClient(tracking_uri=default_tracking_uri(tmp))
-    keys = [k for k in client.get_run(run_id).data.metrics if not k.endswith(MEASURED)]
+    keys = [k for k in client.get_run(run_id).data.metrics if not is_measured(k)]
     return {
         k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in keys
     }

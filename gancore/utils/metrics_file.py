@@ -20,11 +20,21 @@ def is_number(value: Any) -> bool:
 DESCRIPTIONS = ("protocol",)
 """Sections that say how the numbers were computed: kept whole in the info file, numbers included
 (the protocol's n_gen is not a score)."""
+MEASURED = ("_sec", "img_per_sec", "sec_per_kimg", "device_hours", "gpu_hours", "peak_mem_gb")
+"""Endings of the numbers a machine measures (wall time, throughput, memory) rather than the run
+computes: they go to the info file, so a rerun of the same run leaves the tracked metrics file as it
+was (MLflow keeps them as metrics)."""
+
+
+def is_measured(key: str) -> bool:
+    """Whether `key` names a wall time, a throughput or a memory peak (MEASURED)."""
+    return key.endswith(MEASURED)
 
 
 def split_numbers(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(numbers, info): the number leaves of `data` and every other leaf (and DESCRIPTIONS whole),
-    each keeping its nesting (empty mappings are dropped from the side that has nothing of them)."""
+    """(numbers, info): the number leaves of `data` that are not measurements (MEASURED), and every
+    other leaf (and DESCRIPTIONS whole), each keeping its nesting (empty mappings are dropped from
+    the side that has nothing of them)."""
     numbers: dict[str, Any] = {}
     info: dict[str, Any] = {}
     for key, value in data.items():
@@ -36,7 +46,7 @@ def split_numbers(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
                 numbers[key] = sub_numbers
             if sub_info:
                 info[key] = sub_info
-        elif is_number(value):
+        elif is_number(value) and not is_measured(key):
             numbers[key] = value
         else:
             info[key] = value

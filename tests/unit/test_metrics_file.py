@@ -55,7 +55,25 @@ def test_headline_keys_lead_the_file(tmp_path):
     path = tmp_path / "eval.json"
     write_metrics(
         path,
-        {"coverage": 1.0, "eval_sec": 2.0, "kid_el0": 3.0, "fd_el0_24": 4.0},
+        {"coverage": 1.0, "eval_n": 2.0, "kid_el0": 3.0, "fd_el0_24": 4.0},
         first=["kid_el0", "fd_el0_24", "swd_mean"],
     )
-    assert list(json.loads(path.read_text())) == ["kid_el0", "fd_el0_24", "coverage", "eval_sec"]
+    assert list(json.loads(path.read_text())) == ["kid_el0", "fd_el0_24", "coverage", "eval_n"]
+
+
+def test_measurements_go_to_the_info_file(tmp_path):
+    """Issue 29, item 5: a rerun of the same run rewrote the tracked numbers (eval_sec, img_per_sec,
+    peak memory): what the machine measured lives beside them, and read_metrics still joins it."""
+    path = tmp_path / "train.json"
+    record = {
+        "kimg": 9.0,
+        "train_sec": 677.0,
+        "img_per_sec": 15.1,
+        "sec_per_kimg": 75.2,
+        "device_hours": 0.19,
+        "peak_mem_gb": 1.2,
+        "compute": {"tflops": 13.0, "gpu_hours": 0.0, "stage_wall_sec": 700.0},
+    }
+    write_metrics(path, record)
+    assert json.loads(path.read_text()) == {"kimg": 9.0, "compute": {"tflops": 13.0}}
+    assert read_metrics(path) == record
