@@ -76,12 +76,16 @@ def hold(root: str | Path, what: str, exclusive: bool) -> Iterator[dict[str, str
     ({TOKEN_ENV: token} for an exclusive hold, else {}).
 
     A process started inside an exclusive hold (TOKEN_ENV equal to the holder's token) is already
-    covered and takes nothing.
+    covered and takes nothing; a folder that is not a DVC workspace (no `.dvc/`) has nothing to
+    arbitrate, and gets no lock file.
 
     Raises:
         WorkspaceBusy: another command holds the workspace in a conflicting mode (nothing touched).
     """
     root = Path(root)
+    if not (root / ".dvc").is_dir():  # not a DVC workspace (a scratch folder, a study's rows)
+        yield {}
+        return
     lock = root / LOCK_FILE
     token = os.environ.get(TOKEN_ENV)
     if token and _holder(lock).get("token") == token:

@@ -19,6 +19,20 @@ from tests.dvcproject import ROOT
 PY = sys.executable
 
 
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """A DVC workspace (the lock is only taken where there is one)."""
+    (tmp_path / ".dvc").mkdir()
+    return tmp_path
+
+
+def test_a_folder_that_is_not_a_dvc_workspace_gets_no_lock(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("scratch")
+    with hold(scratch, "make run", exclusive=True) as env, hold(scratch, "x", exclusive=True):
+        assert env == {}
+    assert sorted(p.name for p in scratch.iterdir()) == []
+
+
 def _holder(root: Path, name: str = "make run", *command: str) -> subprocess.Popen:
     """`python -m pipelines.workspace --as NAME COMMAND` at `root`, once it holds the lock."""
     proc = subprocess.Popen(
