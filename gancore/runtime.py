@@ -81,8 +81,8 @@ def apply_runtime_threads(argv: Sequence[str]) -> int:
     if {"-h", "--help"} & set(argv):  # help needs no params file
         return threads.get_threads()
     runtime = load_params(params_path_of(argv), [threads.THREADS_KEY])[threads.THREADS_KEY]
-    auto = runtime.threads == "auto" and not os.environ.get("OMP_NUM_THREADS", "").isdigit()
-    busy = threads.busy_cores() if auto else None
+    auto = runtime.threads == "auto" and threads.user_threads() is None
+    busy = threads.busy_cores() if auto else None  # measured only where auto decides
     threads.set_threads(threads.resolve_threads(runtime.threads, busy=busy))
     n_threads = threads.get_threads()  # as torch reports it
     seen = f"{busy:.1f} busy with other work, " if busy is not None else ""

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gancore.utils.args import exit_code_for
 from gancore.utils.child import run_child
 from gancore.utils.workspace import WorkspaceBusy, hold
 
@@ -27,8 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with hold(Path.cwd(), args.name or " ".join(args.command), exclusive=True) as env:
             return run_child(args.command, env={**os.environ, **env})
     except WorkspaceBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code_for(e)  # its one-line message, status 2
 
 
 if __name__ == "__main__":

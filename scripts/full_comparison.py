@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gancore.params import full_selection, read_yaml, validate
+from gancore.utils.args import exit_code_for
 from gancore.utils.child import run_child
 from gancore.utils.workspace import WorkspaceBusy, hold
 
@@ -60,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         with hold(Path(args.params).resolve().parent, "make full", exclusive=True) as env:
             return run_child(command, env={**os.environ, "DVC_NO_ANALYTICS": "1", **env})
     except WorkspaceBusy as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code_for(e)  # its one-line message, status 2
 
 
 if __name__ == "__main__":

@@ -74,6 +74,12 @@ def _positive_env(name: str) -> int:
         return 1
 
 
+def user_threads() -> int | None:
+    """OMP_NUM_THREADS when the environment sets it to a count >= 1, else None."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
 def resolve_threads(
     setting: int | str,
     cores: int | None = None,
@@ -95,8 +101,8 @@ def resolve_threads(
     """
     if setting != "auto":
         return int(setting)
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
-        return int(os.environ["OMP_NUM_THREADS"])  # set by the user: torch's own default honours it
+    if user_threads() is not None:
+        return user_threads()  # set by the user: torch's own default honours it
     cores = usable_cores() if cores is None else cores
     if concurrent is None:
         concurrent = concurrent_stages() * _positive_env("LOCAL_WORLD_SIZE")
