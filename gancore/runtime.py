@@ -22,7 +22,8 @@ import gancore
 from gancore.config import TrackParams, TrainParams, flatten, to_dict
 from gancore.errors import DataError
 from gancore.params import load_params
-from gancore.tracking.base import NullTracker, Tracker
+from gancore.tracking.base import NullTracker, Records, Tracker
+from gancore.training import distributed
 from gancore.training.callbacks import Callback
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
@@ -232,6 +233,36 @@ def log_shards(
     )
 
 
+def tracked_stage(
+    stage: str,
+    params: dict[str, Any],
+    params_path: str | Path,
+    logged: dict[str, Any],
+    work: Callable[[str | None], Records],
+    shards: tuple[str | Path, str] | None = None,
+    **tags: str,
+) -> None:
+    """The one owner of the MLflow run of a stage without training steps: opened as started when
+    the stage process started, with its run tags, the declared params (plus `logged`) and the
+    `shards` (folder, context) it read as a dataset input; `work(run_id)` does the stage's work and
+    returns what to log (Records), logged with `stage_wall_sec`; closed FINISHED, or FAILED when
+    `work` raised."""
+    tracker = make_tracker(params["track"], params_path)
+    run_id = tracker.start(
+        stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms()
+    )
+    tracker.log_params({**declared_params(params), **flatten(logged)})
+    if shards is not None:
+        log_shards(tracker, shards[0], params_path, shards[1])
+    status = "FAILED"
+    try:
+        work(run_id).log_to(tracker)
+        tracker.log_metrics({"stage_wall_sec": process_age_sec()}, step=0)
+        status = "FINISHED"
+    finally:
+        tracker.close(status)
+
+
 def record_stage(
     stage: str,
     params: dict[str, Any],
@@ -243,21 +274,10 @@ def record_stage(
     steps: Sequence[tuple[int, dict[str, float]]] = (),
     **tags: str,
 ) -> None:
-    """One finished MLflow run for a stage without training steps, started when the stage process
-    started: the declared params (plus `logged`), metrics (plus `stage_wall_sec`), metrics at
-    `steps` ((step, metrics) pairs: a curve the stage scored), artifacts, run tags and the `shards`
-    (folder, context) it read as a dataset input."""
-    tracker = make_tracker(params["track"], params_path)
-    tracker.start(stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms())
-    tracker.log_params({**declared_params(params), **flatten(logged)})
-    if shards is not None:
-        log_shards(tracker, shards[0], params_path, shards[1])
-    tracker.log_metrics({**metrics, "stage_wall_sec": process_age_sec()}, step=0)
-    for step, values in steps:
-        tracker.log_metrics(values, step=step)
-    for path in artifacts:
-        tracker.log_artifact(path)
-    tracker.close()
+    """One finished MLflow run (tracked_stage) for a stage whose work is done: metrics at step 0
+    and at `steps` ((step, metrics) pairs: a curve the stage scored), and artifacts."""
+    records = Records([(0, metrics), *steps]).add_artifacts(*artifacts)
+    tracked_stage(stage, params, params_path, logged, lambda _: records, shards, **tags)
 
 
 def record_evaluation(
@@ -358,27 +378,15 @@ def run_tags(
     return {**tags, **extra}
 
 
-def tracked_fit(
-    trainer: Trainer,
-    stage: str,
-    params: dict[str, Any],
-    params_path: str | Path,
-    export: Callable[[dict[str, Any], str | None], None],
-    shards: str | Path,
-    **tags: str,
-) -> int:
-    """Train with an MLflow run that a resumed stage continues (its tags updated); export on
-    success. The checkpoint folder is locked throughout (RunLocked when another process trains on
-    it).
+class ReportTo(Callback):
+    """What the trainer reports (Trainer.report: log rows, NaN rollbacks, curve points) into the
+    stage's tracker: the Trainer itself never holds one."""
 
-    A new run gets the declared params under their params.yaml keys, `resolved.*` (what the loss
-    resolved, method config fields that differ from the declared ones) and `shards` as its dataset.
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
 
-    Returns:
-        0 when finished, 143 after SIGTERM (checkpoint saved, the run closed as KILLED).
-    """
-    with trainer.locked():
-        return _tracked_fit(trainer, stage, params, params_path, export, shards, **tags)
+    def on_metrics(self, trainer: Trainer, metrics: dict[str, float], n_img: int) -> None:
+        self.tracker.log_metrics(metrics, step=n_img)
 
 
 def run_training(
@@ -388,38 +396,46 @@ def run_training(
     shard_paths: list[Path],
     params: dict[str, Any],
     args: argparse.Namespace,
-    export: Callable[[Trainer, dict[str, Any], str | None], None],
+    export: Callable[[Trainer, dict[str, Any], str | None], Records],
     callbacks: Sequence[Callback] = (),
     **tags: str,
 ) -> int:
-    """The lifecycle every training stage shares: this function owns the tracker, trains `spec`
-    for `run` in <--ckpt-root>/<run identity> (a rerun resumes it, a changed config trains afresh
-    in its own folder) inside one MLflow run (`tracked_fit`), and calls `export(trainer, summary,
-    run_id)` once training finished (rank 0). `args` holds --params, --ckpt-root, --shards and
-    --no-progress; `callbacks` are the loop's periodic hooks (gancore/training/callbacks.py).
+    """The lifecycle every training stage shares, and the one owner of its MLflow run: trains
+    `spec` for `run` in <--ckpt-root>/<run identity> (a rerun resumes it, a changed config trains
+    afresh in its own folder) inside one MLflow run that a resumed stage continues (its tags
+    updated), and calls `export(trainer, summary, run_id)` once training finished (rank 0), logging
+    the Records it returns and the compute ledger. `args` holds --params, --ckpt-root, --shards and
+    --no-progress; `callbacks` are the loop's periodic hooks (gancore/training/callbacks.py). The
+    checkpoint folder is locked throughout (RunLocked when another process trains on it).
+
+    A new run gets the declared params under their params.yaml keys, `resolved.*` (what the loss
+    resolved, method config fields that differ from the declared ones) and the shards as its
+    dataset.
 
     Returns:
-        0 when finished, 143 after SIGTERM (checkpoint saved).
+        0 when finished, 143 after SIGTERM (checkpoint saved, the run closed as KILLED).
     """
-    tracker = make_tracker(params["track"], args.params)
+    main = distributed.current_world().is_main  # other ranks train only
+    tracker = make_tracker(params["track"], args.params) if main else NullTracker()
     trainer = Trainer(
         spec,
         run,
         shard_paths,
         Path(args.ckpt_root) / run.identity_hash()[:16],
-        tracker,
         progress=not args.no_progress,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, ReportTo(tracker)],
     )
-    return tracked_fit(
-        trainer,
-        stage,
-        params,
-        args.params,
-        lambda s, rid: export(trainer, s, rid),
-        shards=args.shards,
-        **tags,
-    )
+    with trainer.locked():
+        return tracked_fit(
+            trainer,
+            tracker,
+            stage,
+            params,
+            args.params,
+            args.shards,
+            lambda summary, run_id: export(trainer, summary, run_id),
+            **tags,
+        )
 
 
 def read_run_link(path: Path) -> str | None:
@@ -431,15 +447,20 @@ def read_run_link(path: Path) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
-def _tracked_fit(
+def tracked_fit(
     trainer: Trainer,
+    tracker: Tracker,
     stage: str,
     params: dict[str, Any],
     params_path: str | Path,
-    export: Callable[[dict[str, Any], str | None], None],
     shards: str | Path,
+    export: Callable[[dict[str, Any], str | None], Records],
     **tags: str,
 ) -> int:
+    """Train `trainer` inside the MLflow run of `tracker` (run_training's body; the caller holds
+    the trainer's lock): start or reopen the run recorded beside the checkpoints, log a new run's
+    params and `shards`, fit, then log `export(summary, run_id)`'s Records and the ledger; the run
+    is closed FINISHED, KILLED (SIGTERM: returns 143) or FAILED."""
     run = trainer.run
     run_file = trainer.ckpt_dir / "mlflow_run.json"
     old_id = read_run_link(run_file)
@@ -451,7 +472,7 @@ def _tracked_fit(
         identity_hash=run.identity_hash(),
         **tags,
     )
-    run_id = trainer.tracker.start(stage, tags, old_id, start_ms=process_start_ms())
+    run_id = tracker.start(stage, tags, old_id, start_ms=process_start_ms())
     if run_id != old_id:
         declared = declared_params(params)
         derived = {
@@ -459,10 +480,10 @@ def _tracked_fit(
             for k, v in flatten(to_dict(run.method_cfg)).items()
             if declared.get(f"method.{run.method}.{k}") != v
         }
-        trainer.tracker.log_params(
+        tracker.log_params(
             {**declared, **flatten({"resolved": {**trainer.loss_info(), **derived}})}
         )
-        log_shards(trainer.tracker, shards, params_path, "training")
+        log_shards(tracker, shards, params_path, "training")
     main = trainer.world.is_main  # other ranks train only
     # During a store outage start() returns None: keep the link, so the replayed records and later
     # resumes reach the same run.
@@ -474,14 +495,15 @@ def _tracked_fit(
         summary = trainer.fit()
         if main:
             with phase(stage, "export: generator, grids, curve and MLflow records"):
-                export(summary, run_id)
+                export(summary, run_id).log_to(tracker)
+                tracker.log_metrics(ledger_metrics(summary), step=summary["n_img"])
         status = "FINISHED"
     except TrainingInterrupted as e:
         print(f"[{stage}] {e}")
         status = "KILLED"
         return 143
     finally:
-        trainer.tracker.close(status)
+        tracker.close(status)
     return 0
 
 
@@ -507,34 +529,29 @@ def record_training(
     gen_dir: Path,
     grids: Sequence[Path],
     label: str,
-) -> None:
-    """A training stage's records of a finished run: its MLflow run id beside the outputs, the
-    ledger as `--metrics` JSON and MLflow metrics, the curve as `--curve` CSV, grids as artifacts
-    and the generator as an MLflow model."""
+) -> Records:
+    """A training stage's outputs of a finished run: its MLflow run id beside them, the ledger as
+    `--metrics` JSON, the curve as `--curve` CSV; returns the Records its run logs (the metrics
+    JSON, grids, the generator as an MLflow model)."""
     atomic_write_json(Path(args.out) / "mlflow_run.json", {"run_id": run_id})
-    trainer.tracker.log_artifact(write_metrics(args.metrics, summary))
+    metrics_file = write_metrics(args.metrics, summary)
     write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-    log_ledger(trainer.tracker, summary)
-    for grid in grids:
-        trainer.tracker.log_artifact(grid)
-    trainer.tracker.log_model(gen_dir)
     print(
         f"[{label}] {summary['kimg']:.1f} kimg in {summary['train_sec']:.0f} s "
         f"({summary['img_per_sec']:.1f} img/s) -> {gen_dir}"
     )
+    return Records(model=gen_dir).add_artifacts(metrics_file, *grids)
 
 
-def log_ledger(tracker: Tracker, summary: dict[str, Any]) -> None:
+def ledger_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The numeric compute-ledger entries of a training summary as MLflow metrics under their names
     in the `--metrics` JSON (`kimg`, `params.G`), plus `gpu_hours` (the device-hours of a CUDA run,
-    else 0) and `stage_wall_sec` (the stage process's age: set-up, training, export)."""
+    else 0) and `stage_wall_sec` (the stage process's age: set-up, training, export); logged at
+    step summary["n_img"]."""
     extra = {
         "gpu_hours": summary.get("device_hours", 0.0)
         if str(summary.get("device", "")).startswith("cuda")
         else 0.0,
         "stage_wall_sec": process_age_sec(),
     }
-    tracker.log_metrics(
-        {k: v for k, v in flatten({**summary, **extra}).items() if is_number(v)},
-        step=summary["n_img"],
-    )
+    return {k: v for k, v in flatten({**summary, **extra}).items() if is_number(v)}

@@ -1,5 +1,5 @@
 """gancore compare on a real tiny MLflow store: runs logged by the project's tracker and
-log_ledger."""
+ledger_metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from gancore.cli import main as cli_main
 from gancore.compare import CompareError, pipeline_rows, write_report
-from gancore.runtime import log_ledger, process_start_ms
+from gancore.runtime import ledger_metrics, process_start_ms
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
@@ -30,19 +30,17 @@ def _train(
 ) -> None:
     tracker = MlflowTracker("exp", uri)
     tracker.start(stage, {"dvc_stage": stage, "pipeline": stage.split("@")[1]})
-    log_ledger(
-        tracker,
-        {
-            "n_img": n_img,
-            "kimg": n_img / 1000,
-            "train_sec": train_sec,
-            "device": "cpu",
-            "device_hours": train_sec / 3600,
-            "peak_mem_gb": mem_gb,
-            "params": {"G": params_g, "D": 7},
-            "g_gmacs_per_img": gmacs,
-        },
-    )
+    summary = {
+        "n_img": n_img,
+        "kimg": n_img / 1000,
+        "train_sec": train_sec,
+        "device": "cpu",
+        "device_hours": train_sec / 3600,
+        "peak_mem_gb": mem_gb,
+        "params": {"G": params_g, "D": 7},
+        "g_gmacs_per_img": gmacs,
+    }
+    tracker.log_metrics(ledger_metrics(summary), step=summary["n_img"])
     tracker.close()
 
 

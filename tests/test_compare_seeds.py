@@ -19,7 +19,7 @@ from gancore.compare import (
     write_report,
 )
 from gancore.eval.curve import FLOPS_METRIC, METRIC
-from gancore.runtime import log_ledger
+from gancore.runtime import ledger_metrics
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 
@@ -30,18 +30,16 @@ def _train(uri: str, pipeline: str, seed: int, flops: float, curve: bool) -> Non
     tracker = MlflowTracker("exp", uri)
     tracker.start(f"train@{pipeline}", {"dvc_stage": f"train@{pipeline}", "pipeline": pipeline})
     tracker.log_params({"base.seed": seed})
-    log_ledger(
-        tracker,
-        {
-            "n_img": 2000,
-            "kimg": 2.0,
-            "train_sec": 36.0,
-            "device": "cpu",
-            "device_hours": 0.01,
-            "flops": flops,
-            "params": {"G": 100},
-        },
-    )
+    summary = {
+        "n_img": 2000,
+        "kimg": 2.0,
+        "train_sec": 36.0,
+        "device": "cpu",
+        "device_hours": 0.01,
+        "flops": flops,
+        "params": {"G": 100},
+    }
+    tracker.log_metrics(ledger_metrics(summary), step=summary["n_img"])
     for step, f, k in [(0, 0.0, 0.5), (1000, flops / 2, 0.3), (2000, flops, 0.25)] if curve else []:
         tracker.log_metrics({METRIC: k, FLOPS_METRIC: f}, step=step)
     tracker.close()

@@ -30,6 +30,7 @@ from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import CheckpointError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
+from gancore.runtime import ReportTo
 from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
@@ -242,8 +243,15 @@ def _run(n_steps: int, **train) -> RunConfig:
     )
 
 
+def _report(tracker) -> list:
+    """The stage's wiring of a tracker to the trainer (gancore/runtime.py run_training)."""
+    return [] if tracker is None else [ReportTo(tracker)]
+
+
 def _trainer(run: RunConfig, paths, ckpt_dir, tracker=None) -> Trainer:
-    return Trainer(get_method("fastgan"), run, paths, ckpt_dir, tracker=tracker, progress=False)
+    return Trainer(
+        get_method("fastgan"), run, paths, ckpt_dir, progress=False, callbacks=_report(tracker)
+    )
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one_and_the_run_goes_on(

@@ -194,3 +194,28 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert _cycles(made_up) == [["gancore.nn.a", "gancore.training.b"]]
     assert layer_of("gancore.training.b") > layer_of("gancore.nn.a")
     assert layer_of("gancore.methods.fastgan.loss") > layer_of("gancore.methods.stylegan2_family")
+
+
+def test_the_training_loop_reports_through_callbacks_and_never_meets_mlflow():
+    """The Tracker interface sits below the training layer and the MLflow adapter above it; no
+    module below the adapter imports mlflow or the adapter, and `gancore.training` imports no
+    tracker at all: the Trainer reports (Trainer.report -> Callback.on_metrics) and the stage's
+    runtime owns the run (gancore/runtime.py run_training, ReportTo)."""
+    base, adapter = layer_of("gancore.tracking.base"), layer_of("gancore.tracking")
+    assert base < layer_of("gancore.training") < adapter
+    offending = []
+    for name, path in _modules().items():
+        if not name.startswith("gancore.") or layer_of(name) >= adapter:
+            continue
+        imported = _imported_names(ast.parse(path.read_text()), name, path.name == "__init__.py")
+        for target in sorted(imported):
+            to_mlflow = target == "mlflow" or target.startswith("mlflow.")
+            to_adapter = target.startswith("gancore.tracking.") and not target.startswith(
+                "gancore.tracking.base"
+            )
+            to_tracker = name.startswith("gancore.training") and target.startswith(
+                "gancore.tracking"
+            )
+            if to_mlflow or to_adapter or to_tracker:
+                offending.append(f"{name} imports {target}")
+    assert offending == []

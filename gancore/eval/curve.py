@@ -28,7 +28,6 @@ from gancore.eval.distances import kid
 from gancore.eval.evaluate import load_reference
 from gancore.eval.features import EL0Features
 from gancore.sampling import sample
-from gancore.tracking.base import Tracker
 from gancore.training.callbacks import Callback
 from gancore.utils.fsio import atomic_write
 from gancore.utils.progress import progress
@@ -56,7 +55,6 @@ class CurvePoints(Callback):
     Args:
         every_kimg: spacing of the points in kimg (> 0).
         rows_path: the CSV (default: `file_name` beside the trainer's checkpoints).
-        tracker: where a point's metrics go (default: the trainer's).
         flops_offset: counted FLOPs spent before this run (earlier stages), added to each point.
     """
 
@@ -67,14 +65,12 @@ class CurvePoints(Callback):
         self,
         every_kimg: float,
         rows_path: str | Path | None = None,
-        tracker: Tracker | None = None,
         flops_offset: float = 0,
     ):
         if every_kimg <= 0:
             raise ValueError(f"every_kimg must be > 0, got {every_kimg}")
         self.every_img = max(1, math.ceil(every_kimg * 1000))
         self.rows_path = None if rows_path is None else Path(rows_path)
-        self.tracker = tracker
         self.flops_offset = flops_offset
         self._last_img: int | None = None
 
@@ -82,7 +78,6 @@ class CurvePoints(Callback):
         """The loop's callback (rank 0 makes the points; the other ranks go on)."""
         if trainer.world.is_main:
             self.rows_path = self.rows_path or trainer.ckpt_dir / self.file_name
-            self.tracker = self.tracker or trainer.tracker
             total_img = math.ceil(trainer.run.train.total_kimg * 1000)
             self.after_step(trainer, trainer.state.n_img >= total_img)
 
@@ -114,11 +109,9 @@ class CurvePoints(Callback):
         return n_img // self.every_img > last // self.every_img or (final and n_img > last)
 
     def _add(self, trainer: Any, G: nn.Module, n_img: int, flops: int, train_sec: float) -> None:
-        """Append the point of `G` at `n_img`: with a trainer, `G` as the stage's export will
-        hold it (BatchNorm recalibrated), so a curve point and the final evaluation score the
-        same network."""
-        if trainer is not None:
-            G = exported_copy(G, trainer.run.train.bn_recalibration_batches, trainer.run.base.seed)
+        """Append the point of `G` at `n_img`: `G` as the stage's export will hold it (BatchNorm
+        recalibrated), so a curve point and the final evaluation score the same network."""
+        G = exported_copy(G, trainer.run.train.bn_recalibration_batches, trainer.run.base.seed)
         row = {"kimg": n_img / 1000, "flops": flops + self.flops_offset, "train_sec": train_sec}
         row.update(self.point(trainer, G, row))
         self._write([*read_curve(self.rows_path), row])
@@ -172,36 +165,30 @@ class QualityCurve(CurvePoints):
         n_gen: int,
         seed: int,
         rows_path: str | Path | None = None,
-        tracker: Tracker | None = None,
         kid_subsets: int = 50,
         batch: int = 50,
         flops_offset: float = 0,
     ):
-        super().__init__(every_kimg, rows_path, tracker, flops_offset)
+        super().__init__(every_kimg, rows_path, flops_offset)
         self.ref_feats, self.n_gen, self.seed = ref_feats, n_gen, seed
         self.kid_subsets, self.batch = kid_subsets, batch
         self._el0: EL0Features | None = None
 
     def point(self, trainer: Any, G: nn.Module, row: dict[str, float]) -> dict[str, float]:
-        """Score `G` and log the point."""
+        """Score `G` and report the point (Trainer.report: to the stage's MLflow run)."""
         t0 = time.perf_counter()
         value, self._el0 = kid_point(
             G, self.ref_feats, self.n_gen, self.seed, self.kid_subsets, self.batch, self._el0
         )
-        self.tracker.log_metrics(
+        trainer.report(
             {
                 METRIC: value,
                 FLOPS_METRIC: float(row["flops"]),
                 "curve.eval_sec": time.perf_counter() - t0,
             },
-            step=round(row["kimg"] * 1000),
+            round(row["kimg"] * 1000),
         )
         return {"kid_el0": value}
-
-    def score(self, G: nn.Module, n_img: int, flops: int, train_sec: float) -> float:
-        """KID-EL0 of `G` at `n_img`: appended to the CSV and logged; returns it."""
-        self._add(None, G, n_img, flops, train_sec)
-        return read_curve(self.rows_path)[-1]["kid_el0"]
 
 
 class Snapshots(CurvePoints):

@@ -14,7 +14,8 @@ from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
 from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
-from gancore.runtime import log_ledger, own_train_params, record_stage, run_training, write_curve
+from gancore.runtime import own_train_params, record_stage, run_training, write_curve
+from gancore.tracking.base import Records
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
@@ -59,14 +60,11 @@ def compress(args: argparse.Namespace, p: dict[str, Any]) -> int:
     paths, fingerprint, _ = train_shards(args.shards, p["base"].resolution)
     run = run_config(p, args.pipeline, fingerprint)
 
-    def export(trainer: Trainer, summary: dict, run_id: str | None) -> None:
+    def export(trainer: Trainer, summary: dict, run_id: str | None) -> Records:
         metrics, _, files = _finish(trainer.G_ema, trainer.G_init, {"train": summary}, args, p)
         if args.curve:
             write_curve(trainer.ckpt_dir / "history.jsonl", args.curve)
-        log_ledger(trainer.tracker, summary)
-        trainer.tracker.log_metrics(_scalars(metrics), step=summary["n_img"])
-        for f in files:
-            trainer.tracker.log_artifact(f)
+        return Records([(summary["n_img"], _scalars(metrics))]).add_artifacts(*files)
 
     return run_training(
         stage, codec.training_spec, run, paths, p, args, export, pipeline=args.pipeline

@@ -15,21 +15,16 @@ from typing import Any
 import torch
 
 from gancore.compress.codec import codec_config, load_codec
-from gancore.config import flatten
 from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
 from gancore.runtime import (
-    declared_params,
-    log_ledger,
-    log_shards,
-    make_tracker,
+    ledger_metrics,
     own_train_params,
-    process_start_ms,
-    run_tags,
     run_training,
+    tracked_stage,
     write_curve,
 )
-from gancore.tracking.base import Tracker
+from gancore.tracking.base import Records
 from gancore.training.compute import count_params, gmacs_per_image
 from gancore.training.trainer import RunConfig
 from gancore.twostage.training import (
@@ -70,7 +65,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> int:
         p,
         args,
         lambda t, s, rid: _export(
-            t.G_ema, t.G_init, t.tracker, cfg, s, args, rid, t.ckpt_dir / "history.jsonl"
+            t.G_ema, t.G_init, cfg, s, args, rid, t.ckpt_dir / "history.jsonl"
         ),
         pipeline=args.pipeline,
     )
@@ -101,32 +96,29 @@ def _export_untrained(cfg: DecoderRun, stage: str, p: dict, args) -> int:
         "params": {"G": count_params(decoder)},
         "g_gmacs_per_img": gmacs_per_image(decoder),
     }
-    tracker = make_tracker(p["track"], args.params)
-    run_id = tracker.start(
-        stage, run_tags(stage, p, args.params, pipeline=args.pipeline), start_ms=process_start_ms()
-    )
-    tracker.log_params({**declared_params(p), **flatten({"resolved": {"codec": cfg.codec}})})
-    log_shards(tracker, args.shards, args.params, "training")
-    status = "FAILED"
-    try:
-        _export(decoder, decoder, tracker, cfg, summary, args, run_id, None)
-        status = "FINISHED"
-    finally:
-        tracker.close(status)
+
+    def work(run_id: str | None) -> Records:
+        records = _export(decoder, decoder, cfg, summary, args, run_id, None)
+        records.metrics.append((0, ledger_metrics(summary)))
+        return records
+
+    logged = {"resolved": {"codec": cfg.codec}}
+    shards = (args.shards, "training")
+    tracked_stage(stage, p, args.params, logged, work, shards, pipeline=args.pipeline)
     return 0
 
 
 def _export(
     G_ema: torch.nn.Module,
     G_init: torch.nn.Module,
-    tracker: Tracker,
     cfg: DecoderRun,
     summary: dict,
     args,
     run_id: str | None,
     history: Path | None,
-) -> None:
-    """Save the decoder (G_init on the codec at initialisation), score it, log it."""
+) -> Records:
+    """Save the decoder (G_init on the codec at initialisation) and score it; returns what its run
+    logs."""
     out = Path(args.out)
     folder = save_decoder(
         out / "decoder",
@@ -143,25 +135,21 @@ def _export(
     }
     _grid(decoder, codec, real[:8], out / "reconstructions.png")
     atomic_write_json(out / "mlflow_run.json", {"run_id": run_id})
-    tracker.log_artifact(write_metrics(args.metrics, {**summary, **quality}))
+    metrics_file = write_metrics(args.metrics, {**summary, **quality})
     write_curve(history, args.curve)
-    log_ledger(tracker, summary)
-    tracker.log_metrics(
-        {
-            f"{k}/{m}": v
-            for k in ("reconstruction", "reconstruction_init")
-            for m, v in quality[k].items()
-        },
-        step=summary["n_img"],
+    parts = ("reconstruction", "reconstruction_init")
+    scores = {f"{k}/{m}": v for k in parts for m, v in quality[k].items()}
+    records = Records([(summary["n_img"], scores)])
+    records.add_artifacts(metrics_file, out / "reconstructions.png").add_artifacts(
+        folder, folder="decoder"
     )
-    tracker.log_artifact(out / "reconstructions.png")
-    tracker.log_artifact(folder, "decoder")
     r = quality["reconstruction"]
     print(
         f"[train_decoder] {eval_label(args.shards)} PSNR {r['psnr_db']:.2f} dB "
         f"(coarse alone {r['coarse_psnr_db']:.2f}), "
         f"SSIM {r['ssim']:.3f} (coarse {r['coarse_ssim']:.3f}) -> {folder}"
     )
+    return records
 
 
 @torch.no_grad()

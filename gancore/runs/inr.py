@@ -15,6 +15,7 @@ from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curv
 from gancore.methods.inrpatch.stage import FLOPS_BEFORE, export_stage, stage_config
 from gancore.registry import get_method
 from gancore.runtime import record_training, run_training
+from gancore.tracking.base import Records
 from gancore.training.trainer import RunConfig, Trainer
 
 
@@ -61,8 +62,12 @@ def _curve(p: dict[str, Any], args: argparse.Namespace):
     return quality_curve(p, args.ref, args.shards, flops_offset=before)
 
 
-def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:
+def _export(
+    trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None
+) -> Records:
     gen_dir, grids = export_stage(trainer, args.out, summary)
-    record_training(trainer, summary, run_id, args, gen_dir, grids, f"train_inr@{args.stage}")
+    label = f"train_inr@{args.stage}"
+    records = record_training(trainer, summary, run_id, args, gen_dir, grids, label)
     if args.quality_curve:
         write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)
+    return records

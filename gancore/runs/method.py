@@ -24,6 +24,7 @@ from gancore.eval.curve import (
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
 from gancore.runtime import record_training, run_training
+from gancore.tracking.base import Records
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.utils.grid import save_grid
@@ -129,7 +130,9 @@ def _copy_snapshots(ckpt_dir: Path, out: Path) -> None:
             shutil.copyfile(src, dst)
 
 
-def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None) -> None:
+def _export(
+    trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: str | None
+) -> Records:
     out, run = Path(args.out), trainer.run
     gen_dir = save_generator(
         out / "generator",
@@ -142,8 +145,9 @@ def _export(trainer: Trainer, summary: dict, args: argparse.Namespace, run_id: s
         extra={"train": summary},
     )
     save_grid(sample(load_generator(gen_dir), 64, seed=run.base.seed), out / "grid.png")
-    record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
+    records = record_training(trainer, summary, run_id, args, gen_dir, [out / "grid.png"], "train")
     if args.quality_curve:
         write_curve_csv(read_curve(trainer.ckpt_dir / CURVE_FILE), args.quality_curve)
     if args.pipeline is not None:
         _copy_snapshots(trainer.ckpt_dir, out)
+    return records

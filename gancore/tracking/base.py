@@ -3,6 +3,7 @@ false`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,3 +88,35 @@ class NullTracker:
 
     def close(self, status: str = "FINISHED") -> None:
         pass
+
+
+@dataclass
+class Records:
+    """What a stage's work hands the one owner of its MLflow run to log before closing it: the
+    stages log nothing themselves (gancore/runtime.py opens, logs and closes each run).
+
+    Attributes:
+        metrics: (step, metrics) pairs (step = images shown; 0 for a stage that trains nothing).
+        artifacts: (file or folder, folder in the run's artifacts or None for the root).
+        model: a generator folder to log as the run's MLflow model.
+        registered_name: the model's registered name (None: logged, not registered).
+    """
+
+    metrics: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    artifacts: list[tuple[Path, str | None]] = field(default_factory=list)
+    model: Path | None = None
+    registered_name: str | None = None
+
+    def add_artifacts(self, *paths: str | Path, folder: str | None = None) -> Records:
+        """Append `paths` as artifacts (under `folder`); returns self."""
+        self.artifacts += [(Path(p), folder) for p in paths]
+        return self
+
+    def log_to(self, tracker: Tracker) -> None:
+        """Log everything recorded here to the open run of `tracker`."""
+        for step, values in self.metrics:
+            tracker.log_metrics(values, step=step)
+        for path, folder in self.artifacts:
+            tracker.log_artifact(path, folder)
+        if self.model is not None:
+            tracker.log_model(self.model, registered_name=self.registered_name)

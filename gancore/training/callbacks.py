@@ -30,5 +30,9 @@ class Callback:
         multiple of some kimg."""
 
     def on_log(self, trainer: Trainer, row: dict[str, float]) -> None:
-        """Before a log row goes to the tracker and history.jsonl: entries added to `row` are
-        logged with it (at step trainer.state.n_img)."""
+        """Before a log row is reported (`on_metrics`) and written to history.jsonl: entries added
+        to `row` are logged with it (at step trainer.state.n_img)."""
+
+    def on_metrics(self, trainer: Trainer, metrics: dict[str, float], n_img: int) -> None:
+        """Metrics reported at `n_img` images (`Trainer.report`, rank 0 only): every log row, NaN
+        rollbacks, curve points. The stage that owns an MLflow run forwards them to it."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from gancore.errors import DocumentError
-from gancore.tracking.base import Tracker
 from gancore.utils.fsio import parse_document
 from gancore.utils.progress import progress as show_progress
 
@@ -85,12 +85,13 @@ def window_row(
 
 
 class TrainingLog:
-    """Where the loop's log rows go: the tracker, `history.jsonl` and the progress bar.
+    """Where the loop's log rows go: `report` (the trainer's callbacks), `history.jsonl` and the
+    progress bar.
 
     Args:
         path: the history file (None on ranks other than 0, which write none).
         n_img: the point training resumes from (history rows past it are dropped).
-        tracker: the run's tracker.
+        report: called with (metrics, n_img) for every row (Trainer.report).
         total_steps: steps of the whole run (the bar's length).
         step: the step training resumes from.
         progress: show the bar.
@@ -100,27 +101,27 @@ class TrainingLog:
         self,
         path: Path | None,
         n_img: int,
-        tracker: Tracker,
+        report: Callable[[dict[str, float], int], None],
         total_steps: int,
         step: int,
         progress: bool,
         desc: str = "train",
     ):
-        self.history, self.tracker = History(path, n_img), tracker
+        self.history, self.report = History(path, n_img), report
         self.bar = show_progress(
             total=total_steps, initial=step, disable=not progress, desc=desc, unit="step"
         )
 
     def write(self, row: dict[str, float], step: int, n_img: int) -> None:
-        """Log `row` at `n_img` (tracker), show it (bar), append it to the history."""
+        """Report `row` at `n_img`, show it (bar), append it to the history."""
         losses = {k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}
         self.bar.set_postfix({"img/s": f"{row['perf/img_per_sec']:.1f}", **losses})
-        self.tracker.log_metrics(row, step=n_img)
+        self.report(row, n_img)
         self.history.append({"step": step, "n_img": n_img, **row})
 
     def rolled_back(self, n_rollbacks: int, step: int, n_img: int) -> None:
         """Training went back to `step`, `n_img` (rollback number `n_rollbacks`)."""
-        self.tracker.log_metrics({"train/nan_rollbacks": n_rollbacks}, step=n_img)
+        self.report({"train/nan_rollbacks": n_rollbacks}, n_img)
         self.history.cut(n_img)
         self.bar.n = step
         self.bar.refresh()

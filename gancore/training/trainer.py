@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from gancore.errors import ConfigError, NonFiniteLoss, ResumeMismatch
-from gancore.tracking.base import NullTracker, Tracker
 from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.batches import BatchStreams
@@ -45,7 +44,6 @@ class Trainer:
         run: its config and the dataset fingerprint.
         shard_paths: training shards.
         ckpt_dir: checkpoint folder of this run (resumed when it holds a matching checkpoint).
-        tracker: where metrics go (MLflow or nothing).
         progress: show a progress bar.
         callbacks: periodic hooks called by the loop (gancore/training/callbacks.py), after the
             spec's own (TrainingSpec.build_hooks).
@@ -57,7 +55,6 @@ class Trainer:
         run: RunConfig,
         shard_paths: list[Path],
         ckpt_dir: str | Path,
-        tracker: Tracker | None = None,
         progress: bool = True,
         callbacks: list[Callback] | None = None,
     ):
@@ -69,7 +66,6 @@ class Trainer:
                 f"the run config says {run.world_size} ranks, "
                 f"the process group has {self.world.size}",
             )
-        self.tracker = (tracker or NullTracker()) if self.world.is_main else NullTracker()
         self.progress = progress and self.world.is_main
         self.device = distributed.local_device(
             resolve_device(run.train.plumbing.device), self.world
@@ -205,7 +201,7 @@ class Trainer:
             log = TrainingLog(
                 self.ckpt_dir / "history.jsonl" if self.world.is_main else None,
                 self.state.n_img,
-                self.tracker,
+                self.report,
                 math.ceil(math.ceil(t.total_kimg * 1000) / t.batch),
                 self.state.step,
                 self.progress,
@@ -268,6 +264,14 @@ class Trainer:
             if self.sigterm.requested:
                 raise TrainingInterrupted(f"SIGTERM at step {s.step}; checkpoint saved")
         batches.close()
+
+    def report(self, metrics: dict[str, float], n_img: int) -> None:
+        """Hand `metrics` at `n_img` images to every callback's `on_metrics` (rank 0 only): the
+        loop's log rows, its NaN rollbacks and what callbacks score (the quality curve). Where they
+        go is the callbacks' business (the stage's MLflow run: gancore/runtime.py `ReportTo`)."""
+        if self.world.is_main:
+            for callback in self.callbacks:
+                callback.on_metrics(self, metrics, n_img)
 
     def n_skipped(self) -> int:
         """Samples skipped so far, all ranks (as of the last step)."""

@@ -20,7 +20,6 @@ from tiny import (
 )
 
 from gancore.eval.curve import METRIC, QualityCurve, read_curve, write_curve_csv
-from gancore.tracking.base import NullTracker
 
 
 def _argv(params, tmp):
@@ -79,7 +78,7 @@ def test_curve_points_reach_mlflow_with_image_steps_and_the_dvc_plot(tmp_path):
 def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_factory, tmp_path):
     shards = smooth_image_shards(tmp_path_factory, 8, 64, seed=0, eval_fraction=0.25)
     ref = np.random.default_rng(0).normal(size=(16, 1280)).astype(np.float32)
-    curve = QualityCurve(0.002, ref, 6, 0, tmp_path / "on/curve.csv", NullTracker(), kid_subsets=2)
+    curve = QualityCurve(0.002, ref, 6, 0, tmp_path / "on/curve.csv", kid_subsets=2)
     with one_thread():
         plain = tiny_fastgan_trainer(shards, tmp_path / "off", 4)
         plain.fit()
@@ -96,7 +95,7 @@ def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_fact
         ],
         curve.rows_path,
     )
-    resumed = QualityCurve(0.002, ref, 6, 0, curve.rows_path, NullTracker(), kid_subsets=2)
+    resumed = QualityCurve(0.002, ref, 6, 0, curve.rows_path, kid_subsets=2)
     with one_thread():
         tiny_fastgan_trainer(shards, tmp_path / "on", 6, [resumed]).fit()
     after = read_curve(curve.rows_path)

@@ -21,7 +21,8 @@ from gancore.errors import MetricUnavailable, RunLocked
 from gancore.eval.features import INCEPTION_FILE, InceptionFeatures
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
-from gancore.runtime import tracked_fit
+from gancore.runtime import ReportTo, tracked_fit
+from gancore.tracking.base import Records
 from gancore.training import checkpoint as ckpt
 from gancore.training.checkpointer import LOCK_FILE
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted
@@ -36,6 +37,11 @@ BATCH = 2
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return smooth_image_shards(tmp_path_factory, 8, RES_PX, seed=1, eval_fraction=0.25)
+
+
+def _report(tracker) -> list:
+    """The stage's wiring of a tracker to the trainer (gancore/runtime.py run_training)."""
+    return [] if tracker is None else [ReportTo(tracker)]
 
 
 def _trainer(shards, ckpt_dir: Path, n_steps: int = 3, tracker=None) -> Trainer:
@@ -59,7 +65,9 @@ def _trainer(shards, ckpt_dir: Path, n_steps: int = 3, tracker=None) -> Trainer:
         train,
         "data-v1",
     )
-    return Trainer(get_method("fastgan"), run, shards, ckpt_dir, tracker=tracker, progress=False)
+    return Trainer(
+        get_method("fastgan"), run, shards, ckpt_dir, progress=False, callbacks=_report(tracker)
+    )
 
 
 @pytest.fixture
@@ -221,11 +229,12 @@ def test_an_mlflow_outage_never_overwrites_the_run_link(shards, tmp_path, monkey
     with pytest.warns(UserWarning, match="records are kept"):
         code = tracked_fit(
             trainer,
+            offline,
             "train@fastgan",
             params,
             ROOT / "params.yaml",
-            lambda summary, run_id: exported.append(run_id),
-            shards=shards[0].parent,
+            shards[0].parent,
+            lambda summary, run_id: exported.append(run_id) or Records(),
         )
     assert code == 0
     assert json.loads(link.read_text()) == {"run_id": "run-before-the-outage"}

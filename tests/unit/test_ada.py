@@ -17,6 +17,7 @@ from gancore.errors import ConfigError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.methods.pixelfolder import PixelFolderConfig
 from gancore.registry import get_method, list_methods
+from gancore.runtime import ReportTo
 from gancore.tracking.base import NullTracker
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.transforms.ada import AdaParams, AdaptiveAugment, ada_augment
@@ -223,7 +224,14 @@ def _check_p_follows_d(shards, tmp_path, sign, start_p, expected):
     (interval 1), logged as aug/p in every history row and to the tracker (MLflow) at n_img."""
     tracker = _Metrics()
     run = _run("pixelfolder", 5, interval=1, kimg=0.008)
-    trainer = Trainer(get_method("pixelfolder"), run, shards, tmp_path, tracker, progress=False)
+    trainer = Trainer(
+        get_method("pixelfolder"),
+        run,
+        shards,
+        tmp_path,
+        progress=False,
+        callbacks=[ReportTo(tracker)],
+    )
     trainer.nets["D"].register_forward_hook(lambda m, i, out: sign * (out.abs() + 1))
     _ada(trainer).p = start_p
     with one_thread():
