@@ -77,6 +77,22 @@ def test_translation_and_cutout_fuse_in_policy_order():
         assert torch.equal(diff_augment(x, policy), want), policy
 
 
+@pytest.mark.parametrize("policy", ["color", "color,translation,cutout"])
+def test_bf16_images_stay_bf16_and_agree_with_the_reference(policy):
+    # What autocast hands D on a GPU: coefficients drawn in float32 and cast, images kept in bf16.
+    x = (torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1).bfloat16()
+    torch.manual_seed(9)
+    want = reference(x, policy)
+    torch.manual_seed(9)
+    got = diff_augment(x, policy)
+    torch.manual_seed(9)
+    exact = diff_augment(x.float(), policy)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.05)
+    # One map rounds once: no further from the float32 result than three successive ones.
+    assert (got.float() - exact).abs().max() <= (want.float() - exact).abs().max()
+
+
 # ----------------------------------------------------------------------------
 # The training step augments through the fused code
 
