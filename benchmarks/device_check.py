@@ -78,7 +78,7 @@ BUDGET_SEC = {
     "agreement": 60.0,
     "inr_patch": 300.0,
     "data": 60.0,
-    "compile": 300.0,
+    "compile": 240.0,
 }
 """Seconds one row of each part may take (a throughput row includes its out-of-memory retries; a
 compile row its compilation) before it is stopped and recorded as failed."""
