@@ -1,7 +1,7 @@
 """One device check for a GPU machine (about 8 minutes on one H200): is gancore ready for the GPU?
 
     python -m benchmarks.device_check                # on the GPU: params.yaml + params-gpu.yaml
-    python -m benchmarks.device_check --tiny         # seconds on CPU (what the test suite runs)
+    python -m benchmarks.device_check --tiny         # a minute on CPU (what the test suite runs)
     python -m benchmarks.report                      # renders benchmarks/results/device_check.json
 
 Everything is set by params.yaml with the GPU profile (params-gpu.yaml) applied: paper widths and
@@ -18,7 +18,17 @@ each method's official batch. Parts, in order, each recorded in the results JSON
   (benchmarks.inr_patch, one child process per config).
 - data: the shard loader's decode rate (train.plumbing.decode_threads) against the fastest training
   step's demand at the same resolution.
-- compile: FastGAN's step eager, with channels_last, and with nn.Module.compile.
+- compile: FastGAN's step eager, with channels_last, with nn.Module.compile (compiles only each
+  network's `__call__`) and with the loss compiled (torch.compile of the phase loss the step calls:
+  every network entry point the method uses, e.g. FastGAN's `G.forward_pair` and
+  `D.forward_real`, with their hooks, DiffAugment and the loss arithmetic; backward and the
+  optimizer stay outside).
+
+Every row runs under its own time budget (BUDGET_SEC, per part): a row that raises or runs past it
+is recorded with `failed` (the error's first line) and the check goes on with the next row; the
+exit status is 1 when any row failed. --tiny compiles with the aot_eager backend: AOT autograd's
+functionalisation, where in-place buffer updates break (issue 33), without inductor's code
+generation, so the suite's CPU run catches such a crash in seconds.
 
 Numbers are the machine's; nothing is asserted about speed.
 """
@@ -27,13 +37,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 import yaml
 
@@ -58,6 +73,15 @@ PRECISIONS = ("off", "bf16")
 SIZES_PX = (256, 512, 1024)
 COMPILE_AFTER_SEC = 150.0
 """The compile rows run only while the check is under --budget-sec plus this."""
+BUDGET_SEC = {
+    "throughput": 180.0,
+    "agreement": 60.0,
+    "inr_patch": 300.0,
+    "data": 60.0,
+    "compile": 240.0,
+}
+"""Seconds one row of each part may take (a throughput row includes its out-of-memory retries; a
+compile row its compilation) before it is stopped and recorded as failed."""
 _TINY_STYLEGAN2 = {
     "width_mult": 1 / 64,
     "d_width_mult": 1 / 32,
@@ -84,6 +108,87 @@ PEAK_TFLOPS = {
 }
 """Dense tensor-core peaks (NVIDIA datasheets, SXM parts, without sparsity). "off" is TF32: cuDNN
 runs fp32 convolutions on TF32 tensor cores by default (torch.backends.cudnn.allow_tf32)."""
+
+
+# ----------------------------------------------------------------------------
+# Rows: each under its own time budget, a failure recorded instead of raised
+
+
+class RowTimeout(BaseException):
+    """A row ran past its budget. A BaseException, so a row's own `except Exception` (torch's
+    compiler has many) cannot swallow it."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the check: `measure` gets the rows done so far, by part, and returns the row's
+    numbers; `key` names it in the results; past `skip_after_sec` of the whole check it is
+    recorded as skipped instead."""
+
+    part: str
+    key: dict[str, Any]
+    measure: Callable[[dict[str, list[dict]]], dict]
+    budget_sec: float
+    skip_after_sec: float = float("inf")
+
+
+@contextmanager
+def time_budget(budget_sec: float) -> Iterator[None]:
+    """Raise RowTimeout in this (the main) thread when the block runs past `budget_sec`. Python code
+    is stopped at once; a long native call (a kernel, a compiler subprocess) when it returns."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise RowTimeout(f"over its {budget_sec:g} s budget")
+
+    before = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, budget_sec)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def one_line(e: BaseException) -> str:
+    """The error's type and the first line of its message."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+
+
+def run_row(row: Row, done: dict[str, list[dict]]) -> dict:
+    """row.key with the row's numbers and `row_sec`, or with `failed` (the error's one line, or
+    the budget when it finished late) where it raised or overran."""
+    t0 = time.perf_counter()
+    try:
+        with time_budget(row.budget_sec):
+            out = {**row.key, **row.measure(done)}
+    except (Exception, RowTimeout) as e:  # a row that fails is a finding: record it, go on
+        out = {**row.key, "failed": one_line(e)}
+    sec = time.perf_counter() - t0
+    if "failed" not in out and sec > row.budget_sec:  # finished inside a native call, too late
+        out["failed"] = f"RowTimeout: over its {row.budget_sec:g} s budget ({sec:.0f} s)"
+    out["row_sec"] = round(sec, 1)
+    return out
+
+
+def run_rows(rows: list[Row]) -> dict[str, list[dict]]:
+    """Every row in order, by part; each printed as it finishes."""
+    start = time.perf_counter()
+    done: dict[str, list[dict]] = {}
+    for row in rows:
+        if time.perf_counter() - start > row.skip_after_sec:
+            out = {**row.key, "skipped": f"past {row.skip_after_sec:g} s of the check"}
+        else:
+            out = run_row(row, done)
+        done.setdefault(row.part, []).append(out)
+        print(row.part, out, flush=True)
+    return done
+
+
+def failed_rows(results: dict) -> list[dict]:
+    """The rows of a results dict (or of run_rows' parts) that failed."""
+    rows = [r for v in results.values() if isinstance(v, list) for r in v]
+    rows += [v for v in results.values() if isinstance(v, dict)]
+    return [r for r in rows if isinstance(r, dict) and "failed" in r]
 
 
 # ----------------------------------------------------------------------------
@@ -176,7 +281,11 @@ def _measure(
 def throughput_row(
     params: Path, method: str, resolution: int, precision: str, steps: int, peak: dict | None
 ) -> dict:
-    """One method x resolution x precision at the method's batch, halved while out of memory."""
+    """One method x resolution x precision at the method's batch, halved while out of memory.
+
+    Raises:
+        torch.OutOfMemoryError: even batch 1 does not fit.
+    """
     row: dict[str, Any] = {
         "method": method,
         "resolution": resolution,
@@ -186,22 +295,18 @@ def throughput_row(
     batch = method_train(params, method)[0].batch
     device = resolve_device("auto")
     while "img_per_sec" not in row:
-        _free(device)
         try:
             row.update(_measure(params, method, resolution, precision, batch, steps))
         except torch.OutOfMemoryError:
             row["oom_batches"].append(batch)
+            if batch == 1:
+                raise
             batch //= 2
-            if batch < 1:
-                row["error"] = "out of memory at batch 1"
-                break
-        except Exception as e:  # a config that fails is a finding: record it, go on
-            row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:160]
-            break
-    _free(device)
-    achieved = row.get("img_per_sec", 0) * row.get("tflop_per_img", 0)
+        finally:
+            _free(device)
+    achieved = row["img_per_sec"] * row["tflop_per_img"]
     row["achieved_tflops"] = round(achieved, 3)
-    row["mfu"] = round(achieved / peak[precision], 4) if peak and "img_per_sec" in row else None
+    row["mfu"] = round(achieved / peak[precision], 4) if peak else None
     return row
 
 
@@ -257,13 +362,15 @@ def data_row(
     paths = shard_paths(tmp / f"shards{resolution}", "train")
     stream = ShardStream(paths, resolution, 0, 64, t.plumbing.decode_threads, t.xflip)
     batches = stream.batches(t.batch)
-    next(batches)  # thread start-up
-    n_batches = max(2, n_img // t.batch)
-    t0 = time.perf_counter()
-    for _ in range(n_batches):
-        next(batches)
-    rate = n_batches * t.batch / (time.perf_counter() - t0)
-    batches.close()
+    try:
+        next(batches)  # thread start-up
+        n_batches = max(2, n_img // t.batch)
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            next(batches)
+        rate = n_batches * t.batch / (time.perf_counter() - t0)
+    finally:  # also when the row's budget stops it: no decode threads left behind
+        batches.close()
     ratio = round(rate / demand_img_per_sec, 2) if demand_img_per_sec else None
     return {
         "resolution": resolution,
@@ -282,109 +389,172 @@ def _variant_rate(trainer: TimedStep, steps: int, memory_format: torch.memory_fo
     return steps * batch / steps_sec(lambda: trainer.train_step(real), steps)
 
 
-def compile_rows(params: Path, resolution: int, steps: int, backend: str) -> list[dict]:
-    """FastGAN's train_step img/s eager, with channels_last networks and inputs, and with every
-    network compiled in place (nn.Module.compile)."""
-    variants = {
-        "eager": (torch.contiguous_format, None),
-        "channels_last": (torch.channels_last, None),
-        f"compile ({backend})": (torch.contiguous_format, backend),
+COMPILE_METHOD = "fastgan"
+"""The method the compile rows train (the one issue 33 measured; at --tiny its smallest size)."""
+
+
+def _compile_networks(trainer: TimedStep, backend: str) -> None:
+    for net in trainer.nets.values():
+        net.compile(backend=backend)
+
+
+def _compile_loss(trainer: TimedStep, backend: str) -> None:
+    # The step calls step.loss(phase, real): compiling it compiles what the method calls.
+    trainer.step.loss = torch.compile(trainer.step.loss, backend=backend)
+
+
+COMPILE_VARIANTS: dict[str, tuple[torch.memory_format, Callable[[TimedStep, str], None] | None]] = {
+    "eager": (torch.contiguous_format, None),
+    "channels_last": (torch.channels_last, None),
+    "compile nn.Module": (torch.contiguous_format, _compile_networks),
+    "compile loss": (torch.contiguous_format, _compile_loss),
+}
+"""Name -> (memory format of networks and inputs, how the trainer is compiled)."""
+
+
+def compile_row(params: Path, resolution: int, steps: int, variant: str, backend: str) -> dict:
+    """COMPILE_METHOD's train_step img/s with one COMPILE_VARIANTS variant, set-up and warm-up
+    (compilation included) time, and the graphs dynamo compiled. FastGAN's D specialises on the
+    random reconstruction quadrant (an int), so up to four forward_real graphs appear as the
+    quadrants come up: a timed step may still compile one. Raises whatever the variant raises."""
+    memory_format, compile_with = COMPILE_VARIANTS[variant]
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    t0 = time.perf_counter()
+    trainer = make_trainer(params, COMPILE_METHOD, resolution, "off")
+    try:
+        for net in trainer.nets.values():
+            net.to(memory_format=memory_format)
+        if compile_with:
+            compile_with(trainer, backend)
+        rate = _variant_rate(trainer, steps, memory_format)
+    finally:  # compiled code and guards of this variant must not leak into the next
+        torch._dynamo.reset()
+    return {
+        "img_per_sec": round(rate, 2),
+        "setup_sec": round(time.perf_counter() - t0, 1),
+        "graphs": counters["stats"]["unique_graphs"],
     }
-    rows = []
-    for name, (memory_format, compile_backend) in variants.items():
-        t0 = time.perf_counter()
-        try:
-            trainer = make_trainer(params, "fastgan", resolution, "off")
-            for net in trainer.nets.values():
-                net.to(memory_format=memory_format)
-                if compile_backend:
-                    net.compile(backend=compile_backend)
-            rate = _variant_rate(trainer, steps, memory_format)
-            rows.append(
-                {
-                    "variant": name,
-                    "img_per_sec": round(rate, 2),
-                    "setup_sec": round(time.perf_counter() - t0, 1),
-                }
-            )
-        except Exception as e:  # a variant that fails is a finding, not a crash of the check
-            error = f"{type(e).__name__}: {e}".splitlines()[0][:160]
-            rows.append({"variant": name, "error": error})
-    eager = rows[0].get("img_per_sec")
+
+
+def _vs_eager(rows: list[dict]) -> None:
+    """Each compile row's img/s over the eager row's, in place."""
+    eager = next((r.get("img_per_sec") for r in rows if r["variant"] == "eager"), None)
     for r in rows:
         r["vs_eager"] = round(r["img_per_sec"] / eager, 2) if eager and "img_per_sec" in r else None
-    return rows
 
 
 # ----------------------------------------------------------------------------
 # The whole check
 
 
-def run(
-    tiny: bool,
-    sizes: list[int],
-    steps: int,
-    budget_sec: float,
-    peak: dict | None,
-    compile_backend: str,
-) -> dict:
-    """Every part, in order. Throughput rows past `budget_sec` and the compile rows past
-    budget_sec + COMPILE_AFTER_SEC are recorded as skipped, so the check stays near 8 minutes."""
+@dataclass(frozen=True)
+class Settings:
+    """What the command line sets."""
+
+    tiny: bool
+    sizes: list[int]
+    steps: int
+    """Timed steps per row."""
+    budget_sec: float
+    """Throughput rows past this many seconds of the check are skipped."""
+    peak: dict | None
+    """The device's peak TFLOPS per precision where PEAK_TFLOPS does not know it."""
+    compile_backend: str
+
+
+def plan(params: Path, tmp: Path, s: Settings, peak: dict | None) -> list[Row]:
+    """The check's rows in order: throughput rows past s.budget_sec and compile rows past
+    s.budget_sec + COMPILE_AFTER_SEC are skipped, so the check stays near 8 minutes."""
+    device = resolve_device("auto")
+    tiny, sizes, steps, budget_sec = s.tiny, s.sizes, s.steps, s.budget_sec
+    rows = [
+        Row(
+            "throughput",
+            {"method": m, "resolution": res, "precision": precision},
+            lambda done, m=m, res=res, precision=precision: throughput_row(
+                params, m, res, precision, steps, peak
+            ),
+            BUDGET_SEC["throughput"],
+            budget_sec,
+        )
+        for res in sizes
+        for m in METHODS
+        for precision in PRECISIONS
+    ]
+    rows += [
+        Row(
+            "agreement",
+            {"method": m, "resolution": sizes[0]},
+            lambda done, m=m: agreement_row(params, m, sizes[0]),
+            BUDGET_SEC["agreement"],
+        )
+        for m in METHODS
+    ]
+    rows.append(
+        Row(
+            "inr_patch",
+            {},
+            lambda done: inr_patch.run_all(
+                str(params),
+                sizes,
+                batch=2 if tiny else 8,
+                steps=1 if tiny else 3,
+                device=device.type,
+                max_gb=100.0,
+                max_step_sec=60.0,
+            ),
+            BUDGET_SEC["inr_patch"],
+        )
+    )
+    rows += [
+        Row(
+            "data",
+            {"resolution": res},
+            lambda done, res=res: data_row(
+                params, res, _demand(done, res), tmp, 16 if tiny else 64
+            ),
+            BUDGET_SEC["data"],
+        )
+        for res in sizes
+    ]
+    rows += [
+        Row(
+            "compile",
+            {"variant": variant, "method": COMPILE_METHOD, "backend": s.compile_backend},
+            lambda done, v=variant: compile_row(params, sizes[0], steps, v, s.compile_backend),
+            BUDGET_SEC["compile"],
+            budget_sec + COMPILE_AFTER_SEC,
+        )
+        for variant in COMPILE_VARIANTS
+    ]
+    return rows
+
+
+def _demand(done: dict[str, list[dict]], resolution: int) -> float:
+    """The fastest throughput row's img/s at `resolution` (0 when none ran)."""
+    rows = [r for r in done.get("throughput", []) if r["resolution"] == resolution]
+    return max((r.get("img_per_sec", 0) for r in rows), default=0)
+
+
+def run(s: Settings) -> dict:
+    """Every row of plan(), each under its budget; the results JSON."""
     device = resolve_device("auto")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        params = gpu_params(tmp, tiny)
-        info = device_info(device, peak)
-        rows = []
-        for res in sizes:
-            for method in METHODS:
-                for precision in PRECISIONS:
-                    if time.perf_counter() - start > budget_sec:
-                        rows.append(
-                            {
-                                "method": method,
-                                "resolution": res,
-                                "precision": precision,
-                                "skipped": f"past --budget-sec {budget_sec:g}",
-                            }
-                        )
-                        continue
-                    rows.append(
-                        throughput_row(params, method, res, precision, steps, info["peak_tflops"])
-                    )
-                    print(rows[-1], flush=True)
-        agreement = [agreement_row(params, m, sizes[0]) for m in METHODS]
-        patch = inr_patch.run_all(
-            str(params),
-            sizes,
-            batch=2 if tiny else 8,
-            steps=1 if tiny else 3,
-            device=device.type,
-            max_gb=100.0,
-            max_step_sec=60.0,
-        )
-        demand = {
-            res: max([r.get("img_per_sec", 0) for r in rows if r["resolution"] == res], default=0)
-            for res in sizes
-        }
-        data = [data_row(params, res, demand[res], tmp, 16 if tiny else 64) for res in sizes]
-        late = time.perf_counter() - start > budget_sec + COMPILE_AFTER_SEC
-        compile_ = (
-            [{"variant": "all", "error": "skipped: past the time budget", "vs_eager": None}]
-            if late
-            else compile_rows(params, sizes[0], steps, compile_backend)
-        )
+        params = gpu_params(tmp, s.tiny)
+        info = device_info(device, s.peak)
+        done = run_rows(plan(params, tmp, s, info["peak_tflops"]))
+    _vs_eager(done["compile"])
     return {
         **info,
-        "tiny": tiny,
-        "timed_steps": steps,
+        "tiny": s.tiny,
+        "timed_steps": s.steps,
         "wall_sec": round(time.perf_counter() - start, 1),
-        "throughput": rows,
-        "agreement": agreement,
-        "inr_patch": patch,
-        "data": data,
-        "compile": compile_,
+        "row_budget_sec": BUDGET_SEC,
+        **done,
+        "inr_patch": done["inr_patch"][0],
     }
 
 
@@ -478,7 +648,7 @@ def section(results: dict) -> str:
                 r.get("tflop_per_img"),
                 r.get("achieved_tflops"),
                 r.get("mfu"),
-                r.get("skipped") or r.get("error") or ", ".join(map(str, r.get("oom_batches", []))),
+                _note(r) or ", ".join(map(str, r.get("oom_batches", []))),
             ]
             for r in results["throughput"]
         ],
@@ -498,48 +668,57 @@ def section(results: dict) -> str:
     )
     lines += ["", "### fp32 vs bf16 autocast (same weights, latents and noise)", ""]
     lines += _table(
-        ["method", "res", "G loss fp32", "G loss bf16", "G output rel. error", "G grad cosine"],
+        ["method", "res", "G loss fp32", "G loss bf16", "G output rel. error", "G grad cosine", ""],
         [
             [
                 a["method"],
                 a["resolution"],
-                a["loss_fp32"],
-                a["loss_bf16"],
-                a["g_out_rel_err"],
-                a["g_grad_cosine"],
+                a.get("loss_fp32"),
+                a.get("loss_bf16"),
+                a.get("g_out_rel_err"),
+                a.get("g_grad_cosine"),
+                _note(a),
             ]
             for a in results["agreement"]
         ],
     )
+    patch = results["inr_patch"]
     lines += [
         "",
-        inr_patch.section(results["inr_patch"]).replace("## ", "### ", 1).rstrip(),
+        inr_patch.section(patch).replace("## ", "### ", 1).rstrip()
+        if "rows" in patch
+        else f"### Patch INR-GAN vs full-image CIPS\n\n{_note(patch)}",
         "",
         "### Data loading vs the training step's demand",
         "",
     ]
     lines += _table(
-        ["res", "decode threads", "loader img/s", "fastest train img/s", "loader / demand"],
+        ["res", "decode threads", "loader img/s", "fastest train img/s", "loader / demand", ""],
         [
             [
                 d["resolution"],
-                d["decode_threads"],
-                d["loader_img_per_sec"],
-                d["train_demand_img_per_sec"],
-                d["loader_over_demand"],
+                d.get("decode_threads"),
+                d.get("loader_img_per_sec"),
+                d.get("train_demand_img_per_sec"),
+                d.get("loader_over_demand"),
+                _note(d),
             ]
             for d in results["data"]
         ],
     )
     lines += ["", "### torch.compile and channels_last (FastGAN train_step, fp32)", ""]
     lines += _table(
-        ["variant", "img/s", "vs eager", "set-up s"],
+        ["variant", "backend", "img/s", "vs eager", "set-up s", "graphs", "row s", ""],
         [
             [
                 c["variant"],
-                c.get("img_per_sec", c.get("error")),
+                c.get("backend"),
+                c.get("img_per_sec"),
                 c.get("vs_eager"),
                 c.get("setup_sec"),
+                c.get("graphs"),
+                c.get("row_sec"),
+                _note(c),
             ]
             for c in results["compile"]
         ],
@@ -547,7 +726,13 @@ def section(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def _note(row: dict) -> str:
+    """'failed: <error>' or 'skipped: <why>' for a row that has no numbers; '' otherwise."""
+    return next((f"{k}: {row[k]}" for k in ("failed", "skipped") if k in row), "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the check, write its JSON, print its section; 1 when a row failed, else 0."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -572,23 +757,31 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("FP32", "BF16"),
         help="the device's peaks when PEAK_TFLOPS does not know it",
     )
-    parser.add_argument("--compile-backend", default=None, help="default inductor; --tiny eager")
+    parser.add_argument(
+        "--compile-backend", default=None, help="default inductor; --tiny aot_eager"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/device_check.json"))
     args = parser.parse_args(argv)
     if not args.tiny:
         torch.set_num_threads(min(8, os.cpu_count() or 1))
     peak = dict(zip(PRECISIONS, args.peak_tflops)) if args.peak_tflops else None
     results = run(
-        args.tiny,
-        args.sizes or ([64] if args.tiny else list(SIZES_PX)),
-        args.steps or (1 if args.tiny else 5),
-        args.budget_sec,
-        peak,
-        args.compile_backend or ("eager" if args.tiny else "inductor"),
+        Settings(
+            tiny=args.tiny,
+            sizes=args.sizes or ([64] if args.tiny else list(SIZES_PX)),
+            steps=args.steps or (1 if args.tiny else 5),
+            budget_sec=args.budget_sec,
+            peak=peak,
+            compile_backend=args.compile_backend or ("aot_eager" if args.tiny else "inductor"),
+        )
     )
     atomic_write_json(args.out, results)
     print(section(results))
+    failed = failed_rows(results)
+    for r in failed:
+        print("FAILED", r, file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -142,8 +142,13 @@ def in_child(
     queue = ctx.Queue()
     proc = ctx.Process(target=_run_child, args=(fn, kwargs, threads, max_gb, queue))
     proc.start()
-    value = _child_message(queue, proc)
-    proc.join()
+    try:
+        value = _child_message(queue, proc)
+    except BaseException:  # stopped while waiting (a time budget, ^C): no orphan left computing
+        proc.kill()
+        raise
+    finally:
+        proc.join()
     if isinstance(value, str):
         raise ChildError(fn.__name__, kwargs, value)
     return value

@@ -1,10 +1,13 @@
-"""The GPU device check at tiny sizes on CPU (so it never rots): every part runs and lands in the
-results JSON that benchmarks.report renders; the MFU arithmetic, the out-of-memory batch halving and
-the FLOP counter are checked exactly. Speeds are measured, never asserted."""
+"""The GPU device check at tiny sizes on CPU (so it never rots): every part runs, compile rows
+included, and lands in the results JSON that benchmarks.report renders; a row that raises or
+overruns its budget is recorded as failed and the others still run; the MFU arithmetic, the
+out-of-memory batch halving and the FLOP counter are checked exactly. Speeds are measured, never
+asserted."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -12,12 +15,22 @@ import torch
 from benchmarks import device_check, report
 from gancore.training.compute import count_flops
 
+KNOWN_FAILURE = "modified by an inplace operation"
+"""Issue 33 item 1: FastGAN's networks under nn.Module.compile fail in the first compiled backward
+(spectral norm's u/v and BatchNorm statistics updated in place). When that is fixed, the check
+exits 0 and test_the_known_compile_failure_is_one_failed_row fails: update it then."""
+
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> dict:
+def tiny_run(tmp_path_factory) -> tuple[int, dict]:
     out = tmp_path_factory.mktemp("device_check") / "device_check.json"
-    device_check.main(["--tiny", "--out", str(out)])
-    return json.loads(out.read_text())
+    status = device_check.main(["--tiny", "--out", str(out)])
+    return status, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def results(tiny_run) -> dict:
+    return tiny_run[1]
 
 
 def test_every_part_runs_at_tiny_size(results):
@@ -36,9 +49,61 @@ def test_every_part_runs_at_tiny_size(results):
     assert "peak_mem_gb" in results["inr_patch"]["rows"]["64"]["patch"]
     data = results["data"][0]
     assert data["loader_img_per_sec"] > 0 and data["loader_over_demand"] > 0
-    variants = [c["variant"] for c in results["compile"]]
-    assert variants == ["eager", "channels_last", "compile (eager)"]
-    assert all(c["img_per_sec"] > 0 for c in results["compile"])
+    compile_rows = {c["variant"]: c for c in results["compile"]}
+    assert list(compile_rows) == list(device_check.COMPILE_VARIANTS)
+    assert {c["backend"] for c in compile_rows.values()} == {"aot_eager"}
+    for variant in ("eager", "channels_last", "compile loss"):
+        assert compile_rows[variant]["img_per_sec"] > 0, compile_rows[variant]
+    assert compile_rows["compile loss"]["vs_eager"] > 0
+    assert compile_rows["compile loss"]["graphs"] > 0 and compile_rows["eager"]["graphs"] == 0
+    every_row = [*rows, *results["agreement"], results["inr_patch"], *results["data"]]
+    assert all("failed" not in r and r["row_sec"] >= 0 for r in every_row)
+
+
+def test_the_known_compile_failure_is_one_failed_row(tiny_run):
+    status, results = tiny_run
+    failed = device_check.failed_rows(results)
+    assert [r["variant"] for r in failed] == ["compile nn.Module"]
+    assert KNOWN_FAILURE in failed[0]["failed"] and "\n" not in failed[0]["failed"]
+    assert status == 1  # the exit status says a row failed
+    # ... and the rows after it ran
+    assert results["compile"][-1]["variant"] == "compile loss"
+    assert results["compile"][-1]["img_per_sec"] > 0
+
+
+def _boom(done):
+    raise ValueError("injected failure\nsecond line of the message")
+
+
+def _too_slow(done):
+    time.sleep(30)
+    return {"img_per_sec": 1.0}
+
+
+def test_a_failing_row_is_reported_and_the_rest_still_run(tmp_path):
+    params = device_check.gpu_params(tmp_path, tiny=True)
+    rows = [
+        device_check.Row("throughput", {"method": "raises"}, _boom, 10.0),
+        device_check.Row("throughput", {"method": "overruns"}, _too_slow, 0.5),
+        device_check.Row(
+            "agreement",
+            {"method": "fastgan", "resolution": 64},
+            lambda done: device_check.agreement_row(params, "fastgan", 64),
+            60.0,
+        ),
+        device_check.Row("data", {"seen": "before"}, lambda done: {"n_done": len(done)}, 10.0),
+    ]
+    t0 = time.perf_counter()
+    done = device_check.run_rows(rows)
+    assert time.perf_counter() - t0 < 25  # the 30 s sleep was stopped at its budget
+    raised, overran = done["throughput"]
+    assert raised["failed"] == "ValueError: injected failure"
+    assert overran["failed"] == "RowTimeout: over its 0.5 s budget" and overran["row_sec"] < 5
+    assert "failed" not in done["agreement"][0] and done["agreement"][0]["g_grad_cosine"] > 0.9
+    assert done["data"] == [{"seen": "before", "n_done": 2, "row_sec": 0.0}]
+    assert device_check.failed_rows(done) == [raised, overran]
+    # The budget's alarm is gone after the rows: nothing fires later.
+    time.sleep(0.6)
 
 
 def test_report_renders_the_device_check(results, tmp_path):
