@@ -64,23 +64,6 @@ kimg, 0.72 after 2, measured); PixelFolder was there by 0.5 kimg on one machine 
 kernels), so it gets 0.75 kimg: 0.95, 0.55 and 0.85 for seeds 0, 1, 2 (2026-12-07)."""
 N_IMAGES = 64
 N_SAMPLES = 128
-TINY_OVERRIDES: dict[str, dict] = {
-    "fastgan": {"width_mult": 1 / 16},
-    "pixelfolder": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    "cips": {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2},
-    # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
-    "inrpatch": {
-        "width_mult": 1 / 32,
-        "d_width_mult": 1 / 32,
-        "style_dim": 32,
-        "mapping_layers": 2,
-        "patch_px": 32,
-        "n_stages": 2,
-        "stage": 2,
-    },
-}
-"""params.yaml `method.<name>` settings that make a method's networks small enough for CPU tests
-(also the method contract's, tests/methods/contract.py); other methods use their defaults."""
 LEARNING_OVERRIDES: dict[str, dict] = {"fastgan": {"z_dim": 16, "lr": 0.001}}
 """Added for the learnability runs: FastGAN's paper lr (2e-4) learns too slowly for 1 kimg."""
 MIN_IN_MODE = 0.15
@@ -92,8 +75,11 @@ MIN_GAIN = 0.15
 
 
 def overrides(method: str) -> dict:
-    """The benchmark's `method.<name>` settings: TINY_OVERRIDES + LEARNING_OVERRIDES."""
-    return {**TINY_OVERRIDES.get(method, {}), **LEARNING_OVERRIDES.get(method, {})}
+    """The benchmark's `method.<name>` settings: the method's tiny ones (MethodSpec.tiny) +
+    LEARNING_OVERRIDES."""
+    from gancore.registry import get_method
+
+    return {**get_method(method).tiny, **LEARNING_OVERRIDES.get(method, {})}
 
 
 def write_mode_shards(folder: Path, res_px: int = RES_PX, n: int = N_IMAGES) -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ class MethodSpec(TrainingSpec):
     """Frozen dataclass of the method's params (params.yaml `method.<name>`)."""
     check_resolution: Callable[[int], None]
     """Raise ConfigError("base.resolution", ...) for resolutions the method cannot build."""
+    tiny: dict[str, Any] = field(default_factory=dict)
+    """params.yaml `method.<name>` settings that make its networks small enough for CPU tests and
+    the learnability benchmark (tests/methods/contract.py builds every method's config from it);
+    {} = its defaults are small enough."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -82,13 +82,14 @@ def tiny_params(tmp: Path) -> Path:
     """tests/tiny.py's params with every method tiny, tracking off and every checkpoint kept."""
     from tiny import tiny_params as shrunk
 
-    from benchmarks.learnability import TINY_OVERRIDES
+    from gancore.registry import get_method, list_methods
 
     path = shrunk(tmp)
     p = yaml.safe_load(path.read_text())
     p["track"]["enabled"] = False
     p["train"]["plumbing"]["keep_latest_k"] = KEEP_ALL_K
-    for name, over in TINY_OVERRIDES.items():
+    for name in list_methods():
+        over = get_method(name).tiny
         p["method"][name].update({k: v for k, v in over.items() if k not in ("stage",)})
     p["method"]["inrpatch"].update(stage_kimg=0.008)
     p["twostage"]["wavelet"]["decoder"].update(

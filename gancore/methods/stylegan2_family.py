@@ -246,11 +246,16 @@ def lazy_adam(
 
 
 def stylegan2_method(
-    name: str, config_cls: type, generator_cls: type, supported_px: tuple[int, ...]
+    name: str,
+    config_cls: type,
+    generator_cls: type,
+    supported_px: tuple[int, ...],
+    tiny: dict[str, Any],
 ) -> MethodSpec:
     """The MethodSpec of a generator trained StyleGAN2's way: StyleGAN2 D, non-saturating loss with
     lazy R1, lazy-scaled Adam. `generator_cls(resolution, width_mult, style_dim, mapping_layers,
-    mapping_lr_mult)` is the method's own network; everything else is shared."""
+    mapping_lr_mult)` is the method's own network; everything else is shared; `tiny` is the
+    method's CPU-test settings (MethodSpec.tiny)."""
 
     def build_networks(cfg: StyleGAN2Settings, resolution: int) -> dict[str, nn.Module]:
         G = generator_cls(
@@ -296,4 +301,5 @@ def stylegan2_method(
         check_resolution=check_resolution,
         build_hooks=stylegan2_hooks,
         precision="off",
+        tiny=tiny,
     )  # the official CIPS and PixelFolder train.py run fp32

@@ -1,9 +1,9 @@
 """Reusable helpers for the method contract (tests/methods/test_contract.py) and per-method tests.
 
 Method-agnostic: a method's config is built the way params.yaml builds it
-(`gancore.config.build_dataclass` over `spec.config_cls`), from TINY_OVERRIDES[name] or {} (the
-method's defaults) for methods not listed there (benchmarks/learnability.py, which trains the same
-tiny networks).
+(`gancore.config.build_dataclass` over `spec.config_cls`), from the method's own tiny settings
+(`MethodSpec.tiny`, declared where it registers; benchmarks/learnability.py trains the same tiny
+networks).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import build_dataclass
 from gancore.errors import ConfigError
 from gancore.registry import MethodSpec
@@ -21,9 +20,7 @@ CANDIDATE_RESOLUTIONS = tuple(2**k for k in range(2, 11))  # 4 .. 1024
 
 def tiny_config(spec: MethodSpec):
     """The method's config at a tiny width, built as params.yaml would build it."""
-    return build_dataclass(
-        spec.config_cls, TINY_OVERRIDES.get(spec.name, {}), f"method.{spec.name}"
-    )
+    return build_dataclass(spec.config_cls, spec.tiny, f"method.{spec.name}")
 
 
 def smallest_resolution(spec: MethodSpec) -> int:

@@ -1,7 +1,7 @@
 """The contract every registered method must meet so the generic trainer can train it.
 
-Parametrised over list_methods(): a new method package gets these tests for free (add a tiny config
-to benchmarks/learnability.py TINY_OVERRIDES if its defaults are too big for CPU tests).
+Parametrised over list_methods(): a new method package gets these tests for free (give its
+MethodSpec `tiny` settings if its defaults are too big for CPU tests).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import torch
 from contract import random_real
 from tiny import one_thread, smooth_image_shards, tiny_train_params
 
-from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import BaseParams, build_dataclass
 from gancore.registry import get_method, list_methods
 from gancore.training.flops import FlopCount
@@ -31,9 +30,7 @@ R1_FAMILY = ("pixelfolder", "cips", "inrpatch")
 
 def _run(name: str, batch: int, n_steps: int, **method) -> RunConfig:
     spec = get_method(name)
-    cfg = build_dataclass(
-        spec.config_cls, {**TINY_OVERRIDES.get(name, {}), **method}, f"method.{name}"
-    )
+    cfg = build_dataclass(spec.config_cls, {**spec.tiny, **method}, f"method.{name}")
     train = tiny_train_params(batch, n_steps)
     return RunConfig(name, cfg, BaseParams(seed=3, resolution=RES_PX), train, "data-v1")
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from tiny import one_thread, smooth_image_shards, tiny_train_params
 
-from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import BaseParams, build_dataclass
 from gancore.errors import ConfigError
 from gancore.methods.fastgan import FastGANConfig
@@ -183,7 +182,7 @@ def _run(
 ) -> RunConfig:
     """The method's tiny test config (as the method contract's) with ADA on; `grad_accum`
     micro-batches of BATCH images per step."""
-    data = {**TINY_OVERRIDES.get(method, {}), "ada": {"enabled": True, **ada}}
+    data = {**get_method(method).tiny, "ada": {"enabled": True, **ada}}
     if _has_field(method, "diffaugment"):
         data["diffaugment"] = ""  # ADA replaces it
     cfg = build_dataclass(get_method(method).config_cls, data, f"method.{method}")

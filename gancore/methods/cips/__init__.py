@@ -11,4 +11,7 @@ from gancore.registry import register_method
 
 __all__ = ["SPEC", "CIPSConfig", "Discriminator", "Generator"]
 
-SPEC = register_method(stylegan2_method("cips", CIPSConfig, Generator, SUPPORTED_RESOLUTIONS))
+TINY = {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2}
+"""Settings small enough for CPU tests (MethodSpec.tiny)."""
+
+SPEC = register_method(stylegan2_method("cips", CIPSConfig, Generator, SUPPORTED_RESOLUTIONS, TINY))

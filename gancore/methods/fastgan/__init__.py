@@ -69,5 +69,6 @@ SPEC = register_method(
         check_resolution=check_resolution,
         build_hooks=build_hooks,
         precision="off",  # the official train.py trains in fp32 (no autocast)
+        tiny={"width_mult": 1 / 16},
     )
 )

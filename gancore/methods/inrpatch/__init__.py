@@ -40,5 +40,15 @@ SPEC = register_method(
         check_resolution=_check_resolution,
         build_hooks=stylegan2_hooks,
         precision="off",
+        # the last of two stages (no teacher): G renders the whole 64px image, the loss 32px patches
+        tiny={
+            "width_mult": 1 / 32,
+            "d_width_mult": 1 / 32,
+            "style_dim": 32,
+            "mapping_layers": 2,
+            "patch_px": 32,
+            "n_stages": 2,
+            "stage": 2,
+        },
     )
 )  # CIPS's fp32 (MS-INR-GAN trains in fp32 too)

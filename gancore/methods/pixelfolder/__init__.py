@@ -11,6 +11,9 @@ from gancore.registry import register_method
 
 __all__ = ["SPEC", "Discriminator", "Generator", "PixelFolderConfig"]
 
+TINY = {"width_mult": 1 / 32, "style_dim": 32, "mapping_layers": 2}
+"""Settings small enough for CPU tests (MethodSpec.tiny)."""
+
 SPEC = register_method(
-    stylegan2_method("pixelfolder", PixelFolderConfig, Generator, SUPPORTED_RESOLUTIONS)
+    stylegan2_method("pixelfolder", PixelFolderConfig, Generator, SUPPORTED_RESOLUTIONS, TINY)
 )
