@@ -96,11 +96,13 @@ def test_repo_params_file_is_valid():
             "eval",
             "twostage.wavelet.decoder",
             "twostage.pixel.compress.method",
+            "twostage.wavelet.compress.wavelet.name",
             "train.plumbing.device",
         ],
     )
     assert out["base"].resolution == 128
     assert out["twostage.wavelet.decoder"].arch == "unet"
+    assert out["twostage.wavelet.compress.wavelet.name"] == "bior2.2"
     assert (
         out["twostage.pixel.compress.method"] == "pixel" and out["train.plumbing.device"] == "auto"
     )
@@ -127,4 +129,4 @@ def test_params_cli_prints_every_section_of_the_repo_file(capsys):
         "twostage.wavelet",
         "twostage.autoencoder",
     } <= set(printed)
-    assert printed["twostage.wavelet"]["compress"]["wavelet"] == "bior2.2"
+    assert printed["twostage.wavelet"]["compress"]["wavelet"]["name"] == "bior2.2"
