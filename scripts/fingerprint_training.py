@@ -92,7 +92,6 @@ def tiny_params(tmp: Path) -> Path:
         p["method"][name].update({k: v for k, v in over.items() if k not in ("stage",)})
     p["method"]["inrpatch"].update(stage_kimg=0.008)
     decoder = p["twostage"]["wavelet"]["decoder"]
-    decoder.pop("unet", None)  # another arch's block must keep its defaults
     decoder.update(
         arch="residual",
         residual={"width": 16, "blocks": 3},

@@ -174,14 +174,7 @@ REJECTED: dict[str, tuple[str | None, str]] = {
     "twostage.[pa]*.compress.wavelet.*": (None, "the wavelet codec's block (method wavelet)"),
     "twostage.[wp]*.compress.channels": (None, "a fixed codec keeps the image's 3 channels"),
     "twostage.[wp]*.compress.autoencoder.*": (None, "the learned codec's block (autoencoder)"),
-    "twostage.wavelet.decoder.arch": (
-        "twostage.wavelet.decoder.unet.width",
-        "its unet block is set: another arch would leave it without effect",
-    ),
-    "twostage.pixel.decoder.arch": (
-        "twostage.pixel.decoder.residual.width",
-        "its residual block is set: another arch would leave it without effect",
-    ),
+    "twostage.pixel.decoder.arch": (None, "unet needs wavelet bands (and codec a learned codec)"),
     "twostage.[pa]*.decoder.unet.*": (None, "the unet arch's block (arch unet)"),
     "twostage.[wa]*.decoder.residual.*": (None, "the residual arch's block (arch residual)"),
     "twostage.autoencoder.decoder.arch": (

@@ -26,8 +26,8 @@ __all__ = ["ResidualDecoder", "ResidualSettings"]
 class ResidualSettings:
     """params.yaml `decoder.residual`."""
 
-    width: int = 32
-    """Feature channels (paper: 64)."""
+    width: int = 16
+    """Feature channels (paper: 64; 16 trains on a CPU)."""
     blocks: int = 4
     """Residual blocks (paper: 16)."""
 
