@@ -3,15 +3,15 @@ the compress section (`gancore.compress.config`) and `build_codec` see only spec
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from gancore.utils.registry import Registry
 
 if TYPE_CHECKING:
     from gancore.compress.base import Codec
 
-__all__ = ["CodecSpec", "get_codec", "list_codecs", "register_codec"]
+__all__ = ["CODECS", "CodecSpec", "get_codec", "list_codecs", "register_codec"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,35 +36,20 @@ class CodecSpec:
         return self.codec_cls.training_spec is not None
 
 
-_CODECS: dict[str, CodecSpec] = {}
+CODECS: Registry[CodecSpec] = Registry("codec", "gancore.compress.codecs")
+"""The codecs, each registered by its module in `gancore/compress/codecs/`."""
 
 
 def register_codec(spec: CodecSpec) -> CodecSpec:
     """Add a codec; called once by each codec module when it is imported."""
-    if spec.name in _CODECS and _CODECS[spec.name] is not spec:
-        raise ValueError(f"codec {spec.name!r} registered twice")
-    _CODECS[spec.name] = spec
-    return spec
-
-
-def _discover() -> None:
-    import gancore.compress.codecs
-
-    for info in pkgutil.iter_modules(gancore.compress.codecs.__path__):
-        importlib.import_module(f"gancore.compress.codecs.{info.name}")
+    return CODECS.register(spec)
 
 
 def list_codecs() -> list[str]:
     """Names of all registered codecs, sorted."""
-    _discover()
-    return sorted(_CODECS)
+    return CODECS.names()
 
 
 def get_codec(name: str) -> CodecSpec:
-    """The spec registered under `name`.
-
-    Raises:
-        KeyError: no such codec (params validation names the key first).
-    """
-    _discover()
-    return _CODECS[name]
+    """The codec registered under `name` (KeyError if none)."""
+    return CODECS.get(name)

@@ -4,20 +4,30 @@ specs."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
+
+from gancore.losses.pixel import pixel_distance
+from gancore.utils.registry import Registry
 
 if TYPE_CHECKING:
     from gancore.compress.base import Codec
     from gancore.compress.registry import CodecSpec
     from gancore.twostage.config import DecoderParams
 
-__all__ = ["ArchSpec", "build_decoder", "get_arch", "list_archs", "register_arch"]
+__all__ = [
+    "ARCHS",
+    "ArchSpec",
+    "build_decoder",
+    "get_arch",
+    "list_archs",
+    "pixel_reconstruction_loss",
+    "register_arch",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,38 +65,34 @@ class ArchSpec:
         return None
 
 
-_ARCHS: dict[str, ArchSpec] = {}
+ARCHS: Registry[ArchSpec] = Registry("decoder arch", "gancore.twostage.archs")
+"""The decoder architectures, each registered by its module in `gancore/twostage/archs/`."""
 
 
 def register_arch(spec: ArchSpec) -> ArchSpec:
     """Add a decoder architecture; called once by each arch module when it is imported."""
-    if spec.name in _ARCHS and _ARCHS[spec.name] is not spec:
-        raise ValueError(f"decoder arch {spec.name!r} registered twice")
-    _ARCHS[spec.name] = spec
-    return spec
-
-
-def _discover() -> None:
-    import gancore.twostage.archs
-
-    for info in pkgutil.iter_modules(gancore.twostage.archs.__path__):
-        importlib.import_module(f"gancore.twostage.archs.{info.name}")
+    return ARCHS.register(spec)
 
 
 def list_archs() -> list[str]:
     """Names of all registered decoder architectures, sorted."""
-    _discover()
-    return sorted(_ARCHS)
+    return ARCHS.names()
 
 
 def get_arch(name: str) -> ArchSpec:
-    """The spec registered under `name`.
+    """The architecture registered under `name` (KeyError if none)."""
+    return ARCHS.get(name)
 
-    Raises:
-        KeyError: no such architecture (params validation names the key first).
-    """
-    _discover()
-    return _ARCHS[name]
+
+def pixel_reconstruction_loss(
+    decoder: nn.Module, real: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Pixel loss (`kind`: l1 or mse) of `decoder`'s images from the real images' codes, encoded
+    without gradient (the encoder stays frozen): the training loss of a pixel-space decoder."""
+    with torch.no_grad():
+        code = decoder.codec.encode(real)
+    loss = pixel_distance(kind)(decoder(code), real)
+    return loss, {"pixel": loss.detach()}
 
 
 def build_decoder(params: DecoderParams, codec: Codec) -> nn.Module:

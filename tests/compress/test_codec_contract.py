@@ -6,6 +6,7 @@ module, with its own params section, runs through the same checks (issue 32's ac
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import textwrap
@@ -239,7 +240,7 @@ def toy(tmp_path, monkeypatch):
     """The toy codec module written to a temporary folder and imported (it registers itself);
     the registry and sys.modules are restored afterwards."""
     list_codecs()  # the built-in codecs, before the registry is copied
-    monkeypatch.setattr(registry, "_CODECS", dict(registry._CODECS))
+    monkeypatch.setattr(registry.CODECS, "entries", dict(registry.CODECS.entries))
     (tmp_path / "toy_codec.py").write_text(textwrap.dedent(TOY))
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("toy_codec")
@@ -249,6 +250,9 @@ def toy(tmp_path, monkeypatch):
 
 def test_a_toy_codec_in_its_own_module_runs_the_contract(toy, tmp_path):
     assert "toy" in list_codecs() and toy.codec_cls.__module__ == "toy_codec"
+    assert registry.register_codec(toy) is toy  # again, the same spec: a no-op
+    with pytest.raises(ValueError, match="codec 'toy' registered twice"):
+        registry.register_codec(dataclasses.replace(toy, variable_channels=True))
     for levels in (1, 2, 3):
         check_code_shape(toy, levels)
     check_round_trip(toy, tmp_path / "codec")

@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 
 from gancore.compress.base import Codec
-from gancore.compress.config import CompressParams
 from gancore.compress.registry import CodecSpec, register_codec
 from gancore.errors import ConfigError
 
@@ -37,15 +36,9 @@ class WaveletSettings:
 class WaveletCodec(Codec):
     """The level-L low band of a 2-D DWT (`settings.boundary` mode)."""
 
-    def __init__(
-        self,
-        params: CompressParams,
-        resolution: int,
-        lo: list[float] | None = None,
-        hi: list[float] | None = None,
-    ):
-        super().__init__(params, resolution, lo, hi)
-        self.preview_gain = 2.0**params.levels  # the low-pass filter sums to sqrt(2) per axis
+    @property
+    def preview_gain(self) -> float:  # type: ignore[override]
+        return 2.0**self.params.levels  # the low-pass filter sums to sqrt(2) per axis
 
     def analyse(self, x: torch.Tensor) -> torch.Tensor:
         from gancore.compress.dwt import dwt2

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from gancore.compress.base import Codec
-from gancore.losses.pixel import pixel_distance
-from gancore.twostage.registry import ArchSpec, register_arch
+from gancore.twostage.registry import ArchSpec, pixel_reconstruction_loss, register_arch
 
 __all__ = ["CodecDecoder"]
 
@@ -33,10 +32,7 @@ class CodecDecoder(nn.Module):
         self, real: torch.Tensor, kind: str
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pixel loss of the decoded real codes against the real images (the encoder is frozen)."""
-        with torch.no_grad():
-            code = self.codec.encode(real)
-        loss = pixel_distance(kind)(self(code), real)
-        return loss, {"pixel": loss.detach()}
+        return pixel_reconstruction_loss(self, real, kind)
 
 
 CODEC_ARCH = register_arch(

@@ -16,8 +16,7 @@ from torch import nn
 
 from gancore.compress.base import Codec
 from gancore.config import require
-from gancore.losses.pixel import pixel_distance
-from gancore.twostage.registry import ArchSpec, register_arch
+from gancore.twostage.registry import ArchSpec, pixel_reconstruction_loss, register_arch
 
 __all__ = ["ResidualDecoder", "ResidualSettings"]
 
@@ -88,10 +87,7 @@ class ResidualDecoder(nn.Module):
         self, real: torch.Tensor, kind: str
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pixel loss of the decoded real codes against the real images."""
-        with torch.no_grad():
-            code = self.codec.encode(real)
-        loss = pixel_distance(kind)(self(code), real)
-        return loss, {"pixel": loss.detach()}
+        return pixel_reconstruction_loss(self, real, kind)
 
 
 RESIDUAL_ARCH = register_arch(
