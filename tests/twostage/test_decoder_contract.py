@@ -6,6 +6,8 @@ the pairs it refuses named by params validation."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,10 +16,10 @@ from gancore.compress.codec import build_codec, codec_config
 from gancore.compress.config import CompressParams
 from gancore.compress.registry import CodecSpec, get_codec, list_codecs
 from gancore.config import build_dataclass, to_dict
-from gancore.errors import ConfigError
+from gancore.errors import ConfigError, DataError
 from gancore.twostage.config import DecoderParams, TwoStageParams
 from gancore.twostage.registry import ArchSpec, build_decoder, get_arch, list_archs
-from gancore.twostage.training import DECODER_SPEC, DecoderRun
+from gancore.twostage.training import DECODER_SPEC, DecoderRun, load_decoder, save_decoder
 
 
 def _images(n: int, px: int, seed: int = 0) -> torch.Tensor:
@@ -160,3 +162,24 @@ def test_an_arch_block_takes_effect_only_when_chosen(arch):
     with pytest.raises(ConfigError) as e:
         build_dataclass(DecoderParams, {"arch": other, arch: changed}, "twostage.t.decoder")
     assert e.value.key == f"twostage.t.decoder.{arch}.{key}"
+
+
+def test_a_decoder_folder_from_before_the_registries_names_the_rerun(tmp_path):
+    """Its codec.json is of format 1 and its decoder keys flat: refused for the codec, with the
+    rerun to do, before its decoder keys are read; the folder as saved now loads."""
+    codec = _codec(get_codec("wavelet"), 1, 32)
+    cfg = DecoderRun(decoder=tiny_decoder(get_arch("residual")), codec=codec_config(codec))
+    decoder = build_decoder(cfg.decoder, codec)
+    save_decoder(tmp_path / "decoder", cfg, {"G_ema": decoder})
+    code = codec.encode(_images(1, 32))
+    with torch.no_grad():
+        assert torch.equal(load_decoder(tmp_path / "decoder")(code), decoder(code))
+    file = tmp_path / "decoder" / "config.json"
+    config = json.loads(file.read_text())
+    config["decoder"] = {"arch": "residual", "width": 8, "blocks": 1}
+    config["codec"].update(
+        format="gancore.codec/1", compress={"method": "wavelet", "levels": 1, "wavelet": "bior2.2"}
+    )
+    file.write_text(json.dumps(config))
+    with pytest.raises(DataError, match="gancore.codec/1.*rerun the compress stage"):
+        load_decoder(tmp_path / "decoder")

@@ -108,6 +108,13 @@ def test_repo_params_file_is_valid():
     )
 
 
+def test_a_settings_block_is_a_key_and_the_blocks_holder_is_not():
+    out = load_params("params.yaml", ["twostage.wavelet.decoder.unet"])
+    assert out["twostage.wavelet.decoder.unet"].depth == 3
+    with pytest.raises(ConfigError, match=r"twostage\.wavelet\.compress\.settings: no such"):
+        load_params("params.yaml", ["twostage.wavelet.compress.settings"])
+
+
 def test_deep_keys_name_what_is_missing(tmp_path):
     path = _write(tmp_path, {})
     with pytest.raises(ConfigError, match="twostage.wavelet"):
