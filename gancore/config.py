@@ -327,7 +327,7 @@ class RegistrySection:
             )
         unknown = set(self.settings) - set(blocks)
         if unknown:
-            raise ConfigError(f"{sorted(unknown)[0]}", "no registered entry with settings")
+            raise ConfigError(sorted(unknown)[0], "no registered entry with settings")
         full = {k: self.settings.get(k, v()) for k, v in blocks.items()}
         for name, block in full.items():
             if type(block) is not blocks[name]:
