@@ -43,7 +43,8 @@ def _training(folder: Path) -> str:
     )
     sec = f", {train['sec_per_kimg']:.1f} s/kimg" if "sec_per_kimg" in train else ""
     flops = f", {train['flops'] / 1e12:.2f} TFLOPs counted" if "flops" in train else ""
-    return f"{d['arch']} width {d['width']} blocks {d['blocks']}: {phases}{sec}{flops}"
+    size = "".join(f" {k} {v}" for k, v in d.get(d["arch"], {}).items())  # its settings block
+    return f"{d['arch']}{size}: {phases}{sec}{flops}"
 
 
 def _row(name: str, training: str, scores: dict) -> dict:

@@ -18,6 +18,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,18 +161,35 @@ TWOSTAGE_PX = 128
 
 def tiny_twostage(params: dict, batch: int, kimg: float) -> None:
     """In a params.yaml dict, every two-stage pipeline made tiny: its sampler trains
-    train.total_kimg, its decoder and autoencoder (width 8 / 4, one block) `kimg` at `batch` (a
-    fixed decoder stays fixed)."""
+    train.total_kimg, its decoder and trainable codec train `kimg` at `batch` (a fixed decoder
+    stays fixed), their settings blocks at the registered `tiny_settings`."""
+    from gancore.compress.config import CompressParams
+    from gancore.compress.registry import get_codec
+    from gancore.twostage.config import DecoderParams
+    from gancore.twostage.registry import get_arch
+
     for pipeline in params["twostage"].values():
         pipeline["sampler"] = {"total_kimg": None}  # train.total_kimg
-        decoder = pipeline["decoder"]
+        decoder, compress = pipeline["decoder"], pipeline["compress"]
         if decoder.get("total_kimg") != 0:  # an untrained decoder takes no training keys
             decoder.update(batch=batch, total_kimg=kimg)
-        if decoder.get("arch") != "codec":  # the codec's own decoder has no width of its own
-            decoder.update(width=8, blocks=1)
-        if "autoencoder" in pipeline["compress"]:
-            autoencoder = pipeline["compress"]["autoencoder"]
-            autoencoder.update(width=4, blocks=1, batch=batch, total_kimg=kimg)
+        arch = get_arch(decoder.get("arch", DecoderParams.arch))
+        _tiny_block(decoder, arch.name, arch.settings_cls, arch.tiny_settings)
+        codec = get_codec(compress.get("method", CompressParams.method))
+        if codec.trainable:
+            _tiny_block(compress, codec.name, codec.settings_cls, codec.tiny_settings)
+            compress[codec.name].update(batch=batch, total_kimg=kimg)
+
+
+def _tiny_block(section: dict, name: str, settings_cls: type | None, tiny: Any) -> None:
+    """section[name] updated with the fields where `tiny` differs from the defaults."""
+    from gancore.config import to_dict
+
+    if settings_cls is None or tiny is None:
+        return
+    default = to_dict(settings_cls(), omit_defaults=False)
+    small = {k: v for k, v in to_dict(tiny, omit_defaults=False).items() if v != default[k]}
+    section.setdefault(name, {}).update(small)
 
 
 def twostage_params(workdir: Path) -> Path:

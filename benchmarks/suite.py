@@ -30,10 +30,12 @@ from benchmarks.train_throughput import ledger, machine, time_steps
 from benchmarks.twostage_cost import autoencoder_run, decoder_run
 from gancore.compare import plot_vs_resolution
 from gancore.config import BaseParams
+from gancore.errors import ConfigError
 from gancore.params import load_params
 from gancore.registry import MethodSpec, get_method, list_methods
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
+from gancore.twostage.config import DecoderParams
 
 CPU_RESOLUTIONS = (64, 128, 256)
 GPU_RESOLUTIONS = (64, 128, 256, 512, 1024)
@@ -58,24 +60,28 @@ def _in_params(params: str, method: str) -> bool:
     return method in (yaml.safe_load(Path(params).read_text()).get("method") or {})
 
 
+def _decoder_params(params: str, arch: str) -> DecoderParams:
+    """The decoder section of the first two-stage pipeline in `params` whose decoder is `arch`."""
+    import yaml
+
+    for pipeline in yaml.safe_load(Path(params).read_text()).get("twostage") or {}:
+        key = f"twostage.{pipeline}"
+        d = load_params(params, [key])[key].decoder
+        if d.arch == arch:
+            return d
+    raise ConfigError("twostage", f"no pipeline of {params} has a decoder.arch {arch}")
+
+
 def spec_run(params: str, name: str, resolution: int) -> tuple[TrainingSpec, RunConfig]:
     """The spec and run config of one row: a registered method, or a two-stage part (PARTS)."""
     if name == "sampler":
         return _method_run(params, "fastgan", resolution // 2)
     if name.startswith("decoder:"):
-        d = load_params(params, ["twostage.wavelet"])["twostage.wavelet"].decoder
-        return decoder_run(
-            name.split(":")[1],
-            resolution,
-            1,
-            d.width,
-            min(d.blocks, 3) if "unet" in name else d.blocks,
-            d.batch,
-        )
+        d = _decoder_params(params, name.split(":")[1])
+        return decoder_run(d.arch, resolution, 1, d.chosen, d.batch)
     if name == "autoencoder":
         c = load_params(params, ["twostage.autoencoder"])["twostage.autoencoder"].compress
-        a = c.autoencoder
-        return autoencoder_run(resolution, c.levels, c.channels, a.width, a.blocks, a.batch)
+        return autoencoder_run(resolution, c.levels, c.channels, c.chosen)
     return _method_run(params, name, resolution)
 
 

@@ -24,18 +24,21 @@ import argparse
 import json
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from benchmarks.harness import TimedStep, interleaved_sec, load_note
 from benchmarks.train_throughput import ledger, machine
-from gancore.compress.autoencoder import AUTOENCODER_SPEC
 from gancore.compress.codec import build_codec, codec_config
-from gancore.compress.config import AutoencoderParams, CompressParams
+from gancore.compress.codecs.autoencoder import AUTOENCODER_SPEC, AutoencoderParams
+from gancore.compress.config import CompressParams
 from gancore.config import BaseParams, TrainParams
 from gancore.registry import MethodSpec, get_method
 from gancore.training.spec import TrainingSpec
 from gancore.training.trainer import RunConfig
+from gancore.twostage.archs.residual import ResidualSettings
+from gancore.twostage.archs.unet import UNetSettings
 from gancore.twostage.config import DecoderParams
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
@@ -55,18 +58,17 @@ def decoder_run(
     arch: str,
     resolution: int,
     levels: int,
-    width: int,
-    blocks: int,
+    settings: Any,
     batch: int,
     adversarial: bool = False,
 ) -> tuple[TrainingSpec, RunConfig]:
-    """The decoder part's spec and run config over a wavelet codec of `levels`; `adversarial`:
-    ESRGAN-W fine-tuning from the first step (phases G and D, default patch D), no pre-training."""
+    """The decoder part's spec and run config over a wavelet codec of `levels`; `settings`: the
+    arch's block (`decoder.<arch>`); `adversarial`: ESRGAN-W fine-tuning from the first step
+    (phases G and D, default patch D), no pre-training."""
     codec = build_codec(CompressParams(method="wavelet", levels=levels), resolution)
     params = DecoderParams(
         arch=arch,
-        width=width,
-        blocks=blocks,
+        settings={arch: settings},
         batch=batch,
         pretrain_kimg=0.0 if adversarial else None,
     )
@@ -77,17 +79,18 @@ def decoder_run(
 
 
 def autoencoder_run(
-    resolution: int, levels: int, channels: int, width: int, blocks: int, batch: int
+    resolution: int, levels: int, channels: int, settings: AutoencoderParams
 ) -> tuple[TrainingSpec, RunConfig]:
     """The autoencoder's (compress-stage training) spec and run config."""
     cfg = CompressParams(
         method="autoencoder",
         levels=levels,
         channels=channels,
-        autoencoder=AutoencoderParams(width=width, blocks=blocks, batch=batch),
+        settings={"autoencoder": settings},
     )
+    train = TrainParams(batch=settings.batch)
     return AUTOENCODER_SPEC, RunConfig(
-        "autoencoder", cfg, BaseParams(resolution=resolution), TrainParams(batch=batch), "bench"
+        "autoencoder", cfg, BaseParams(resolution=resolution), train, "bench"
     )
 
 
@@ -122,7 +125,9 @@ def measure(args: argparse.Namespace) -> list[dict]:
     code_px = args.resolution >> args.levels
     fixed = compression_ratio(args.resolution, args.levels)
     ae = compression_ratio(args.resolution, args.levels, args.channels)
-    dec, d_batch = (args.resolution, args.levels, args.decoder_width), args.decoder_batch
+    dec, d_batch = (args.resolution, args.levels), args.decoder_batch
+    residual = ResidualSettings(width=args.decoder_width, blocks=args.blocks)
+    unet = UNetSettings(width=args.decoder_width, depth=min(args.blocks, 3))
     parts = {  # part: (spec and run, batch, compression)
         f"FastGAN at {args.resolution}px (one-stage)": (
             _fastgan_run(args.resolution, args.width_mult, args.batch),
@@ -135,17 +140,17 @@ def measure(args: argparse.Namespace) -> list[dict]:
             fixed,
         ),
         f"decoder: residual (width {args.decoder_width}, blocks {args.blocks})": (
-            decoder_run("residual", *dec, args.blocks, d_batch),
+            decoder_run("residual", *dec, residual, d_batch),
             d_batch,
             fixed,
         ),
         f"decoder: unet (width {args.decoder_width}, blocks {min(args.blocks, 3)})": (
-            decoder_run("unet", *dec, min(args.blocks, 3), d_batch),
+            decoder_run("unet", *dec, unet, d_batch),
             d_batch,
             fixed,
         ),
         "decoder: residual, adversarial fine-tuning step (RaGAN, patch D)": (
-            decoder_run("residual", *dec, args.blocks, d_batch, adversarial=True),
+            decoder_run("residual", *dec, residual, d_batch, adversarial=True),
             d_batch,
             fixed,
         ),
@@ -155,9 +160,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 args.resolution,
                 args.levels,
                 args.channels,
-                args.ae_width,
-                args.ae_blocks,
-                args.ae_batch,
+                AutoencoderParams(width=args.ae_width, blocks=args.ae_blocks, batch=args.ae_batch),
             ),
             args.ae_batch,
             ae,

@@ -12,7 +12,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from gancore.errors import ConfigError
 
@@ -24,6 +24,7 @@ __all__ = [
     "MethodParams",
     "PipelinesParams",
     "PlumbingParams",
+    "RegistrySection",
     "TrainOverrides",
     "build_dataclass",
     "build_pipelines",
@@ -133,6 +134,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(key, f"must be a list of {len(args)} values, got {value!r}")
         return tuple(_check_value(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if isinstance(tp, type) and issubclass(tp, RegistrySection):
+        return tp.from_params(value, key)
     if dataclasses.is_dataclass(tp):
         return build_dataclass(tp, value, key)
     if tp is bool:
@@ -168,28 +171,34 @@ def unknown_key(prefix: str, name: str, known: list[str]) -> ConfigError:
     return ConfigError(f"{prefix}{name}", f"unknown key{extra}")
 
 
-def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
+def build_dataclass(
+    cls: type, data: Any, prefix: str, given: Mapping[str, Any] | None = None
+) -> Any:
     """Build the frozen dataclass `cls` from a mapping, checking every key and value.
 
     Args:
         cls: a dataclass whose fields carry plain annotations (int, float, str, bool, Literal,
-            tuples, `X | None`, nested dataclasses).
+            tuples, `X | None`, nested dataclasses, RegistrySection).
         data: the mapping read from YAML (None means "all defaults").
         prefix: the dotted key of this section, used in error messages.
+        given: fields the caller has built already; not keys of `data`.
 
     Raises:
         ConfigError: naming the first offending key.
     """
+    if given is None and isinstance(cls, type) and issubclass(cls, RegistrySection):
+        return cls.from_params(data, prefix)
     data = {} if data is None else data
+    given = given or {}
     if not isinstance(data, Mapping):
         raise ConfigError(prefix, f"must be a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in given}
     dot = f"{prefix}." if prefix else ""
     for name in data:
         if name not in fields:
             raise unknown_key(dot, str(name), sorted(fields))
-    kwargs = {}
+    kwargs = dict(given)
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _check_value(data[name], hints[name], f"{dot}{name}")
@@ -244,6 +253,8 @@ def to_dict(obj: Any, omit_defaults: bool = True) -> Any:
         omit_defaults: leave out OMIT_DEFAULT fields that hold their default (as run identities and
             config.json do); False keeps every field, as params.yaml lists them.
     """
+    if isinstance(obj, RegistrySection):
+        return obj.to_params(omit_defaults)
     if dataclasses.is_dataclass(obj):
         return {
             f.name: to_dict(getattr(obj, f.name), omit_defaults)
@@ -255,6 +266,99 @@ def to_dict(obj: Any, omit_defaults: bool = True) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v, omit_defaults) for k, v in obj.items()}
     return obj
+
+
+# ----------------------------------------------------------------------------
+# Sections with a settings block per registered choice (codecs, decoder architectures)
+
+
+class RegistrySection:
+    """Base of a frozen dataclass section whose field `CHOICE` names one entry of a registry and
+    whose field `settings` holds one block per registered entry that has settings (params.yaml
+    `<section>.<entry>`, e.g. `compress.wavelet`). The chosen entry's block takes effect; every
+    other must keep its defaults (require_defaults' rule), so an accepted key always takes effect.
+
+    Built by build_dataclass from YAML (`from_params`); written by to_dict (`to_params`): with
+    omit_defaults only the chosen block, so registering an entry changes no run identity.
+    Subclasses call `check_settings` first in `__post_init__`.
+    """
+
+    CHOICE: ClassVar[str]
+    """The field naming the chosen entry."""
+    settings: Mapping[str, Any]
+
+    @classmethod
+    def registered(cls) -> dict[str, type | None]:
+        """{every registered entry: its settings dataclass or None}."""
+        raise NotImplementedError
+
+    @classmethod
+    def _blocks(cls) -> dict[str, type]:
+        blocks = {k: v for k, v in cls.registered().items() if v is not None}
+        clash = set(blocks) & {f.name for f in dataclasses.fields(cls)}
+        if clash:
+            raise TypeError(f"{cls.__name__}: entries {sorted(clash)} clash with its own keys")
+        return blocks
+
+    @classmethod
+    def from_params(cls, data: Any, prefix: str) -> Any:
+        """The section from a YAML mapping, every error naming its full key."""
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(prefix, f"must be a mapping of keys, got {data!r}")
+        data, blocks = data or {}, cls._blocks()
+        dot = f"{prefix}." if prefix else ""
+        known = sorted(
+            [*(f.name for f in dataclasses.fields(cls) if f.name != "settings"), *blocks]
+        )
+        for name in data:
+            if name not in known:
+                raise unknown_key(dot, str(name), known)
+        settings = {k: build_dataclass(v, data.get(k), f"{dot}{k}") for k, v in blocks.items()}
+        rest = {k: v for k, v in data.items() if k not in blocks}
+        return build_dataclass(cls, rest, prefix, given={"settings": settings})
+
+    def check_settings(self) -> None:
+        """Check the choice, complete `settings` with the defaults of the blocks not given and
+        refuse a changed block of an entry not chosen (ConfigError naming `<entry>.<key>`)."""
+        choice, registered, blocks = getattr(self, self.CHOICE), self.registered(), self._blocks()
+        if choice not in registered:
+            raise ConfigError(
+                self.CHOICE, f"unknown {choice!r}; registered: {', '.join(sorted(registered))}"
+            )
+        unknown = set(self.settings) - set(blocks)
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "no registered entry with settings")
+        full = {k: self.settings.get(k, v()) for k, v in blocks.items()}
+        for name, block in full.items():
+            if type(block) is not blocks[name]:
+                raise TypeError(f"settings[{name!r}] must be a {blocks[name].__name__}")
+            if name == choice:
+                continue
+            keys = [f.name for f in dataclasses.fields(block)]
+            try:
+                require_defaults(block, keys, f"with {self.CHOICE} {choice}: a setting of {name}")
+            except ConfigError as e:
+                raise ConfigError(f"{name}.{e.key}", e.problem) from None
+        object.__setattr__(self, "settings", full)
+
+    @property
+    def chosen(self) -> Any:
+        """The chosen entry's settings block (None when it has none)."""
+        return self.settings.get(getattr(self, self.CHOICE))
+
+    def to_params(self, omit_defaults: bool) -> dict[str, Any]:
+        """As params.yaml spells it: the own keys, then the blocks (only the chosen one with
+        omit_defaults: the others hold their defaults)."""
+        out = {
+            f.name: to_dict(getattr(self, f.name), omit_defaults)
+            for f in dataclasses.fields(self)
+            if f.name != "settings"
+        }
+        choice = getattr(self, self.CHOICE)
+        for name, block in self.settings.items():
+            if name == choice or not omit_defaults:
+                out[name] = to_dict(block, omit_defaults)
+        return out
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from gancore.config import (
     SECTIONS,
     STAGED_METHODS,
     PipelinesParams,
+    RegistrySection,
     build_dataclass,
     build_pipelines,
     check_every_pipeline,
@@ -181,6 +182,11 @@ def read_yaml(path: str | Path) -> Any:
 def _get(value: Any, part: str) -> Any:
     if isinstance(value, Mapping):
         return value.get(part, dataclasses.MISSING)
+    if isinstance(value, RegistrySection):  # its blocks by name, as params.yaml spells them
+        if part in value.settings:
+            return value.settings[part]
+        if part == "settings":
+            return dataclasses.MISSING
     if dataclasses.is_dataclass(value) and part in {f.name for f in dataclasses.fields(value)}:
         return getattr(value, part)
     return dataclasses.MISSING

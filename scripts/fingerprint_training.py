@@ -92,8 +92,13 @@ def tiny_params(tmp: Path) -> Path:
         over = get_method(name).tiny
         p["method"][name].update({k: v for k, v in over.items() if k not in ("stage",)})
     p["method"]["inrpatch"].update(stage_kimg=0.008)
-    p["twostage"]["wavelet"]["decoder"].update(
-        arch="residual", loss="l1", total_kimg=0.024, pretrain_kimg=0.012
+    decoder = p["twostage"]["wavelet"]["decoder"]
+    decoder.update(
+        arch="residual",
+        residual={"width": 16, "blocks": 3},
+        loss="l1",
+        total_kimg=0.024,
+        pretrain_kimg=0.012,
     )  # the residual decoder with RaGAN fine-tuning, whatever params.yaml's default decoder
     path.write_text(yaml.safe_dump(p))
     accum = dict(p, train={**p["train"], "grad_accum": 2})

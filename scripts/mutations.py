@@ -208,7 +208,7 @@ MUTATIONS = (
     Mutation(
         "unet_decoder_hv_exchanged_target",
         "wavelet UNet decoder: trained against its targets with the H and V bands exchanged",
-        "gancore/twostage/decoders.py",
+        "gancore/twostage/archs/unet.py",
         "losses.append(distance(self._details(step, low) / gain, target / gain))",
         "losses.append(distance(self._details(step, low) / gain, target[:, :, [1, 0, 2]] / gain))",
     ),

@@ -18,8 +18,8 @@ from gancore.compress.codec import codec_config, load_codec
 from gancore.data.shards import read_manifest
 from gancore.errors import ConfigError
 from gancore.generator import load_generator, sample
+from gancore.twostage.archs.codec import CodecDecoder
 from gancore.twostage.assembled import TwoStageGenerator
-from gancore.twostage.decoders import CodecDecoder
 from gancore.twostage.training import load_decoder
 from gancore.utils.metrics_file import read_metrics
 from stages import compress, train, train_decoder

@@ -21,6 +21,12 @@ def test_rows_use_the_params_widths_and_run_in_a_child(tmp_path: Path):
     params = str(tiny_params(tmp_path))
     assert spec_run(params, "fastgan", 64)[1].method_cfg.width_mult == 1 / 16
     assert spec_run(params, "sampler", 128)[1].base.resolution == 64
+    # A decoder row takes the arch's block from the pipeline that chooses it (tiny: width 8).
+    for arch in ("residual", "unet"):
+        decoder = spec_run(params, f"decoder:{arch}", 64)[1].method_cfg.decoder
+        assert decoder.arch == arch and decoder.chosen.width == 8
+    ae = spec_run(params, "autoencoder", 64)[1].method_cfg
+    assert ae.method == "autoencoder" and ae.chosen.width == 4 and ae.chosen.batch == 4
     row = in_child(
         measure_train,
         {"params": params, "name": "decoder:unet", "resolution": 64, "n_steps": 1, "warmup": 0},

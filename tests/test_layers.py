@@ -184,6 +184,18 @@ def test_no_module_imports_a_layer_above_its_own(graph):
     assert upward == []
 
 
+REGISTERED_PACKAGES = ("gancore.compress.codecs", "gancore.twostage.archs")
+"""Packages of registered entries (codecs, decoder architectures): one module each, none importing
+another, so adding one touches only its own module."""
+
+
+@pytest.mark.parametrize("package", REGISTERED_PACKAGES)
+def test_no_registered_entry_imports_another(graph, package):
+    members = {m for m in graph if m.startswith(f"{package}.")}
+    assert members, package
+    assert not sorted((m, t) for m in members for t in graph[m] if t in members or t == package)
+
+
 def test_every_pending_exception_still_exists(graph):
     assert [edge for edge in PENDING if edge[1] not in graph.get(edge[0], set())] == []
 

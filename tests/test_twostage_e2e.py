@@ -44,7 +44,7 @@ def pipeline(tmp_path_factory):
     with local_mlflow(tmp):
         params = tiny_params(tmp, resolution=128)
         p = yaml.safe_load(params.read_text())
-        p["twostage"]["wavelet"]["decoder"].update(arch="unet", blocks=2)
+        p["twostage"]["wavelet"]["decoder"].update(arch="unet", unet={"width": 8, "depth": 2})
         # ESRGAN-W: half L1 pre-training, half adversarial fine-tuning
         p["twostage"]["pixel"]["decoder"].update(pretrain_kimg=0.008, d_width=4)
         p["eval"].update(every_kimg=0.008, curve_n_gen=8)  # the samplers' snapshots: 3 points
@@ -260,16 +260,17 @@ def test_generate_cli_on_the_assembled_generator(pipeline, tmp_path):
 def test_bad_twostage_params_name_the_key(tmp_path):
     params = tiny_params(tmp_path, resolution=128)
     p = yaml.safe_load(params.read_text())
+    residual = p["twostage"]["pixel"]["decoder"].pop("residual")
     p["twostage"]["pixel"]["decoder"]["arch"] = "unet"
     params.write_text(yaml.safe_dump(p))
     with pytest.raises(ConfigError, match="twostage.pixel.decoder.arch"):
         load_params(params, ["track"])
-    p["twostage"]["pixel"]["decoder"]["arch"] = "residual"
+    p["twostage"]["pixel"]["decoder"].update(arch="residual", residual=residual)
     p["twostage"]["wavelet"]["compress"].update(levels=6)
     params.write_text(yaml.safe_dump(p))
     with pytest.raises(ConfigError, match="twostage.wavelet.compress.levels"):
         load_params(params, ["track"])
-    p["twostage"]["wavelet"]["compress"].update(levels=1, wavelet="bior9.9")
+    p["twostage"]["wavelet"]["compress"].update(levels=1, wavelet={"name": "bior9.9"})
     params.write_text(yaml.safe_dump(p))
-    with pytest.raises(ConfigError, match="twostage.wavelet.compress.wavelet"):
+    with pytest.raises(ConfigError, match=r"twostage\.wavelet\.compress\.wavelet\.name"):
         load_params(params, ["track"])

@@ -1,14 +1,12 @@
-"""The codec base class and the fixed codecs (DWT low band, antialiased pixel downsampling): the
-bottom of the compress layer, which the learned codec (`gancore/compress/autoencoder.py`) extends
-and the codec registry (`gancore/compress/codec.py`) collects."""
+"""The codec base class: the bottom of the compress layer, which every registered codec
+(`gancore/compress/codecs/`) extends."""
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.config import CompressParams
@@ -17,7 +15,7 @@ from gancore.errors import DataError
 if TYPE_CHECKING:
     from gancore.training.spec import TrainingSpec
 
-__all__ = ["NORM_BUFFERS", "Codec", "PixelCodec", "WaveletCodec"]
+__all__ = ["NORM_BUFFERS", "Codec"]
 
 NORM_BUFFERS = ("lo", "hi")
 """The normalisation statistics of every codec, kept apart from its learned weights."""
@@ -27,7 +25,7 @@ class Codec(nn.Module):
     """Images <-> normalised codes; subclasses define `analyse`, `synthesise` and `preview_gain`.
 
     Args:
-        params: the compressor settings.
+        params: the compress section (its `method` names this codec).
         resolution: image side R in pixels (divisible by 2**levels).
         lo, hi: per-channel minimum and maximum of the raw training codes (identity when None).
     """
@@ -39,9 +37,6 @@ class Codec(nn.Module):
     codes)."""
     training_spec: ClassVar[TrainingSpec | None] = None
     """How the generic trainer trains the codec (None: a fixed codec, nothing to train)."""
-    config_fields: ClassVar[tuple[str, ...] | None] = None
-    """The CompressParams fields that define this codec (None: all); the others stay out of its
-    config, so settings of other codecs never change its identity."""
 
     def __init__(
         self,
@@ -57,6 +52,11 @@ class Codec(nn.Module):
         self.code_px, self.channels = resolution >> params.levels, params.channels
         self.register_buffer("lo", torch.tensor(lo or [-1.0] * self.channels, dtype=torch.float32))
         self.register_buffer("hi", torch.tensor(hi or [1.0] * self.channels, dtype=torch.float32))
+
+    @property
+    def settings(self) -> Any:
+        """The codec's own settings block (`compress.<method>`; None when it has none)."""
+        return self.params.chosen
 
     @property
     def code_shape(self) -> tuple[int, int, int]:
@@ -119,43 +119,3 @@ class Codec(nn.Module):
     def synthesise(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw codes -> coarse images."""
         raise NotImplementedError
-
-
-class WaveletCodec(Codec):
-    """The level-L low band of a 2-D DWT (`params.boundary` mode), nsb-GAN's sampler target."""
-
-    config_fields = ("method", "levels", "wavelet", "boundary")
-
-    def __init__(
-        self,
-        params: CompressParams,
-        resolution: int,
-        lo: list[float] | None = None,
-        hi: list[float] | None = None,
-    ):
-        super().__init__(params, resolution, lo, hi)
-        self.preview_gain = 2.0**params.levels  # the low-pass filter sums to sqrt(2) per axis
-
-    def analyse(self, x: torch.Tensor) -> torch.Tensor:
-        from gancore.compress.dwt import dwt2
-
-        return dwt2(x, self.params.wavelet, self.params.levels, self.params.boundary)[0]
-
-    def synthesise(self, raw: torch.Tensor) -> torch.Tensor:
-        from gancore.compress.dwt import idwt2
-
-        return idwt2(raw, [None] * self.params.levels, self.params.wavelet, self.params.boundary)
-
-
-class PixelCodec(Codec):
-    """Antialiased bicubic downsampling: nsb-GAN's pixel-space ablation of the wavelet sampler."""
-
-    config_fields = ("method", "levels")
-
-    def analyse(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(
-            x, size=self.code_px, mode="bicubic", antialias=True, align_corners=False
-        )
-
-    def synthesise(self, raw: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(raw, size=self.resolution, mode="bicubic", align_corners=False)

@@ -1,6 +1,7 @@
-"""Compressors of the two-stage pipelines: the DWT low band of not-so-BigGAN (Sinha et al.),
-antialiased pixel downsampling (its ablation) and a learned autoencoder (the Acceleration Framework,
-`gancore/compress/autoencoder.py`), each with per-channel min/max normalisation to [-1, 1].
+"""Building, saving and loading the registered codecs of the two-stage pipelines
+(`gancore/compress/codecs/`: the DWT low band of not-so-BigGAN (Sinha et al.), antialiased pixel
+downsampling (its ablation) and a learned autoencoder (the Acceleration Framework)), each with
+per-channel min/max normalisation to [-1, 1].
 
 A codec maps images in [-1, 1] at R px to codes (C, R/2^L, R/2^L) in about [-1, 1] (`encode`), and
 codes back to the best image it can make of them (`coarse`: the inverse DWT with zero detail bands,
@@ -19,36 +20,27 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from gancore.compress.autoencoder import AutoencoderCodec
-from gancore.compress.base import NORM_BUFFERS, Codec, PixelCodec, WaveletCodec
+from gancore.compress.base import NORM_BUFFERS, Codec
 from gancore.compress.config import CompressParams
-from gancore.config import build_dataclass, to_dict
-from gancore.errors import DataError
+from gancore.compress.registry import get_codec
+from gancore.config import to_dict
+from gancore.errors import ConfigError, DataError
 from gancore.utils.fsio import atomic_dir, atomic_write_json, contained_file, read_json_object
 
 __all__ = [
-    "CODECS",
     "Codec",
-    "PixelCodec",
-    "WaveletCodec",
     "build_codec",
+    "check_codec_format",
     "codec_config",
     "codec_from_config",
     "load_codec",
     "save_codec",
 ]
 
-FORMAT = "gancore.codec/1"
+FORMAT = "gancore.codec/2"
+"""2: `compress` holds the codec's own settings block (`compress.<method>`); 1 had flat keys."""
 WEIGHT_FILES = {"G_ema": "codec.safetensors", "G_init": "codec_init.safetensors"}
 """The weights of a trainable codec in its folder: trained (EMA) and at initialisation."""
-
-
-CODECS: dict[str, type[Codec]] = {
-    "wavelet": WaveletCodec,
-    "pixel": PixelCodec,
-    "autoencoder": AutoencoderCodec,
-}
-"""Codec classes by `compress.method`: the one list of codecs."""
 
 
 def build_codec(
@@ -57,8 +49,9 @@ def build_codec(
     lo: list[float] | None = None,
     hi: list[float] | None = None,
 ) -> Codec:
-    """The codec of `params.method` in eval mode (a trainable one at its seeded initialisation)."""
-    return CODECS[params.method](params, resolution, lo, hi).eval()
+    """The registered codec `params.method` in eval mode (a trainable one at its seeded
+    initialisation)."""
+    return get_codec(params.method).codec_cls(params, resolution, lo, hi).eval()
 
 
 def weights_sha256(codec: Codec) -> str:
@@ -77,14 +70,9 @@ def codec_config(codec: Codec) -> dict[str, Any]:
     Two codecs with other weights never have equal configs, so the assembly's check that sampler
     and decoder share a codec also holds for learned codecs.
     """
-    compress = {
-        k: v
-        for k, v in to_dict(codec.params).items()
-        if codec.config_fields is None or k in codec.config_fields
-    }
     config = {
         "format": FORMAT,
-        "compress": compress,
+        "compress": to_dict(codec.params),  # the codec's own block only: others are defaults
         "resolution": codec.resolution,
         "code_shape": list(codec.code_shape),
         "norm": {"lo": codec.lo.tolist(), "hi": codec.hi.tolist()},
@@ -120,6 +108,18 @@ def save_codec(
     return atomic_dir(out_dir, fill)
 
 
+def check_codec_format(config: dict[str, Any]) -> None:
+    """Raise DataError unless `config` (a codec_config output, as saved) has this gancore's format;
+    one of format 1 (flat compress keys, before the codec registry) names the rerun."""
+    if config.get("format") == "gancore.codec/1":
+        raise DataError(
+            "a codec saved by an older gancore (format gancore.codec/1: flat compress keys); "
+            "rerun the compress stage and the stages after it (dvc repro)"
+        )
+    if config.get("format") != FORMAT:
+        raise DataError(f"unsupported codec format {str(config.get('format'))[:80]!r}")
+
+
 def codec_from_config(
     config: dict[str, Any], weights_dir: str | Path | None = None, which: str = "G_ema"
 ) -> Codec:
@@ -131,8 +131,7 @@ def codec_from_config(
             (a decoder folder's does, the codec being a submodule of the decoder).
         which: "G_ema" (trained, checked against the config's sha256) or "G_init".
     """
-    if config.get("format") != FORMAT:
-        raise DataError(f"unsupported codec format {str(config.get('format'))[:80]!r}")
+    check_codec_format(config)
     norm = config.get("norm")
     if (
         not isinstance(config.get("compress"), dict)
@@ -141,7 +140,10 @@ def codec_from_config(
         or not all(isinstance(norm.get(k), list) for k in ("lo", "hi"))
     ):
         raise DataError("codec config lacks compress, resolution or norm.lo/hi of the right types")
-    params = build_dataclass(CompressParams, config["compress"], "compress")
+    try:
+        params = CompressParams.from_params(config["compress"], "compress")
+    except ConfigError as e:
+        raise DataError(f"codec config: {e}"[:300]) from None
     codec = build_codec(params, config["resolution"], config["norm"]["lo"], config["norm"]["hi"])
     if weights_dir is not None and "weights_sha256" in config:
         _load_weights(codec, Path(weights_dir), which)

@@ -17,16 +17,16 @@ from gancore.eval.evaluate import read_split
 from gancore.runtime import own_train_params, record_stage, run_training, write_curve
 from gancore.tracking.base import Records
 from gancore.training.trainer import RunConfig, Trainer
-from gancore.twostage.decoders import CodecDecoder
+from gancore.twostage.archs.codec import CodecDecoder
 from gancore.twostage.training import reconstruction_quality
 from gancore.utils.metrics_file import is_number, write_metrics
 
 
 def run_config(p: dict[str, Any], pipeline: str, fingerprint: str) -> RunConfig:
-    """The training run of `pipeline`'s trainable codec (the autoencoder), from the compress
+    """The training run of `pipeline`'s trainable codec (e.g. the autoencoder), from the compress
     stage's declared params: its own batch and length, the train section's shared keys."""
     params = p[f"twostage.{pipeline}.compress"]
-    a = params.autoencoder
+    a = params.chosen  # a trainable codec's settings carry its batch and length
     return RunConfig(
         params.method, params, p["base"], own_train_params(p, a.batch, a.total_kimg), fingerprint
     )

@@ -1,30 +1,34 @@
 """A two-stage pipeline's params (params.yaml `twostage.<pipeline>`): its compressor
-(gancore.compress.config), the sampler's length and the decoder, with the checks across them."""
+(gancore.compress.config), the sampler's length and the decoder (a registered architecture, one
+settings block per architecture that has settings: `decoder.<arch>`), with the checks across them
+(each architecture declares the codecs it decodes: gancore.twostage.registry.ArchSpec)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from gancore.compress.config import CompressParams
-from gancore.config import require, require_defaults
+from gancore.config import RegistrySection, require, require_defaults
 from gancore.errors import ConfigError
 
 __all__ = ["DecoderParams", "SamplerParams", "TwoStageParams"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DecoderParams:
-    arch: Literal["residual", "unet", "codec"] = "residual"
-    """residual: SRResNet on the code, added to its coarse upsampling (ESRGAN-W); unet: one UNet per
-    wavelet level predicting the detail coefficients (nsb-GAN's UNet decoder; wavelet only); codec:
-    the codec's own synthesis (the autoencoder's decoder), fine-tuned on real codes when total_kimg
-    > 0."""
-    width: int = 32
-    """Feature channels (paper: 64 for ESRGAN-W; 512 for the UNets)."""
-    blocks: int = 4
-    """Residual blocks (residual; paper 16) or down/up levels per UNet (unet; paper 3)."""
+class DecoderParams(RegistrySection):
+    CHOICE: ClassVar[str] = "arch"
+
+    arch: str = "residual"
+    """A registered architecture (gancore.twostage.registry.list_archs): residual (SRResNet on the
+    code, added to its coarse upsampling; ESRGAN-W), unet (one UNet per wavelet level predicting
+    the detail coefficients; nsb-GAN's UNet decoder, wavelet codes only), codec (the codec's own
+    synthesis, e.g. the autoencoder's decoder, fine-tuned on real codes when total_kimg > 0)."""
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """{arch: its settings block}; the blocks not given hold their defaults (params.yaml spells
+    each as `decoder.<arch>`)."""
     loss: Literal["l1", "mse"] = "l1"
     """Reconstruction loss. residual/codec: on pixels (ESRGAN-W pre-training: L1); unet: on the
     predicted detail coefficients of every level (the paper's UNets: mse)."""
@@ -35,7 +39,8 @@ class DecoderParams:
     batch: int = 16
     """Real images per step (ESRGAN-W: 16 per GPU)."""
     total_kimg: float = 8.0
-    """Training length in thousands of real images; 0 (arch codec only) = use it as it is."""
+    """Training length in thousands of real images; 0 (an arch that is the codec's own decoder,
+    e.g. codec) = use it as it is."""
     pretrain_kimg: float | None = None
     """ESRGAN-W's two phases: `loss` alone up to here (pre-training), then adversarial fine-tuning
     up to total_kimg against a patch D on real images vs decoded real codes (relativistic average
@@ -52,14 +57,22 @@ class DecoderParams:
     d_width: int = 32
     """Channels of the patch D's first layer (doubled per layer, 3 layers)."""
 
+    @classmethod
+    def registered(cls) -> dict[str, type | None]:
+        from gancore.twostage.registry import get_arch, list_archs
+
+        return {name: get_arch(name).settings_cls for name in list_archs()}
+
     def __post_init__(self) -> None:
+        from gancore.twostage.registry import get_arch
+
+        self.check_settings()
         fine_tuned = self.pretrain_kimg is not None
+        untrained = get_arch(self.arch).fine_tunes_codec and self.total_kimg == 0
         checks = {
-            "width": self.width >= 4,
-            "blocks": self.blocks >= 1,
             "lr": self.lr > 0,
             "batch": self.batch >= 1,
-            "total_kimg": self.total_kimg > 0 or (self.arch == "codec" and self.total_kimg == 0),
+            "total_kimg": self.total_kimg > 0 or untrained,
             "pretrain_kimg": not fine_tuned or 0 <= self.pretrain_kimg < self.total_kimg,
             "adv_weight": self.adv_weight >= 0,
             "pixel_weight": self.pixel_weight >= 0,
@@ -67,8 +80,6 @@ class DecoderParams:
             "d_width": self.d_width >= 1,
         }
         require(self, checks)
-        if self.arch == "codec":
-            require_defaults(self, ("width", "blocks"), "with arch codec (the codec's own decoder)")
         if self.total_kimg == 0:
             why = "while total_kimg is 0 (the codec's decoder as it is): set total_kimg or drop it"
             require_defaults(self, ("loss", "lr", "betas", "batch"), why)
@@ -111,17 +122,10 @@ class TwoStageParams:
     decoder: DecoderParams = dataclasses.field(default_factory=DecoderParams)
 
     def __post_init__(self) -> None:
-        if self.decoder.arch == "unet" and self.compress.method != "wavelet":
-            raise ConfigError(
-                "decoder.arch", "unet predicts wavelet coefficients: needs compress.method wavelet"
-            )
-        if (
-            self.decoder.arch == "codec"
-            and self.decoder.total_kimg > 0
-            and self.compress.method != "autoencoder"
-        ):
-            raise ConfigError(
-                "decoder.total_kimg",
-                f"a {self.compress.method} codec has nothing to fine-tune: "
-                "use 0 with arch codec, or compress.method autoencoder",
-            )
+        from gancore.compress.registry import get_codec
+        from gancore.twostage.registry import get_arch
+
+        arch, codec = get_arch(self.decoder.arch), get_codec(self.compress.method)
+        fault = arch.check_codec(codec, self.decoder.total_kimg)
+        if fault is not None:
+            raise ConfigError(f"decoder.{fault[0]}", fault[1])

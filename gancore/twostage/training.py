@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancore.artifacts import FORMAT, load_network, read_config, require_field, save_networks
-from gancore.compress.codec import Codec, codec_from_config, load_codec
+from gancore.compress.codec import Codec, check_codec_format, codec_from_config, load_codec
 from gancore.config import EvalParams, build_dataclass, to_dict
 from gancore.eval.features import EL0Features
 from gancore.losses.lpips import optional_lpips
@@ -23,7 +23,7 @@ from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.nn.patchgan import PatchDiscriminator
 from gancore.training.spec import Phase, TrainingSpec
 from gancore.twostage.config import DecoderParams
-from gancore.twostage.decoders import build_decoder
+from gancore.twostage.registry import build_decoder
 
 __all__ = [
     "DECODER_SPEC",
@@ -190,6 +190,7 @@ def load_decoder(
     """Rebuild a decoder saved by save_decoder, in eval mode."""
     config = read_config(path, kind="decoder")
     codec = require_field(config, "codec", dict, path)
+    check_codec_format(codec)  # before the decoder keys, which changed with it
     require_field(codec, "resolution", int, path)
     decoder = build_dataclass(
         DecoderParams, require_field(config, "decoder", dict, path), "decoder"

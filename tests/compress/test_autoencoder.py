@@ -13,15 +13,21 @@ import torch.nn.functional as F
 import webdataset as wds
 from PIL import Image
 
-from gancore.compress.autoencoder import AUTOENCODER_SPEC, AutoencoderCodec
 from gancore.compress.codec import build_codec, codec_config, load_codec, save_codec
+from gancore.compress.codecs.autoencoder import (
+    AUTOENCODER_SPEC,
+    AutoencoderCodec,
+    AutoencoderParams,
+)
 from gancore.compress.codes import fit_normalisation, write_code_shards
-from gancore.compress.config import AutoencoderParams, CompressParams
+from gancore.compress.config import CompressParams
 from gancore.config import ShardParams, build_dataclass
 from gancore.data.shards import read_manifest, shard_paths, write_shards
 from gancore.errors import ConfigError, DataError
+from gancore.twostage.archs.codec import CodecDecoder
+from gancore.twostage.archs.residual import ResidualDecoder, ResidualSettings
 from gancore.twostage.config import DecoderParams, TwoStageParams
-from gancore.twostage.decoders import CodecDecoder, ResidualDecoder, build_decoder
+from gancore.twostage.registry import build_decoder
 from gancore.twostage.training import DECODER_SPEC, DecoderRun, initial_decoder
 
 
@@ -30,7 +36,7 @@ def _params(levels: int = 1, channels: int = 3, **ae) -> CompressParams:
         method="autoencoder",
         levels=levels,
         channels=channels,
-        autoencoder=AutoencoderParams(**{"width": 4, "blocks": 1, **ae}),
+        settings={"autoencoder": AutoencoderParams(**{"width": 4, "blocks": 1, **ae})},
     )
 
 
@@ -240,7 +246,8 @@ def test_codec_decoder_is_the_autoencoders_decoder_and_fine_tunes_only_it(tmp_pa
     first = initial_decoder(cfg, decoder)
     assert torch.equal(first(code), init.coarse(code)) and torch.equal(first.codec.lo, trained.lo)
     # The other decoders keep a learned codec frozen.
-    residual = build_decoder(DecoderParams(width=4, blocks=1), load_codec(tmp_path / "codec"))
+    small = DecoderParams(settings={"residual": ResidualSettings(width=4, blocks=1)})
+    residual = build_decoder(small, load_codec(tmp_path / "codec"))
     assert isinstance(residual, ResidualDecoder)
     assert not any(p.requires_grad for p in residual.codec.parameters())
 

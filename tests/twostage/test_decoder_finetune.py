@@ -19,6 +19,7 @@ from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.registry import Phase
 from gancore.training.run import WALL_CLOCK_STATE
 from gancore.training.trainer import RunConfig, Trainer, read_history
+from gancore.twostage.archs.residual import ResidualSettings
 from gancore.twostage.config import DecoderParams
 from gancore.twostage.training import DECODER_SPEC, DecoderRun
 
@@ -30,8 +31,7 @@ def _cfg(**decoder) -> DecoderRun:
     codec = build_codec(CompressParams(levels=1), RES_PX)
     params = DecoderParams(
         **{
-            "width": 8,
-            "blocks": 1,
+            "settings": {"residual": ResidualSettings(width=8, blocks=1)},
             "d_width": 8,
             "lr": 2e-3,
             "batch": BATCH,

@@ -11,11 +11,13 @@ from gancore.compress.codec import build_codec
 from gancore.compress.config import CompressParams
 from gancore.config import EvalParams
 from gancore.eval.features import EL0Features
+from gancore.twostage.archs.residual import ResidualSettings
 from gancore.twostage.config import DecoderParams
-from gancore.twostage.decoders import build_decoder
+from gancore.twostage.registry import build_decoder
 from gancore.twostage.training import decoder_only_score
 
 RES_PX = 32
+SMALL = DecoderParams(settings={"residual": ResidualSettings(width=4, blocks=1)})
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_untrained_decoder_scores_as_its_coarse_image_and_psnr_is_paired(setup):
     real, ep, el0 = setup
     torch.manual_seed(0)
     codec = build_codec(CompressParams(levels=1), RES_PX)
-    decoder = build_decoder(DecoderParams(width=4, blocks=1), codec).eval()
+    decoder = build_decoder(SMALL, codec).eval()
     scores = decoder_only_score(decoder, real, ep, el0)
     assert scores["n_real"] == 12 and {"kid_el0", "swd_32px", "swd_16px", "ssim"} <= set(scores)
     coarse = scores["coarse"]
@@ -59,7 +61,7 @@ def test_a_decoder_restoring_the_detail_scores_better(setup):
     real, ep, el0 = setup
     torch.manual_seed(0)
     codec = build_codec(CompressParams(levels=1), RES_PX)
-    decoder = build_decoder(DecoderParams(width=4, blocks=1), codec).eval()
+    decoder = build_decoder(SMALL, codec).eval()
     x = real.float() / 127.5 - 1
     lost = (x - codec.coarse(codec.encode(x))).mean(0, keepdim=True)  # mostly the checkerboard
     decoder.forward = lambda code: codec.coarse(code) + lost

@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from gancore.compress.codec import build_codec, codec_config, codec_from_config
+from gancore.compress.codecs.wavelet import WaveletSettings
 from gancore.compress.config import CompressParams
 from gancore.compress.dwt import dwt2, idwt2
 from gancore.errors import ConfigError
+from gancore.twostage.archs.unet import UNetSettings
 from gancore.twostage.config import DecoderParams
-from gancore.twostage.decoders import build_decoder
+from gancore.twostage.registry import build_decoder
 
 
 def _rand(shape, seed=0):
@@ -55,19 +57,27 @@ def test_zero_boundary_inverts_inside_and_differs_from_periodization_at_the_bord
         dwt2(x, "bior2.2", 1, mode="symmetric")
 
 
+def _wavelet(levels: int = 1, **settings) -> CompressParams:
+    return CompressParams(levels=levels, settings={"wavelet": WaveletSettings(**settings)})
+
+
+def _unet() -> DecoderParams:
+    return DecoderParams(arch="unet", settings={"unet": UNetSettings(width=4, depth=1)})
+
+
 def test_codec_records_and_applies_its_boundary():
     x = _rand((2, 3, 32, 32)).float()
-    zero = build_codec(CompressParams(boundary="zero"), 32)
+    zero = build_codec(_wavelet(boundary="zero"), 32)
     period = build_codec(CompressParams(), 32)
-    assert codec_config(zero)["compress"]["boundary"] == "zero"
-    assert codec_config(period)["compress"]["boundary"] == "periodization"
+    assert codec_config(zero)["compress"]["wavelet"]["boundary"] == "zero"
+    assert codec_config(period)["compress"]["wavelet"]["boundary"] == "periodization"
     rebuilt = codec_from_config(codec_config(zero))
     assert torch.equal(rebuilt.encode(x), zero.encode(x))
     assert not torch.allclose(zero.encode(x), period.encode(x), atol=1e-3)
-    unet = build_decoder(DecoderParams(arch="unet", width=4, blocks=1), rebuilt)
+    unet = build_decoder(_unet(), rebuilt)
     assert unet.boundary == "zero"
-    with pytest.raises(ConfigError, match="boundary"):
-        CompressParams(method="pixel", boundary="zero")
+    with pytest.raises(ConfigError, match=r"wavelet\.boundary: has no effect with method pixel"):
+        CompressParams(method="pixel", settings={"wavelet": WaveletSettings(boundary="zero")})
 
 
 @pytest.mark.parametrize("boundary", ["periodization", "zero"])
@@ -75,8 +85,8 @@ def test_unet_mse_is_on_the_predicted_wavelet_coefficients(boundary):
     """Its mse loss is the sum over levels of the MSE between predicted and true detail bands
     (each UNet fed the true low band of its level), not a pixel loss of the decoded image."""
     torch.manual_seed(0)
-    codec = build_codec(CompressParams(levels=2, boundary=boundary), 32)
-    decoder = build_decoder(DecoderParams(arch="unet", width=4, blocks=1), codec)
+    codec = build_codec(_wavelet(levels=2, boundary=boundary), 32)
+    decoder = build_decoder(_unet(), codec)
     for unet in decoder.unets:  # a non-zero output layer, so predictions are not all zero
         torch.nn.init.normal_(unet.out.weight, std=0.1)
     real = _rand((2, 3, 32, 32), seed=1).float()

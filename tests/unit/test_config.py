@@ -96,14 +96,23 @@ def test_repo_params_file_is_valid():
             "eval",
             "twostage.wavelet.decoder",
             "twostage.pixel.compress.method",
+            "twostage.wavelet.compress.wavelet.name",
             "train.plumbing.device",
         ],
     )
     assert out["base"].resolution == 128
     assert out["twostage.wavelet.decoder"].arch == "unet"
+    assert out["twostage.wavelet.compress.wavelet.name"] == "bior2.2"
     assert (
         out["twostage.pixel.compress.method"] == "pixel" and out["train.plumbing.device"] == "auto"
     )
+
+
+def test_a_settings_block_is_a_key_and_the_blocks_holder_is_not():
+    out = load_params("params.yaml", ["twostage.wavelet.decoder.unet"])
+    assert out["twostage.wavelet.decoder.unet"].depth == 3
+    with pytest.raises(ConfigError, match=r"twostage\.wavelet\.compress\.settings: no such"):
+        load_params("params.yaml", ["twostage.wavelet.compress.settings"])
 
 
 def test_deep_keys_name_what_is_missing(tmp_path):
@@ -127,4 +136,4 @@ def test_params_cli_prints_every_section_of_the_repo_file(capsys):
         "twostage.wavelet",
         "twostage.autoencoder",
     } <= set(printed)
-    assert printed["twostage.wavelet"]["compress"]["wavelet"] == "bior2.2"
+    assert printed["twostage.wavelet"]["compress"]["wavelet"]["name"] == "bior2.2"

@@ -99,12 +99,13 @@ CHANGE_TO: dict[str, list[Any]] = {
     "n_stages": [4],
     "stage_kimg": [4.0],
     "method": ["wavelet", "pixel"],
-    "wavelet": ["db2"],
+    "name": ["db2"],
     "boundary": ["zero"],
     "levels": [2],
     "channels": [4],
     "width": [8],
     "blocks": [2],
+    "depth": [2],
     "skip": [False],
     "loss": ["mse", "l1"],
     "perceptual_weight": [0.5],
@@ -170,11 +171,12 @@ REJECTED: dict[str, tuple[str | None, str]] = {
         "twostage.wavelet.decoder.arch",
         "its unet decoder predicts wavelet bands: another codec needs another decoder",
     ),
-    "twostage.[pa]*.compress.boundary": (None, "only a wavelet codec has a boundary mode"),
-    "twostage.[pa]*.compress.wavelet": (None, "only a wavelet codec has a wavelet"),
+    "twostage.[pa]*.compress.wavelet.*": (None, "the wavelet codec's block (method wavelet)"),
     "twostage.[wp]*.compress.channels": (None, "a fixed codec keeps the image's 3 channels"),
-    "twostage.[wp]*.compress.autoencoder.*": (None, "the learned codec's keys (autoencoder)"),
+    "twostage.[wp]*.compress.autoencoder.*": (None, "the learned codec's block (autoencoder)"),
     "twostage.pixel.decoder.arch": (None, "unet needs wavelet bands (and codec a learned codec)"),
+    "twostage.[pa]*.decoder.unet.*": (None, "the unet arch's block (arch unet)"),
+    "twostage.[wa]*.decoder.residual.*": (None, "the residual arch's block (arch residual)"),
     "twostage.autoencoder.decoder.arch": (
         "twostage.autoencoder.decoder.total_kimg",
         "only arch codec can be used untrained (total_kimg 0)",
@@ -186,8 +188,6 @@ REJECTED: dict[str, tuple[str | None, str]] = {
         )
         for k in FINE_TUNING_KEYS
     },
-    "twostage.autoencoder.decoder.width": (None, "arch codec: the codec's own decoder"),
-    "twostage.autoencoder.decoder.blocks": (None, "arch codec: the codec's own decoder"),
     "twostage.autoencoder.decoder.pretrain_kimg": (None, "total_kimg 0: nothing trains"),
     **{
         f"twostage.autoencoder.decoder.{k}": (

@@ -19,18 +19,65 @@ class like any other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gancore.compress.base import Codec
 from gancore.compress.config import CompressParams
+from gancore.compress.registry import CodecSpec, register_codec
+from gancore.config import require
 from gancore.losses.lpips import optional_lpips
 from gancore.losses.pixel import pixel_distance
 from gancore.nn.patchgan import PatchDiscriminator
 from gancore.training.spec import Phase, TrainingSpec
 
-__all__ = ["AUTOENCODER_SPEC", "AutoencoderCodec", "PatchDiscriminator"]
+__all__ = ["AUTOENCODER_SPEC", "AutoencoderCodec", "AutoencoderParams", "PatchDiscriminator"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderParams:
+    """params.yaml `compress.autoencoder`: the learned compressor and its training."""
+
+    width: int = 16
+    """Feature channels of the encoder and decoder at every scale."""
+    blocks: int = 1
+    """Residual blocks per scale (encoder and decoder each)."""
+    skip: bool = True
+    """Encoder and decoder learn residuals over antialiased bicubic down/upsampling (the pixel
+    codec), so the untrained autoencoder is the pixel codec; false = a plain autoencoder."""
+    loss: Literal["l1", "mse"] = "l1"
+    """Pixel reconstruction loss."""
+    perceptual_weight: float = 0.0
+    """Weight of LPIPS(VGG) in the reconstruction loss; used only when lpips_vgg_weights exists."""
+    lpips_vgg_weights: str = ""
+    """torchvision's VGG16 state dict (a local file, never downloaded); absent = no perceptual
+    term."""
+    adv_weight: float = 0.0
+    """Weight of a patch discriminator's adversarial term (hinge loss); 0 = no discriminator."""
+    lr: float = 1e-3
+    """Adam learning rate (the discriminator's too)."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas."""
+    batch: int = 16
+    """Real images per step."""
+    total_kimg: float = 2.0
+    """Training length in thousands of real images."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "width": self.width >= 4,
+            "blocks": self.blocks >= 0,
+            "lr": self.lr > 0,
+            "perceptual_weight": self.perceptual_weight >= 0,
+            "adv_weight": self.adv_weight >= 0,
+            "batch": self.batch >= 1,
+            "total_kimg": self.total_kimg > 0,
+        }
+        require(self, checks)
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
@@ -85,7 +132,7 @@ class AutoencoderCodec(Codec):
         hi: list[float] | None = None,
     ):
         super().__init__(params, resolution, lo, hi)
-        a, levels = params.autoencoder, params.levels
+        a, levels = self.settings, params.levels
         self.input_shape = (3, resolution, resolution)  # of forward, for the compute ledger
         enc: list[nn.Module] = [_conv(3, a.width)]
         for _ in range(levels):
@@ -144,15 +191,15 @@ class AutoencoderCodec(Codec):
 
 def _build_networks(cfg: CompressParams, resolution: int) -> dict[str, nn.Module]:
     nets: dict[str, nn.Module] = {"G": AutoencoderCodec(cfg, resolution)}
-    if cfg.autoencoder.adv_weight > 0:
-        nets["D"] = PatchDiscriminator(cfg.autoencoder.width)
+    if cfg.chosen.adv_weight > 0:
+        nets["D"] = PatchDiscriminator(cfg.chosen.width)
     return nets
 
 
 def _build_optimizers(
     cfg: CompressParams, nets: dict[str, nn.Module]
 ) -> dict[str, torch.optim.Optimizer]:
-    a = cfg.autoencoder
+    a = cfg.chosen
     return {
         k: torch.optim.Adam(net.parameters(), lr=a.lr, betas=a.betas) for k, net in nets.items()
     }
@@ -161,7 +208,7 @@ def _build_optimizers(
 def _phases(cfg: CompressParams) -> list[Phase]:
     return [
         Phase("rec", opt="G"),
-        *([Phase("D", opt="D")] if cfg.autoencoder.adv_weight > 0 else []),
+        *([Phase("D", opt="D")] if cfg.chosen.adv_weight > 0 else []),
     ]
 
 
@@ -172,7 +219,7 @@ class AutoencoderLoss:
     """
 
     def __init__(self, cfg: CompressParams, nets: dict[str, nn.Module], resolution: int):
-        a = cfg.autoencoder
+        a = cfg.chosen
         self.G, self.D = nets["G"], nets.get("D")
         self.distance, self.adv_weight = pixel_distance(a.loss), a.adv_weight
         self.perceptual_weight = a.perceptual_weight
@@ -220,3 +267,13 @@ AUTOENCODER_SPEC = TrainingSpec(
 codec checks its resolution when built."""
 
 AutoencoderCodec.training_spec = AUTOENCODER_SPEC
+
+AUTOENCODER_CODEC = register_codec(
+    CodecSpec(
+        name="autoencoder",
+        codec_cls=AutoencoderCodec,
+        settings_cls=AutoencoderParams,
+        variable_channels=True,
+        tiny_settings=AutoencoderParams(width=4),
+    )
+)

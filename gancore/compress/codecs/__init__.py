@@ -1,0 +1,1 @@
+"""The registered codecs, one module each (gancore.compress.registry imports them all)."""

@@ -1,0 +1,2 @@
+"""The registered decoder architectures, one module each (gancore.twostage.registry imports them
+all)."""
