@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from gancore.artifacts import load_single, require_field
 from gancore.config import MethodParams
 from gancore.errors import DataError
 from gancore.training.spec import GANLoss, MethodHooks, Phase, TrainingSpec
+from gancore.utils.registry import Registry
 
 __all__ = [
     "GANLoss",
@@ -46,7 +45,8 @@ class MethodSpec(TrainingSpec):
     {} = its defaults are small enough."""
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("method", "gancore.methods")
+"""The registered methods: each package under gancore/methods registers its spec when imported."""
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
@@ -56,23 +56,12 @@ def register_method(spec: MethodSpec) -> MethodSpec:
             f"method {spec.name!r}: config_cls must derive from "
             "gancore.config.MethodParams (its section carries the train overrides)"
         )
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"method {spec.name!r} registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _discover() -> None:
-    import gancore.methods
-
-    for info in pkgutil.iter_modules(gancore.methods.__path__):
-        importlib.import_module(f"gancore.methods.{info.name}")
+    return METHODS.register(spec)
 
 
 def list_methods() -> list[str]:
     """Names of all registered methods, sorted."""
-    _discover()
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def get_method(name: str) -> MethodSpec:
@@ -81,8 +70,7 @@ def get_method(name: str) -> MethodSpec:
     Raises:
         KeyError: no such method (the config loader turns this into a ConfigError first).
     """
-    _discover()
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def load_method_generator(

@@ -138,7 +138,7 @@ def toy(tmp_path_factory, monkeypatch):
     (root / "toymethod").mkdir()
     (root / "toymethod" / "__init__.py").write_text(textwrap.dedent(TOY_PACKAGE))
     registry.list_methods()  # the real methods first, so the copy holds them
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.METHODS, "entries", dict(registry.METHODS.entries))
     monkeypatch.syspath_prepend(str(root))
     module = importlib.import_module("toymethod")
     yield module
