@@ -63,7 +63,7 @@ from gancore.params import load_params, read_yaml
 from gancore.profile import apply_profile
 from gancore.registry import get_method
 from gancore.training.compute import count_flops, peak_memory_gb
-from gancore.training.run import resolve_device
+from gancore.training.runconfig import resolve_device
 from gancore.training.trainer import RunConfig
 from gancore.utils.fsio import atomic_write_json
 

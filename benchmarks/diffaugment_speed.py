@@ -5,7 +5,7 @@ the same random draws.
     OMP_NUM_THREADS=1 python -m benchmarks.diffaugment_speed      # about a minute
 
 Writes benchmarks/results/diffaugment_speed.json; `benchmarks.report` renders it. `op_by_op` is the
-reference tests/unit/test_diffaugment.py checks the fused code against.
+reference tests/transforms/test_diffaugment.py checks the fused code against.
 """
 
 from __future__ import annotations

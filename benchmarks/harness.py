@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gancore.training.run import RunConfig, resolve_device
+from gancore.training.runconfig import RunConfig, resolve_device
 from gancore.training.spec import TrainingSpec
 from gancore.training.step import TrainStep
 

@@ -68,9 +68,9 @@ N_SAMPLES = 128
 LEARNING_OVERRIDES: dict[str, dict] = {"fastgan": {"z_dim": 16, "lr": 0.001}}
 """Added for the learnability runs: FastGAN's paper lr (2e-4) learns too slowly for 1 kimg."""
 MIN_IN_MODE = 0.15
-"""Share of samples in a mode a trained G must reach (tests/test_learnability.py; right: 1). Set
-by the slowest learner: FastGAN reached 0.38, 0.30 and 0.23 with seeds 0, 1, 2 after 1 kimg (0.37,
-0.43, 0.26 after 1.5); every method is at 0.00 at initialisation."""
+"""Share of samples in a mode a trained G must reach (tests/benchmarks/test_learnability.py; right:
+1). Set by the slowest learner: FastGAN reached 0.38, 0.30 and 0.23 with seeds 0, 1, 2 after 1
+kimg (0.37, 0.43, 0.26 after 1.5); every method is at 0.00 at initialisation."""
 MIN_GAIN = 0.15
 """By how much the trained share must exceed G's at initialisation."""
 
@@ -225,7 +225,7 @@ def learn_twostage(pipeline: str, workdir: Path) -> dict:
     initialisation and trained. MLflow logs to workdir/mlflow.db.
     """
     from gancore.generator import load_generator
-    from gancore.runs.layout import twostage_argv
+    from gancore.stage.layout import twostage_argv
     from stages import assemble, compress, shard, train, train_decoder
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -302,7 +302,8 @@ def section(results: dict) -> str:
         f"{N_SAMPLES} samples within mean |x - colour| < {TOLERANCE} of a mode colour, and "
         f"modes "
         f"hit by at least 1/(4K) of them (right answer 1.00 and {len(PALETTE)}). Seconds: "
-        f"training (two-stage: all stages, MLflow included). `tests/test_learnability.py` "
+        "training (two-stage: all stages, MLflow included). "
+        "`tests/benchmarks/test_learnability.py` "
         f"requires every row to reach {MIN_IN_MODE} and beat init by {MIN_GAIN}.\n\n"
         + "\n".join(rows)
         + "\n"

@@ -787,7 +787,7 @@ TRAINING_LENGTHS: tuple[tuple[str, str, str, bool], ...] = (
         False,
     ),
 )
-"""Every spelling of a training length: the README's table, which tests/unit/test_every_key.py
+"""Every spelling of a training length: the README's table, which tests/test_every_key.py
 checks against this, params.yaml and the run identities."""
 
 

@@ -300,7 +300,7 @@ def _run_held(
     """run_pipelines with the workspace held (`lock_env` passed to every stage)."""
     from prefect.runtime import flow_run
 
-    from gancore.runtime import FLOW_RUN_ENV, stop_on_sigterm
+    from gancore.stage.runtime import FLOW_RUN_ENV, stop_on_sigterm
     from gancore.tracking.mlflow_tracker import PARENT_ENV
     from pipelines.overrides import apply_overrides
 

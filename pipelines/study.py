@@ -210,7 +210,7 @@ def _evaluate_argv(P: list[str], d: Path, row: Row, S: list[str], R: list[str], 
 def run_stages(plan: dict[str, Any], row: Row, params: Path, work: Path) -> dict[str, Any]:
     """Train and evaluate `row` through the stage mains (DVC's order), in `work/<row>`; returns
     where its outputs are: {generator, curves (CSV paths in order), parts (training metrics)}."""
-    from gancore.runs.layout import twostage_argv
+    from gancore.stage.layout import twostage_argv
     from stages import (
         assemble,
         compress,

@@ -60,7 +60,7 @@ def _params(work: Path, seed: int) -> Path:
 
 
 def _run(work: Path, seed: int) -> None:
-    from gancore.runs.layout import twostage_argv
+    from gancore.stage.layout import twostage_argv
     from stages import assemble, builtin, compress, evaluate, ref_stats, shard, train, train_decoder
 
     P, d = ["--params", str(_params(work, seed))], work / f"seed{seed}"

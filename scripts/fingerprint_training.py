@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from gancore.training.run import WALL_CLOCK_STATE
+from gancore.training.runconfig import WALL_CLOCK_STATE
 
 ROOT = Path.cwd()
 KEEP_ALL_K = 99

@@ -28,15 +28,15 @@ DOC = ROOT / "docs" / "testing.md"
 BEGIN, END = "<!-- mutations:begin -->", "<!-- mutations:end -->"
 TESTS = (
     "tests/methods",
-    "tests/unit/test_ema.py",
+    "tests/training/test_ema.py",
     "tests/compress/test_dwt.py",
     "tests/compress/test_codec.py",
     "tests/compress/test_decoders_on_images.py",
     "tests/twostage/test_decoder_finetune.py",
-    "tests/test_learnability.py",
-    "tests/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
+    "tests/benchmarks/test_learnability.py",
+    "tests/stage/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
     "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
-    "tests/unit/test_resume_streams.py",
+    "tests/training/test_resume_streams.py",
 )
 """Test paths run against every mutation (the method, component and learnability tests, the stage
 export's, the training split's and the resume of several streams)."""
@@ -185,7 +185,7 @@ MUTATIONS = (
         "export_g_not_g_ema",
         "train stage: the export writes G's weights as G_ema (save_generator called directly "
         "saves what it is given)",
-        "gancore/runs/method.py",
+        "gancore/stage/method.py",
         '{"G_ema": trainer.G_ema, "G_init": trainer.G_init}',
         '{"G_ema": trainer.nets["G"], "G_init": trainer.G_init}',
     ),

@@ -11,7 +11,7 @@ from gancore.data.shards import read_manifest
 from gancore.eval.curve import FLOPS_METRIC, METRIC, SNAPSHOTS_FILE, read_curve, write_curve_csv
 from gancore.eval.evaluate import load_reference
 from gancore.params import load_params
-from gancore.runtime import record_stage, run_main, stage_parser
+from gancore.stage.runtime import record_stage, run_main, stage_parser
 from gancore.twostage.assembled import assemble, assembled_curve, parts_flops
 from gancore.utils.metrics_file import read_metrics
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gancore.data.builtin import SOURCES_FILE, build_builtin
 from gancore.params import load_params
-from gancore.runtime import record_stage, run_main, stage_parser
+from gancore.stage.runtime import record_stage, run_main, stage_parser
 
 PARAMS = ["base.seed", "builtin", "track"]
 

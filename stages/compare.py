@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gancore.compare import alias_reported, write_report
 from gancore.params import load_params
-from gancore.runtime import process_start_ms, run_main, run_tags, stage_parser
+from gancore.stage.runtime import process_start_ms, run_main, run_tags, stage_parser
 from gancore.tracking.mlflow_tracker import default_tracking_uri
 
 PARAMS = ["track"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gancore.params import load_params
-from gancore.runs.codec import compress
-from gancore.runtime import run_main, stage_parser, train_keys
+from gancore.stage.codec import compress
+from gancore.stage.runtime import run_main, stage_parser, train_keys
 
 PARAMS_ARG = "--pipeline"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gancore.params import load_params
-from gancore.runs.evaluate import evaluate
-from gancore.runtime import run_main, stage_parser
+from gancore.stage.evaluate import evaluate
+from gancore.stage.runtime import run_main, stage_parser
 
 PARAMS = ["base.seed", "eval", "track"]
 """base.seed: the seed whose training runs the MLflow row sums (gancore.compare.pipeline_parts)."""

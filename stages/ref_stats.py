@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gancore.eval.evaluate import build_reference
 from gancore.params import load_params
-from gancore.runtime import record_stage, run_main, stage_parser
+from gancore.stage.runtime import record_stage, run_main, stage_parser
 
 PARAMS = ["eval.inception_weights", "track"]
 

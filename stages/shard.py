@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gancore.data.shards import write_shards
 from gancore.params import load_params
-from gancore.runtime import record_stage, run_main, stage_parser
+from gancore.stage.runtime import record_stage, run_main, stage_parser
 from gancore.utils.metrics_file import write_metrics
 
 PARAMS = ["base.resolution", "data", "shard", "track"]

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from gancore.params import load_params
-from gancore.runs.method import CURVE_KEYS, resolved_train, train
-from gancore.runtime import run_main, training_parser
+from gancore.stage.method import CURVE_KEYS, resolved_train, train
+from gancore.stage.runtime import run_main, training_parser
 from gancore.training import distributed
-from gancore.training.run import resolve_device
+from gancore.training.runconfig import resolve_device
 
 __all__ = ["PARAMS_ARG", "main", "params_for", "resolved_train"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gancore.params import load_params
-from gancore.runs.decoder import train
-from gancore.runtime import run_main, train_keys, training_parser
+from gancore.stage.decoder import train
+from gancore.stage.runtime import run_main, train_keys, training_parser
 
 PARAMS_ARG = "--pipeline"
 __all__ = ["main", "params_for"]

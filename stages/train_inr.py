@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gancore.params import load_params
-from gancore.runs.inr import train
-from gancore.runtime import run_main, training_parser
+from gancore.stage.inr import train
+from gancore.stage.runtime import run_main, training_parser
 from gancore.utils.args import int_in
 
 PARAMS = [

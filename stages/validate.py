@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gancore.errors import GancoreError
 from gancore.params import load_params
-from gancore.runtime import run_main, stage_parser
+from gancore.stage.runtime import run_main, stage_parser
 from gancore.utils.fsio import atomic_write
 from gancore.utils.workspace import hold_for_stage, workspace_experiment
 

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from gancore.cli import main as cli_main
 from gancore.compare import CompareError, pipeline_rows, write_report
-from gancore.runtime import ledger_metrics, process_start_ms
+from gancore.stage.runtime import ledger_metrics, process_start_ms
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main

@@ -19,7 +19,7 @@ from gancore.compare import (
     write_report,
 )
 from gancore.eval.curve import FLOPS_METRIC, METRIC
-from gancore.runtime import ledger_metrics
+from gancore.stage.runtime import ledger_metrics
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 

@@ -30,7 +30,7 @@ from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import CheckpointError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
-from gancore.runtime import ReportTo
+from gancore.stage.runtime import ReportTo
 from gancore.tracking.mlflow_tracker import MlflowTracker, default_tracking_uri, replay_pending
 from gancore.training import checkpoint as ckpt
 from gancore.training.trainer import RunConfig, Trainer, read_history
@@ -244,7 +244,7 @@ def _run(n_steps: int, **train) -> RunConfig:
 
 
 def _report(tracker) -> list:
-    """The stage's wiring of a tracker to the trainer (gancore/runtime.py run_training)."""
+    """The stage's wiring of a tracker to the trainer (gancore/stage/runtime.py run_training)."""
     return [] if tracker is None else [ReportTo(tracker)]
 
 
@@ -283,7 +283,7 @@ def _fill(path: Path) -> None:
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 64 MiB tmpfs (needs root or CAP_SYS_ADMIN; skipped elsewhere, where
-    tests/unit/test_checkpoint.py still injects ENOSPC from the writer)."""
+    tests/training/test_checkpoint.py still injects ENOSPC from the writer)."""
     with mounted_tmpfs(tmp_path / "tmpfs", 64) as mnt:
         yield mnt
 

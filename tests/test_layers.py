@@ -35,8 +35,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("gancore.tracking",),
     ("gancore.verdicts",),
     ("gancore.compare", "gancore.profile"),
-    ("gancore.runtime",),
-    ("gancore.runs",),
+    ("gancore.stage.runtime",),
+    ("gancore.stage",),
     ("gancore.cli", "stages", "pipelines", "benchmarks"),
 ]
 """Module-name prefixes by layer, lowest first: a module belongs to the layer of its longest
@@ -212,7 +212,7 @@ def test_the_training_loop_reports_through_callbacks_and_never_meets_mlflow():
     """The Tracker interface sits below the training layer and the MLflow adapter above it; no
     module below the adapter imports mlflow or the adapter, and `gancore.training` imports no
     tracker at all: the Trainer reports (Trainer.report -> Callback.on_metrics) and the stage's
-    runtime owns the run (gancore/runtime.py run_training, ReportTo)."""
+    runtime owns the run (gancore/stage/runtime.py run_training, ReportTo)."""
     base, adapter = layer_of("gancore.tracking.base"), layer_of("gancore.tracking")
     assert base < layer_of("gancore.training") < adapter
     offending = []

@@ -101,7 +101,7 @@ def test_a_target_equal_to_the_final_score_is_reached_at_the_runs_flops():
 
 def test_a_generator_worse_than_its_initialisation_is_said_to_be():
     from gancore.compare import quality_table
-    from gancore.runs.evaluate import worse_than_init
+    from gancore.stage.evaluate import worse_than_init
 
     learned, collapsed = _row("a", 0, 1.0, 1e12, 0.30), _row("b", 0, 1.0, 1e12, 0.59)
     learned.scores_init = collapsed.scores_init = {"kid_el0": 0.53}

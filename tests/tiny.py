@@ -92,7 +92,8 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
     p["base"]["resolution"] = resolution
     p["builtin"].update(n_img=40, side_px=resolution)
     p["data"]["source"] = str(tmp / "builtin")
-    p["shard"]["protocol"] = "holdout"  # 40 images: few-shot under auto (tests/test_fewshot.py)
+    # 40 images: few-shot under auto (tests/stage/test_fewshot.py)
+    p["shard"]["protocol"] = "holdout"
     p["train"].update(
         batch=4,
         total_kimg=0.016,
@@ -122,7 +123,7 @@ def tiny_params(tmp: Path, resolution: int = 64, name: str = "params.yaml") -> P
 def stage_argv(params: Path, tmp: Path, pipeline: str) -> dict[str, list[str]]:
     """Arguments of a two-stage pipeline's stage mains, all under `tmp` (prepare_data's shards in
     tmp/shards, reference features in tmp/ref)."""
-    from gancore.runs.layout import twostage_argv
+    from gancore.stage.layout import twostage_argv
 
     return twostage_argv(params, tmp, pipeline, shards=tmp / "shards", ref=tmp / "ref")
 
@@ -173,7 +174,7 @@ def check_pipeline_row(
     from mlflow.tracking import MlflowClient
 
     from gancore.config import flatten
-    from gancore.runtime import process_start_ms
+    from gancore.stage.runtime import process_start_ms
 
     client = MlflowClient(
         f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}"

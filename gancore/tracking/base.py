@@ -93,7 +93,7 @@ class NullTracker:
 @dataclass
 class Records:
     """What a stage's work hands the one owner of its MLflow run to log before closing it: the
-    stages log nothing themselves (gancore/runtime.py opens, logs and closes each run).
+    stages log nothing themselves (gancore/stage/runtime.py opens, logs and closes each run).
 
     Attributes:
         metrics: (step, metrics) pairs (step = images shown; 0 for a stage that trains nothing).

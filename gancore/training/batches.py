@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from gancore.data.loader import Cursor, ShardStream
-from gancore.training.run import RunConfig
+from gancore.training.runconfig import RunConfig
 
 
 class BatchStreams:

@@ -24,7 +24,7 @@ from gancore.errors import ResumeMismatch
 from gancore.training import checkpoint as ckpt
 from gancore.training import distributed
 from gancore.training.batches import BatchStreams
-from gancore.training.run import RunConfig, TrainState
+from gancore.training.runconfig import RunConfig, TrainState
 from gancore.training.step import TrainStep
 from gancore.utils.fsio import exclusive_lock
 from gancore.utils.seed import rng_state, set_rng_state

@@ -22,7 +22,7 @@ from gancore.training import distributed
 from gancore.training.checkpoint import require_plain
 from gancore.training.ema import ema_beta_at, update_ema
 from gancore.training.flops import PhaseFlops
-from gancore.training.run import RunConfig, autocast_dtype
+from gancore.training.runconfig import RunConfig, autocast_dtype
 from gancore.training.spec import TrainingSpec
 from gancore.training.streams import MicroBatches
 from gancore.utils.seed import seed_all

@@ -23,7 +23,7 @@ from gancore.training.batches import BatchStreams
 from gancore.training.callbacks import Callback
 from gancore.training.checkpointer import Checkpointer
 from gancore.training.history import TrainingLog, read_history, window_row
-from gancore.training.run import RunConfig, TrainState, resolve_device
+from gancore.training.runconfig import RunConfig, TrainState, resolve_device
 from gancore.training.sigterm import Sigterm, StopWhileLoading
 from gancore.training.spec import TrainingSpec
 from gancore.training.step import TrainStep
@@ -267,8 +267,9 @@ class Trainer:
 
     def report(self, metrics: dict[str, float], n_img: int) -> None:
         """Hand `metrics` at `n_img` images to every callback's `on_metrics` (rank 0 only): the
-        loop's log rows, its NaN rollbacks and what callbacks score (the quality curve). Where they
-        go is the callbacks' business (the stage's MLflow run: gancore/runtime.py `ReportTo`)."""
+        loop's log rows, its NaN rollbacks and what callbacks score (the quality curve). Where
+        they go is the callbacks' business (the stage's MLflow run: gancore/stage/runtime.py
+        `ReportTo`)."""
         if self.world.is_main:
             for callback in self.callbacks:
                 callback.on_metrics(self, metrics, n_img)

@@ -20,7 +20,7 @@ from gancore.compress.config import CompressParams
 from gancore.compress.dwt import dwt2, idwt2
 from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.data.builtin import skimage_data_dir
-from gancore.training.run import RunConfig
+from gancore.training.runconfig import RunConfig
 from gancore.training.step import TrainStep
 from gancore.twostage.registry import get_arch
 from gancore.twostage.training import DECODER_SPEC, DecoderRun

@@ -166,7 +166,7 @@ def test_eval_split_is_nonempty_disjoint_and_content_based(mixed, tmp_path):
 
 
 def test_training_stages_read_exactly_the_train_split(mixed, tmp_path):
-    # train_shards is what every training stage reads (gancore/runs/*.py): the train split's files
+    # train_shards is what every training stage reads (gancore/stage/*.py): the train split's files
     # and fingerprint, never an eval shard.
     src, _, _ = mixed
     manifest = write_shards(src, tmp_path / "shards", RES, ShardParams(eval_fraction=0.2))

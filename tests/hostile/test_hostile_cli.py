@@ -270,7 +270,7 @@ def _stage_cases():
     ids=lambda v: v if isinstance(v, str) and " " not in v else None,
 )
 def test_stage_bad_arguments_exit_2_with_one_line(stage, argv, words, bad, capsys):
-    from gancore.runtime import run_main
+    from gancore.stage.runtime import run_main
 
     main = importlib.import_module(f"stages.{stage}").main
     with pytest.raises(SystemExit) as info:

@@ -182,7 +182,7 @@ def test_a_full_disk_while_sharding_is_one_line_and_keeps_the_previous_shards(
     import yaml
     from tiny import tiny_params
 
-    from gancore.runtime import run_main
+    from gancore.stage.runtime import run_main
     from stages import shard
 
     source = tmp_path / "src"

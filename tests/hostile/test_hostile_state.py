@@ -21,7 +21,7 @@ from gancore.errors import MetricUnavailable, RunLocked
 from gancore.eval.features import INCEPTION_FILE, InceptionFeatures
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
-from gancore.runtime import ReportTo, tracked_fit
+from gancore.stage.runtime import ReportTo, tracked_fit
 from gancore.tracking.base import Records
 from gancore.training import checkpoint as ckpt
 from gancore.training.checkpointer import LOCK_FILE
@@ -40,7 +40,7 @@ def shards(tmp_path_factory):
 
 
 def _report(tracker) -> list:
-    """The stage's wiring of a tracker to the trainer (gancore/runtime.py run_training)."""
+    """The stage's wiring of a tracker to the trainer (gancore/stage/runtime.py run_training)."""
     return [] if tracker is None else [ReportTo(tracker)]
 
 

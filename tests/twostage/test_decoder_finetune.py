@@ -17,7 +17,7 @@ from gancore.config import BaseParams, PlumbingParams, TrainParams
 from gancore.errors import ConfigError
 from gancore.losses.ragan import ragan_d_loss, ragan_g_loss
 from gancore.registry import Phase
-from gancore.training.run import WALL_CLOCK_STATE
+from gancore.training.runconfig import WALL_CLOCK_STATE
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.twostage.archs.residual import ResidualSettings
 from gancore.twostage.config import DecoderParams

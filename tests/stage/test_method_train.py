@@ -17,7 +17,7 @@ from gancore.config import (
 )
 from gancore.params import load_params
 from gancore.registry import get_method, list_methods, register_method
-from gancore.training.run import autocast_dtype
+from gancore.training.runconfig import autocast_dtype
 from gancore.training.trainer import RunConfig
 from stages.train import resolved_train
 

@@ -17,7 +17,7 @@ import torch
 from gancore.compress.codec import codec_config, load_codec
 from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
-from gancore.runtime import (
+from gancore.stage.runtime import (
     ledger_metrics,
     own_train_params,
     run_training,

@@ -1,6 +1,6 @@
 """The autoencoder (Acceleration Framework) pipeline's stage CLIs end to end on a tiny config:
 compress (trains the AE) -> train_sampler || train_decoder (arch codec, no fine-tuning) -> assemble
--> evaluate. The same stage scripts as the wavelet pipeline (tests/test_twostage_e2e.py)."""
+-> evaluate. The same stage scripts as the wavelet pipeline (tests/stage/test_twostage_e2e.py)."""
 
 from __future__ import annotations
 

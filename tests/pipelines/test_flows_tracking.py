@@ -1,7 +1,7 @@
 """A flow's params overrides and MLflow runs on a toy pipeline whose stages record real gancore
-stage runs (gancore.runtime.record_stage): overrides validated before any stage and written like
-`dvc exp run -S`, one parent run per flow run, the stage runs nested under it with the Prefect
-flow-run id."""
+stage runs (gancore.stage.runtime.record_stage): overrides validated before any stage and written
+like `dvc exp run -S`, one parent run per flow run, the stage runs nested under it with the
+Prefect flow-run id."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pipelines.overrides import apply_overrides, parse_assignments
 
 RECORD = """import sys
 from gancore.params import load_params
-from gancore.runtime import record_stage
+from gancore.stage.runtime import record_stage
 params = load_params("params.yaml", ["track", "base.seed"])
 record_stage(sys.argv[1], params, "params.yaml", {"seed": params["base.seed"]}, {"score": 1.0}, [])
 open(sys.argv[2], "w").write(sys.argv[1])

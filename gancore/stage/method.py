@@ -23,7 +23,7 @@ from gancore.eval.curve import (
 )
 from gancore.generator import load_generator, sample, save_generator
 from gancore.registry import MethodSpec, get_method
-from gancore.runtime import record_training, run_training
+from gancore.stage.runtime import record_training, run_training
 from gancore.tracking.base import Records
 from gancore.training import distributed
 from gancore.training.trainer import RunConfig, Trainer

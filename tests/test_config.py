@@ -11,7 +11,7 @@ import yaml
 from gancore.errors import ConfigError
 from gancore.params import load_params, validate
 
-ROOT_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+ROOT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def _write(tmp_path, raw):

@@ -21,7 +21,7 @@ from gancore.utils.progress import LineProgress
 from gancore.utils.threads import CONCURRENT_ENV, busy_cores, resolve_threads, usable_cores
 from pipelines.dag import stages_at_once
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _builtin_stage(tmp_path: Path, threads, env_extra: dict[str, str]) -> tuple[int, str]:

@@ -59,7 +59,7 @@ def pipeline(tmp_path_factory):
 
 def test_reconstruction_lines_name_what_they_were_scored_on(pipeline):
     """Issue 29, item 6: compress and train_decoder say what their PSNR was scored on (held-out
-    images here; the few-shot case: tests/test_fewshot.py)."""
+    images here; the few-shot case: tests/stage/test_fewshot.py)."""
     assert read_manifest(pipeline / "shards")["protocol"] == "holdout"
     said = (pipeline / "stdout.txt").read_text()
     for stage in ("[compress]", "[train_decoder]"):

@@ -15,7 +15,7 @@ from benchmarks.diffaugment_speed import op_by_op as reference
 from gancore.config import BaseParams
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
-from gancore.training.run import RunConfig
+from gancore.training.runconfig import RunConfig
 from gancore.training.step import TrainStep
 from gancore.transforms.diffaugment import POLICIES, diff_augment
 

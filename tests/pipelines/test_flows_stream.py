@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Prints a line, redraws a "bar" with carriage returns, then waits (at most 120 s) for the file
 # `go`, which the test creates once it has read the first line from the flow's output.

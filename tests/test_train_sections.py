@@ -13,11 +13,11 @@ import yaml
 from gancore.config import BaseParams, LaunchParams, PlumbingParams, TrainParams
 from gancore.methods.fastgan.config import FastGANConfig
 from gancore.params import load_params
-from gancore.runtime import own_train_params
-from gancore.training.run import RunConfig
+from gancore.stage.runtime import own_train_params
+from gancore.training.runconfig import RunConfig
 from stages import compress, train_decoder
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 OTHER_VALUE = {
     # every train field: a valid value other than its default

@@ -23,7 +23,7 @@ from gancore.eval.evaluate import (
 from gancore.eval.features import EL0Features
 from gancore.eval.names import recorded_name
 from gancore.generator import load_generator, sample, to_uint8
-from gancore.runtime import record_evaluation
+from gancore.stage.runtime import record_evaluation
 from gancore.twostage.training import decoder_only_score
 from gancore.utils.fsio import atomic_write_json
 from gancore.utils.grid import save_grid

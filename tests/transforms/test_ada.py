@@ -16,7 +16,7 @@ from gancore.errors import ConfigError
 from gancore.methods.fastgan import FastGANConfig
 from gancore.methods.pixelfolder import PixelFolderConfig
 from gancore.registry import get_method, list_methods
-from gancore.runtime import ReportTo
+from gancore.stage.runtime import ReportTo
 from gancore.tracking.base import NullTracker
 from gancore.training.trainer import RunConfig, Trainer, read_history
 from gancore.transforms.ada import AdaParams, AdaptiveAugment, ada_augment

@@ -15,7 +15,7 @@ from gancore.config import ConfigError, with_overrides
 from gancore.params import read_yaml, validate
 from gancore.profile import apply_profile, set_args
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 OFFICIAL = {
     "fastgan": (8, 0.999),
     "pixelfolder": (64, 0.997784),

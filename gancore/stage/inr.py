@@ -14,7 +14,7 @@ from gancore.data.shards import train_shards
 from gancore.eval.curve import CURVE_FILE, quality_curve, read_curve, write_curve_csv
 from gancore.methods.inrpatch.stage import FLOPS_BEFORE, export_stage, stage_config
 from gancore.registry import get_method
-from gancore.runtime import record_training, run_training
+from gancore.stage.runtime import record_training, run_training
 from gancore.tracking.base import Records
 from gancore.training.trainer import RunConfig, Trainer
 

@@ -2,8 +2,8 @@
 DVC (a copy of the project's dvc.yaml, stages and library), real MLflow and a temporary Prefect
 server: sampler and decoder train at the same time, a rerun skips every stage, bad overrides fail
 early, and the MLflow experiment holds one parent run per flow run with the stage runs nested under
-it. Slow (8 stage processes, each importing torch and MLflow): tests/test_flows.py covers the flow
-code on toy stages, tests/test_twostage_e2e.py the stages in-process."""
+it. Slow (8 stage processes, each importing torch and MLflow): tests/pipelines/test_flows.py covers
+the flow code on toy stages, tests/stage/test_twostage_e2e.py the stages in-process."""
 
 from __future__ import annotations
 

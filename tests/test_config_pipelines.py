@@ -10,7 +10,7 @@ import pytest
 from gancore.config import ConfigError, inr_stage_table
 from gancore.params import full_selection, read_yaml, validate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _with(**pipelines) -> dict:

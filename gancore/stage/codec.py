@@ -14,7 +14,7 @@ from gancore.compress.codec import Codec, build_codec, save_codec
 from gancore.compress.codes import fit_normalisation, write_code_shards
 from gancore.data.shards import eval_label, train_shards
 from gancore.eval.evaluate import read_split
-from gancore.runtime import own_train_params, record_stage, run_training, write_curve
+from gancore.stage.runtime import own_train_params, record_stage, run_training, write_curve
 from gancore.tracking.base import Records
 from gancore.training.trainer import RunConfig, Trainer
 from gancore.twostage.archs.codec import CodecDecoder

@@ -6,7 +6,7 @@ it resolves: its run (identity, and the whole train section: length, plumbing, l
 config, or, for stages that hand the validated sections on as they are (shard, evaluate, ...), those
 sections. A declaring stage that resolves the same must be listed in IGNORED_BY with its reason.
 
-Resolved through the functions the stage bodies call (`gancore.runs.*.run_config`, `codec_config`,
+Resolved through the functions the stage bodies call (`gancore.stage.*.run_config`, `codec_config`,
 `gancore.params.select`), on the full comparison's dvc.yaml; nothing trains. A new key that reaches
 nothing fails here until it takes effect, is rejected, or is listed in NO_EFFECT with its reason.
 Not caught: a field a stage hands on (or records in a run identity) that the code then never reads.
@@ -25,17 +25,17 @@ from gancore.compress.codec import build_codec, codec_config
 from gancore.config import TRAINING_LENGTHS, to_dict
 from gancore.errors import ConfigError
 from gancore.params import select, validate
-from gancore.runs import codec as codec_run
-from gancore.runs import decoder as decoder_run
-from gancore.runs import inr as inr_run
-from gancore.runs import method as method_run
-from gancore.training.run import RunConfig
+from gancore.stage import codec as codec_run
+from gancore.stage import decoder as decoder_run
+from gancore.stage import inr as inr_run
+from gancore.stage import method as method_run
+from gancore.training.runconfig import RunConfig
 from gancore.twostage.config import FINE_TUNING_KEYS
 from gancore.twostage.training import DecoderRun
 from pipelines.overrides import LENGTH_KEYS
+from tests.dvc.test_dvc_params import STAGES, _script_params
 from tests.dvcproject import ROOT, full_params
-from tests.test_dvc_params import STAGES, _script_params
-from tests.unit.test_train_sections import OTHER_VALUE
+from tests.test_train_sections import OTHER_VALUE
 
 RAW = full_params()
 """params.yaml, every pipeline selected (`make full`), as dvc.yaml then expands it."""
@@ -138,10 +138,10 @@ NO_EFFECT = {
     "track.enabled": "MLflow logging only: no result depends on it",
     "track.experiment": "the MLflow experiment runs are logged to: no result depends on it",
     "runtime.threads": "torch's CPU threads (run_main): speed, not results",
-    "pipelines.onestage": "which stages dvc.yaml builds (tests/unit/test_config_pipelines.py)",
-    "pipelines.twostage": "which stages dvc.yaml builds (tests/unit/test_config_pipelines.py)",
-    "pipelines.inrpatch": "which stages dvc.yaml builds (tests/unit/test_config_pipelines.py)",
-    "pipelines.evaluate": "which stages dvc.yaml builds (tests/unit/test_config_pipelines.py)",
+    "pipelines.onestage": "which stages dvc.yaml builds (tests/test_config_pipelines.py)",
+    "pipelines.twostage": "which stages dvc.yaml builds (tests/test_config_pipelines.py)",
+    "pipelines.inrpatch": "which stages dvc.yaml builds (tests/test_config_pipelines.py)",
+    "pipelines.evaluate": "which stages dvc.yaml builds (tests/test_config_pipelines.py)",
 }
 
 REJECTED: dict[str, tuple[str | None, str]] = {

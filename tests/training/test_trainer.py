@@ -15,7 +15,7 @@ from gancore.errors import NonFiniteLoss, ResumeMismatch
 from gancore.methods.fastgan import FastGANConfig
 from gancore.registry import get_method
 from gancore.training import checkpoint as ckpt
-from gancore.training.run import WALL_CLOCK_STATE
+from gancore.training.runconfig import WALL_CLOCK_STATE
 from gancore.training.trainer import RunConfig, Trainer, TrainingInterrupted, read_history
 
 RES_PX = 64
