@@ -3,7 +3,7 @@
     python -m benchmarks.pipeline_timings [--since 2026-11-23T18:00]
 
 Every stage logs one MLflow run (tag `dvc_stage`): a training run's span, or for the other stages
-their process's age when they log (`stage_wall_sec`). A resumed training continues its run, so its
+their stage's age when they log (`stage_wall_sec`; gancore/stage/runtime.py stage_start_ms). A resumed training continues its run, so its
 time spans the interruption. Prints a Markdown table in pipeline order.
 """
 

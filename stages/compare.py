@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gancore.compare import alias_reported, write_report
 from gancore.params import load_params
-from gancore.stage.runtime import process_start_ms, run_main, run_tags, stage_parser
+from gancore.stage.runtime import run_main, run_tags, stage_parser, stage_start_ms
 from gancore.tracking.mlflow_tracker import default_tracking_uri
 
 PARAMS = ["track"]
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = default_tracking_uri(Path(args.params).resolve().parent)
     tags = run_tags("compare", p, args.params) if p["track"].enabled else None
     report = write_report(
-        uri, p["track"].experiment, args.out, args.suite, tags, log_start_ms=process_start_ms()
+        uri, p["track"].experiment, args.out, args.suite, tags, log_start_ms=stage_start_ms()
     )
     print(f"[compare] {report}")
     for name, version in alias_reported(uri, args.out).items():

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from gancore.cli import main as cli_main
 from gancore.compare import CompareError, pipeline_rows, write_report
-from gancore.stage.runtime import ledger_metrics, process_start_ms
+from gancore.stage.runtime import ledger_metrics, stage_start_ms
 from gancore.tracking.mlflow_tracker import MlflowTracker
 from gancore.utils.metrics_file import write_metrics
 from stages.compare import main as stage_main
@@ -169,9 +169,9 @@ def test_cli_and_stage(store: str, tmp_path: Path, monkeypatch):
         [client.get_experiment_by_name("exp").experiment_id],
         filter_string="tags.dvc_stage = 'compare'",
     )
-    # The stage's run starts when its process did (here pytest's): its MLflow duration is the
-    # stage's, not the milliseconds of the logging.
-    (run,) = [r for r in runs if r.info.start_time == process_start_ms()]
+    # The stage's run starts when the stage did (its main, or pytest's process when it is the
+    # process's first stage): its MLflow duration is the stage's, not the milliseconds of logging.
+    (run,) = [r for r in runs if r.info.start_time == stage_start_ms()]
     assert run.data.tags["mlflow.source.git.commit"] and run.data.tags["params_hash"]
 
 

@@ -147,8 +147,14 @@ def stop_on_sigterm(stage: str, rerun: str = "rerun the stage (`dvc repro`) to d
     return signal.signal(signal.SIGTERM, handler)
 
 
+_STAGE_STARTS_MS: list[int] = []
+"""When each stage main of this process began (each builds its parser first: stage_parser)."""
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
-    """An argparse parser with the --params argument every stage takes."""
+    """An argparse parser with the --params argument every stage takes (its creation marks the
+    stage's start: stage_start_ms)."""
+    _STAGE_STARTS_MS.append(int(time.time() * 1000))
     parser = ArgParser(description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
     return parser
@@ -197,17 +203,22 @@ def make_tracker(track: TrackParams, params_path: str | Path) -> Tracker:
     )
 
 
-def process_start_ms() -> int:
-    """When this process started (epoch ms): a stage run's start, so its MLflow duration is the
-    stage's."""
+def stage_start_ms() -> int:
+    """When the running stage started (epoch ms), so its MLflow run's duration is the stage's: the
+    process's start for the first stage of a process (imports included: `dvc repro` and the flows
+    run one stage per process), else when its main began (stages run in turn in one process: the
+    study's rows, the tests)."""
+    if len(_STAGE_STARTS_MS) > 1:
+        return _STAGE_STARTS_MS[-1]
     import psutil
 
     return int(psutil.Process().create_time() * 1000)
 
 
-def process_age_sec() -> float:
-    """Seconds since this process started: a stage's wall time when it logs at its end."""
-    return time.time() - process_start_ms() / 1000
+def stage_age_sec() -> float:
+    """Seconds since the running stage started (stage_start_ms): its wall time when it logs at its
+    end."""
+    return time.time() - stage_start_ms() / 1000
 
 
 def declared_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +260,7 @@ def tracked_stage(
     `work` raised."""
     tracker = make_tracker(params["track"], params_path)
     run_id = tracker.start(
-        stage, run_tags(stage, params, params_path, **tags), start_ms=process_start_ms()
+        stage, run_tags(stage, params, params_path, **tags), start_ms=stage_start_ms()
     )
     tracker.log_params({**declared_params(params), **flatten(logged)})
     if shards is not None:
@@ -257,7 +268,7 @@ def tracked_stage(
     status = "FAILED"
     try:
         work(run_id).log_to(tracker)
-        tracker.log_metrics({"stage_wall_sec": process_age_sec()}, step=0)
+        tracker.log_metrics({"stage_wall_sec": stage_age_sec()}, step=0)
         status = "FINISHED"
     finally:
         tracker.close(status)
@@ -321,11 +332,11 @@ def record_evaluation(
     run_id = tracker.start(
         stage,
         run_tags(stage, params, params_path, pipeline=pipeline, parts=",".join(parts), **tags),
-        start_ms=process_start_ms(),
+        start_ms=stage_start_ms(),
     )
     tracker.log_params({**part_params, **declared_params(params)})
     log_shards(tracker, shards, params_path, "evaluation")
-    tracker.log_metrics({**scores, **compute, "stage_wall_sec": process_age_sec()}, step=0)
+    tracker.log_metrics({**scores, **compute, "stage_wall_sec": stage_age_sec()}, step=0)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.log_model(generator, registered_name=pipeline)
@@ -472,7 +483,7 @@ def tracked_fit(
         identity_hash=run.identity_hash(),
         **tags,
     )
-    run_id = tracker.start(stage, tags, old_id, start_ms=process_start_ms())
+    run_id = tracker.start(stage, tags, old_id, start_ms=stage_start_ms())
     if run_id != old_id:
         declared = declared_params(params)
         derived = {
@@ -546,12 +557,12 @@ def record_training(
 def ledger_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The numeric compute-ledger entries of a training summary as MLflow metrics under their names
     in the `--metrics` JSON (`kimg`, `params.G`), plus `gpu_hours` (the device-hours of a CUDA run,
-    else 0) and `stage_wall_sec` (the stage process's age: set-up, training, export); logged at
+    else 0) and `stage_wall_sec` (the stage's age: set-up, training, export); logged at
     step summary["n_img"]."""
     extra = {
         "gpu_hours": summary.get("device_hours", 0.0)
         if str(summary.get("device", "")).startswith("cuda")
         else 0.0,
-        "stage_wall_sec": process_age_sec(),
+        "stage_wall_sec": stage_age_sec(),
     }
     return {k: v for k, v in flatten({**summary, **extra}).items() if is_number(v)}
