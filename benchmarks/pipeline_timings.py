@@ -3,8 +3,9 @@
     python -m benchmarks.pipeline_timings [--since 2026-11-23T18:00]
 
 Every stage logs one MLflow run (tag `dvc_stage`): a training run's span, or for the other stages
-their stage's age when they log (`stage_wall_sec`; gancore/stage/runtime.py stage_start_ms). A resumed training continues its run, so its
-time spans the interruption. Prints a Markdown table in pipeline order.
+their stage's age when they log (`stage_wall_sec`; gancore/stage/runtime.py stage_start_ms). A
+resumed training continues its run, so its time spans the interruption. Prints a Markdown table
+in pipeline order.
 """
 
 from __future__ import annotations
