@@ -10,7 +10,7 @@ The table's columns come from the shared view `gancore ui` also saves
         --pipelines fastgan wavelet --screenshot docs/mlflow_runs.png
 
 Exit 0 when every check passes; otherwise each failed check is printed and the exit status is 1.
-Needs `apt-get install chromium` (not on CI: tests/test_mlflow_browser.py skips without it).
+Needs `apt-get install chromium`; not part of the suite (CI has no browser).
 """
 
 from __future__ import annotations
