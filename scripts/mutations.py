@@ -37,6 +37,7 @@ TESTS = (
     "tests/stage/test_stages_e2e.py::test_the_exported_generator_is_the_last_checkpoints_g_ema",
     "tests/data/test_data_shards.py::test_training_stages_read_exactly_the_train_split",
     "tests/training/test_resume_streams.py",
+    "tests/eval/test_quality_curve.py",
 )
 """Test paths run against every mutation (the method, component and learnability tests, the stage
 export's, the training split's and the resume of several streams)."""
@@ -86,7 +87,7 @@ MUTATIONS = (
         "fastgan_clean_reals",
         "FastGAN: DiffAugment dropped on the real images only",
         "gancore/methods/fastgan/loss.py",
-        "real_big = diff_augment(real, self.policy)",
+        "real_big = self._augment(real)",
         "real_big = real",
     ),
     Mutation(
@@ -156,22 +157,22 @@ MUTATIONS = (
         "PixelFolder, CIPS: the spec builds the loss without lazy R1's x r1_interval "
         "(StyleGAN2Loss called directly keeps it)",
         "gancore/methods/stylegan2_family.py",
-        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
-        'return StyleGAN2Loss(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+        'nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval, build_ada(cfg.ada)\n        )',
+        'nets["G"], nets["D"], cfg.r1_gamma, 1, build_ada(cfg.ada)\n        )',
     ),
     Mutation(
         "inrpatch_r1_lazy_factor_dropped",
         "patch INR: its loss built without lazy R1's x r1_interval",
         "gancore/methods/inrpatch/loss.py",
-        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval)',
-        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, 1)',
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, cfg.r1_interval, build_ada(cfg.ada))',
+        'super().__init__(nets["G"], nets["D"], cfg.r1_gamma, 1, build_ada(cfg.ada))',
     ),
     Mutation(
         "fastgan_reals_first_op_only",
         "FastGAN: reals get only the first op of the DiffAugment policy, fakes all of it (a "
         "one-op policy cannot tell)",
         "gancore/methods/fastgan/loss.py",
-        "real_big = diff_augment(real, self.policy)",
+        "real_big = self._augment(real)",
         'real_big = diff_augment(real, self.policy.split(",")[0])',
     ),
     Mutation(
@@ -202,8 +203,8 @@ MUTATIONS = (
         "data split: the shards every training stage reads (train_shards) include the eval split "
         "(shard_paths of one split stays right)",
         "gancore/data/shards.py",
-        'for s in manifest["shards"]["train"]]',
-        'for s in manifest["shards"]["train"] + manifest["shards"]["eval"]]',
+        'paths = shard_paths(shard_dir, "train")\n',
+        'paths = shard_paths(shard_dir, "train") + shard_paths(shard_dir, "eval")\n',
     ),
     Mutation(
         "unet_decoder_hv_exchanged_target",
@@ -211,6 +212,22 @@ MUTATIONS = (
         "gancore/twostage/archs/unet.py",
         "losses.append(distance(self._details(step, low) / gain, target / gain))",
         "losses.append(distance(self._details(step, low) / gain, target[:, :, [1, 0, 2]] / gain))",
+    ),
+    Mutation(
+        "curve_scores_g_not_g_ema",
+        "in-training curve: the Trainer's points score G, not G_ema (the point's own code, called "
+        "with G_ema, stays right)",
+        "gancore/eval/curve.py",
+        "self._add(trainer, trainer.G_ema, n_img, flops, trainer.state.train_sec)",
+        'self._add(trainer, trainer.nets["G"], n_img, flops, trainer.state.train_sec)',
+    ),
+    Mutation(
+        "curve_scores_g_ema_unrecalibrated",
+        "in-training curve: points score G_ema without the export's BatchNorm recalibration (the "
+        "curve's last point is not the network evaluate scores)",
+        "gancore/eval/curve.py",
+        "G = exported_copy(G, trainer.run.train.bn_recalibration_batches, trainer.run.base.seed)",
+        "G = exported_copy(G, 0, trainer.run.base.seed)",
     ),
 )
 

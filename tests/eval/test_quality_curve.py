@@ -19,7 +19,8 @@ from tiny import (
     tiny_params,
 )
 
-from gancore.eval.curve import METRIC, QualityCurve, read_curve, write_curve_csv
+from gancore.artifacts import exported_copy
+from gancore.eval.curve import METRIC, QualityCurve, kid_point, read_curve, write_curve_csv
 
 
 def _argv(params, tmp):
@@ -101,3 +102,24 @@ def test_scoring_leaves_training_alone_and_a_resume_cuts_the_curve(tmp_path_fact
     after = read_curve(curve.rows_path)
     assert [r["kimg"] for r in after] == [0, 0.002, 0.004, 0.006, 0.008, 0.010, 0.012]
     assert 123.0 not in [r["kid_el0"] for r in after]
+
+
+def test_each_point_scores_g_ema_as_the_stage_exports_it(tmp_path_factory, tmp_path):
+    """Through the Trainer: the last point is KID-EL0 of G_ema with BatchNorm recalibrated (what
+    the stage exports and evaluate scores), not of G or an unrecalibrated G_ema."""
+    shards = smooth_image_shards(tmp_path_factory, 8, 64, seed=0, eval_fraction=0.25)
+    ref = np.random.default_rng(1).normal(size=(16, 1280)).astype(np.float32)
+    curve = QualityCurve(0.002, ref, 6, 0, tmp_path / "curve.csv", kid_subsets=2)
+    with one_thread():
+        trainer = tiny_fastgan_trainer(shards, tmp_path / "ckpt", 3, [curve])
+        trainer.fit()
+        run = trainer.run
+        exported = exported_copy(trainer.G_ema, run.train.bn_recalibration_batches, run.base.seed)
+        expected, el0 = kid_point(exported, ref, 6, 0, 2, 50)
+        others = [
+            kid_point(exported_copy(G, 0, run.base.seed), ref, 6, 0, 2, 50, el0)[0]
+            for G in (trainer.G_ema, trainer.nets["G"])
+        ]
+    (last,) = [r for r in read_curve(curve.rows_path) if r["kimg"] == 0.006]
+    assert last["kid_el0"] == expected
+    assert expected not in others  # the check can tell them apart
