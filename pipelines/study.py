@@ -270,9 +270,15 @@ def _flops(metrics: dict[str, Any]) -> float:
 
 
 def build_row(
-    plan: dict[str, Any], row: Row, work: Path, out: dict[str, Any], wall_sec: float
+    plan: dict[str, Any],
+    row: Row,
+    work: Path,
+    out: dict[str, Any],
+    wall_sec: float,
+    resumed: bool = False,
 ) -> dict[str, Any]:
-    """The row's record: its data set, curve, final scores, counted FLOPs and wall time."""
+    """The row's record: its data set, curve, final scores, counted FLOPs and wall time (of this
+    process: a `resumed` row, one whose stages an earlier, stopped process began, took longer)."""
     parts = {p.stem: read_metrics(p) for p in out["parts"] if p.is_file()}
     scores = read_metrics(out["dir"] / "metrics" / row.pipeline / "eval.json")
     shards = read_json_object(work / "shards" / "manifest.json")
@@ -295,6 +301,7 @@ def build_row(
         "flops": sum(_flops(m) for m in parts.values()),
         "parts": {k: {"flops": _flops(m), "kimg": m.get("kimg")} for k, m in parts.items()},
         "wall_sec": wall_sec,
+        "resumed": resumed,
         "threads": 1,
         "load_avg_1min_end": os.getloadavg()[0],
         "commit": _commit(),
@@ -324,9 +331,10 @@ def run_row(plan: dict[str, Any], row: Row, profile: str | None = None) -> Path:
     data = data_folder(plan, row.resolution)
     params = work / f"params-{row.name}.yaml"
     params.write_text(yaml.safe_dump(row_params(plan, row, data, profile)))
+    resumed = (work / row.name).exists()  # an earlier process began its stages
     t0 = time.perf_counter()
     out = run_stages(plan, row, params, work)
-    record = build_row(plan, row, work, out, time.perf_counter() - t0)
+    record = build_row(plan, row, work, out, time.perf_counter() - t0, resumed)
     path = row_path(plan, row)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, record)

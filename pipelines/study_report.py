@@ -36,8 +36,16 @@ def pipeline_row(row: dict[str, Any]) -> PipelineRow:
         protocol={**row["protocol"], "data": row["dataset"].get("shard_fingerprint")},
         resolution=row["resolution"],
         curve=[(p["flops"], p["kid_el0"]) for p in row["curve"]],
-        device_hours=row["wall_sec"] / 3600,
+        device_hours=math.nan if resumed(row) else row["wall_sec"] / 3600,
     )
+
+
+def resumed(row: dict[str, Any]) -> bool:
+    """Whether the row's run was cut and resumed in a later process (a study stopped and restarted),
+    so its recorded wall time (the last process's) is not the row's: as the row says (`resumed`),
+    or, in rows recorded before it said so, when its training steps alone took longer than that
+    wall time."""
+    return bool(row.get("resumed")) or row["curve"][-1]["train_sec"] > row["wall_sec"]
 
 
 def _mean_std(values: list[float], digits: int = 3) -> str:
@@ -59,10 +67,19 @@ def summary_table(groups: dict[str, list[PipelineRow]]) -> str:
             f"| {name} | {len(rows)} | {_mean_std([r.scores['kid_el0'] for r in rows])} | "
             f"{_mean_std([r.scores.get('swd_mean', math.nan) for r in rows], 0)} | "
             f"{sum(r.flops for r in rows) / len(rows) / 1e12:.2f} | {rows[0].kimg_shown:g} | "
-            f"{sum(r.device_hours for r in rows) / len(rows) * 60:.1f} | "
+            f"{_wall_min(rows)} | "
             f"{min(len(r.curve) for r in rows)} |"
         )
     return "\n".join(lines)
+
+
+def _wall_min(rows: list[PipelineRow]) -> str:
+    """Mean wall minutes over the rows that ran in one go (a resumed row's wall is not measured)."""
+    walls = [r.device_hours * 60 for r in rows if not math.isnan(r.device_hours)]
+    if not walls:
+        return "– (resumed: not measured)"
+    mean = f"{sum(walls) / len(walls):.1f}"
+    return mean if len(walls) == len(rows) else f"{mean} ({len(walls)} of {len(rows)}; resumed)"
 
 
 def plot_curves(groups: dict[str, list[PipelineRow]], path: Path, title: str) -> Path:

@@ -78,6 +78,8 @@ def test_a_study_with_one_row_missing_runs_exactly_that_row(plan: dict, capsys):
     assert row["dataset"]["counts"]["n_train"] + row["dataset"]["counts"]["n_eval"] == 40
     assert 0 < row["scores"]["kid_el0"] < 5 and row["scores"]["swd_mean"] > 0
     assert row["protocol"]["n_gen"] == 16
+    # ran in one go: its wall time is the row's (and covers its training steps)
+    assert row["resumed"] is False and row["wall_sec"] > row["curve"][-1]["train_sec"]
     assert study.missing_rows(plan) == []
     assert study.run(plan, jobs=2) == 0  # nothing left: nothing runs
     assert "0 of 2 rows to run" in capsys.readouterr().out
