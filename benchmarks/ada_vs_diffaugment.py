@@ -18,7 +18,6 @@ benchmarks/results/ada_vs_diffaugment.json and prints the docs/benchmarks.md sec
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -43,6 +42,7 @@ from gancore.nn.batchnorm import recalibrate_batchnorm
 from gancore.registry import get_method
 from gancore.sampling import sample
 from gancore.training.trainer import RunConfig, Trainer
+from gancore.utils.fsio import atomic_write_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 METRICS = ("kid_el0", "fd_el0_{n_gen}", "swd_mean")
@@ -198,13 +198,14 @@ def main() -> None:
         work = Path(tmp)
         shards = few_shot_shards(Path(args.images), args.n_images, args.resolution, work)
         build_reference(shards, work / "ref", inception_weights="")
-        for name, cfg in configs.items():
-            kimg = budget / per_img[name] / 1000
-            results["variants"][name] = [
-                train_and_score(cfg, args, seed, kimg, work) for seed in args.seeds
-            ]
-            print(f"{name}: done ({kimg:g} kimg per seed)", flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+        # seed by seed, both variants each: a stopped run keeps what it finished, paired
+        for seed in args.seeds:
+            for name, cfg in configs.items():
+                kimg = budget / per_img[name] / 1000
+                row = train_and_score(cfg, args, seed, kimg, work)
+                results["variants"].setdefault(name, []).append(row)
+                atomic_write_json(args.out, results)
+                print(f"{name}, seed {seed}: {kimg:g} kimg, {row['scores']}", flush=True)
     print(section(results))
 
 
