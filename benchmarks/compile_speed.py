@@ -33,7 +33,7 @@ from gancore.training.trainer import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "compile_speed.json"
-METHODS = ("fastgan", "pixelfolder", "cips")
+METHODS = ("fastgan", "pixelfolder", "cips", "inrpatch")
 CHECK_STEPS = 4
 """Steps from the same weights and draws before the weights are compared (lazy R1 at step 0)."""
 WARMUP_STEPS = 6
@@ -153,9 +153,9 @@ def section(results: dict) -> str:
         "reorders float arithmetic; `fallback_random` keeps eager's draws: with `--backend "
         "aot_eager` FastGAN's difference is 0). Differences of the order of lr per step are likely "
         "Adam's normalised update acting on rounding in near-zero gradients; either way inductor "
-        "runs are their own run identity (train.compile is part of it).\n\n"
-        + markdown_table(head, rows)
-        + "\n"
+        "runs are their own run identity (train.compile is part of it). inrpatch runs its stage 1 "
+        "(method.inrpatch.stage default: the whole image at patch_px; res is base.resolution, "
+        "its last stage's).\n\n" + markdown_table(head, rows) + "\n"
     )
 
 
