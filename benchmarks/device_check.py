@@ -18,16 +18,17 @@ each method's official batch. Parts, in order, each recorded in the results JSON
   (benchmarks.inr_patch, one child process per config).
 - data: the shard loader's decode rate (train.plumbing.decode_threads) against the fastest training
   step's demand at the same resolution.
-- compile: FastGAN's step eager, with channels_last, with nn.Module.compile (compiles only each
-  network's `__call__`) and with the loss compiled (torch.compile of the phase loss the step calls:
-  every network entry point the method uses, e.g. FastGAN's `G.forward_pair` and
-  `D.forward_real`, with their hooks, DiffAugment and the loss arithmetic; backward and the
-  optimizer stay outside).
+- compile: FastGAN's step eager, with channels_last, and compiled as training compiles it
+  (`train.compile`, gancore/training/compile.py: every phase's loss as the step calls it, so every
+  network entry point the method uses, e.g. FastGAN's `G.forward_pair` and `D.forward_real`, with
+  DiffAugment and the loss arithmetic; backward, optimizer and EMA stay eager), with its compile
+  seconds. `nn.Module.compile()` is not a row: it compiles only each network's `__call__` and
+  crashed FastGAN's first backward on its BatchNorm statistics (issue 33).
 
 Every row runs under its own time budget (BUDGET_SEC, per part): a row that raises or runs past it
 is recorded with `failed` (the error's first line) and the check goes on with the next row; the
 exit status is 1 when any row failed. --tiny compiles with the aot_eager backend: AOT autograd's
-functionalisation, where in-place buffer updates break (issue 33), without inductor's code
+functionalisation, where in-place buffer updates broke (issue 33), without inductor's code
 generation, so the suite's CPU run catches such a crash in seconds.
 
 Numbers are the machine's; nothing is asserted about speed.
@@ -229,12 +230,23 @@ def method_train(params: Path, method: str) -> tuple[Any, dict]:
 
 
 def make_trainer(
-    params: Path, method: str, resolution: int, precision: str, batch: int | None = None
+    params: Path,
+    method: str,
+    resolution: int,
+    precision: str,
+    batch: int | None = None,
+    compile_backend: str = "eager",
 ) -> TimedStep:
     """A train step built as the train stage builds it, at `precision` and `batch` (None: its
-    own)."""
+    own), compiled by `compile_backend` (train.compile)."""
     train, p = method_train(params, method)
-    train = replace(train, mixed_precision=precision, batch=batch or train.batch, grad_accum=1)
+    train = replace(
+        train,
+        mixed_precision=precision,
+        batch=batch or train.batch,
+        grad_accum=1,
+        compile=compile_backend,
+    )
     run = RunConfig(
         method,
         p[f"method.{method}"],
@@ -393,46 +405,38 @@ COMPILE_METHOD = "fastgan"
 """The method the compile rows train (the one issue 33 measured; at --tiny its smallest size)."""
 
 
-def _compile_networks(trainer: TimedStep, backend: str) -> None:
-    for net in trainer.nets.values():
-        net.compile(backend=backend)
-
-
-def _compile_loss(trainer: TimedStep, backend: str) -> None:
-    # The step calls step.loss(phase, real): compiling it compiles what the method calls.
-    trainer.step.loss = torch.compile(trainer.step.loss, backend=backend)
-
-
-COMPILE_VARIANTS: dict[str, tuple[torch.memory_format, Callable[[TimedStep, str], None] | None]] = {
-    "eager": (torch.contiguous_format, None),
-    "channels_last": (torch.channels_last, None),
-    "compile nn.Module": (torch.contiguous_format, _compile_networks),
-    "compile loss": (torch.contiguous_format, _compile_loss),
+COMPILE_VARIANTS: dict[str, tuple[torch.memory_format, bool]] = {
+    "eager": (torch.contiguous_format, False),
+    "channels_last": (torch.channels_last, False),
+    "compile": (torch.contiguous_format, True),
 }
-"""Name -> (memory format of networks and inputs, how the trainer is compiled)."""
+"""Name -> (memory format of networks and inputs, whether the step is compiled: train.compile set
+to the check's backend)."""
 
 
 def compile_row(params: Path, resolution: int, steps: int, variant: str, backend: str) -> dict:
     """COMPILE_METHOD's train_step img/s with one COMPILE_VARIANTS variant, set-up and warm-up
-    (compilation included) time, and the graphs dynamo compiled. FastGAN's D specialises on the
-    random reconstruction quadrant (an int), so up to four forward_real graphs appear as the
-    quadrants come up: a timed step may still compile one. Raises whatever the variant raises."""
-    memory_format, compile_with = COMPILE_VARIANTS[variant]
+    (compilation included) time, the seconds spent compiling and the graphs dynamo compiled.
+    FastGAN's D specialises on the random reconstruction quadrant (an int), so up to four
+    forward_real graphs appear as the quadrants come up: a timed step may still compile one.
+    Raises whatever the variant raises."""
+    memory_format, compiled = COMPILE_VARIANTS[variant]
     counters = torch._dynamo.utils.counters
     counters.clear()
     t0 = time.perf_counter()
-    trainer = make_trainer(params, COMPILE_METHOD, resolution, "off")
+    trainer = make_trainer(
+        params, COMPILE_METHOD, resolution, "off", compile_backend=backend if compiled else "eager"
+    )
     try:
         for net in trainer.nets.values():
             net.to(memory_format=memory_format)
-        if compile_with:
-            compile_with(trainer, backend)
         rate = _variant_rate(trainer, steps, memory_format)
     finally:  # compiled code and guards of this variant must not leak into the next
         torch._dynamo.reset()
     return {
         "img_per_sec": round(rate, 2),
         "setup_sec": round(time.perf_counter() - t0, 1),
+        "compile_sec": round(trainer.step.compile_sec, 1),
         "graphs": counters["stats"]["unique_graphs"],
     }
 
@@ -708,7 +712,7 @@ def section(results: dict) -> str:
     )
     lines += ["", "### torch.compile and channels_last (FastGAN train_step, fp32)", ""]
     lines += _table(
-        ["variant", "backend", "img/s", "vs eager", "set-up s", "graphs", "row s", ""],
+        ["variant", "backend", "img/s", "vs eager", "set-up s", "compile s", "graphs", "row s", ""],
         [
             [
                 c["variant"],
@@ -716,6 +720,7 @@ def section(results: dict) -> str:
                 c.get("img_per_sec"),
                 c.get("vs_eager"),
                 c.get("setup_sec"),
+                c.get("compile_sec"),
                 c.get("graphs"),
                 c.get("row_sec"),
                 _note(c),

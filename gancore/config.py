@@ -517,6 +517,14 @@ class TrainParams:
     generator."""
     grad_accum: int = 1
     """Micro-batches per step on each rank (gradients summed); `batch` stays the global batch."""
+    compile: Literal["eager", "inductor", "aot_eager"] = dataclasses.field(
+        default_factory=lambda: "eager", metadata=OMIT_DEFAULT
+    )
+    """torch.compile of every phase of the step (the method's loss as the step calls it: every
+    network entry point it uses, lazy R1's input gradient included; backward, optimizer and EMA
+    stay eager), by backend: eager = not compiled; inductor = generated kernels (the GPU's; within
+    float rounding of eager); aot_eager = traced and functionalised without code generation (the
+    tests'; eager's numbers). In the run identity unless eager (gancore/training/compile.py)."""
     plumbing: PlumbingParams = dataclasses.field(default_factory=PlumbingParams)
     """Checkpointing, logging, device and data reading: out of the run identity."""
     launch: LaunchParams = dataclasses.field(default_factory=LaunchParams)

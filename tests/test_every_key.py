@@ -65,6 +65,7 @@ CHANGE_TO: dict[str, list[Any]] = {
     **{name: [value] for name, value in OTHER_VALUE.items()},
     "batch": [OTHER_VALUE["batch"], 8],
     "seed": [1],
+    "compile": ["inductor"],
     "resolution": [256],
     "n_img": [640],
     "side_px": [64],

@@ -30,6 +30,7 @@ OTHER_VALUE = {
     "xflip": False,
     "bn_recalibration_batches": 0,
     "grad_accum": 2,
+    "compile": "inductor",
     "ckpt_every_kimg": 0.5,
     "keep_latest_k": 7,
     "log_every_steps": 1,

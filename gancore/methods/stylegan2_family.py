@@ -133,7 +133,17 @@ def r1_penalty(
     D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean over the batch of ||dD(x)/dx||^2, logits) on real images, graph kept for backward (D:
-    the discriminator, or what D sees of x, e.g. D of the augmented x)."""
+    the discriminator, or what D sees of x, e.g. D of the augmented x).
+
+    Under torch.compile (train.compile) the input gradient is taken with torch.func.vjp, which the
+    compiler traces into the phase's graph so that the outer backward differentiates it: a compiled
+    graph's own backward cannot be differentiated again (autograd.grad with create_graph=True on it
+    fails at the outer backward). Eager keeps autograd.grad; both give the same numbers
+    (tests/methods/test_compile.py)."""
+    if torch.compiler.is_compiling():
+        logits, vjp = torch.func.vjp(D, real.detach())
+        (grad,) = vjp(torch.ones_like(logits))
+        return grad.float().square().flatten(1).sum(dim=1).mean(), logits
     real = real.detach().requires_grad_(True)
     logits = D(real)
     (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)

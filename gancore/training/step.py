@@ -20,8 +20,9 @@ from torch import nn
 
 from gancore.training import distributed
 from gancore.training.checkpoint import require_plain
+from gancore.training.compile import compile_seconds, compiled_loss, fresh_buffers
 from gancore.training.ema import ema_beta_at, update_ema
-from gancore.training.flops import PhaseFlops
+from gancore.training.flops import FlopCount, PhaseFlops
 from gancore.training.runconfig import RunConfig, autocast_dtype
 from gancore.training.spec import TrainingSpec
 from gancore.training.streams import MicroBatches
@@ -77,6 +78,13 @@ class TrainStep:
         """Counted FLOPs of one run of each phase on this rank (gancore/training/flops.py)."""
         self.step_flops = 0
         """Counted FLOPs of the last step's phases on this rank."""
+        self.compiled = run.train.compile != "eager"
+        self.compile_sec = 0.0
+        """Wall seconds this process spent compiling the step (train.compile; 0 when eager)."""
+        if self.compiled:
+            # Counted before compiling: under FlopCount's dispatch mode dynamo runs a phase eager.
+            self.flops.per_run = self._phase_flops_on_copies()
+            self.loss = compiled_loss(self.loss, run.train.compile)
         fp16 = self.amp_dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=fp16) for k in self.opts}
 
@@ -131,6 +139,7 @@ class TrainStep:
         real = [real] if isinstance(real, torch.Tensor) else real
         stats: dict[str, torch.Tensor] = {}
         self.step_flops = 0
+        compile_before = compile_seconds() if self.compiled else 0.0
         self.micro.start()
         for phase in self.phases:
             if not phase.due(step, n_img):
@@ -149,6 +158,8 @@ class TrainStep:
             stats[f"loss/{phase.name}"] = loss
             stats.update({f"{phase.name}/{k}": v for k, v in phase_stats.items()})
         self.micro.end()
+        if self.compiled:
+            self.compile_sec += compile_seconds() - compile_before
         return stats
 
     def _autocast(self) -> Any:
@@ -164,12 +175,37 @@ class TrainStep:
         total: dict[str, torch.Tensor] = {}
         for k, micro in zip(self.micro.ids, real):
             with self.micro.use(k), self._autocast():
+                if self.compiled:  # no tensor an earlier phase's graph saved is written again
+                    fresh_buffers(self.nets.values())
                 loss, stats = self.loss(phase, micro)
             scaler.scale(loss / n).backward()
             for key, v in {"": loss, **stats}.items():
                 share = v.detach().float() / n
                 total[key] = total[key] + share if key in total else share
         return total.pop(""), total
+
+    def _phase_flops_on_copies(self) -> dict[str, int]:
+        """FLOPs of one run of each phase on this rank, counted eagerly on copies of the networks
+        and a loss built over them, random streams forked: the compiled step cannot be counted as
+        it runs (under FlopCount's dispatch mode dynamo would run the phase eager, and a resumed
+        run's first step would then differ from an uninterrupted run's). Counts depend on shapes
+        only."""
+        res = self.run.base.resolution
+        nets = {k: copy.deepcopy(v) for k, v in self.nets.items()}
+        loss = self.spec.build_loss(self.run.method_cfg, nets, res)
+        n, micro_batch = self.run.n_streams, self.run.train.batch // self.run.n_streams
+        reals = [torch.zeros(micro_batch, 3, res, res, device=self.device) for _ in self.micro.ids]
+        counts: dict[str, int] = {}
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            for phase in self.phases:
+                with FlopCount() as counter:
+                    for real in reals:
+                        with self._autocast():
+                            value, _ = loss(phase.name, real)
+                        (value / n).backward()
+                counts[phase.name] = counter.total
+        return counts
 
     def sum_over_ranks(
         self, stats: dict[str, torch.Tensor], extra: list[float]

@@ -33,4 +33,11 @@ def summary(trainer: Trainer, resumed: bool) -> dict[str, Any]:
         "resumed": resumed,
         "skipped_samples": trainer.n_skipped(),
         "mixed_precision": str(step.amp_dtype).replace("torch.", "") if step.amp_dtype else "off",
+        # train.compile (absent when eager): seconds this process compiled (a resume compiles anew,
+        # from inductor's cache where it can)
+        **(
+            {"compile": trainer.run.train.compile, "compile_sec": round(step.compile_sec, 2)}
+            if step.compiled
+            else {}
+        ),
     }

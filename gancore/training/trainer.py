@@ -159,7 +159,15 @@ class Trainer:
             FloatingPointError: a phase loss was NaN/inf on any rank (handled with a rollback).
         """
         s = self.state
+        compiled_before = self.step.compile_sec
         stats = self.step.backward_phases(real, s.step, s.n_img)
+        if self.step.compile_sec > compiled_before and self.world.is_main:
+            print(
+                f"[gancore] train.compile {self.run.train.compile}: step {s.step} compiled for "
+                f"{self.step.compile_sec - compiled_before:.1f} s "
+                f"({self.step.compile_sec:.1f} s in this process)",
+                flush=True,
+            )
         s.flops += self.step.step_flops
         stats, (stop, skipped) = self.step.sum_over_ranks(
             stats, [float(self.sigterm.requested), float(self.data.n_skipped())]

@@ -121,15 +121,31 @@ class FastGANLoss:
         Returns:
             (scalar loss, {name: detached scalar}).
         """
-        if phase == "D":
-            if self._last_phase != "D":
-                self._fakes.clear()
-            self._last_phase = phase
-            return self._d_loss(real)
-        if phase == "G":
-            self._last_phase = phase
-            return self._g_loss(real)
-        raise ValueError(f"unknown phase {phase!r}; FastGAN has 'D' and 'G'")
+        if phase not in ("D", "G"):
+            raise ValueError(f"unknown phase {phase!r}; FastGAN has 'D' and 'G'")
+        self._enter(phase)
+        return self._d_loss(real) if phase == "D" else self._g_loss(real)
+
+    # The bookkeeping of the kept fakes runs eager under train.compile (torch.compiler.disable: a
+    # plain call in eager): compiled, the tensors' ids and the last phase would become guards, and
+    # every new batch a recompilation.
+
+    @torch.compiler.disable
+    def _enter(self, phase: str) -> None:
+        """A D phase after a G phase starts a new step: the fakes kept so far are dropped."""
+        if phase == "D" and self._last_phase != "D":
+            self._fakes.clear()
+        self._last_phase = phase
+
+    @torch.compiler.disable
+    def _keep_fakes(self, real: torch.Tensor, fakes: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self._fakes[id(real)] = (real, fakes)
+
+    @torch.compiler.disable
+    def _kept_fakes(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fakes a D phase of this step kept for this very `real` tensor (None: none)."""
+        kept_real, fakes = self._fakes.pop(id(real), (None, None))
+        return fakes if kept_real is real else None  # no D phase on it (or a reused id)
 
     def _augmented_fakes(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """G's (big, small) for z ~ N(0, I), each augmented with its own draw (as official)."""
@@ -144,7 +160,7 @@ class FastGANLoss:
     def _d_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # One G forward per step, with grad: D trains on it detached, the G phase reuses it.
         fakes = self._augmented_fakes(real.shape[0], real.device)
-        self._fakes[id(real)] = (real, fakes)
+        self._keep_fakes(real, fakes)
         # The real small view is the augmented real resized, so it shares the big view's draw; the
         # decoders reconstruct the augmented real too (official train.py).
         real_big = self._augment(real)
@@ -170,8 +186,8 @@ class FastGANLoss:
         return loss, {k: v.detach() for k, v in stats.items()}
 
     def _g_loss(self, real: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        kept_real, fakes = self._fakes.pop(id(real), (None, None))
-        if kept_real is not real:  # no D phase on this batch this step (or a reused id)
+        fakes = self._kept_fakes(real)
+        if fakes is None:
             fakes = self._augmented_fakes(real.shape[0], real.device)
         # D's weights need no gradient here; skipping them saves a third of D's backward.
         with _no_param_grads(self.D):
