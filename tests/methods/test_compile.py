@@ -15,7 +15,6 @@ import torch
 import torch._dynamo
 from tiny import one_thread, smooth_image_shards, tiny_train_params
 
-from benchmarks.learnability import TINY_OVERRIDES
 from gancore.config import BaseParams, build_dataclass
 from gancore.registry import get_method, list_methods
 from gancore.training.checkpoint import checkpoint_step, list_checkpoints
@@ -37,7 +36,7 @@ def shards(tmp_path_factory):
 
 def _run(name: str, compile_mode: str) -> RunConfig:
     spec = get_method(name)
-    overrides = dict(TINY_OVERRIDES.get(name, {}))
+    overrides = dict(spec.tiny)
     if "r1_interval" in {f.name for f in dataclasses.fields(spec.config_cls)}:
         overrides["r1_interval"] = 1  # lazy R1 at every step: in both halves of the resume
     cfg = build_dataclass(spec.config_cls, overrides, f"method.{name}")
