@@ -84,10 +84,18 @@ def _argv(tmp: Path, params: Path, name: str) -> list[str]:
     ]
 
 
-def _stage(argv: list[str], module: str = "stages.train", stderr: int = subprocess.STDOUT):
-    """The stage `module` as a process, its stdout piped (stderr into it, unless `stderr`)."""
+def _stage(
+    argv: list[str],
+    module: str = "stages.train",
+    stderr: int = subprocess.STDOUT,
+    store: Path | None = None,
+):
+    """The stage `module` as a process, its stdout piped (stderr into it, unless `stderr`), its
+    MLflow store the project's or `store` (an sqlite file of its own)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if store is not None:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
     return subprocess.Popen(
         [sys.executable, "-m", module, *argv],
         cwd=ROOT,
@@ -172,7 +180,8 @@ def _metric_history(tmp: Path, name: str) -> dict[str, list[tuple[int, float]]]:
 
 def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_data):
     tmp, params = stage_data
-    proc = _stage(_argv(tmp, params, "term"))
+    store = tmp / "term_mlflow.db"  # this stage's runs alone
+    proc = _stage(_argv(tmp, params, "term"), store=store)
     _wait_for_checkpoint_past_start(proc, tmp / "ckpt/term")
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
@@ -182,10 +191,10 @@ def test_sigterm_saves_closes_the_mlflow_run_as_killed_and_exits_non_zero(stage_
     run_id = yaml.safe_load((run_dir / "mlflow_run.json").read_text())["run_id"]
     stopped_at = ckpt.load_latest(run_dir).state["train_state"]["step"]
     assert 0 < stopped_at < 10
-    with sqlite3.connect(tmp / "mlflow.db") as db:
+    # every run this stage opened: its one run, closed as KILLED (none left RUNNING)
+    with sqlite3.connect(store) as db:
         status = dict(db.execute("SELECT run_uuid, status FROM runs").fetchall())
-    assert status[run_id] == "KILLED"
-    assert "RUNNING" not in status.values()
+    assert status == {run_id: "KILLED"}
 
 
 def test_sigterm_in_a_stage_without_training_says_so_and_leaves_no_output(stage_data):
